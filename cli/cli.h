@@ -1,0 +1,35 @@
+/* The sprig command-line program: one file per subcommand, sharing the
+ * request-parsing helpers below. Each cmd_* returns the process exit code. */
+#ifndef SP_CLI_H
+#define SP_CLI_H
+
+#include "sprig.h"
+
+int cmd_gen(int argc, char **argv);
+int cmd_compile(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_families(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+
+/* Options shared by every command that names a kernel. */
+typedef struct cli_kernel_args {
+    const char *family;
+    const char *model;      /* --model NAME: fills d and f */
+    int d, f, batch, g;
+    const char *dtype;
+    char params[1024];      /* accumulated --param k=v, comma separated */
+    const char *template_dir;
+} cli_kernel_args;
+
+void cli_kernel_args_init(cli_kernel_args *a);
+/* Consumes one kernel option at argv[*i] (advancing *i past its value).
+ * Returns 1 if consumed, 0 if not a kernel option, -1 on a malformed value
+ * (after printing the reason). */
+int cli_kernel_arg(cli_kernel_args *a, int argc, char **argv, int *i);
+/* Fills d and f from --model via the generator; prints and returns nonzero on error. */
+int cli_resolve_model(sprig_gen *gen, cli_kernel_args *a);
+extern const char *const cli_kernel_args_help;
+
+/* Prints "sprig: <what>: <status name>: <last error>" to stderr, returns 1. */
+int cli_error(const char *what, sprig_status s);
+#endif

@@ -1,0 +1,109 @@
+/* Parsing of the options that name one kernel, shared by gen, compile, tune. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+
+const char *const cli_kernel_args_help =
+    "  --family NAME       kernel family (sprig families lists them)\n"
+    "  --model NAME        named shape, e.g. llama2-7b (sprig models lists them)\n"
+    "  --shape D,F         model width and MLP width, multiples of 8\n"
+    "  --dtype fp16|bf16   operand type (default fp16)\n"
+    "  --batch N           tokens per call, 1..64 (default 1)\n"
+    "  --g N               neurons per expert: 1, 16, 32, 64, 128 (default 32)\n"
+    "  --param K=V         a family parameter; repeat for several (default: the family's)\n"
+    "  --template-dir DIR  render templates from DIR instead of the embedded ones\n";
+
+void cli_kernel_args_init(cli_kernel_args *a) {
+    memset(a, 0, sizeof *a);
+    a->dtype = "fp16";
+    a->batch = 1;
+    a->g = 32;
+}
+
+static int parse_int(const char *opt, const char *text, int *out) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < -2147483647L || v > 2147483647L) {
+        fprintf(stderr, "sprig: %s expects an integer, got '%s'\n", opt, text);
+        return -1;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+int cli_kernel_arg(cli_kernel_args *a, int argc, char **argv, int *i) {
+    const char *opt = argv[*i];
+    static const char *const with_value[] = {"--family", "--model", "--shape", "--dtype", "--batch",
+                                             "--g", "--param", "--template-dir"};
+    int known = 0;
+    for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; ++k) known |= !strcmp(opt, with_value[k]);
+    if (!known) return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "sprig: %s needs a value\n", opt);
+        return -1;
+    }
+    const char *val = argv[++*i];
+    if (!strcmp(opt, "--family")) a->family = val;
+    else if (!strcmp(opt, "--model")) a->model = val;
+    else if (!strcmp(opt, "--dtype")) a->dtype = val;
+    else if (!strcmp(opt, "--template-dir")) a->template_dir = val;
+    else if (!strcmp(opt, "--batch")) return parse_int(opt, val, &a->batch);
+    else if (!strcmp(opt, "--g")) return parse_int(opt, val, &a->g);
+    else if (!strcmp(opt, "--shape")) {
+        char extra;
+        if (sscanf(val, "%d,%d%c", &a->d, &a->f, &extra) != 2) {
+            fprintf(stderr, "sprig: --shape expects D,F (for example 4096,11008), got '%s'\n", val);
+            return -1;
+        }
+    } else if (!strcmp(opt, "--param")) {
+        size_t used = strlen(a->params);
+        if (used + strlen(val) + 2 > sizeof a->params) {
+            fprintf(stderr, "sprig: too many --param values\n");
+            return -1;
+        }
+        snprintf(a->params + used, sizeof a->params - used, "%s%s", used ? "," : "", val);
+    }
+    return 1;
+}
+
+int cli_resolve_model(sprig_gen *gen, cli_kernel_args *a) {
+    if (!a->model) {
+        if (a->d == 0 || a->f == 0) {
+            fprintf(stderr, "sprig: give --model NAME or --shape D,F\n");
+            return 1;
+        }
+        return 0;
+    }
+    char *json = NULL;
+    sprig_status s = sprig_gen_models_json(gen, &json);
+    if (s != SPRIG_OK) return cli_error("reading model shapes", s);
+    cJSON *list = cJSON_Parse(json);
+    free(json);
+    int found = 0;
+    cJSON *m;
+    cJSON_ArrayForEach(m, list) {
+        const cJSON *name = cJSON_GetObjectItem(m, "name");
+        if (cJSON_IsString(name) && !strcmp(name->valuestring, a->model)) {
+            a->d = cJSON_GetObjectItem(m, "d")->valueint;
+            a->f = cJSON_GetObjectItem(m, "f")->valueint;
+            found = 1;
+        }
+    }
+    cJSON_Delete(list);
+    if (!found) {
+        fprintf(stderr, "sprig: unknown model '%s' (sprig models lists them)\n", a->model);
+        return 1;
+    }
+    return 0;
+}
+
+int cli_error(const char *what, sprig_status s) {
+    fprintf(stderr, "sprig: %s: %s: %s\n", what, sprig_status_name(s), sprig_last_error());
+    return 1;
+}

@@ -1,0 +1,41 @@
+/* sprig: generate, compile, tune and run sparse LLM kernels. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"gen", cmd_gen, "print or write the CUDA source of one kernel"},
+    {"compile", cmd_compile, "compile kernels with NVRTC for one or more architectures; report resources"},
+    {"info", cmd_info, "show the GPU and driver sprig sees, or that there is none"},
+    {"families", cmd_families, "list the kernel families and their parameters"},
+    {"models", cmd_models, "list the named model shapes"},
+};
+
+static void usage(FILE *to) {
+    fprintf(to, "usage: sprig <command> [options]   (sprig <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; ++i)
+        fprintf(to, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("sprig 0.1.0\n");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; ++i)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "sprig: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

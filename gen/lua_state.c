@@ -1,0 +1,172 @@
+/* The embedded, sandboxed Lua state that runs the template engine.
+ * Only the base, string, table, math and utf8 libraries are opened; dofile and
+ * loadfile are removed; modules come from the embedded copies of lua/ through
+ * a private loader, never from the file system's package.path. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "embedded.h"
+#include "sp_error.h"
+#include "sp_gen.h"
+
+static char *read_whole_file(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    char *buf = NULL;
+    if (fseek(fp, 0, SEEK_END) == 0) {
+        long n = ftell(fp);
+        if (n >= 0 && fseek(fp, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
+            if (fread(buf, 1, (size_t)n, fp) != (size_t)n) {
+                free(buf);
+                buf = NULL;
+            } else {
+                buf[n] = '\0';
+                if (len) *len = (size_t)n;
+            }
+        }
+    }
+    fclose(fp);
+    return buf;
+}
+
+char *sp_gen_read_file(const sprig_gen *gen, const char *path, size_t *len) {
+    if (gen->template_dir && strncmp(path, "templates/", 10) == 0) {
+        char full[4096];
+        snprintf(full, sizeof full, "%s/%s", gen->template_dir, path + 10);
+        char *text = read_whole_file(full, len);
+        if (text) return text;
+    }
+    const sp_embedded_file *f = sp_embedded_find(path);
+    if (!f) return NULL;
+    char *copy = malloc(f->size + 1);
+    if (!copy) return NULL;
+    memcpy(copy, f->data, f->size + 1);
+    if (len) *len = f->size;
+    return copy;
+}
+
+/* Lua: sp_load_file(path) -> text | nil */
+static int l_load_file(lua_State *L) {
+    const sprig_gen *gen = lua_touserdata(L, lua_upvalueindex(1));
+    const char *path = luaL_checkstring(L, 1);
+    size_t len = 0;
+    char *text = sp_gen_read_file(gen, path, &len);
+    if (!text) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushlstring(L, text, len);
+    free(text);
+    return 1;
+}
+
+/* Lua: sp_require(name) -> module, loaded once from lua/<name with / for .>.lua */
+static int l_require(lua_State *L) {
+    const sprig_gen *gen = lua_touserdata(L, lua_upvalueindex(1));
+    const char *name = luaL_checkstring(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, "sp_loaded");
+    if (lua_getfield(L, -1, name) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+    char path[512];
+    snprintf(path, sizeof path, "lua/%s.lua", name);
+    for (char *c = path + 4; *c; ++c)
+        if (*c == '.' && strcmp(c, ".lua") != 0) *c = '/';
+    size_t len = 0;
+    char *text = sp_gen_read_file(gen, path, &len);
+    if (!text) return luaL_error(L, "module '%s' not found (%s)", name, path);
+    char chunkname[520];
+    snprintf(chunkname, sizeof chunkname, "@%s", path);
+    int rc = luaL_loadbuffer(L, text, len, chunkname);
+    free(text);
+    if (rc != LUA_OK) return lua_error(L);
+    lua_call(L, 0, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+    return 1;
+}
+
+static void open_sandboxed_libs(lua_State *L) {
+    static const luaL_Reg libs[] = {
+        {LUA_GNAME, luaopen_base},       {LUA_STRLIBNAME, luaopen_string},
+        {LUA_TABLIBNAME, luaopen_table}, {LUA_MATHLIBNAME, luaopen_math},
+        {LUA_UTF8LIBNAME, luaopen_utf8}, {NULL, NULL}};
+    for (const luaL_Reg *lib = libs; lib->func; ++lib) {
+        luaL_requiref(L, lib->name, lib->func, 1);
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    lua_setglobal(L, "dofile");
+    lua_pushnil(L);
+    lua_setglobal(L, "loadfile");
+}
+
+sprig_status sprig_gen_open(sprig_gen **out, const char *template_dir) {
+    if (!out) return sp_fail(SPRIG_E_INVALID, "sprig_gen_open: out is NULL");
+    *out = NULL;
+    sprig_gen *gen = calloc(1, sizeof *gen);
+    SP_CHECK_ALLOC(gen);
+    if (template_dir && *template_dir) {
+        gen->template_dir = strdup(template_dir);
+        if (!gen->template_dir) {
+            free(gen);
+            return sp_fail(SPRIG_E_NOMEM, "out of memory");
+        }
+    }
+    gen->L = luaL_newstate();
+    if (!gen->L) {
+        sprig_gen_close(gen);
+        return sp_fail(SPRIG_E_NOMEM, "could not create a Lua state");
+    }
+    lua_State *L = gen->L;
+    open_sandboxed_libs(L);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "sp_loaded");
+    lua_pushlightuserdata(L, gen);
+    lua_pushcclosure(L, l_load_file, 1);
+    lua_setglobal(L, "sp_load_file");
+    lua_pushlightuserdata(L, gen);
+    lua_pushcclosure(L, l_require, 1);
+    lua_setglobal(L, "sp_require");
+    /* The Lua modules use plain require(); route it to the embedded loader. */
+    lua_getglobal(L, "sp_require");
+    lua_setglobal(L, "require");
+    sprig_status s = sp_gen_require(gen, "sprig.gen");
+    if (s != SPRIG_OK) {
+        sprig_gen_close(gen);
+        return s;
+    }
+    lua_pop(L, 1);
+    *out = gen;
+    return SPRIG_OK;
+}
+
+void sprig_gen_close(sprig_gen *gen) {
+    if (!gen) return;
+    if (gen->L) lua_close(gen->L);
+    free(gen->template_dir);
+    free(gen);
+}
+
+sprig_status sp_gen_pcall(sprig_gen *gen, int nargs, int nresults) {
+    if (lua_pcall(gen->L, nargs, nresults, 0) != LUA_OK) {
+        const char *msg = lua_tostring(gen->L, -1);
+        sprig_status s = sp_fail(SPRIG_E_INTERNAL, "lua: %s", msg ? msg : "(no message)");
+        lua_pop(gen->L, 1);
+        return s;
+    }
+    return SPRIG_OK;
+}
+
+sprig_status sp_gen_require(sprig_gen *gen, const char *name) {
+    lua_getglobal(gen->L, "sp_require");
+    lua_pushstring(gen->L, name);
+    return sp_gen_pcall(gen, 1, 1);
+}

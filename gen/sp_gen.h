@@ -1,0 +1,26 @@
+/* Internal view of a generator (gen/): its Lua state, for the tuner and CLI
+ * modules that ask Lua about tuning spaces and shapes. */
+#ifndef SP_GEN_H
+#define SP_GEN_H
+
+#include <lua.h>
+
+#include "sprig.h"
+
+struct sprig_gen {
+    lua_State *L;        /* sandboxed: base (no dofile/loadfile), string, table, math, utf8 */
+    char *template_dir;  /* owned; NULL when only embedded templates are used */
+};
+
+/* Reads a source file by its path relative to the source root: the template
+ * override folder first (templates/ only), then the embedded copy.
+ * Returns a malloc'ed NUL-terminated copy, or NULL if there is none. */
+char *sp_gen_read_file(const sprig_gen *gen, const char *path, size_t *len);
+
+/* Pushes the Lua module `name` (e.g. "sprig.gen") onto the stack. */
+sprig_status sp_gen_require(sprig_gen *gen, const char *name);
+
+/* Calls the function on top of the stack with nargs arguments under a
+ * traceback-free pcall; on error returns SPRIG_E_INTERNAL with the message. */
+sprig_status sp_gen_pcall(sprig_gen *gen, int nargs, int nresults);
+#endif

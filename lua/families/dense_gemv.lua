@@ -1,0 +1,44 @@
+-- Dense GEMV / skinny GEMM: y[b] = W x[b] for every token b, W row-major.
+--   op=up:   W is [f][d] (gate or up projection),  y is [B][f]
+--   op=down: W is [d][f] (down projection),        y is [B][d]
+-- Kernel (see templates/dense_gemv.cu.lua):
+--   sprig_dense_gemv(const T *W, const T *x, T *y)
+-- A warp owns rows_per_warp rows and walks K with VEC-wide loads, unrolled;
+-- every K that is a multiple of 8 works (the last chunk is guarded).
+local F = {
+  name = "dense_gemv",
+  summary = "dense GEMV/skinny GEMM y = W x (baseline, attention, lm_head, sliced shapes)",
+  template = "templates/dense_gemv.cu.lua",
+  params = {
+    { name = "op", values = { "up", "down" }, default = "up",
+      doc = "up: W is [f][d]; down: W is [d][f]" },
+    { name = "threads", values = { 64, 128, 256, 512 }, default = 256, doc = "threads per CTA" },
+    { name = "rows_per_warp", values = { 1, 2, 4 }, default = 1, doc = "output rows per warp" },
+    { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per load (8 = 16 bytes)" },
+    { name = "unroll", values = { 1, 2, 4 }, default = 2, doc = "K chunks in flight per warp" },
+  },
+}
+
+function F.dims(req, p)
+  if p.op == "up" then return req.f, req.d end -- N rows, K columns
+  return req.d, req.f
+end
+
+function F.check(req, p)
+  if p.rows_per_warp * req.batch > 64 then
+    return string.format("rows_per_warp*batch=%d exceeds 64 accumulators per lane; lower rows_per_warp",
+      p.rows_per_warp * req.batch)
+  end
+end
+
+function F.plan(req, p)
+  local N, K = F.dims(req, p)
+  local rows_per_cta = (p.threads // 32) * p.rows_per_warp
+  return {
+    kernels = { { name = "sprig_dense_gemv", grid = { (N + rows_per_cta - 1) // rows_per_cta, 1, 1 },
+                  block = { p.threads, 1, 1 }, smem = 0 } },
+    values = { N = N, K = K },
+  }
+end
+
+return F

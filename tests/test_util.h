@@ -1,0 +1,31 @@
+/* Minimal assertion helpers shared by the test executables. A failed CHECK
+ * prints file:line and the expression, and the test exits 1 at the end. */
+#ifndef SP_TEST_UTIL_H
+#define SP_TEST_UTIL_H
+#include <stdio.h>
+
+extern int sp_test_failures;
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            ++sp_test_failures;                                                      \
+        }                                                                            \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                         \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                            \
+            fputc('\n', stderr);                                                     \
+            ++sp_test_failures;                                                      \
+        }                                                                            \
+    } while (0)
+
+/* True when haystack contains needle (NULL-safe). */
+int sp_contains(const char *haystack, const char *needle);
+/* Prints "N passed, M failed" and returns the process exit code. */
+int sp_test_finish(const char *name, int checks_run);
+#endif
