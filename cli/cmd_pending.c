@@ -1,4 +1,3 @@
 #include <stdio.h>
 #include "cli.h"
 int cmd_compile(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "sprig compile: not built yet\n"); return 1; }
-int cmd_info(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "sprig info: not built yet\n"); return 1; }
