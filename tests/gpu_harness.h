@@ -1,0 +1,110 @@
+/* Shared machinery of the GPU tests (label gpu): open the GPU or skip (exit
+ * 77), build kernels for the device's own architecture, random operands from
+ * a printed seed, poisoned outputs, and the ‖out − ref‖/‖ref‖ < 1e-2 check
+ * with one printed line per case.
+ *
+ * Failures of the test infrastructure itself (allocation, copies, a kernel
+ * that faults and so kills the context) end the process with exit(1) after
+ * printing why; wrong results are counted (sp_test_failures) and the test
+ * goes on with the next case. */
+#ifndef SP_GPU_HARNESS_H
+#define SP_GPU_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sp_device.h"
+#include "sprig.h"
+
+#define GH_TOL 1e-2 /* ‖out − ref‖ / ‖ref‖ for fp16/bf16 operands (DESIGN.md) */
+
+typedef struct gh_ctx {
+    const char *test;
+    sprig_gen *gen;
+    sp_device *dev;
+    char arch[24];   /* "sm_90", or "compute_XX" when NVRTC does not know the GPU */
+    uint64_t seed;
+    uint64_t rng;    /* xorshift64* state */
+    int cases;
+} gh_ctx;
+
+/* Opens GPU 0 or exits 77 (skip) when there is no driver or no GPU; exits 1
+ * on any other failure. Prints the device, the arch and the seed (from
+ * SPRIG_TEST_SEED when set, else fresh from the clock). */
+void gh_open(gh_ctx *h, const char *test);
+/* Closes everything and returns the exit code (sp_test_finish). */
+int gh_finish(gh_ctx *h);
+
+/* ---- kernels ----------------------------------------------------------------------- */
+typedef struct gh_kernel {
+    sprig_request req;
+    char params[256];
+    sprig_plan *plan;
+    sprig_binary *bin;
+    sp_module *mod;
+    CUdeviceptr ws;   /* plan->workspace_bytes, zeroed once (the ABI) */
+} gh_kernel;
+
+/* Renders, compiles and loads one kernel. Returns 1 when ready. When the
+ * family refuses the request (SPRIG_E_INVALID) and allow_invalid is set it
+ * prints "skip" and returns 0 without counting a failure; any other failure
+ * is printed, counted, and returns 0. */
+int gh_build(gh_ctx *h, const char *family, int d, int f, const char *dtype, int batch, int g,
+             const char *params, int allow_invalid, gh_kernel *k);
+void gh_kernel_free(gh_kernel *k);
+
+/* Launches the plan with args (docs/kernel-abi.md order) and waits. A launch
+ * or kernel failure prints the kernel key and exits 1 (the context is lost). */
+void gh_run(gh_ctx *h, gh_kernel *k, void **args);
+
+/* ---- random operands ---------------------------------------------------------------- */
+uint64_t gh_next(gh_ctx *h);
+double gh_uniform(gh_ctx *h); /* in [-1, 1) */
+double gh_unit(gh_ctx *h);    /* in [0, 1) */
+/* n values uniform in ±scale, rounded to the storage type: vals (floats the
+ * reference reads) and bits (what is uploaded). Either may be NULL. */
+void gh_fill(gh_ctx *h, int bf16, double scale, size_t n, float *vals, uint16_t *bits);
+
+/* Host allocation that exits 1 when memory runs out (calloc: zeroed). */
+void *gh_xalloc(size_t bytes);
+
+/* ---- device buffers (exit 1 on failure) ---------------------------------------------- */
+CUdeviceptr gh_alloc(size_t bytes);
+CUdeviceptr gh_upload_new(const void *src, size_t bytes);
+void gh_upload(CUdeviceptr dst, const void *src, size_t bytes);
+void gh_download(void *dst, CUdeviceptr src, size_t bytes);
+void gh_poison(CUdeviceptr p, size_t bytes); /* 0xFF bytes: NaN in fp16 and bf16, -1 as int */
+void gh_free(CUdeviceptr p);
+
+/* Output buffers carry a poisoned guard of GH_GUARD bytes after their `bytes`:
+ * gh_alloc_out allocates bytes + GH_GUARD; gh_poison_out poisons both; and
+ * gh_guard_intact says whether the kernel left the guard alone (no write past
+ * the end of its output). */
+#define GH_GUARD 4096
+CUdeviceptr gh_alloc_out(size_t bytes);
+void gh_poison_out(CUdeviceptr p, size_t bytes);
+int gh_guard_intact(CUdeviceptr p, size_t bytes);
+/* Whether bytes [from, to) of p still hold the poison (0xFF). */
+int gh_still_poisoned(CUdeviceptr p, size_t from, size_t to);
+
+/* ---- checking ---------------------------------------------------------------------- */
+typedef struct gh_cmp {
+    double rel;    /* ‖out − ref‖ / ‖ref‖; with ‖ref‖ = 0: 0 if out is all zero, else inf */
+    long nan;      /* elements that are NaN/inf (never written, or overflowed) */
+    long n;        /* elements compared */
+} gh_cmp;
+
+/* out: rows × cols storage values (row stride ld_out); ref: row stride ld_ref. */
+gh_cmp gh_compare(int bf16, const uint16_t *out, size_t ld_out, const double *ref, size_t ld_ref, int rows,
+                  int cols);
+/* Merges the result of a repeated run (worst of both). */
+gh_cmp gh_worse(gh_cmp a, gh_cmp b);
+
+/* Prints one line for the case and counts a failure unless nan == 0 and
+ * rel < GH_TOL. Returns 1 when the case passed. */
+int gh_report(gh_ctx *h, const gh_kernel *k, const char *what, double active, gh_cmp c);
+
+/* Prints a failure line for the case (a check other than the norm) and counts it. */
+void gh_fail_case(gh_ctx *h, const gh_kernel *k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif
