@@ -6,6 +6,7 @@ typedef unsigned short sp_half;  // IEEE binary16 bits
 typedef unsigned short sp_bf16;  // bfloat16 bits
 typedef unsigned short sp_u16;
 
+#ifndef SPRIG_EMU
 __device__ __forceinline__ float sp_half_to_float(sp_u16 h) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
@@ -16,6 +17,27 @@ __device__ __forceinline__ sp_u16 sp_float_to_half(float f) {
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
     return h;
 }
+#else
+// The CPU emulator (tests/emu) has no PTX: the same conversions in plain C.
+__device__ __forceinline__ float sp_half_to_float(sp_u16 h) {
+    const unsigned s = (h >> 15) & 1u, e = (h >> 10) & 31u, m = h & 1023u;
+    float v = e == 0 ? ldexpf((float)m, -24)
+            : e == 31 ? (m ? NAN : INFINITY) : ldexpf((float)(m | 1024u), (int)e - 25);
+    return s ? -v : v;
+}
+__device__ __forceinline__ sp_u16 sp_float_to_half(float f) {
+    const unsigned u = __float_as_uint(f), sign = (u >> 16) & 0x8000u;
+    const unsigned a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (sp_u16)(sign | 0x7e00u);        // NaN
+    if (a >= 0x477ff000u) return (sp_u16)(sign | 0x7c00u);       // rounds to inf
+    if (a < 0x38800000u) {                                        // subnormal or zero
+        const float r = rintf(__uint_as_float(a) * 16777216.0f);  // units of 2^-24, ties to even
+        return (sp_u16)(sign | (unsigned)r);
+    }
+    unsigned m = a + 0xc8000fffu + ((a >> 13) & 1u);              // rebias exponent, round to even
+    return (sp_u16)(sign | (m >> 13));
+}
+#endif
 __device__ __forceinline__ float sp_bf16_to_float(sp_u16 b) {
     return __uint_as_float(((unsigned)b) << 16);
 }
@@ -75,6 +97,21 @@ __device__ __forceinline__ float sp_warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
+}
+
+// D = A(16x16, row) * B(16x8, col) + C, fp32 accumulators, per the PTX ISA
+// fragment layout (a[4], b[2] hold pairs of 16-bit values). sm_80 or newer.
+__device__ __forceinline__ void sp_mma_m16n8k16(float d[4], const unsigned a[4], const unsigned b[2],
+                                                const float c[4]) {
+#ifndef SPRIG_EMU
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.{{ dtype == "bf16" and "bf16.bf16" or "f16.f16" }}.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
+                   "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#else
+    sp_emu_mma_m16n8k16(d, a, b, c, {{ dtype == "bf16" and 1 or 0 }});
+#endif
 }
 
 __device__ __forceinline__ float sp_silu(float v) { return v / (1.0f + __expf(-v)); }
