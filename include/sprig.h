@@ -106,10 +106,12 @@ typedef struct sprig_binary {
     char kernel_names[SPRIG_MAX_KERNELS][64];
     sprig_resources res[SPRIG_MAX_KERNELS]; /* per kernel, in plan order */
     char *log;             /* the NVRTC log (may be empty) */
+    char cache_key[33];    /* 32 hex digits: XXH3-128 of (source, options, arch, NVRTC version) */
 } sprig_binary;
 
 /* cache_dir: NULL for $SPRIG_CACHE_DIR, else $XDG_CACHE_HOME/sprig, else ~/.cache/sprig;
- * "" disables the cache. arch: "sm_90", "90", "compute_90" (PTX). */
+ * "" disables the cache. arch: "sm_90", "90", "compute_90" (PTX), "sm_90a"; NULL = "sm_90".
+ * Thread-safe: compile plans from several threads at once. */
 typedef struct sprig_compile_opts {
     const char *arch;
     int want_ptx;
@@ -122,7 +124,9 @@ void sprig_binary_free(sprig_binary *bin);
 
 /* Architectures NVRTC can target, as integers (75, 80, ... 120). */
 int sprig_supported_archs(int *archs, int max);
-/* Parses "sm_90" / "90" / "compute_90" / "sm_90a"; 0 and an error if unknown. */
+/* Parses "sm_90" / "90" / "compute_90" / "sm_90a"; 0 and an error if unknown.
+ * arch gets 90, is_ptx 1 for "compute_", suffix (at least 2 chars) "", "a" or
+ * "f"; any output may be NULL. */
 sprig_status sprig_parse_arch(const char *text, int *arch, int *is_ptx, char *suffix);
 
 #ifdef __cplusplus
