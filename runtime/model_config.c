@@ -1,0 +1,480 @@
+/* config.json parsing and the config-vs-tensors check (see sp_model_config.h).
+ * Strict on purpose: a model that sprig would run wrongly (biases, another
+ * activation, an unknown RoPE scaling) is refused with the key that says so. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "sp_error.h"
+#include "sp_model_config.h"
+
+#define MC_ARCH "LlamaForCausalLM"
+#define MC_MAX_CONFIG_BYTES (16u << 20)
+
+/* Refuses an object with a repeated key: cJSON would answer with the first
+ * occurrence while Python's json (and so transformers) takes the last. */
+static sprig_status mc_unique_keys(const char *label, const char *what, const cJSON *obj) {
+    for (const cJSON *a = obj->child; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (strcmp(a->string, b->string) == 0)
+                return sp_fail(SPRIG_E_FORMAT, "%s: key \"%.60s\" appears twice in %s", label,
+                               a->string, what);
+    return SPRIG_OK;
+}
+
+/* ---- typed field readers -------------------------------------------------------- */
+
+/* Short JSON rendering of a value for messages ("\"abc\"", "1.5", "{...}"). */
+static const char *mc_show(const cJSON *item, char *buf, size_t cap) {
+    char *s = cJSON_PrintUnformatted(item);
+    if (!s) {
+        snprintf(buf, cap, "?");
+        return buf;
+    }
+    if (strlen(s) + 1 > cap && cap > 4)
+        snprintf(buf, cap, "%.*s...", (int)(cap - 4), s);
+    else
+        snprintf(buf, cap, "%s", s);
+    free(s);
+    return buf;
+}
+
+static int mc_absent(const cJSON *item) { return item == NULL || cJSON_IsNull(item); }
+
+/* An integral JSON number in [lo, hi]. Absent/null: the default, or an error if required. */
+static sprig_status mc_int(const char *label, const cJSON *obj, const char *key, int required,
+                           long long def, long long lo, long long hi, int *out) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (mc_absent(item)) {
+        if (required) return sp_fail(SPRIG_E_FORMAT, "%s: missing \"%s\"", label, key);
+        *out = (int)def;
+        return SPRIG_OK;
+    }
+    char b[48];
+    double v = cJSON_IsNumber(item) ? item->valuedouble : NAN;
+    if (!(v == floor(v) && fabs(v) < 9.0e15))
+        return sp_fail(SPRIG_E_FORMAT, "%s: \"%s\" must be an integer, got %s", label, key,
+                       mc_show(item, b, sizeof b));
+    if (v < (double)lo || v > (double)hi)
+        return sp_fail(SPRIG_E_FORMAT, "%s: \"%s\" = %.0f is out of range [%lld, %lld]", label, key, v,
+                       lo, hi);
+    *out = (int)v;
+    return SPRIG_OK;
+}
+
+/* A finite JSON number. Absent/null: the default, or an error if required. */
+static sprig_status mc_double(const char *label, const cJSON *obj, const char *key, int required,
+                              double def, double *out) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (mc_absent(item)) {
+        if (required) return sp_fail(SPRIG_E_FORMAT, "%s: missing \"%s\"", label, key);
+        *out = def;
+        return SPRIG_OK;
+    }
+    char b[48];
+    if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
+        return sp_fail(SPRIG_E_FORMAT, "%s: \"%s\" must be a number, got %s", label, key,
+                       mc_show(item, b, sizeof b));
+    *out = item->valuedouble;
+    return SPRIG_OK;
+}
+
+static sprig_status mc_bool(const char *label, const cJSON *obj, const char *key, int def, int *out) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (mc_absent(item)) {
+        *out = def;
+        return SPRIG_OK;
+    }
+    char b[48];
+    if (!cJSON_IsBool(item))
+        return sp_fail(SPRIG_E_FORMAT, "%s: \"%s\" must be true or false, got %s", label, key,
+                       mc_show(item, b, sizeof b));
+    *out = cJSON_IsTrue(item);
+    return SPRIG_OK;
+}
+
+/* ---- sections ------------------------------------------------------------------- */
+
+static sprig_status mc_architecture(const char *label, const cJSON *root) {
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    if (!cJSON_IsArray(arch) || cJSON_GetArraySize(arch) == 0)
+        return sp_fail(SPRIG_E_FORMAT, "%s: no \"architectures\" list (sprig runs " MC_ARCH ")",
+                       label);
+    const cJSON *a;
+    cJSON_ArrayForEach(a, arch) {
+        if (cJSON_IsString(a) && strcmp(a->valuestring, MC_ARCH) == 0) return SPRIG_OK;
+    }
+    char b[64];
+    const cJSON *first = cJSON_GetArrayItem(arch, 0);
+    if (cJSON_IsString(first))
+        snprintf(b, sizeof b, "%.60s", first->valuestring);
+    else
+        mc_show(first, b, sizeof b);
+    return sp_fail(SPRIG_E_FORMAT, "%s: unknown architecture '%s' (sprig runs " MC_ARCH ")", label, b);
+}
+
+/* Features LlamaConfig can switch on that sprig's forward pass does not implement. */
+static sprig_status mc_unsupported_features(const char *label, const cJSON *root) {
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    char b[48];
+    if (!mc_absent(act) && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
+        return sp_fail(SPRIG_E_FORMAT, "%s: \"hidden_act\" %s is not supported (sprig runs silu)",
+                       label, mc_show(act, b, sizeof b));
+    static const char *const biases[] = {"attention_bias", "mlp_bias"};
+    for (int i = 0; i < 2; ++i) {
+        int on;
+        SP_TRY(mc_bool(label, root, biases[i], 0, &on));
+        if (on)
+            return sp_fail(SPRIG_E_FORMAT, "%s: \"%s\": true is not supported (sprig runs bias-free "
+                           "LLaMA layers)", label, biases[i]);
+    }
+    return SPRIG_OK;
+}
+
+static sprig_status mc_sizes(const char *label, const cJSON *root, sp_model_config *c) {
+    SP_TRY(mc_int(label, root, "hidden_size", 1, 0, 1, 1 << 20, &c->hidden_size));
+    SP_TRY(mc_int(label, root, "intermediate_size", 1, 0, 1, 1 << 22, &c->intermediate_size));
+    SP_TRY(mc_int(label, root, "num_hidden_layers", 1, 0, 1, SP_MAX_LAYERS, &c->num_hidden_layers));
+    SP_TRY(mc_int(label, root, "num_attention_heads", 1, 0, 1, 4096, &c->num_attention_heads));
+    SP_TRY(mc_int(label, root, "num_key_value_heads", 0, c->num_attention_heads, 1, 4096,
+                  &c->num_key_value_heads));
+    SP_TRY(mc_int(label, root, "max_position_embeddings", 1, 0, 1, 1 << 24,
+                  &c->max_position_embeddings));
+    SP_TRY(mc_int(label, root, "vocab_size", 1, 0, 1, 1 << 24, &c->vocab_size));
+
+    int heads = c->num_attention_heads;
+    if (c->num_attention_heads % c->num_key_value_heads)
+        return sp_fail(SPRIG_E_FORMAT,
+                       "%s: num_attention_heads %d is not divisible by num_key_value_heads %d", label,
+                       heads, c->num_key_value_heads);
+    /* An explicit head_dim (as transformers allows) frees hidden_size from
+     * being heads * head_dim; without it the split must be exact. */
+    if (mc_absent(cJSON_GetObjectItemCaseSensitive(root, "head_dim")) && c->hidden_size % heads)
+        return sp_fail(SPRIG_E_FORMAT, "%s: hidden_size %d is not divisible by num_attention_heads %d",
+                       label, c->hidden_size, heads);
+    SP_TRY(mc_int(label, root, "head_dim", 0, c->hidden_size / heads, 1, 1 << 16, &c->head_dim));
+    if (c->head_dim % 2)  /* RoPE rotates pairs of dimensions */
+        return sp_fail(SPRIG_E_FORMAT, "%s: head_dim %d is odd (RoPE needs an even head_dim)", label,
+                       c->head_dim);
+    if ((long long)heads * c->head_dim > (1 << 22))
+        return sp_fail(SPRIG_E_FORMAT, "%s: num_attention_heads %d x head_dim %d is implausibly large",
+                       label, heads, c->head_dim);
+
+    SP_TRY(mc_double(label, root, "rms_norm_eps", 1, 0, &c->rms_norm_eps));
+    if (!(c->rms_norm_eps > 0))
+        return sp_fail(SPRIG_E_FORMAT, "%s: rms_norm_eps %g must be positive", label, c->rms_norm_eps);
+    SP_TRY(mc_double(label, root, "rope_theta", 0, 10000.0, &c->rope_theta));
+    if (!(c->rope_theta > 0))
+        return sp_fail(SPRIG_E_FORMAT, "%s: rope_theta %g must be positive", label, c->rope_theta);
+    return mc_bool(label, root, "tie_word_embeddings", 0, &c->tie_word_embeddings);
+}
+
+static sprig_status mc_token_id(const char *label, const char *key, const cJSON *item, int vocab,
+                                int *out) {
+    char b[48];
+    double v = cJSON_IsNumber(item) ? item->valuedouble : NAN;
+    if (!(v == floor(v) && v >= 0 && v < vocab))
+        return sp_fail(SPRIG_E_FORMAT, "%s: \"%s\" entry %s is not a token id in [0, vocab_size %d)",
+                       label, key, mc_show(item, b, sizeof b), vocab);
+    *out = (int)v;
+    return SPRIG_OK;
+}
+
+static sprig_status mc_tokens(const char *label, const cJSON *root, sp_model_config *c) {
+    const cJSON *bos = cJSON_GetObjectItemCaseSensitive(root, "bos_token_id");
+    c->bos_token_id = -1;
+    if (!mc_absent(bos)) SP_TRY(mc_token_id(label, "bos_token_id", bos, c->vocab_size, &c->bos_token_id));
+
+    const cJSON *eos = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
+    c->n_eos = 0;
+    if (mc_absent(eos)) return SPRIG_OK;
+    if (!cJSON_IsArray(eos)) return mc_token_id(label, "eos_token_id", eos, c->vocab_size, &c->eos_token_ids[c->n_eos++]);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, eos) {
+        if (c->n_eos == SP_MAX_EOS)
+            return sp_fail(SPRIG_E_FORMAT, "%s: \"eos_token_id\" lists more than %d ids", label,
+                           SP_MAX_EOS);
+        SP_TRY(mc_token_id(label, "eos_token_id", e, c->vocab_size, &c->eos_token_ids[c->n_eos++]));
+    }
+    return SPRIG_OK;
+}
+
+static void mc_dtype(const cJSON *root, sp_model_config *c) {
+    /* transformers >= 4.56 writes "dtype"; older versions "torch_dtype". */
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    if (mc_absent(d)) d = cJSON_GetObjectItemCaseSensitive(root, "dtype");
+    c->torch_dtype[0] = '\0';
+    if (cJSON_IsString(d) && strlen(d->valuestring) < sizeof c->torch_dtype)
+        strcpy(c->torch_dtype, d->valuestring);
+}
+
+static sprig_status mc_rope_scaling(const char *label, const cJSON *root, sp_model_config *c) {
+    sp_rope_scaling *r = &c->rope_scaling;
+    memset(r, 0, sizeof *r);
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    if (mc_absent(rs)) return SPRIG_OK;
+    char b[64];
+    if (!cJSON_IsObject(rs))
+        return sp_fail(SPRIG_E_FORMAT, "%s: \"rope_scaling\" must be null or an object, got %s", label,
+                       mc_show(rs, b, sizeof b));
+    SP_TRY(mc_unique_keys(label, "\"rope_scaling\"", rs));
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (mc_absent(type)) type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    if (!cJSON_IsString(type))
+        return sp_fail(SPRIG_E_FORMAT, "%s: \"rope_scaling\" has no \"rope_type\" string", label);
+    if (strcmp(type->valuestring, "default") == 0) return SPRIG_OK;
+    if (strcmp(type->valuestring, "llama3") != 0)
+        return sp_fail(SPRIG_E_FORMAT,
+                       "%s: rope_scaling type '%.60s' is not supported (sprig supports llama3)", label,
+                       type->valuestring);
+    r->kind = SP_ROPE_LLAMA3;
+    char key[96];
+    snprintf(key, sizeof key, "%s: rope_scaling", label);
+    SP_TRY(mc_double(key, rs, "factor", 1, 0, &r->factor));
+    SP_TRY(mc_double(key, rs, "low_freq_factor", 1, 0, &r->low_freq_factor));
+    SP_TRY(mc_double(key, rs, "high_freq_factor", 1, 0, &r->high_freq_factor));
+    SP_TRY(mc_int(key, rs, "original_max_position_embeddings", 1, 0, 1, 1 << 24,
+                  &r->original_max_position_embeddings));
+    if (!(r->factor > 0 && r->low_freq_factor > 0))
+        return sp_fail(SPRIG_E_FORMAT, "%s: rope_scaling factor %g and low_freq_factor %g must be "
+                       "positive", label, r->factor, r->low_freq_factor);
+    /* The llama3 rule interpolates over (high - low); equal factors divide by zero. */
+    if (!(r->high_freq_factor > r->low_freq_factor))
+        return sp_fail(SPRIG_E_FORMAT, "%s: rope_scaling high_freq_factor %g must exceed "
+                       "low_freq_factor %g", label, r->high_freq_factor, r->low_freq_factor);
+    return SPRIG_OK;
+}
+
+static sprig_status mc_lte_layers(const char *label, const cJSON *list, sp_model_config *c) {
+    sp_lte_config *l = &c->lte;
+    if (mc_absent(list)) {
+        memset(l->has_router, 1, (size_t)c->num_hidden_layers);
+        return SPRIG_OK;
+    }
+    if (!cJSON_IsArray(list))
+        return sp_fail(SPRIG_E_FORMAT, "%s: lte \"layers_with_router\" must be a list of layer indices",
+                       label);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list) {
+        char b[48];
+        double v = cJSON_IsNumber(e) ? e->valuedouble : NAN;
+        if (!(v == floor(v) && v >= 0 && v < c->num_hidden_layers))
+            return sp_fail(SPRIG_E_FORMAT, "%s: lte \"layers_with_router\" entry %s is not a layer in "
+                           "[0, num_hidden_layers %d)", label, mc_show(e, b, sizeof b),
+                           c->num_hidden_layers);
+        if (l->has_router[(int)v])
+            return sp_fail(SPRIG_E_FORMAT, "%s: lte \"layers_with_router\" lists layer %d twice", label,
+                           (int)v);
+        l->has_router[(int)v] = 1;
+    }
+    return SPRIG_OK;
+}
+
+static sprig_status mc_lte(const char *label, const cJSON *root, sp_model_config *c) {
+    sp_lte_config *l = &c->lte;
+    memset(l, 0, sizeof *l);
+    const cJSON *lte = cJSON_GetObjectItemCaseSensitive(root, "lte");
+    if (mc_absent(lte)) return SPRIG_OK;
+    if (!cJSON_IsObject(lte)) return sp_fail(SPRIG_E_FORMAT, "%s: \"lte\" must be an object", label);
+    SP_TRY(mc_unique_keys(label, "\"lte\"", lte));
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, lte) {
+        if (strcmp(kv->string, "expert_size") && strcmp(kv->string, "threshold") &&
+            strcmp(kv->string, "layers_with_router"))
+            return sp_fail(SPRIG_E_FORMAT, "%s: unknown key \"lte.%.60s\" (known: expert_size, "
+                           "threshold, layers_with_router)", label, kv->string);
+    }
+    l->enabled = 1;
+    char key[96];
+    snprintf(key, sizeof key, "%s: lte", label);
+    SP_TRY(mc_int(key, lte, "expert_size", 1, 0, 1, c->intermediate_size, &l->expert_size));
+    if (c->intermediate_size % l->expert_size)
+        return sp_fail(SPRIG_E_FORMAT, "%s: lte expert_size %d does not divide intermediate_size %d",
+                       label, l->expert_size, c->intermediate_size);
+    l->n_experts = c->intermediate_size / l->expert_size;
+    SP_TRY(mc_double(key, lte, "threshold", 1, 0, &l->threshold));
+    if (!(l->threshold > 0 && l->threshold < 1))
+        return sp_fail(SPRIG_E_FORMAT, "%s: lte threshold %g must lie strictly between 0 and 1 "
+                       "(it is compared with a sigmoid)", label, l->threshold);
+    return mc_lte_layers(label, cJSON_GetObjectItemCaseSensitive(lte, "layers_with_router"), c);
+}
+
+/* ---- entry points --------------------------------------------------------------- */
+
+sprig_status sp_model_config_parse(const char *json, size_t len, const char *label,
+                                   sp_model_config *out) {
+    memset(out, 0, sizeof *out);
+    if (!label) label = "config.json";
+    /* NUL-terminated copy: cJSON never reads past it, and the caller's text
+     * need not be terminated. */
+    char *copy = malloc(len + 1);
+    SP_CHECK_ALLOC(copy);
+    if (len) memcpy(copy, json, len);
+    copy[len] = '\0';
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(copy, len + 1, &end, 0);
+    size_t at = end && end >= copy && end <= copy + len ? (size_t)(end - copy) : len;
+    free(copy);
+    if (!root)
+        return sp_fail(SPRIG_E_FORMAT, "%s: not valid JSON (error near byte %zu)", label, at);
+    sp_model_config c;
+    memset(&c, 0, sizeof c);
+    sprig_status s = SPRIG_OK;
+    if (!cJSON_IsObject(root)) s = sp_fail(SPRIG_E_FORMAT, "%s: top level is not a JSON object", label);
+    if (s == SPRIG_OK) s = mc_unique_keys(label, "the top-level object", root);
+    if (s == SPRIG_OK) s = mc_architecture(label, root);
+    if (s == SPRIG_OK) s = mc_unsupported_features(label, root);
+    if (s == SPRIG_OK) s = mc_sizes(label, root, &c);
+    if (s == SPRIG_OK) s = mc_tokens(label, root, &c);
+    if (s == SPRIG_OK) s = mc_rope_scaling(label, root, &c);
+    if (s == SPRIG_OK) s = mc_lte(label, root, &c);
+    if (s == SPRIG_OK) mc_dtype(root, &c);
+    cJSON_Delete(root);
+    if (s == SPRIG_OK) *out = c;
+    return s;
+}
+
+sprig_status sp_model_config_load(const char *path, sp_model_config *out) {
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f) return sp_fail(SPRIG_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    char *buf = malloc(MC_MAX_CONFIG_BYTES);
+    if (!buf) {
+        fclose(f);
+        return sp_fail(SPRIG_E_NOMEM, "out of memory reading '%s'", path);
+    }
+    size_t n = fread(buf, 1, MC_MAX_CONFIG_BYTES, f);
+    int err = ferror(f), more = !err && n == MC_MAX_CONFIG_BYTES && fgetc(f) != EOF;
+    fclose(f);
+    sprig_status s;
+    if (err)
+        s = sp_fail(SPRIG_E_IO, "cannot read '%s'", path);
+    else if (more)
+        s = sp_fail(SPRIG_E_FORMAT, "%s: larger than %u bytes; not a config.json", path,
+                    MC_MAX_CONFIG_BYTES);
+    else
+        s = sp_model_config_parse(buf, n, path, out);
+    free(buf);
+    return s;
+}
+
+/* ---- tensors vs config ------------------------------------------------------------ */
+
+long long sp_tensor_int_at(const sp_tensor *t, size_t i) {
+    const unsigned char *p = t->data;
+    if (t->dtype == SP_DTYPE_I32) {
+        int32_t v;
+        memcpy(&v, p + i * 4, 4);
+        return v;
+    }
+    if (t->dtype == SP_DTYPE_I64) {
+        int64_t v;
+        memcpy(&v, p + i * 8, 8);
+        return v;
+    }
+    return 0;
+}
+
+typedef struct mc_check {
+    sp_tensor_lookup_fn lookup;
+    const void *ctx;
+} mc_check;
+
+/* Looks `name` up and compares it with the expected 1-D or 2-D shape. why
+ * spells the shape in config terms for the message. */
+static sprig_status mc_expect(const mc_check *k, const char *name, int ndim, int64_t d0, int64_t d1,
+                              const char *why, int optional, const sp_tensor **out) {
+    int64_t want[2] = {d0, d1};
+    char ws[64], fs[64];
+    sp_shape_str(want, ndim, ws, sizeof ws);
+    const sp_tensor *t = k->lookup(k->ctx, name);
+    if (out) *out = t;
+    if (!t) {
+        if (optional) return SPRIG_OK;
+        return sp_fail(SPRIG_E_FORMAT, "missing tensor '%s' (config.json implies %s = %s)", name, why,
+                       ws);
+    }
+    int same = t->ndim == ndim && t->shape[0] == d0 && (ndim < 2 || t->shape[1] == d1);
+    if (!same)
+        return sp_fail(SPRIG_E_FORMAT, "tensor '%s' has shape %s but config.json implies %s = %s", name,
+                       sp_shape_str(t->shape, t->ndim, fs, sizeof fs), why, ws);
+    return SPRIG_OK;
+}
+
+static sprig_status mc_expect_weight(const mc_check *k, const char *name, int ndim, int64_t d0,
+                                     int64_t d1, const char *why, int optional) {
+    const sp_tensor *t;
+    SP_TRY(mc_expect(k, name, ndim, d0, d1, why, optional, &t));
+    if (t && !sp_dtype_is_float(t->dtype))
+        return sp_fail(SPRIG_E_FORMAT, "tensor '%s' has dtype %s; weights must be F16, BF16 or F32",
+                       name, sp_dtype_name(t->dtype));
+    return SPRIG_OK;
+}
+
+static sprig_status mc_check_permutation(const sp_tensor *t, int64_t n) {
+    if (t->dtype != SP_DTYPE_I32 && t->dtype != SP_DTYPE_I64)
+        return sp_fail(SPRIG_E_FORMAT, "tensor '%s' has dtype %s; an expert permutation must be I32 "
+                       "or I64", t->name, sp_dtype_name(t->dtype));
+    unsigned char *seen = calloc((size_t)n, 1);
+    SP_CHECK_ALLOC(seen);
+    sprig_status s = SPRIG_OK;
+    for (int64_t i = 0; i < n && s == SPRIG_OK; ++i) {
+        long long v = sp_tensor_int_at(t, (size_t)i);
+        if (v < 0 || v >= n)
+            s = sp_fail(SPRIG_E_FORMAT, "tensor '%s' is not a permutation: entry %" PRId64 " = %lld "
+                        "lies outside [0, %" PRId64 ")", t->name, i, v, n);
+        else if (seen[v]++)
+            s = sp_fail(SPRIG_E_FORMAT, "tensor '%s' is not a permutation: value %lld appears more "
+                        "than once (again at entry %" PRId64 ")", t->name, v, i);
+    }
+    free(seen);
+    return s;
+}
+
+static sprig_status mc_check_layer(const mc_check *k, const sp_model_config *c, int L) {
+    const int64_t h = c->hidden_size, f = c->intermediate_size;
+    const int64_t q = (int64_t)c->num_attention_heads * c->head_dim;
+    const int64_t kv = (int64_t)c->num_key_value_heads * c->head_dim;
+    char n[128];
+#define MC_W(suffix, nd, a, b, why)                                         \
+    do {                                                                   \
+        snprintf(n, sizeof n, "model.layers.%d.%s", L, suffix);            \
+        SP_TRY(mc_expect_weight(k, n, nd, a, b, why, 0));                  \
+    } while (0)
+    MC_W("input_layernorm.weight", 1, h, 0, "[hidden_size]");
+    MC_W("post_attention_layernorm.weight", 1, h, 0, "[hidden_size]");
+    MC_W("self_attn.q_proj.weight", 2, q, h, "[num_attention_heads*head_dim, hidden_size]");
+    MC_W("self_attn.k_proj.weight", 2, kv, h, "[num_key_value_heads*head_dim, hidden_size]");
+    MC_W("self_attn.v_proj.weight", 2, kv, h, "[num_key_value_heads*head_dim, hidden_size]");
+    MC_W("self_attn.o_proj.weight", 2, h, q, "[hidden_size, num_attention_heads*head_dim]");
+    MC_W("mlp.gate_proj.weight", 2, f, h, "[intermediate_size, hidden_size]");
+    MC_W("mlp.up_proj.weight", 2, f, h, "[intermediate_size, hidden_size]");
+    MC_W("mlp.down_proj.weight", 2, h, f, "[hidden_size, intermediate_size]");
+#undef MC_W
+    if (!c->lte.enabled || !c->lte.has_router[L]) return SPRIG_OK;
+    snprintf(n, sizeof n, "model.layers.%d.mlp.router.weight", L);
+    SP_TRY(mc_expect_weight(k, n, 2, c->lte.n_experts, h,
+                            "[intermediate_size/lte.expert_size, hidden_size]", 0));
+    snprintf(n, sizeof n, "model.layers.%d.mlp.expert_permutation", L);
+    const sp_tensor *perm;
+    SP_TRY(mc_expect(k, n, 1, f, 0, "[intermediate_size]", 1, &perm));
+    return perm ? mc_check_permutation(perm, f) : SPRIG_OK;
+}
+
+sprig_status sp_model_config_check_tensors(const sp_model_config *cfg, sp_tensor_lookup_fn lookup,
+                                           const void *ctx) {
+    if (!cfg || !lookup) return sp_fail(SPRIG_E_INVALID, "sp_model_config_check_tensors: NULL argument");
+    mc_check k = {lookup, ctx};
+    const int64_t h = cfg->hidden_size, v = cfg->vocab_size;
+    SP_TRY(mc_expect_weight(&k, "model.embed_tokens.weight", 2, v, h, "[vocab_size, hidden_size]", 0));
+    for (int L = 0; L < cfg->num_hidden_layers; ++L) SP_TRY(mc_check_layer(&k, cfg, L));
+    SP_TRY(mc_expect_weight(&k, "model.norm.weight", 1, h, 0, "[hidden_size]", 0));
+    /* Tied models usually omit lm_head; if one is stored anyway it must still fit. */
+    return mc_expect_weight(&k, "lm_head.weight", 2, v, h, "[vocab_size, hidden_size]",
+                            cfg->tie_word_embeddings);
+}

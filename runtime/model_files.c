@@ -1,0 +1,268 @@
+/* Opening a model folder (see sp_model_files.h): config.json, one or more
+ * safetensors files, and one sorted name -> tensor table across them. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "sp_error.h"
+#include "sp_model_files.h"
+
+#define MF_INDEX "model.safetensors.index.json"
+#define MF_SINGLE "model.safetensors"
+#define MF_MAX_INDEX_BYTES (64u << 20)
+
+typedef struct mf_entry {
+    const char *name;      /* the tensor's own name, owned by its shard */
+    const sp_tensor *t;
+} mf_entry;
+
+struct sp_model_files {
+    char *dir;
+    sp_model_config config;
+    size_t n_shards;
+    sp_safetensors **shards;
+    size_t n;
+    mf_entry *entries;     /* sorted by name */
+};
+
+/* ---- helpers ----------------------------------------------------------------------- */
+
+/* "dir/file", malloc'ed; NULL when out of memory. */
+static char *mf_path(const char *dir, const char *file) {
+    size_t a = strlen(dir), b = strlen(file);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, file, b + 1);
+    return p;
+}
+
+static int mf_exists(const char *path) { return access(path, F_OK) == 0; }
+
+/* Reads a whole (small) file; *out is malloc'ed and NUL-terminated. */
+static sprig_status mf_read_file(const char *path, size_t cap, char **out, size_t *len) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return sp_fail(SPRIG_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        fclose(f);
+        return sp_fail(SPRIG_E_NOMEM, "out of memory reading '%s'", path);
+    }
+    size_t n = fread(buf, 1, cap, f);
+    int err = ferror(f), more = !err && n == cap && fgetc(f) != EOF;
+    fclose(f);
+    if (err || more) {
+        free(buf);
+        return err ? sp_fail(SPRIG_E_IO, "cannot read '%s'", path)
+                   : sp_fail(SPRIG_E_FORMAT, "%s: larger than %zu bytes", path, cap);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return SPRIG_OK;
+}
+
+static int mf_cmp_entry(const void *a, const void *b) {
+    return strcmp(((const mf_entry *)a)->name, ((const mf_entry *)b)->name);
+}
+
+static sprig_status mf_sort_entries(sp_model_files *mf) {
+    qsort(mf->entries, mf->n, sizeof *mf->entries, mf_cmp_entry);
+    for (size_t i = 1; i < mf->n; ++i)
+        if (strcmp(mf->entries[i - 1].name, mf->entries[i].name) == 0)
+            return sp_fail(SPRIG_E_FORMAT, "%s/" MF_INDEX ": tensor '%s' is listed twice", mf->dir,
+                           mf->entries[i].name);
+    return SPRIG_OK;
+}
+
+/* ---- single file ---------------------------------------------------------------------- */
+
+static sprig_status mf_open_single(sp_model_files *mf, const char *path) {
+    mf->shards = calloc(1, sizeof *mf->shards);
+    SP_CHECK_ALLOC(mf->shards);
+    SP_TRY(sp_st_open(path, &mf->shards[0]));
+    mf->n_shards = 1;
+    size_t n = sp_st_count(mf->shards[0]);
+    mf->entries = calloc(n ? n : 1, sizeof *mf->entries);
+    SP_CHECK_ALLOC(mf->entries);
+    for (size_t i = 0; i < n; ++i) {
+        const sp_tensor *t = sp_st_tensor(mf->shards[0], i);
+        mf->entries[mf->n++] = (mf_entry){t->name, t};
+    }
+    return SPRIG_OK;  /* already sorted and unique: sp_st keeps name order */
+}
+
+/* ---- sharded -------------------------------------------------------------------------- */
+
+/* Shard names are plain file names in the folder: no paths, so an index
+ * cannot point the loader outside the model folder. */
+static sprig_status mf_check_shard_name(const char *dir, const cJSON *v, const char *tensor) {
+    if (!cJSON_IsString(v) || !v->valuestring[0])
+        return sp_fail(SPRIG_E_FORMAT, "%s/" MF_INDEX ": weight_map entry for '%s' is not a file name",
+                       dir, tensor);
+    const char *s = v->valuestring;
+    if (strchr(s, '/') || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return sp_fail(SPRIG_E_FORMAT, "%s/" MF_INDEX ": shard '%s' for '%s' is not a plain file name "
+                       "in the model folder", dir, s, tensor);
+    return SPRIG_OK;
+}
+
+/* Index of shard file `name` in names[0..n), or n. */
+static size_t mf_find_name(char **names, size_t n, const char *name) {
+    size_t i = 0;
+    while (i < n && strcmp(names[i], name) != 0) ++i;
+    return i;
+}
+
+/* Opens each distinct shard once (in order of first mention) and resolves
+ * every weight_map entry to its tensor. names[] borrows strings from map. */
+static sprig_status mf_open_shards(sp_model_files *mf, const cJSON *map, char **names, size_t count) {
+    size_t n_names = 0;
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, map) {
+        SP_TRY(mf_check_shard_name(mf->dir, kv, kv->string));
+        if (mf_find_name(names, n_names, kv->valuestring) == n_names) names[n_names++] = kv->valuestring;
+    }
+    mf->shards = calloc(n_names, sizeof *mf->shards);
+    mf->entries = calloc(count, sizeof *mf->entries);
+    SP_CHECK_ALLOC(mf->shards);
+    SP_CHECK_ALLOC(mf->entries);
+    for (size_t i = 0; i < n_names; ++i) {
+        char *path = mf_path(mf->dir, names[i]);
+        SP_CHECK_ALLOC(path);
+        sprig_status s = sp_st_open(path, &mf->shards[i]);
+        free(path);
+        if (s != SPRIG_OK)
+            return sp_wrap(s, "%s/" MF_INDEX " names shard '%s'", mf->dir, names[i]);
+        mf->n_shards = i + 1;
+    }
+    cJSON_ArrayForEach(kv, map) {
+        size_t i = mf_find_name(names, n_names, kv->valuestring);
+        const sp_tensor *t = sp_st_find(mf->shards[i], kv->string);
+        if (!t)
+            return sp_fail(SPRIG_E_FORMAT, "%s/" MF_INDEX " maps tensor '%s' to shard '%s', which does "
+                           "not contain it", mf->dir, kv->string, names[i]);
+        mf->entries[mf->n++] = (mf_entry){t->name, t};
+    }
+    return mf_sort_entries(mf);
+}
+
+static sprig_status mf_open_sharded(sp_model_files *mf, const char *index_path) {
+    char *text = NULL;
+    size_t len = 0;
+    SP_TRY(mf_read_file(index_path, MF_MAX_INDEX_BYTES, &text, &len));
+    cJSON *root = cJSON_ParseWithLength(text, len + 1);
+    free(text);
+    if (!root) return sp_fail(SPRIG_E_FORMAT, "%s: not valid JSON", index_path);
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    sprig_status s = SPRIG_OK;
+    int count = cJSON_IsObject(map) ? cJSON_GetArraySize(map) : 0;
+    if (count == 0)
+        s = sp_fail(SPRIG_E_FORMAT, "%s: no \"weight_map\" object with tensor -> shard entries",
+                    index_path);
+    char **names = s == SPRIG_OK ? calloc((size_t)count, sizeof *names) : NULL;
+    if (s == SPRIG_OK && !names) s = sp_fail(SPRIG_E_NOMEM, "out of memory reading %s", index_path);
+    if (s == SPRIG_OK) s = mf_open_shards(mf, map, names, (size_t)count);
+    /* Tensor names now point into the shards; the index tree can go. */
+    free(names);
+    cJSON_Delete(root);
+    return s;
+}
+
+/* ---- entry points ----------------------------------------------------------------------- */
+
+static sprig_status mf_open_weights(sp_model_files *mf) {
+    char *single = mf_path(mf->dir, MF_SINGLE), *index = mf_path(mf->dir, MF_INDEX);
+    sprig_status s;
+    if (!single || !index)
+        s = sp_fail(SPRIG_E_NOMEM, "out of memory building paths under '%s'", mf->dir);
+    else if (mf_exists(single))  /* transformers also prefers the single file */
+        s = mf_open_single(mf, single);
+    else if (mf_exists(index))
+        s = mf_open_sharded(mf, index);
+    else
+        s = sp_fail(SPRIG_E_IO, "model folder '%s' has neither " MF_SINGLE " nor " MF_INDEX, mf->dir);
+    free(single);
+    free(index);
+    return s;
+}
+
+static sprig_status mf_open(sp_model_files *mf) {
+    struct stat sb;
+    if (stat(mf->dir, &sb) != 0)
+        return sp_fail(SPRIG_E_IO, "cannot open model folder '%s': %s", mf->dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return sp_fail(SPRIG_E_IO, "model folder '%s' is not a folder", mf->dir);
+    char *cfg = mf_path(mf->dir, "config.json");
+    SP_CHECK_ALLOC(cfg);
+    sprig_status s = mf_exists(cfg) ? sp_model_config_load(cfg, &mf->config)
+                                    : sp_fail(SPRIG_E_IO, "model folder '%s' has no config.json (%s)",
+                                              mf->dir, cfg);
+    free(cfg);
+    SP_TRY(s);
+    SP_TRY(mf_open_weights(mf));
+    s = sp_model_config_check_tensors(&mf->config, sp_model_files_lookup, mf);
+    return s == SPRIG_OK ? s : sp_wrap(s, "model folder '%s'", mf->dir);
+}
+
+sprig_status sp_model_files_open(const char *dir, sp_model_files **out) {
+    *out = NULL;
+    if (!dir || !dir[0]) return sp_fail(SPRIG_E_INVALID, "sp_model_files_open: empty folder name");
+    sp_model_files *mf = calloc(1, sizeof *mf);
+    SP_CHECK_ALLOC(mf);
+    mf->dir = strdup(dir);
+    sprig_status s = mf->dir ? mf_open(mf) : sp_fail(SPRIG_E_NOMEM, "out of memory");
+    if (s != SPRIG_OK) {
+        sp_model_files_close(mf);
+        return s;
+    }
+    *out = mf;
+    return SPRIG_OK;
+}
+
+void sp_model_files_close(sp_model_files *mf) {
+    if (!mf) return;
+    for (size_t i = 0; i < mf->n_shards; ++i) sp_st_close(mf->shards[i]);
+    free(mf->shards);
+    free(mf->entries);
+    free(mf->dir);
+    free(mf);
+}
+
+const sp_model_config *sp_model_files_config(const sp_model_files *mf) { return &mf->config; }
+
+const sp_tensor *sp_model_files_find(const sp_model_files *mf, const char *name) {
+    if (!mf || !name) return NULL;
+    mf_entry key = {name, NULL};
+    const mf_entry *e = bsearch(&key, mf->entries, mf->n, sizeof *mf->entries, mf_cmp_entry);
+    return e ? e->t : NULL;
+}
+
+sprig_status sp_model_files_get(const sp_model_files *mf, const char *name, const sp_tensor **out) {
+    *out = sp_model_files_find(mf, name);
+    if (!*out)
+        return sp_fail(SPRIG_E_FORMAT, "model folder '%s' has no tensor '%s'", mf ? mf->dir : "?",
+                       name ? name : "(null)");
+    return SPRIG_OK;
+}
+
+size_t sp_model_files_count(const sp_model_files *mf) { return mf ? mf->n : 0; }
+
+const sp_tensor *sp_model_files_tensor(const sp_model_files *mf, size_t i) {
+    return mf && i < mf->n ? mf->entries[i].t : NULL;
+}
+
+size_t sp_model_files_n_shards(const sp_model_files *mf) { return mf ? mf->n_shards : 0; }
+
+const char *sp_model_files_dir(const sp_model_files *mf) { return mf ? mf->dir : NULL; }
+
+const sp_tensor *sp_model_files_lookup(const void *ctx, const char *name) {
+    return sp_model_files_find(ctx, name);
+}
