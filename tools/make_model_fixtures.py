@@ -143,6 +143,14 @@ def write(out, name, spec_name, model, cfg, extra, lte, tokens, records_fn):
         conf.pop(k, None)
     if lte:
         conf["lte"] = lte
+    rp = conf.get("rope_parameters")
+    if rp is not None and not lte:
+        # Published checkpoints (and transformers 4.x) spell RoPE as rope_theta +
+        # rope_scaling; transformers 5 writes rope_parameters. Plain models get the
+        # former, LTE models keep the latter, so the loader is tested on both.
+        conf.pop("rope_parameters")
+        conf["rope_theta"] = rp.pop("rope_theta")
+        conf["rope_scaling"] = rp if rp.get("rope_type", "default") != "default" else None
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(conf, f, indent=2, sort_keys=True)
     shutil.copy(os.path.join(TOKENIZERS, SPECS[spec_name]["tokenizer"], "tokenizer.json"), folder)
