@@ -1,0 +1,238 @@
+/* sprig run: load a model folder and generate, streaming text. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "sp_cpu.h"
+#include "sp_generate.h"
+#include "sp_tokenizer.h"
+
+static void run_help(FILE *to) {
+    fprintf(to,
+            "usage: sprig run MODEL_DIR (--prompt TEXT | --tokens IDS) [options]\n\n"
+            "Generates from a Hugging Face LLaMA folder (config.json, model.safetensors or an\n"
+            "index of shards, tokenizer.json), streaming the text to standard output. LTE\n"
+            "routers in the checkpoint (see README) select the MLP experts per token.\n\n"
+            "options:\n"
+            "  --prompt TEXT         the prompt (tokenized with the folder's tokenizer.json, BOS added)\n"
+            "  --tokens 1,2,3        the prompt as token ids instead; output is printed as ids\n"
+            "  --backend cpu         where to run (cpu: the fp32 reference; default cpu)\n"
+            "  --max-tokens N        tokens to generate (default 64)\n"
+            "  --temperature T       0 for greedy (default 0)\n"
+            "  --top-p P             nucleus sampling mass (default 0.9)\n"
+            "  --seed S              sampling seed (default: from the clock)\n"
+            "  --context N           positions to allocate (default: the model's maximum, at most 4096)\n"
+            "  --dense               ignore LTE routers: every neuron\n"
+            "  --sparsity S          training-free sparsity in [0,1): per-layer |silu(gate)| thresholds\n"
+            "                        calibrated on the prompt\n"
+            "  --json                print one JSON object (tokens, text, speed, sparsity) at the end\n"
+            "At the end: tokens/s and the measured MLP sparsity on standard error.\n");
+}
+
+typedef struct run_opts {
+    const char *dir, *prompt, *tokens, *backend;
+    int max_tokens, context, dense, json;
+    double temperature, top_p, sparsity;
+    unsigned long long seed;
+} run_opts;
+
+typedef struct run_out {
+    sp_tok_stream *stream;   /* NULL in --tokens mode */
+    int *ids;
+    int n, cap, as_ids, json;
+} run_out;
+
+static sprig_status emit_token(void *ctx, int token) {
+    run_out *o = ctx;
+    if (o->n == o->cap) {
+        int *grown = realloc(o->ids, sizeof(int) * (size_t)(o->cap = o->cap ? 2 * o->cap : 64));
+        if (!grown) return SPRIG_E_NOMEM;
+        o->ids = grown;
+    }
+    o->ids[o->n++] = token;
+    if (o->json) return SPRIG_OK;
+    if (o->as_ids) {
+        printf("%s%d", o->n > 1 ? "," : "", token);
+    } else {
+        const char *text;
+        size_t len;
+        sprig_status s = sp_tok_stream_push(o->stream, token, &text, &len);
+        if (s != SPRIG_OK) return s;
+        fwrite(text, 1, len, stdout);
+    }
+    fflush(stdout);
+    return SPRIG_OK;
+}
+
+static int parse_ids(const char *text, int **ids, int *n) {
+    int cap = 16;
+    *ids = malloc(sizeof(int) * (size_t)cap), *n = 0;
+    for (const char *p = text; *p;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > 0x7fffffff) return -1;
+        if (*n == cap) *ids = realloc(*ids, sizeof(int) * (size_t)(cap *= 2));
+        (*ids)[(*n)++] = (int)v;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return -1;
+    }
+    return 0;
+}
+
+static int parse_run_args(int argc, char **argv, run_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->backend = "cpu", o->max_tokens = 64, o->top_p = 0.9;
+    o->seed = (unsigned long long)time(NULL);
+    for (int i = 1; i < argc; ++i) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { run_help(stdout); exit(0); }
+        else if (!strcmp(a, "--dense")) o->dense = 1;
+        else if (!strcmp(a, "--json")) o->json = 1;
+        else if (a[0] != '-' && !o->dir) o->dir = a;
+        else if (!v) { fprintf(stderr, "sprig run: %s needs a value\n", a); return 2; }
+        else if (!strcmp(a, "--prompt")) o->prompt = v, ++i;
+        else if (!strcmp(a, "--tokens")) o->tokens = v, ++i;
+        else if (!strcmp(a, "--backend")) o->backend = v, ++i;
+        else if (!strcmp(a, "--max-tokens")) o->max_tokens = atoi(v), ++i;
+        else if (!strcmp(a, "--context")) o->context = atoi(v), ++i;
+        else if (!strcmp(a, "--temperature")) o->temperature = atof(v), ++i;
+        else if (!strcmp(a, "--top-p")) o->top_p = atof(v), ++i;
+        else if (!strcmp(a, "--sparsity")) o->sparsity = atof(v), ++i;
+        else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10), ++i;
+        else { fprintf(stderr, "sprig run: unknown option '%s' (see --help)\n", a); return 2; }
+    }
+    if (!o->dir) { fprintf(stderr, "sprig run: give the model folder (see --help)\n"); return 2; }
+    if (!o->prompt == !o->tokens) { fprintf(stderr, "sprig run: give exactly one of --prompt or --tokens\n"); return 2; }
+    if (o->max_tokens < 0) { fprintf(stderr, "sprig run: --max-tokens must be >= 0\n"); return 2; }
+    if (strcmp(o->backend, "cpu") != 0) {
+        fprintf(stderr, "sprig run: unknown backend '%s' (this build runs: cpu)\n", o->backend);
+        return 2;
+    }
+    if (o->sparsity < 0 || o->sparsity >= 1) { fprintf(stderr, "sprig run: --sparsity must be in [0, 1)\n"); return 2; }
+    return 0;
+}
+
+/* The prompt as ids: parsed (--tokens) or tokenized with BOS (--prompt). */
+static int prompt_ids(const run_opts *o, const sp_tokenizer *tok, int **ids, int *n) {
+    if (o->tokens) {
+        if (parse_ids(o->tokens, ids, n) != 0) {
+            fprintf(stderr, "sprig run: --tokens expects comma-separated ids, got '%s'\n", o->tokens);
+            return 2;
+        }
+        return 0;
+    }
+    int32_t *t = NULL;
+    size_t nt = 0;
+    sprig_status s = sp_tok_encode(tok, o->prompt, strlen(o->prompt), 1, &t, &nt);
+    if (s != SPRIG_OK) return cli_error("tokenizing the prompt", s);
+    *ids = malloc(sizeof(int) * (nt ? nt : 1));
+    for (size_t i = 0; i < nt; ++i) (*ids)[i] = t[i];
+    *n = (int)nt;
+    free(t);
+    return 0;
+}
+
+static sprig_status cpu_forward(void *self, int token, int pos, const float **logits) {
+    return sp_cpu_forward(self, token, pos, logits);
+}
+static double cpu_sparsity(const void *self) { return sp_cpu_mlp_sparsity(self); }
+
+static void print_json(const run_out *out, const sp_tokenizer *tok, const sp_gen_stats *st, double sparsity,
+                       const char *backend) {
+    printf("{\"backend\":\"%s\",\"prompt_tokens\":%d,\"tokens\":[", backend, st->prompt_tokens);
+    for (int i = 0; i < out->n; ++i) printf("%s%d", i ? "," : "", out->ids[i]);
+    printf("]");
+    if (tok) {
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)(out->n + 1));
+        for (int i = 0; i < out->n; ++i) ids[i] = out->ids[i];
+        char *text = NULL;
+        size_t len = 0;
+        if (sp_tok_decode(tok, ids, (size_t)out->n, 1, &text, &len) == SPRIG_OK) {
+            printf(",\"text\":\"");
+            for (size_t i = 0; i < len; ++i) {
+                unsigned char c = (unsigned char)text[i];
+                if (c == '"' || c == '\\') printf("\\%c", c);
+                else if (c < 0x20) printf("\\u%04x", c);
+                else putchar(c);
+            }
+            printf("\"");
+        }
+        free(text);
+        free(ids);
+    }
+    const double tps = st->decode_seconds > 0 ? st->generated / st->decode_seconds : 0;
+    printf(",\"prompt_seconds\":%.6f,\"decode_seconds\":%.6f,\"tokens_per_second\":%.3f,"
+           "\"mlp_sparsity\":%.4f,\"stopped_at_eos\":%s}\n",
+           st->prompt_seconds, st->decode_seconds, tps, sparsity, st->stopped_at_eos ? "true" : "false");
+}
+
+int cmd_run(int argc, char **argv) {
+    run_opts o;
+    int rc = parse_run_args(argc, argv, &o);
+    if (rc) return rc;
+    sp_model *model = NULL;
+    sp_tokenizer *tok = NULL;
+    sp_cpu *cpu = NULL;
+    int *prompt = NULL, n_prompt = 0;
+    run_out out = {0};
+    sp_sampler sampler = {0};
+    sprig_status s = sp_model_open(o.dir, &model);
+    if (s != SPRIG_OK) return cli_error("loading the model", s);
+    const sp_model_config *cfg = model->cfg;
+    if (o.prompt || !o.json) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/tokenizer.json", o.dir);
+        s = sp_tok_open(path, &tok);
+        if (s != SPRIG_OK && o.prompt) { rc = cli_error("loading the tokenizer", s); goto done; }
+    }
+    if ((rc = prompt_ids(&o, tok, &prompt, &n_prompt))) goto done;
+    int context = o.context ? o.context : (cfg->max_position_embeddings < 4096 ? cfg->max_position_embeddings : 4096);
+    if (n_prompt > context) {
+        fprintf(stderr, "sprig run: the prompt has %d tokens but the context holds %d\n", n_prompt, context);
+        rc = 1;
+        goto done;
+    }
+    s = sp_cpu_open(model, context, o.dense ? SP_MLP_DENSE : SP_MLP_AUTO, &cpu);
+    if (s == SPRIG_OK && o.sparsity > 0) s = sp_cpu_calibrate(cpu, prompt, n_prompt, o.sparsity);
+    if (s == SPRIG_OK) s = sp_sampler_init(&sampler, cfg->vocab_size, (float)o.temperature, (float)o.top_p, o.seed);
+    if (s != SPRIG_OK) { rc = cli_error("starting the backend", s); goto done; }
+    out.as_ids = o.tokens != NULL, out.json = o.json;
+    if (!out.as_ids && tok && (s = sp_tok_stream_open(tok, 1, &out.stream)) != SPRIG_OK) {
+        rc = cli_error("decoding", s);
+        goto done;
+    }
+    sp_backend be = {"cpu", cpu, cpu_forward, cpu_sparsity};
+    sp_gen_stats st;
+    int eos[SP_MAX_EOS + 1], n_eos = 0;
+    for (int i = 0; i < cfg->n_eos; ++i) eos[n_eos++] = cfg->eos_token_ids[i];
+    if (!n_eos && tok && sp_tok_eos_id(tok) >= 0) eos[n_eos++] = sp_tok_eos_id(tok);
+    s = sp_generate(&be, prompt, n_prompt, o.max_tokens, context, &sampler, eos, n_eos, emit_token, &out, &st);
+    if (s != SPRIG_OK) { rc = cli_error("generating", s); goto done; }
+    if (out.stream) {
+        const char *text;
+        size_t len;
+        if (sp_tok_stream_finish(out.stream, &text, &len) == SPRIG_OK && !o.json) fwrite(text, 1, len, stdout);
+    }
+    if (o.json) {
+        print_json(&out, tok, &st, sp_cpu_mlp_sparsity(cpu), "cpu");
+    } else {
+        printf("\n");
+        fprintf(stderr, "[%s] prompt %d tokens in %.3f s; generated %d tokens at %.2f tokens/s; MLP sparsity %.1f%%\n",
+                "cpu", st.prompt_tokens, st.prompt_seconds, st.generated,
+                st.decode_seconds > 0 ? st.generated / st.decode_seconds : 0.0, 100 * sp_cpu_mlp_sparsity(cpu));
+    }
+done:
+    sp_tok_stream_close(out.stream);
+    free(out.ids);
+    free(prompt);
+    sp_sampler_free(&sampler);
+    sp_cpu_close(cpu);
+    sp_tok_close(tok);
+    sp_model_close(model);
+    return rc;
+}

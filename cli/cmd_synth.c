@@ -1,0 +1,278 @@
+/* sprig synth: write a random LLaMA-shaped model folder (config.json,
+ * model.safetensors, tokenizer.json), optionally with LTE routers tuned to a
+ * target sparsity, so the runtime can be tested and benchmarked where no real
+ * weights can be downloaded. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "sp_half.h"
+#include "sp_safetensors.h"
+
+typedef struct synth_shape {
+    const char *name;
+    int d, f, layers, heads, kv_heads, vocab, context;
+    double rope_theta;
+    int llama3_rope;
+} synth_shape;
+
+static const synth_shape kShapes[] = {
+    {"tiny", 64, 192, 2, 4, 2, 512, 256, 10000.0, 0},
+    {"llama2-7b", 4096, 11008, 32, 32, 32, 32000, 4096, 10000.0, 0},
+    {"llama2-13b", 5120, 13824, 40, 40, 40, 32000, 4096, 10000.0, 0},
+    {"llama3-8b", 4096, 14336, 32, 32, 8, 128256, 8192, 500000.0, 1},
+};
+
+typedef struct synth_opts {
+    const char *out;
+    synth_shape shape;
+    sp_dtype dtype;
+    int lte_g;           /* 0: no routers */
+    double lte_sparsity; /* target fraction of experts inactive */
+    unsigned long long seed;
+} synth_opts;
+
+static void synth_help(FILE *to) {
+    fprintf(to, "usage: sprig synth OUT_DIR [--model tiny|llama2-7b|llama2-13b|llama3-8b] [options]\n\n"
+                "Writes a random model folder that `sprig run` loads like a real one.\n\n"
+                "options:\n"
+                "  --model NAME        shape preset (default tiny: d 64, f 192, 2 layers, vocab 512)\n"
+                "  --layers N          override the number of layers\n"
+                "  --dtype fp16|bf16|fp32  weight type (default fp16)\n"
+                "  --lte G             add LTE routers with experts of G neurons to every layer\n"
+                "  --lte-sparsity P    fraction of experts the routers should leave inactive (default 0.5);\n"
+                "                      sets the threshold tau from the router score distribution\n"
+                "  --seed S            random seed (default 1)\n");
+}
+
+/* ---- random data: a pool of random values copied from at random offsets, so
+ * multi-gigabyte files are written at memory speed ------------------------------- */
+#define POOL_ELEMS (1u << 22)
+typedef struct synth_fill {
+    uint16_t *pool16;
+    float *pool32;
+    unsigned long long rng;
+} synth_fill;
+
+static unsigned long long xorshift(unsigned long long *s) {
+    *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
+    return *s * 0x2545f4914f6cdd1dull;
+}
+
+/* Every float tensor is uniform in ±1/sqrt(columns) (norm weights are 1). */
+static sprig_status fill_tensor(void *ctx, const sp_tensor *t, size_t offset, void *buf, size_t n) {
+    synth_fill *f = ctx;
+    const size_t esz = sp_dtype_size(t->dtype);
+    const int is_norm = t->ndim == 1;
+    const double scale = is_norm ? 0 : 1.0 / sqrt((double)t->shape[t->ndim - 1]);
+    unsigned char *out = buf;
+    for (size_t done = 0; done < n;) {
+        size_t start = (size_t)(xorshift(&f->rng) % (POOL_ELEMS / 2));
+        size_t take = (n - done) < (POOL_ELEMS / 2) * esz ? (n - done) : (POOL_ELEMS / 2) * esz;
+        if (is_norm) {
+            for (size_t i = 0; i < take / esz; ++i) {
+                float one = 1.0f;
+                uint16_t h = t->dtype == SP_DTYPE_F16 ? sp_f32_to_f16(1.0f) : sp_f32_to_bf16(1.0f);
+                memcpy(out + done + i * esz, esz == 4 ? (void *)&one : (void *)&h, esz);
+            }
+        } else if (esz == 4) {
+            for (size_t i = 0; i < take / 4; ++i) {
+                float v = (float)(f->pool32[start + i] * scale);
+                memcpy(out + done + i * 4, &v, 4);
+            }
+        } else {
+            /* The pools hold values in ±1; scale once per tensor through a small table would
+             * cost the same: convert on the fly. */
+            for (size_t i = 0; i < take / 2; ++i) {
+                float v = (float)(f->pool32[start + i] * scale);
+                uint16_t h = t->dtype == SP_DTYPE_F16 ? sp_f32_to_f16(v) : sp_f32_to_bf16(v);
+                memcpy(out + done + i * 2, &h, 2);
+            }
+        }
+        done += take;
+        (void)offset;
+    }
+    return SPRIG_OK;
+}
+
+/* Inverse of the standard normal CDF by bisection on erfc (precise enough here). */
+static double normal_quantile(double p) {
+    double lo = -10, hi = 10;
+    for (int i = 0; i < 200; ++i) {
+        double mid = 0.5 * (lo + hi);
+        if (0.5 * erfc(-mid / sqrt(2.0)) < p) lo = mid;
+        else hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+static const char *dtype_json(sp_dtype t) {
+    return t == SP_DTYPE_F16 ? "float16" : t == SP_DTYPE_BF16 ? "bfloat16" : "float32";
+}
+
+static int write_config(const synth_opts *o, double tau) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", o->out);
+    FILE *fp = fopen(path, "w");
+    if (!fp) {
+        fprintf(stderr, "sprig synth: cannot write %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    const synth_shape *s = &o->shape;
+    fprintf(fp, "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
+                "  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n"
+                "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n  \"vocab_size\": %d,\n"
+                "  \"max_position_embeddings\": %d,\n  \"rms_norm_eps\": 1e-05,\n  \"rope_theta\": %.1f,\n",
+            s->d, s->f, s->layers, s->heads, s->kv_heads, s->vocab, s->context, s->rope_theta);
+    if (s->llama3_rope)
+        fprintf(fp, "  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+                    "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192},\n");
+    fprintf(fp, "  \"tie_word_embeddings\": false,\n  \"torch_dtype\": \"%s\",\n  \"bos_token_id\": %d,\n"
+                "  \"eos_token_id\": %d",
+            dtype_json(o->dtype), s->vocab - 2, s->vocab - 1);
+    if (o->lte_g)
+        fprintf(fp, ",\n  \"lte\": {\"expert_size\": %d, \"threshold\": %.17g}", o->lte_g, tau);
+    fprintf(fp, "\n}\n");
+    return fclose(fp) != 0;
+}
+
+/* A byte-level BPE tokenizer (the GPT-2 byte alphabet, no merges) plus BOS/EOS
+ * at the top of the vocabulary: every text encodes, one token per byte. */
+static int write_tokenizer(const synth_opts *o) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", o->out);
+    FILE *fp = fopen(path, "w");
+    if (!fp) {
+        fprintf(stderr, "sprig synth: cannot write %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    const int bos = o->shape.vocab - 2, eos = o->shape.vocab - 1;
+    fprintf(fp, "{\"version\":\"1.0\",\"added_tokens\":["
+                "{\"id\":%d,\"content\":\"<|begin_of_text|>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+                "\"normalized\":false,\"special\":true},"
+                "{\"id\":%d,\"content\":\"<|end_of_text|>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+                "\"normalized\":false,\"special\":true}],\n\"normalizer\":null,\n"
+                "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":false},\n"
+                "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<|begin_of_text|>\",\"type_id\":0}},"
+                "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"pair\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],"
+                "\"special_tokens\":{\"<|begin_of_text|>\":{\"id\":\"<|begin_of_text|>\",\"ids\":[%d],\"tokens\":[\"<|begin_of_text|>\"]}}},\n"
+                "\"decoder\":{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":true,\"use_regex\":true},\n"
+                "\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,\"continuing_subword_prefix\":null,"
+                "\"end_of_word_suffix\":null,\"fuse_unk\":false,\"byte_fallback\":false,\"ignore_merges\":true,\"vocab\":{",
+            bos, eos, bos);
+    /* GPT-2's bytes_to_unicode: printable bytes stand for themselves, the rest map to U+0100.. */
+    int extra = 0;
+    for (int b = 0; b < 256; ++b) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)extra++;
+        char utf8[8];
+        if (cp < 0x80) snprintf(utf8, sizeof utf8, "%s%c", (cp == '"' || cp == '\\') ? "\\" : "", (char)cp);
+        else snprintf(utf8, sizeof utf8, "%c%c", (char)(0xC0 | (cp >> 6)), (char)(0x80 | (cp & 0x3F)));
+        fprintf(fp, "%s\"%s\":%d", b ? "," : "", utf8, b);
+    }
+    fprintf(fp, "},\"merges\":[]}}\n");
+    return fclose(fp) != 0;
+}
+
+static int parse_synth(int argc, char **argv, synth_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->shape = kShapes[0], o->dtype = SP_DTYPE_F16, o->lte_sparsity = 0.5, o->seed = 1;
+    int layers = 0;
+    for (int i = 1; i < argc; ++i) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { synth_help(stdout); exit(0); }
+        if (a[0] != '-' && !o->out) { o->out = a; continue; }
+        if (!v) { fprintf(stderr, "sprig synth: %s needs a value\n", a); return 2; }
+        ++i;
+        if (!strcmp(a, "--model")) {
+            int found = 0;
+            for (size_t k = 0; k < sizeof kShapes / sizeof kShapes[0]; ++k)
+                if (!strcmp(kShapes[k].name, v)) o->shape = kShapes[k], found = 1;
+            if (!found) { fprintf(stderr, "sprig synth: unknown model '%s' (tiny, llama2-7b, llama2-13b, llama3-8b)\n", v); return 2; }
+        } else if (!strcmp(a, "--layers")) layers = atoi(v);
+        else if (!strcmp(a, "--lte")) o->lte_g = atoi(v);
+        else if (!strcmp(a, "--lte-sparsity")) o->lte_sparsity = atof(v);
+        else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--dtype")) {
+            if (!strcmp(v, "fp16")) o->dtype = SP_DTYPE_F16;
+            else if (!strcmp(v, "bf16")) o->dtype = SP_DTYPE_BF16;
+            else if (!strcmp(v, "fp32")) o->dtype = SP_DTYPE_F32;
+            else { fprintf(stderr, "sprig synth: --dtype must be fp16, bf16 or fp32\n"); return 2; }
+        } else { fprintf(stderr, "sprig synth: unknown option '%s' (see --help)\n", a); return 2; }
+    }
+    if (!o->out) { fprintf(stderr, "sprig synth: give the output folder (see --help)\n"); return 2; }
+    if (layers < 0 || layers > 1024) { fprintf(stderr, "sprig synth: --layers must be 1..1024\n"); return 2; }
+    if (layers) o->shape.layers = layers;
+    if (o->lte_g && (o->lte_g < 1 || o->shape.f % o->lte_g)) {
+        fprintf(stderr, "sprig synth: --lte %d does not divide the MLP width %d\n", o->lte_g, o->shape.f);
+        return 2;
+    }
+    if (!(o->lte_sparsity > 0 && o->lte_sparsity < 1)) { fprintf(stderr, "sprig synth: --lte-sparsity must be in (0, 1)\n"); return 2; }
+    return 0;
+}
+
+static void set_tensor(sp_tensor *t, char *name, sp_dtype dt, int ndim, int64_t a, int64_t b) {
+    memset(t, 0, sizeof *t);
+    t->name = name, t->dtype = dt, t->ndim = ndim, t->shape[0] = a, t->shape[1] = b;
+}
+
+int cmd_synth(int argc, char **argv) {
+    synth_opts o;
+    int rc = parse_synth(argc, argv, &o);
+    if (rc) return rc;
+    if (mkdir(o.out, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "sprig synth: cannot create %s: %s\n", o.out, strerror(errno));
+        return 1;
+    }
+    const synth_shape *s = &o.shape;
+    const int hd = s->d / s->heads, L = s->layers;
+    /* Router scores s = W_r x with x of RMS 1 (weightless-norm output) and W_r
+     * uniform in ±1/sqrt(d): std(s) = 1/sqrt(3). An expert is active when
+     * sigmoid(s) > tau, i.e. s > logit(tau): choose it at the target quantile. */
+    const double tau = 1.0 / (1.0 + exp(-normal_quantile(o.lte_sparsity) / sqrt(3.0)));
+    const int per_layer = 9 + (o.lte_g ? 1 : 0);
+    size_t n = 3 + (size_t)L * per_layer, k = 0;
+    sp_tensor *t = calloc(n, sizeof *t);
+    char(*names)[96] = calloc(n, sizeof *names);
+    if (!t || !names) { fprintf(stderr, "sprig synth: out of memory\n"); return 1; }
+#define ADD(dt, nd, a, b, ...) (snprintf(names[k], sizeof names[k], __VA_ARGS__), set_tensor(&t[k], names[k], dt, nd, a, b), ++k)
+    ADD(o.dtype, 2, s->vocab, s->d, "model.embed_tokens.weight");
+    for (int l = 0; l < L; ++l) {
+        ADD(o.dtype, 1, s->d, 0, "model.layers.%d.input_layernorm.weight", l);
+        ADD(o.dtype, 2, (int64_t)s->heads * hd, s->d, "model.layers.%d.self_attn.q_proj.weight", l);
+        ADD(o.dtype, 2, (int64_t)s->kv_heads * hd, s->d, "model.layers.%d.self_attn.k_proj.weight", l);
+        ADD(o.dtype, 2, (int64_t)s->kv_heads * hd, s->d, "model.layers.%d.self_attn.v_proj.weight", l);
+        ADD(o.dtype, 2, s->d, (int64_t)s->heads * hd, "model.layers.%d.self_attn.o_proj.weight", l);
+        ADD(o.dtype, 1, s->d, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+        ADD(o.dtype, 2, s->f, s->d, "model.layers.%d.mlp.gate_proj.weight", l);
+        ADD(o.dtype, 2, s->f, s->d, "model.layers.%d.mlp.up_proj.weight", l);
+        ADD(o.dtype, 2, s->d, s->f, "model.layers.%d.mlp.down_proj.weight", l);
+        if (o.lte_g) ADD(o.dtype, 2, s->f / o.lte_g, s->d, "model.layers.%d.mlp.router.weight", l);
+    }
+    ADD(o.dtype, 1, s->d, 0, "model.norm.weight");
+    ADD(o.dtype, 2, s->vocab, s->d, "lm_head.weight");
+#undef ADD
+    synth_fill fill = {0};
+    fill.rng = o.seed * 0x9e3779b97f4a7c15ull + 1;
+    fill.pool32 = malloc(sizeof(float) * POOL_ELEMS);
+    if (!fill.pool32) { fprintf(stderr, "sprig synth: out of memory\n"); return 1; }
+    for (size_t i = 0; i < POOL_ELEMS; ++i)
+        fill.pool32[i] = (float)((double)(xorshift(&fill.rng) >> 11) / 4503599627370496.0 - 1.0);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", o.out);
+    const char *meta[] = {"format", "pt", "generator", "sprig synth", NULL};
+    sprig_status st = sp_st_write(path, t, k, meta, fill_tensor, &fill);
+    free(fill.pool32);
+    free(t);
+    free(names);
+    if (st != SPRIG_OK) return cli_error("writing the weights", st);
+    if (write_config(&o, tau) || write_tokenizer(&o)) return 1;
+    printf("wrote %s: d=%d f=%d layers=%d heads=%d/%d vocab=%d %s%s", o.out, s->d, s->f, L, s->heads, s->kv_heads,
+           s->vocab, dtype_json(o.dtype), o.lte_g ? "" : "\n");
+    if (o.lte_g) printf(", LTE g=%d tau=%.4f (target %.0f%% of experts inactive)\n", o.lte_g, tau, 100 * o.lte_sparsity);
+    return 0;
+}
