@@ -10,6 +10,8 @@ int cmd_compile(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_families(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 
 /* Options shared by every command that names a kernel. */
 typedef struct cli_kernel_args {

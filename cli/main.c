@@ -16,6 +16,8 @@ static const command commands[] = {
     {"info", cmd_info, "show the GPU and driver sprig sees, or that there is none"},
     {"families", cmd_families, "list the kernel families and their parameters"},
     {"models", cmd_models, "list the named model shapes"},
+    {"synth", cmd_synth, "write a random LLaMA-shaped model folder (optionally with LTE routers)"},
+    {"run", cmd_run, "generate text with a LLaMA-family model folder (dense, LTE or threshold-sparse)"},
 };
 
 static void usage(FILE *to) {
