@@ -1,0 +1,57 @@
+/* An executor: where generated kernels run. Two implementations share this
+ * interface: the CUDA driver (runtime/exec_cuda.c) and, in the tests, the CPU
+ * emulator (tests/emu/exec_emu.cpp), so code written against it (the GPU
+ * backend of the runtime, the tuner's verification) is exercised on machines
+ * without a GPU too. Addresses are 64-bit device addresses (host pointers
+ * under the emulator). Launches may be asynchronous: sync reports errors. */
+#ifndef SP_EXEC_H
+#define SP_EXEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sprig.h"
+
+typedef uint64_t sp_dptr;
+typedef struct sp_exec sp_exec;
+typedef struct sp_exec_module sp_exec_module; /* one plan, compiled and loaded */
+
+typedef struct sp_exec_ops {
+    sprig_status (*alloc)(sp_exec *e, sp_dptr *out, size_t bytes);
+    void (*free)(sp_exec *e, sp_dptr p);
+    sprig_status (*upload)(sp_exec *e, sp_dptr dst, const void *src, size_t bytes);
+    sprig_status (*download)(sp_exec *e, void *dst, sp_dptr src, size_t bytes);
+    sprig_status (*fill)(sp_exec *e, sp_dptr p, unsigned char byte, size_t bytes);
+    /* Compiles the plan for this executor (through the cubin cache on CUDA) and loads it. */
+    sprig_status (*load)(sp_exec *e, const sprig_plan *plan, sp_exec_module **out);
+    void (*unload)(sp_exec *e, sp_exec_module *m);
+    /* Launches plan->kernels[0..n) in order with one argument list (docs/kernel-abi.md). */
+    sprig_status (*launch)(sp_exec *e, sp_exec_module *m, const sprig_plan *plan, void **args);
+    sprig_status (*sync)(sp_exec *e);
+    void (*close)(sp_exec *e);
+} sp_exec_ops;
+
+struct sp_exec {
+    const sp_exec_ops *ops;
+    const char *kind;     /* "cuda" or "emulator" */
+    char arch[24];        /* what plans are compiled for: "sm_90", "compute_89", "host" */
+    char device[256];     /* the GPU's name, or "CPU emulator" */
+    int sm_count;         /* 0 under the emulator */
+    void *impl;
+};
+
+/* Opens GPU `ordinal` through the driver API. SPRIG_E_NO_DRIVER / SPRIG_E_NO_DEVICE
+ * when there is none. The caller owns *out (sp_exec_close). */
+sprig_status sp_exec_open_cuda(sp_exec **out, int ordinal);
+
+static inline void sp_exec_close(sp_exec *e) { if (e) e->ops->close(e); }
+static inline sprig_status sp_exec_alloc(sp_exec *e, sp_dptr *out, size_t n) { return e->ops->alloc(e, out, n); }
+static inline void sp_exec_free(sp_exec *e, sp_dptr p) { if (p) e->ops->free(e, p); }
+static inline sprig_status sp_exec_upload(sp_exec *e, sp_dptr d, const void *s, size_t n) { return e->ops->upload(e, d, s, n); }
+static inline sprig_status sp_exec_download(sp_exec *e, void *d, sp_dptr s, size_t n) { return e->ops->download(e, d, s, n); }
+static inline sprig_status sp_exec_fill(sp_exec *e, sp_dptr p, unsigned char b, size_t n) { return e->ops->fill(e, p, b, n); }
+static inline sprig_status sp_exec_load(sp_exec *e, const sprig_plan *p, sp_exec_module **m) { return e->ops->load(e, p, m); }
+static inline void sp_exec_unload(sp_exec *e, sp_exec_module *m) { if (m) e->ops->unload(e, m); }
+static inline sprig_status sp_exec_launch(sp_exec *e, sp_exec_module *m, const sprig_plan *p, void **a) { return e->ops->launch(e, m, p, a); }
+static inline sprig_status sp_exec_sync(sp_exec *e) { return e->ops->sync(e); }
+#endif
