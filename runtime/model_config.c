@@ -152,9 +152,8 @@ static sprig_status mc_sizes(const char *label, const cJSON *root, sp_model_conf
         return sp_fail(SPRIG_E_FORMAT,
                        "%s: num_attention_heads %d is not divisible by num_key_value_heads %d", label,
                        heads, c->num_key_value_heads);
-    /* An explicit head_dim (as transformers allows) frees hidden_size from
-     * being heads * head_dim; without it the split must be exact. */
-    if (mc_absent(cJSON_GetObjectItemCaseSensitive(root, "head_dim")) && c->hidden_size % heads)
+    /* transformers' LlamaConfig refuses this even when head_dim is given. */
+    if (c->hidden_size % heads)
         return sp_fail(SPRIG_E_FORMAT, "%s: hidden_size %d is not divisible by num_attention_heads %d",
                        label, c->hidden_size, heads);
     SP_TRY(mc_int(label, root, "head_dim", 0, c->hidden_size / heads, 1, 1 << 16, &c->head_dim));
@@ -168,9 +167,6 @@ static sprig_status mc_sizes(const char *label, const cJSON *root, sp_model_conf
     SP_TRY(mc_double(label, root, "rms_norm_eps", 1, 0, &c->rms_norm_eps));
     if (!(c->rms_norm_eps > 0))
         return sp_fail(SPRIG_E_FORMAT, "%s: rms_norm_eps %g must be positive", label, c->rms_norm_eps);
-    SP_TRY(mc_double(label, root, "rope_theta", 0, 10000.0, &c->rope_theta));
-    if (!(c->rope_theta > 0))
-        return sp_fail(SPRIG_E_FORMAT, "%s: rope_theta %g must be positive", label, c->rope_theta);
     return mc_bool(label, root, "tie_word_embeddings", 0, &c->tie_word_embeddings);
 }
 
@@ -213,40 +209,65 @@ static void mc_dtype(const cJSON *root, sp_model_config *c) {
         strcpy(c->torch_dtype, d->valuestring);
 }
 
-static sprig_status mc_rope_scaling(const char *label, const cJSON *root, sp_model_config *c) {
+/* The RoPE settings, read as transformers reads them: "rope_scaling" (older
+ * files) if it is a non-empty object, else "rope_parameters" (transformers
+ * >= 5, which also moves rope_theta inside); rope_theta from that object,
+ * else the top level, else 10000; a missing rope_type means "default"; llama3's
+ * original_max_position_embeddings defaults to max_position_embeddings. */
+static sprig_status mc_rope(const char *label, const cJSON *root, sp_model_config *c) {
     sp_rope_scaling *r = &c->rope_scaling;
     memset(r, 0, sizeof *r);
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
-    if (mc_absent(rs)) return SPRIG_OK;
     char b[64];
-    if (!cJSON_IsObject(rs))
-        return sp_fail(SPRIG_E_FORMAT, "%s: \"rope_scaling\" must be null or an object, got %s", label,
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    const char *key = "rope_scaling";
+    if (mc_absent(rs) || (cJSON_IsObject(rs) && !rs->child)) {
+        rs = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+        key = "rope_parameters";
+    }
+    if (!mc_absent(rs) && !cJSON_IsObject(rs))
+        return sp_fail(SPRIG_E_FORMAT, "%s: \"%s\" must be null or an object, got %s", label, key,
                        mc_show(rs, b, sizeof b));
-    SP_TRY(mc_unique_keys(label, "\"rope_scaling\"", rs));
+    if (mc_absent(rs)) rs = NULL;
+    if (rs) SP_TRY(mc_unique_keys(label, key, rs));
+
+    const cJSON *theta_from = rs && cJSON_GetObjectItemCaseSensitive(rs, "rope_theta") ? rs : root;
+    SP_TRY(mc_double(label, theta_from, "rope_theta", 0, 10000.0, &c->rope_theta));
+    if (!(c->rope_theta > 0))
+        return sp_fail(SPRIG_E_FORMAT, "%s: rope_theta %g must be positive", label, c->rope_theta);
+    /* Only some layouts rotate part of each head; LLaMA rotates all of it. */
+    double partial = 1.0;
+    SP_TRY(mc_double(label, rs && cJSON_GetObjectItemCaseSensitive(rs, "partial_rotary_factor") ? rs : root,
+                     "partial_rotary_factor", 0, 1.0, &partial));
+    if (partial != 1.0)
+        return sp_fail(SPRIG_E_FORMAT, "%s: partial_rotary_factor %g is not supported (sprig rotates "
+                       "whole heads)", label, partial);
+    if (!rs) return SPRIG_OK;
+
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
     if (mc_absent(type)) type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    if (mc_absent(type) || (cJSON_IsString(type) && strcmp(type->valuestring, "default") == 0))
+        return SPRIG_OK;
     if (!cJSON_IsString(type))
-        return sp_fail(SPRIG_E_FORMAT, "%s: \"rope_scaling\" has no \"rope_type\" string", label);
-    if (strcmp(type->valuestring, "default") == 0) return SPRIG_OK;
+        return sp_fail(SPRIG_E_FORMAT, "%s: %s \"rope_type\" must be a string, got %s", label, key,
+                       mc_show(type, b, sizeof b));
     if (strcmp(type->valuestring, "llama3") != 0)
-        return sp_fail(SPRIG_E_FORMAT,
-                       "%s: rope_scaling type '%.60s' is not supported (sprig supports llama3)", label,
-                       type->valuestring);
+        return sp_fail(SPRIG_E_FORMAT, "%s: %s type '%.60s' is not supported (sprig supports llama3)",
+                       label, key, type->valuestring);
     r->kind = SP_ROPE_LLAMA3;
-    char key[96];
-    snprintf(key, sizeof key, "%s: rope_scaling", label);
-    SP_TRY(mc_double(key, rs, "factor", 1, 0, &r->factor));
-    SP_TRY(mc_double(key, rs, "low_freq_factor", 1, 0, &r->low_freq_factor));
-    SP_TRY(mc_double(key, rs, "high_freq_factor", 1, 0, &r->high_freq_factor));
-    SP_TRY(mc_int(key, rs, "original_max_position_embeddings", 1, 0, 1, 1 << 24,
-                  &r->original_max_position_embeddings));
+    char where[96];
+    snprintf(where, sizeof where, "%s: %s", label, key);
+    SP_TRY(mc_double(where, rs, "factor", 1, 0, &r->factor));
+    SP_TRY(mc_double(where, rs, "low_freq_factor", 1, 0, &r->low_freq_factor));
+    SP_TRY(mc_double(where, rs, "high_freq_factor", 1, 0, &r->high_freq_factor));
+    SP_TRY(mc_int(where, rs, "original_max_position_embeddings", 0, c->max_position_embeddings, 1,
+                  1 << 24, &r->original_max_position_embeddings));
     if (!(r->factor > 0 && r->low_freq_factor > 0))
-        return sp_fail(SPRIG_E_FORMAT, "%s: rope_scaling factor %g and low_freq_factor %g must be "
-                       "positive", label, r->factor, r->low_freq_factor);
+        return sp_fail(SPRIG_E_FORMAT, "%s: %s factor %g and low_freq_factor %g must be positive", label,
+                       key, r->factor, r->low_freq_factor);
     /* The llama3 rule interpolates over (high - low); equal factors divide by zero. */
     if (!(r->high_freq_factor > r->low_freq_factor))
-        return sp_fail(SPRIG_E_FORMAT, "%s: rope_scaling high_freq_factor %g must exceed "
-                       "low_freq_factor %g", label, r->high_freq_factor, r->low_freq_factor);
+        return sp_fail(SPRIG_E_FORMAT, "%s: %s high_freq_factor %g must exceed low_freq_factor %g", label,
+                       key, r->high_freq_factor, r->low_freq_factor);
     return SPRIG_OK;
 }
 
@@ -331,7 +352,7 @@ sprig_status sp_model_config_parse(const char *json, size_t len, const char *lab
     if (s == SPRIG_OK) s = mc_unsupported_features(label, root);
     if (s == SPRIG_OK) s = mc_sizes(label, root, &c);
     if (s == SPRIG_OK) s = mc_tokens(label, root, &c);
-    if (s == SPRIG_OK) s = mc_rope_scaling(label, root, &c);
+    if (s == SPRIG_OK) s = mc_rope(label, root, &c);
     if (s == SPRIG_OK) s = mc_lte(label, root, &c);
     if (s == SPRIG_OK) mc_dtype(root, &c);
     cJSON_Delete(root);
@@ -364,21 +385,6 @@ sprig_status sp_model_config_load(const char *path, sp_model_config *out) {
 }
 
 /* ---- tensors vs config ------------------------------------------------------------ */
-
-long long sp_tensor_int_at(const sp_tensor *t, size_t i) {
-    const unsigned char *p = t->data;
-    if (t->dtype == SP_DTYPE_I32) {
-        int32_t v;
-        memcpy(&v, p + i * 4, 4);
-        return v;
-    }
-    if (t->dtype == SP_DTYPE_I64) {
-        int64_t v;
-        memcpy(&v, p + i * 8, 8);
-        return v;
-    }
-    return 0;
-}
 
 typedef struct mc_check {
     sp_tensor_lookup_fn lookup;

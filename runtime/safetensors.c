@@ -68,6 +68,21 @@ char *sp_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap) {
     return buf;
 }
 
+long long sp_tensor_int_at(const sp_tensor *t, size_t i) {
+    const unsigned char *p = t->data;
+    if (t->dtype == SP_DTYPE_I32) {
+        int32_t v;
+        memcpy(&v, p + i * 4, 4);
+        return v;
+    }
+    if (t->dtype == SP_DTYPE_I64) {
+        int64_t v;
+        memcpy(&v, p + i * 8, 8);
+        return v;
+    }
+    return 0;
+}
+
 /* ---- header parsing ----------------------------------------------------------- */
 
 /* JSON numbers arrive as doubles; integers above 2^53 cannot be represented

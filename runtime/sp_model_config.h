@@ -34,8 +34,10 @@
 #define SP_MAX_LAYERS 1024
 #define SP_MAX_EOS 16
 
+/* RoPE scaling comes from "rope_scaling" (transformers < 5) or, when that is
+ * absent/empty, "rope_parameters" (transformers >= 5); both are understood. */
 typedef enum sp_rope_kind {
-    SP_ROPE_NONE = 0,   /* plain RoPE with rope_theta ("rope_scaling": null or rope_type "default") */
+    SP_ROPE_NONE = 0,   /* plain RoPE with rope_theta (null, absent or rope_type "default") */
     SP_ROPE_LLAMA3      /* LLaMA-3.1 frequency-dependent scaling */
 } sp_rope_kind;
 
@@ -44,7 +46,7 @@ typedef struct sp_rope_scaling {
     double factor;                          /* > 0 */
     double low_freq_factor;                 /* > 0 */
     double high_freq_factor;                /* > low_freq_factor */
-    int original_max_position_embeddings;   /* > 0 */
+    int original_max_position_embeddings;   /* > 0; default max_position_embeddings */
 } sp_rope_scaling;
 
 typedef struct sp_lte_config {
@@ -62,9 +64,12 @@ typedef struct sp_model_config {
     int num_hidden_layers;                  /* 1..SP_MAX_LAYERS */
     int num_attention_heads;
     int num_key_value_heads;                /* default num_attention_heads; divides it */
-    int head_dim;                           /* default hidden_size / num_attention_heads; even */
+    int head_dim;                           /* default hidden_size / num_attention_heads; even.
+                                               hidden_size % num_attention_heads == 0 always
+                                               (transformers' LlamaConfig requires it too) */
     double rms_norm_eps;                    /* > 0 */
-    double rope_theta;                      /* default 10000 */
+    double rope_theta;                      /* rope_scaling/rope_parameters.rope_theta, else the
+                                               top-level rope_theta, else 10000 */
     int max_position_embeddings;
     int vocab_size;
     int tie_word_embeddings;                /* default 0 */
@@ -94,8 +99,5 @@ typedef const sp_tensor *(*sp_tensor_lookup_fn)(const void *ctx, const char *nam
  * A problem: SPRIG_E_FORMAT naming the tensor, the expected and found shapes. */
 sprig_status sp_model_config_check_tensors(const sp_model_config *cfg, sp_tensor_lookup_fn lookup,
                                            const void *ctx);
-
-/* Reads element i of an I32/I64 tensor (alignment-safe). */
-long long sp_tensor_int_at(const sp_tensor *t, size_t i);
 
 #endif

@@ -93,6 +93,10 @@ typedef sprig_status (*sp_st_fill_fn)(void *ctx, const sp_tensor *t, size_t offs
 sprig_status sp_st_write(const char *path, const sp_tensor *tensors, size_t n,
                          const char *const *metadata, sp_st_fill_fn fill, void *ctx);
 
+/* Element i of an I32 or I64 tensor, read alignment-safely; 0 for other dtypes.
+ * i must be below the element count. */
+long long sp_tensor_int_at(const sp_tensor *t, size_t i);
+
 /* Writes "4096x4096" (or "scalar" for ndim 0) into buf; returns buf. */
 char *sp_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap);
 

@@ -70,6 +70,22 @@ static void test_llama3(void) {
     CHECK(parse(old, &c) == SPRIG_OK && c.rope_scaling.kind == SP_ROPE_LLAMA3);
     const char *def = "{" ARCH BASE_FIELDS ", \"rope_scaling\": {\"rope_type\": \"default\"}}";
     CHECK(parse(def, &c) == SPRIG_OK && c.rope_scaling.kind == SP_ROPE_NONE);
+    /* transformers >= 5 writes "rope_parameters" with rope_theta inside; an
+     * empty "rope_scaling" defers to it; original_max_position_embeddings
+     * defaults to max_position_embeddings; rope_theta inside wins. */
+    const char *v5 = "{" ARCH BASE_FIELDS ", \"rope_theta\": 7.0, \"rope_scaling\": {}, "
+                     "\"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0, "
+                     "\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0}}";
+    CHECK_MSG(parse(v5, &c) == SPRIG_OK, "%s", sprig_last_error());
+    CHECK(c.rope_scaling.kind == SP_ROPE_LLAMA3 && c.rope_theta == 500000.0 &&
+          c.rope_scaling.factor == 8.0 && c.rope_scaling.original_max_position_embeddings == 32);
+    const char *v5def = "{" ARCH BASE_FIELDS ", \"rope_parameters\": {\"rope_type\": \"default\", "
+                        "\"rope_theta\": 250000.0}}";
+    CHECK(parse(v5def, &c) == SPRIG_OK && c.rope_scaling.kind == SP_ROPE_NONE &&
+          c.rope_theta == 250000.0);
+    /* No type at all means "default" (as in transformers). */
+    const char *notype = "{" ARCH BASE_FIELDS ", \"rope_parameters\": {\"rope_theta\": 20.0}}";
+    CHECK(parse(notype, &c) == SPRIG_OK && c.rope_scaling.kind == SP_ROPE_NONE && c.rope_theta == 20.0);
 }
 
 static void test_lte_config(void) {
@@ -126,6 +142,12 @@ static void test_bad_configs(void) {
          "\"low_freq_factor\": 2, \"high_freq_factor\": 2, \"original_max_position_embeddings\": 8}}",
          "high_freq_factor 2", "low_freq_factor 2"},
         {"{" ARCH BASE_FIELDS ", \"rope_scaling\": 3}", "rope_scaling", "null or an object"},
+        {"{" ARCH BASE_FIELDS ", \"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 4}}",
+         "rope_parameters type 'yarn' is not supported", NULL},
+        {"{" ARCH BASE_FIELDS ", \"partial_rotary_factor\": 0.5}", "partial_rotary_factor 0.5",
+         "not supported"},
+        {"{" ARCH BASE_FIELDS ", \"head_dim\": 4, \"num_attention_heads\": 3}",
+         "\"num_attention_heads\" appears twice", NULL},
         {"{" ARCH BASE_FIELDS ", \"lte\": {\"expert_size\": 4, \"threshold\": 1.0}}", "threshold 1",
          "between 0 and 1"},
         {"{" ARCH BASE_FIELDS ", \"lte\": {\"expert_size\": 4, \"threshold\": 0}}", "threshold 0",
