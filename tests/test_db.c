@@ -58,7 +58,7 @@ static void remove_dir(const char *dir) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
         char path[4200];
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        unlink(path);
+        if (unlink(path) != 0) remove_dir(path); /* a folder left by a failed case */
     }
     if (dp) closedir(dp);
     rmdir(dir);
