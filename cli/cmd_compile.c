@@ -308,15 +308,15 @@ static void cc_run_pool(cc_pool *pool, int n_threads) {
 /* ---- reporting ----------------------------------------------------------- */
 
 static void cc_print_header(void) {
-    printf("%-14s %-24s %-10s %-5s %5s %11s %7s %6s %9s  %s\n", "family", "kernel", "arch", "dtype", "regs",
-           "spill st/ld", "smem", "stack", "compile", "key");
+    printf("%-14s %-28s %-10s %-5s %5s %5s %11s %7s %6s %9s  %s\n", "family", "kernel", "arch", "dtype", "batch",
+           "regs", "spill st/ld", "smem", "stack", "compile", "key");
 }
 
 static void cc_print_job(const cc_opts *o, const cc_job *job) {
     const sprig_binary *b = job->bin;
     if (job->status != SPRIG_OK) {
-        printf("%-14s %-24s %-10s %-5s  FAILED: %s (see the message below)\n", job->item->family, "-", job->arch,
-               o->k.dtype, sprig_status_name(job->status));
+        printf("%-14s %-28s %-10s %-5s %5d  FAILED: %s (see the message below)\n", job->item->family, "-",
+               job->arch, o->k.dtype, job->item->batch, sprig_status_name(job->status));
         return;
     }
     for (int k = 0; k < b->n_kernels; ++k) {
@@ -330,8 +330,8 @@ static void cc_print_job(const cc_opts *o, const cc_job *job) {
             snprintf(stack, sizeof stack, "%d", r->stack_bytes);
         }
         if (!b->cache_hit) snprintf(when, sizeof when, "%.0f ms", b->compile_ms);
-        printf("%-14s %-24s %-10s %-5s %5s %11s %7s %6s %9s  %.8s\n", job->item->family, b->kernel_names[k],
-               b->arch, o->k.dtype, regs, spill, smem, stack, k ? "" : when, b->cache_key);
+        printf("%-14s %-28s %-10s %-5s %5d %5s %11s %7s %6s %9s  %.8s\n", job->item->family, b->kernel_names[k],
+               b->arch, o->k.dtype, job->item->batch, regs, spill, smem, stack, k ? "" : when, b->cache_key);
     }
 }
 
