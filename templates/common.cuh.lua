@@ -105,7 +105,7 @@ __device__ __forceinline__ void sp_mma_m16n8k16(float d[4], const unsigned a[4],
                                                 const float c[4]) {
 #ifndef SPRIG_EMU
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.{{ dtype == "bf16" and "bf16.bf16" or "f16.f16" }}.f32 "
-                 // "{" and "%" are split so the template engine does not read a {% tag
+                 // brace and percent are split: together they would open a template code tag
                  "{" "%0,%1,%2,%3}, {" "%4,%5,%6,%7}, {" "%8,%9}, {" "%10,%11,%12,%13};"
                  : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
