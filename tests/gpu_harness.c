@@ -10,12 +10,18 @@
 #include "gpu_harness.h"
 #include "ref.h"
 #include "test_util.h"
+#ifdef GH_EMU
+#include "emu_runtime.h"
+#endif
+
+static void gh_fill_bytes(CUdeviceptr p, unsigned char byte, size_t bytes);
 
 static void gh_die(const char *what) {
     fprintf(stderr, "FATAL: %s: %s\n", what, sprig_last_error());
     exit(1);
 }
 
+#ifndef GH_EMU
 /* The device's own arch when NVRTC knows it; else PTX for the newest arch
  * below it, which the driver JIT-compiles (a GPU newer than the toolkit). */
 static void gh_pick_arch(gh_ctx *h) {
@@ -37,6 +43,8 @@ static void gh_pick_arch(gh_ctx *h) {
     snprintf(h->arch, sizeof h->arch, "compute_%d", best);
 }
 
+#endif
+
 static uint64_t gh_seed(void) {
     const char *env = getenv("SPRIG_TEST_SEED");
     if (env && *env) return strtoull(env, NULL, 0);
@@ -46,29 +54,54 @@ static uint64_t gh_seed(void) {
     return s ? s : 1;
 }
 
+#ifdef GH_EMU
 void gh_open(gh_ctx *h, const char *test) {
     memset(h, 0, sizeof *h);
     h->test = test;
+    h->emu = h->quick = 1;
+    /* SPRIG_TEST_TEMPLATE_DIR: test templates being edited without rebuilding. */
+    if (sprig_gen_open(&h->gen, getenv("SPRIG_TEST_TEMPLATE_DIR")) != SPRIG_OK) gh_die("starting the generator");
+    snprintf(h->arch, sizeof h->arch, "emulator");
+    h->seed = gh_seed();
+    h->rng = h->seed;
+    printf("%s: CPU emulator (quick cases only); seed %llu (set SPRIG_TEST_SEED=%llu to repeat)\n", test,
+           (unsigned long long)h->seed, (unsigned long long)h->seed);
+    fflush(stdout);
+}
+#else
+static int gh_env_flag(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+void gh_open(gh_ctx *h, const char *test) {
+    memset(h, 0, sizeof *h);
+    h->test = test;
+    h->quick = gh_env_flag("SPRIG_TEST_QUICK");
     sprig_status s = sp_device_open(&h->dev, 0);
     if (s == SPRIG_E_NO_DRIVER || s == SPRIG_E_NO_DEVICE) {
         printf("%s: skipped: %s: %s\n", test, sprig_status_name(s), sprig_last_error());
         exit(77);
     }
     if (s != SPRIG_OK) gh_die("opening GPU 0");
-    if (sprig_gen_open(&h->gen, NULL) != SPRIG_OK) gh_die("starting the generator");
+    /* SPRIG_TEST_TEMPLATE_DIR: test templates being edited without rebuilding. */
+    if (sprig_gen_open(&h->gen, getenv("SPRIG_TEST_TEMPLATE_DIR")) != SPRIG_OK) gh_die("starting the generator");
     gh_pick_arch(h);
     h->seed = gh_seed();
     h->rng = h->seed;
     const sp_device_props *p = &h->dev->props;
-    printf("%s: %s (sm_%d%d, %d SMs), compiling for %s; seed %llu (set SPRIG_TEST_SEED=%llu to repeat)\n", test,
-           p->name, p->cc_major, p->cc_minor, p->sm_count, h->arch, (unsigned long long)h->seed,
-           (unsigned long long)h->seed);
+    printf("%s: %s (sm_%d%d, %d SMs), compiling for %s%s; seed %llu (set SPRIG_TEST_SEED=%llu to repeat)\n",
+           test, p->name, p->cc_major, p->cc_minor, p->sm_count, h->arch, h->quick ? ", quick cases only" : "",
+           (unsigned long long)h->seed, (unsigned long long)h->seed);
     fflush(stdout);
 }
+#endif
 
 int gh_finish(gh_ctx *h) {
     sprig_gen_close(h->gen);
+#ifndef GH_EMU
     sp_device_close(h->dev);
+#endif
     printf("%s: %d cases\n", h->test, h->cases);
     return sp_test_finish(h->test, h->cases);
 }
@@ -87,6 +120,12 @@ int gh_build(gh_ctx *h, const char *family, int d, int f, const char *dtype, int
         return 0;
     }
     const char *stage = "rendering";
+#ifdef GH_EMU
+    if (s == SPRIG_OK) {
+        stage = "compiling for the emulator";
+        s = sp_emu_module_load(k->plan, (sp_emu_module **)&k->emu);
+    }
+#else
     if (s == SPRIG_OK) {
         stage = "compiling";
         sprig_compile_opts opts = {h->arch, 0, NULL, 0};
@@ -97,10 +136,11 @@ int gh_build(gh_ctx *h, const char *family, int d, int f, const char *dtype, int
         stage = "loading";
         s = sp_module_load(h->dev, k->bin, &k->mod);
     }
+#endif
     if (s == SPRIG_OK && k->plan->workspace_bytes) {
-        stage = "allocating the workspace";
-        s = sp_buf_alloc(&k->ws, k->plan->workspace_bytes);
-        if (s == SPRIG_OK) s = sp_buf_zero(k->ws, k->plan->workspace_bytes);
+        /* The ABI: zeroed once when allocated. */
+        k->ws = gh_alloc(k->plan->workspace_bytes);
+        gh_fill_bytes(k->ws, 0, k->plan->workspace_bytes);
     }
     if (s != SPRIG_OK) {
         fprintf(stderr, "FAIL  %s d=%d f=%d %s B=%d g=%d [%s]: %s: %s: %s\n", family, d, f, dtype, batch, g,
@@ -114,19 +154,46 @@ int gh_build(gh_ctx *h, const char *family, int d, int f, const char *dtype, int
 
 void gh_kernel_free(gh_kernel *k) {
     gh_free(k->ws);
+#ifdef GH_EMU
+    sp_emu_module_free(k->emu);
+#else
     sp_module_unload(k->mod);
+#endif
     sprig_binary_free(k->bin);
     sprig_plan_free(k->plan);
     memset(k, 0, sizeof *k);
 }
 
-void gh_run(gh_ctx *h, gh_kernel *k, void **args) {
+void gh_launch(gh_ctx *h, gh_kernel *k, void **args) {
+#ifdef GH_EMU
+    (void)h;
+    sprig_status s = sp_emu_plan_launch(k->emu, k->plan, args); /* synchronous */
+#else
+    (void)h;
     sprig_status s = sp_plan_launch(k->mod, k->plan, args, NULL);
-    if (s == SPRIG_OK) s = sp_device_sync(h->dev);
+#endif
     if (s != SPRIG_OK) {
         fprintf(stderr, "FATAL: running %s: %s: %s\n", k->plan->key, sprig_status_name(s), sprig_last_error());
         exit(1);
     }
+}
+
+void gh_sync(gh_ctx *h) {
+#ifndef GH_EMU
+    if (sp_device_sync(h->dev) != SPRIG_OK) gh_die("a kernel failed (asynchronous error)");
+#else
+    (void)h;
+#endif
+}
+
+void gh_run(gh_ctx *h, gh_kernel *k, void **args) {
+    gh_launch(h, k, args);
+#ifndef GH_EMU
+    if (sp_device_sync(h->dev) != SPRIG_OK) {
+        fprintf(stderr, "FATAL: running %s: %s: %s\n", k->plan->key, "kernel failed", sprig_last_error());
+        exit(1);
+    }
+#endif
 }
 
 /* ---- random operands ---------------------------------------------------------------- */
@@ -162,15 +229,19 @@ void *gh_xalloc(size_t bytes) {
 
 /* ---- device buffers ------------------------------------------------------------------ */
 
+#ifdef GH_EMU
+/* The emulator's device memory is host memory: a CUdeviceptr holds the address. */
+static void *gh_host(CUdeviceptr p) { return (void *)(uintptr_t)p; }
+
+CUdeviceptr gh_alloc(size_t bytes) { return bytes ? (CUdeviceptr)(uintptr_t)gh_xalloc(bytes) : 0; }
+void gh_upload(CUdeviceptr dst, const void *src, size_t bytes) { if (bytes) memcpy(gh_host(dst), src, bytes); }
+void gh_download(void *dst, CUdeviceptr src, size_t bytes) { if (bytes) memcpy(dst, gh_host(src), bytes); }
+static void gh_fill_bytes(CUdeviceptr p, unsigned char byte, size_t bytes) { if (bytes) memset(gh_host(p), byte, bytes); }
+void gh_free(CUdeviceptr p) { free(gh_host(p)); }
+#else
 CUdeviceptr gh_alloc(size_t bytes) {
     CUdeviceptr p = 0;
     if (sp_buf_alloc(&p, bytes) != SPRIG_OK) gh_die("allocating a GPU buffer");
-    return p;
-}
-
-CUdeviceptr gh_upload_new(const void *src, size_t bytes) {
-    CUdeviceptr p = gh_alloc(bytes);
-    gh_upload(p, src, bytes);
     return p;
 }
 
@@ -182,11 +253,20 @@ void gh_download(void *dst, CUdeviceptr src, size_t bytes) {
     if (sp_buf_download(dst, src, bytes) != SPRIG_OK) gh_die("downloading");
 }
 
-void gh_poison(CUdeviceptr p, size_t bytes) {
-    if (sp_buf_fill(p, 0xFF, bytes) != SPRIG_OK) gh_die("poisoning an output");
+static void gh_fill_bytes(CUdeviceptr p, unsigned char byte, size_t bytes) {
+    if (sp_buf_fill(p, byte, bytes) != SPRIG_OK) gh_die("filling a GPU buffer");
 }
 
 void gh_free(CUdeviceptr p) { sp_buf_free(p); }
+#endif
+
+CUdeviceptr gh_upload_new(const void *src, size_t bytes) {
+    CUdeviceptr p = gh_alloc(bytes);
+    gh_upload(p, src, bytes);
+    return p;
+}
+
+void gh_poison(CUdeviceptr p, size_t bytes) { gh_fill_bytes(p, 0xFF, bytes); }
 
 CUdeviceptr gh_alloc_out(size_t bytes) { return gh_alloc(bytes + GH_GUARD); }
 void gh_poison_out(CUdeviceptr p, size_t bytes) { gh_poison(p, bytes + GH_GUARD); }
@@ -263,4 +343,218 @@ void gh_fail_case(gh_ctx *h, const gh_kernel *k, const char *fmt, ...) {
     va_end(ap);
     fprintf(stderr, "\n");
     ++sp_test_failures;
+}
+
+/* ---- MLP fixtures ------------------------------------------------------------------ */
+
+void gh_mlp_open(gh_ctx *h, gh_mlp *w, int d, int f, int bf16) {
+    memset(w, 0, sizeof *w);
+    w->d = d, w->f = f, w->bf16 = bf16;
+    size_t n = (size_t)d * f;
+    w->Wg = gh_xalloc(n * sizeof(float)), w->Wu = gh_xalloc(n * sizeof(float));
+    w->Wd = gh_xalloc(n * sizeof(float));
+    w->Wgb = gh_xalloc(n * 2), w->Wub = gh_xalloc(n * 2), w->Wdb = gh_xalloc(n * 2);
+    /* Scaled like a real layer: uniform in ±1/sqrt(fan-in). */
+    gh_fill(h, bf16, 1.0 / sqrt((double)d), n, w->Wg, w->Wgb);
+    gh_fill(h, bf16, 1.0 / sqrt((double)d), n, w->Wu, w->Wub);
+    gh_fill(h, bf16, 1.0 / sqrt((double)f), n, w->Wd, w->Wdb);
+    w->dWg = gh_upload_new(w->Wgb, n * 2);
+    w->dWu = gh_upload_new(w->Wub, n * 2);
+    w->dWd_n = gh_upload_new(w->Wdb, n * 2);
+    uint16_t *t = gh_xalloc(n * 2);
+    ref_transpose(w->Wdb, t, d, f, 2);
+    w->dWd_t = gh_upload_new(t, n * 2);
+    free(t);
+}
+
+CUdeviceptr gh_mlp_interleaved(gh_mlp *w, int g) {
+    if (w->dWgu_il && w->il_g == g) return w->dWgu_il;
+    gh_free(w->dWgu_il);
+    size_t n = (size_t)w->d * w->f;
+    uint16_t *il = gh_xalloc(2 * n * 2);
+    ref_interleave_gate_up(w->Wgb, w->Wub, il, w->f, w->d, g, 2);
+    w->dWgu_il = gh_upload_new(il, 2 * n * 2);
+    free(il);
+    w->il_g = g;
+    return w->dWgu_il;
+}
+
+void gh_mlp_close(gh_mlp *w) {
+    free(w->Wg), free(w->Wu), free(w->Wd), free(w->Wgb), free(w->Wub), free(w->Wdb);
+    gh_free(w->dWg), gh_free(w->dWu), gh_free(w->dWd_n), gh_free(w->dWd_t), gh_free(w->dWgu_il);
+    memset(w, 0, sizeof *w);
+}
+
+void gh_batch_open(gh_ctx *h, gh_batch *b, const gh_mlp *w, int B) {
+    memset(b, 0, sizeof *b);
+    b->B = B;
+    size_t bd = (size_t)B * w->d, bf = (size_t)B * w->f;
+    b->x = gh_xalloc(sizeof(float) * bd);
+    b->xb = gh_xalloc(2 * bd);
+    gh_fill(h, w->bf16, 1.0, bd, b->x, b->xb);
+    b->h_dense = gh_xalloc(sizeof(double) * bf);
+    ref_swiglu(w->Wg, w->Wu, b->x, NULL, B, w->d, w->f, 1, b->h_dense);
+    b->dx = gh_upload_new(b->xb, 2 * bd);
+    b->dh = gh_alloc_out(2 * bf);
+    b->dh_in = gh_alloc(2 * bf);
+    b->dy = gh_alloc_out(2 * bd);
+    b->duids = gh_alloc(sizeof(int) * (size_t)w->f); /* E <= f */
+    b->ducount = gh_alloc(sizeof(int));
+    b->dmask = gh_alloc(bf);
+    b->dids = gh_alloc(sizeof(int) * bf);
+    b->dcounts = gh_alloc(sizeof(int) * (size_t)B);
+}
+
+void gh_batch_close(gh_batch *b) {
+    free(b->x), free(b->xb), free(b->h_dense);
+    gh_free(b->dx), gh_free(b->dh), gh_free(b->dh_in), gh_free(b->dy);
+    gh_free(b->duids), gh_free(b->ducount), gh_free(b->dmask), gh_free(b->dids), gh_free(b->dcounts);
+    memset(b, 0, sizeof *b);
+}
+
+/* Every reference and device array of a route, once r->mask is set. */
+static void gh_route_finish(gh_route *r, const gh_mlp *w, gh_batch *b) {
+    int B = b->B, d = w->d, f = w->f, g = r->g;
+    r->ids = gh_xalloc(sizeof(int) * (size_t)B * r->E);
+    r->counts = gh_xalloc(sizeof(int) * (size_t)B);
+    r->uids = gh_xalloc(sizeof(int) * (size_t)r->E);
+    ref_routing(r->mask, B, r->E, r->ids, r->counts, r->uids, &r->U);
+    long on = 0;
+    for (size_t i = 0; i < (size_t)B * r->E; ++i) on += r->mask[i];
+    r->frac = (double)on / ((double)B * r->E);
+
+    /* Reference h: the dense SwiGLU with masked experts exactly 0. */
+    double *hm = gh_xalloc(sizeof(double) * (size_t)B * f);
+    for (int t = 0; t < B; ++t)
+        for (int n = 0; n < f; ++n)
+            hm[(size_t)t * f + n] = r->mask[(size_t)t * r->E + n / g] ? b->h_dense[(size_t)t * f + n] : 0.0;
+    r->hc = gh_xalloc(sizeof(double) * (size_t)B * f);
+    ref_compact_h(hm, r->uids, r->U, B, f, g, r->hc);
+    r->y = gh_xalloc(sizeof(double) * (size_t)B * d);
+    ref_down(w->Wd, hm, r->mask, B, d, f, g, r->y);
+
+    /* An isolated down kernel's input: h rounded to the storage type, and NaN
+     * past the union, where the ABI says nothing was written (never read it). */
+    r->hin = gh_xalloc(2 * (size_t)B * f);
+    for (size_t i = 0; i < (size_t)B * f; ++i) r->hin[i] = 0xFFFF;
+    for (int t = 0; t < B; ++t)
+        for (int c = 0; c < r->U * g; ++c) {
+            size_t i = (size_t)t * f + c;
+            r->hin[i] = ref_to_bits(w->bf16, (float)r->hc[i]);
+            hm[(size_t)t * f + (size_t)r->uids[c / g] * g + c % g] = ref_from_bits(w->bf16, r->hin[i]);
+        }
+    r->y_from_hin = gh_xalloc(sizeof(double) * (size_t)B * d);
+    ref_down(w->Wd, hm, r->mask, B, d, f, g, r->y_from_hin);
+    free(hm);
+
+    gh_upload(b->duids, r->uids, sizeof(int) * (size_t)r->E);
+    gh_upload(b->ducount, &r->U, sizeof(int));
+    gh_upload(b->dmask, r->mask, (size_t)B * r->E);
+    gh_upload(b->dids, r->ids, sizeof(int) * (size_t)B * r->E);
+    gh_upload(b->dcounts, r->counts, sizeof(int) * (size_t)B);
+    gh_upload(b->dh_in, r->hin, 2 * (size_t)B * f);
+}
+
+void gh_route_random(gh_ctx *h, gh_route *r, const gh_mlp *w, gh_batch *b, int g, double frac) {
+    memset(r, 0, sizeof *r);
+    r->g = g, r->E = w->f / g;
+    r->mask = gh_xalloc((size_t)b->B * r->E);
+    int *perm = gh_xalloc(sizeof(int) * (size_t)r->E);
+    int n_on = (int)lround(frac * r->E);
+    for (int t = 0; t < b->B; ++t) {
+        for (int e = 0; e < r->E; ++e) perm[e] = e;
+        for (int i = 0; i < n_on; ++i) { /* partial Fisher-Yates */
+            int j = i + (int)(gh_next(h) % (uint64_t)(r->E - i));
+            int tmp = perm[i];
+            perm[i] = perm[j], perm[j] = tmp;
+        }
+        for (int i = 0; i < n_on; ++i) r->mask[(size_t)t * r->E + perm[i]] = 1;
+    }
+    free(perm);
+    gh_route_finish(r, w, b);
+}
+
+void gh_route_from_mask(gh_route *r, const gh_mlp *w, gh_batch *b, int g, const unsigned char *mask) {
+    memset(r, 0, sizeof *r);
+    r->g = g, r->E = w->f / g;
+    r->mask = gh_xalloc((size_t)b->B * r->E);
+    memcpy(r->mask, mask, (size_t)b->B * r->E);
+    gh_route_finish(r, w, b);
+}
+
+void gh_route_close(gh_route *r) {
+    free(r->mask), free(r->ids), free(r->counts), free(r->uids);
+    free(r->hc), free(r->y), free(r->y_from_hin), free(r->hin);
+    memset(r, 0, sizeof *r);
+}
+
+/* The up/gate argument list for the batch (routing NULL with all_active;
+ * Wu NULL with interleave, where the ABI says it is unused). */
+static void gh_upgate_args(gh_mlp *w, gh_batch *b, int g, int interleave, int all_active, CUdeviceptr a[7]) {
+    a[0] = interleave ? gh_mlp_interleaved(w, g) : w->dWg;
+    a[1] = interleave ? 0 : w->dWu;
+    a[2] = b->dx;
+    a[3] = all_active ? 0 : b->duids;
+    a[4] = all_active ? 0 : b->ducount;
+    a[5] = all_active ? 0 : b->dmask;
+    a[6] = b->dh;
+}
+
+void gh_run_upgate(gh_ctx *h, gh_kernel *k, gh_mlp *w, gh_batch *b, int g, int interleave, int all_active) {
+    CUdeviceptr a[7];
+    gh_upgate_args(w, b, g, interleave, all_active, a);
+    void *args[7];
+    for (int i = 0; i < 7; ++i) args[i] = &a[i];
+    gh_poison_out(b->dh, 2 * (size_t)b->B * w->f);
+    gh_run(h, k, args);
+}
+
+void gh_check_upgate(gh_ctx *h, gh_kernel *k, gh_mlp *w, gh_batch *b, const gh_route *r, int interleave,
+                     int all_active) {
+    int B = b->B, f = w->f, cols = all_active ? f : r->U * r->g;
+    size_t bytes = 2 * (size_t)B * f;
+    uint16_t *out = gh_xalloc(bytes);
+    gh_cmp worst = {0, 0, 0};
+    long nonzero_masked = 0, tail_written = 0;
+    int guard = 1;
+    for (int rep = 0; rep < 2; ++rep) {
+        gh_run_upgate(h, k, w, b, r->g, interleave, all_active);
+        gh_download(out, b->dh, bytes);
+        worst = gh_worse(worst, gh_compare(w->bf16, out, f, all_active ? b->h_dense : r->hc, f, B, cols));
+        for (int t = 0; t < B; ++t) {
+            for (int c = 0; c < cols && !all_active; ++c) {
+                uint16_t v = out[(size_t)t * f + c];
+                if (!r->mask[(size_t)t * r->E + r->uids[c / r->g]] && (v & 0x7FFF) != 0) ++nonzero_masked;
+            }
+            for (int c = cols; c < f; ++c) tail_written += out[(size_t)t * f + c] != 0xFFFF;
+        }
+        guard &= gh_guard_intact(b->dh, bytes);
+    }
+    gh_report(h, k, "h", all_active ? 1.0 : r->frac, worst);
+    if (nonzero_masked) gh_fail_case(h, k, "%ld h entries of masked experts are not exactly 0", nonzero_masked);
+    if (tail_written) gh_fail_case(h, k, "%ld h entries past the union were written", tail_written);
+    if (!guard) gh_fail_case(h, k, "wrote past the end of h");
+    free(out);
+}
+
+void gh_check_down(gh_ctx *h, gh_kernel *k, const gh_mlp *w, gh_batch *b, const gh_route *r, int layout_t,
+                   int all_active, CUdeviceptr h_in, const double *ref, const char *what) {
+    int B = b->B, d = w->d;
+    size_t bytes = 2 * (size_t)B * d;
+    uint16_t *out = gh_xalloc(bytes);
+    CUdeviceptr Wd = layout_t ? w->dWd_t : w->dWd_n;
+    CUdeviceptr uids = all_active ? 0 : b->duids, ucount = all_active ? 0 : b->ducount;
+    gh_cmp worst = {0, 0, 0};
+    int guard = 1;
+    for (int rep = 0; rep < 2; ++rep) {
+        gh_poison_out(b->dy, bytes);
+        void *args[] = {&Wd, &h_in, &uids, &ucount, &k->ws, &b->dy};
+        gh_run(h, k, args);
+        gh_download(out, b->dy, bytes);
+        worst = gh_worse(worst, gh_compare(w->bf16, out, d, ref, d, B, d));
+        guard &= gh_guard_intact(b->dy, bytes);
+    }
+    gh_report(h, k, what, all_active ? 1.0 : r->frac, worst);
+    if (!guard) gh_fail_case(h, k, "wrote past the end of y");
+    free(out);
 }

@@ -26,11 +26,18 @@ typedef struct gh_ctx {
     uint64_t seed;
     uint64_t rng;    /* xorshift64* state */
     int cases;
+    int quick;       /* SPRIG_TEST_QUICK=1 (always under the emulator): small shapes only */
+    int emu;         /* built with GH_EMU: kernels run on the CPU emulator (tests/emu) */
 } gh_ctx;
 
 /* Opens GPU 0 or exits 77 (skip) when there is no driver or no GPU; exits 1
  * on any other failure. Prints the device, the arch and the seed (from
- * SPRIG_TEST_SEED when set, else fresh from the clock). */
+ * SPRIG_TEST_SEED when set, else fresh from the clock).
+ *
+ * Built with -DGH_EMU (and linked with sprig_emu), the same tests run their
+ * kernels on the CPU emulator instead: "device" buffers are host memory and
+ * only the quick (small-shape) cases run, since emulation is slow.
+ * SPRIG_TEST_TEMPLATE_DIR renders from that folder's templates (sprig_gen_open). */
 void gh_open(gh_ctx *h, const char *test);
 /* Closes everything and returns the exit code (sp_test_finish). */
 int gh_finish(gh_ctx *h);
@@ -42,6 +49,7 @@ typedef struct gh_kernel {
     sprig_plan *plan;
     sprig_binary *bin;
     sp_module *mod;
+    void *emu;        /* sp_emu_module under GH_EMU */
     CUdeviceptr ws;   /* plan->workspace_bytes, zeroed once (the ABI) */
 } gh_kernel;
 
@@ -56,6 +64,10 @@ void gh_kernel_free(gh_kernel *k);
 /* Launches the plan with args (docs/kernel-abi.md order) and waits. A launch
  * or kernel failure prints the kernel key and exits 1 (the context is lost). */
 void gh_run(gh_ctx *h, gh_kernel *k, void **args);
+/* The same without waiting (plans queued back to back on the default stream,
+ * no host round trip between them); gh_sync waits and reports faults. */
+void gh_launch(gh_ctx *h, gh_kernel *k, void **args);
+void gh_sync(gh_ctx *h);
 
 /* ---- random operands ---------------------------------------------------------------- */
 uint64_t gh_next(gh_ctx *h);
@@ -106,5 +118,68 @@ int gh_report(gh_ctx *h, const gh_kernel *k, const char *what, double active, gh
 
 /* Prints a failure line for the case (a check other than the norm) and counts it. */
 void gh_fail_case(gh_ctx *h, const gh_kernel *k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- MLP fixtures (gather, gemm, fused and pipeline tests) ----------------------------- */
+/* The weights of one SwiGLU MLP, random and scaled like a real layer, on the
+ * host (floats for the references, bits) and on the GPU in every layout. */
+typedef struct gh_mlp {
+    int d, f, bf16;
+    float *Wg, *Wu, *Wd;          /* [f][d], [f][d], W_down [d][f] */
+    uint16_t *Wgb, *Wub, *Wdb;
+    CUdeviceptr dWg, dWu;         /* [f][d] */
+    CUdeviceptr dWd_n, dWd_t;     /* W_down [d][f], W_downᵀ [f][d] */
+    CUdeviceptr dWgu_il;          /* interleaved gate/up [E][2][g][d] for il_g (0: none yet) */
+    int il_g;
+} gh_mlp;
+
+void gh_mlp_open(gh_ctx *h, gh_mlp *w, int d, int f, int bf16);
+/* The interleaved gate/up copy for expert size g, packed on the host on first use. */
+CUdeviceptr gh_mlp_interleaved(gh_mlp *w, int g);
+void gh_mlp_close(gh_mlp *w);
+
+/* B tokens for one MLP, their dense float64 SwiGLU, and the device buffers a
+ * gather pipeline uses (outputs carry guards). */
+typedef struct gh_batch {
+    int B;
+    float *x;                     /* [B][d] */
+    uint16_t *xb;
+    double *h_dense;              /* [B][f]: SwiGLU of every neuron, no mask */
+    CUdeviceptr dx, dh, dh_in, dy;/* x [B][d]; h, h_in [B][f]; y [B][d] */
+    CUdeviceptr duids, ducount, dmask, dids, dcounts; /* routing, sized for E = f */
+} gh_batch;
+
+void gh_batch_open(gh_ctx *h, gh_batch *b, const gh_mlp *w, int B);
+void gh_batch_close(gh_batch *b);
+
+/* One routing case: per-token masks, the ABI's routing arrays (uploaded to
+ * the batch's buffers), and every reference derived from them. */
+typedef struct gh_route {
+    int g, E, U;                  /* U = union size */
+    double frac;                  /* active fraction (of B*E) */
+    unsigned char *mask;          /* [B][E] */
+    int *ids, *counts, *uids;
+    double *hc;                   /* compact reference h [B][f] (first U*g columns) */
+    double *y;                    /* float64 MLP output [B][d] */
+    double *y_from_hin;           /* y from hin (what an isolated down kernel is fed) */
+    uint16_t *hin;                /* compact h rounded to the storage type; NaN past the union */
+} gh_route;
+
+/* Random masks: every token gets exactly round(frac*E) experts. */
+void gh_route_random(gh_ctx *h, gh_route *r, const gh_mlp *w, gh_batch *b, int g, double frac);
+/* From a given mask [B][E] (e.g. the router kernel's decisions). */
+void gh_route_from_mask(gh_route *r, const gh_mlp *w, gh_batch *b, int g, const unsigned char *mask);
+void gh_route_close(gh_route *r);
+
+/* Runs an up/gate kernel (gather_upgate signature) twice over poisoned h and
+ * checks it: values against the compact reference (dense with all_active),
+ * exact zeros for masked experts, nothing written past the union or the end. */
+void gh_check_upgate(gh_ctx *h, gh_kernel *k, gh_mlp *w, gh_batch *b, const gh_route *r, int interleave,
+                     int all_active);
+/* Runs a down kernel (gather_down signature) twice over poisoned y, fed h_in,
+ * and checks y against ref. */
+void gh_check_down(gh_ctx *h, gh_kernel *k, const gh_mlp *w, gh_batch *b, const gh_route *r, int layout_t,
+                   int all_active, CUdeviceptr h_in, const double *ref, const char *what);
+/* Runs an up/gate kernel once (no checks), writing b->dh: the first stage of a pipeline. */
+void gh_run_upgate(gh_ctx *h, gh_kernel *k, gh_mlp *w, gh_batch *b, int g, int interleave, int all_active);
 
 #endif
