@@ -1,0 +1,101 @@
+-- Fused MLP: router output -> SwiGLU -> down in one pass plus a finalize.
+--   y[t][c] = sum_{active n} h[t][n] * W_down[c][n],
+--   h[t][n] = mask[t][e] ? silu(x[t].Wg[n]) * (x[t].Wu[n]) : 0
+-- Kernels (templates/fused_mlp.cu.lua), each taking
+--   (const T *Wg, const T *Wu, const T *WdT, const T *x, const int *union_ids,
+--    const int *union_count, const unsigned char *mask, float *ws, T *y)
+-- sprig_fused_mlp: a CTA takes rows_per_cta consecutive compact rows r (slot
+--   j = r / g, neuron n = union_ids[j]*g + r % g). Phase 1: a warp per row
+--   computes gate and up for every token (16-byte streaming loads, fp32, warp
+--   reduce) and leaves h in shared memory [rows][B]. Phase 2: the CTA's threads
+--   stride the d columns of WdT (= W_down^T [f][d]) with vec loads, sum
+--   h[r][t] * WdT[n][c] over its rows and add the partial to ws:
+--   reduce=atomic (red.add into ws[t][c]) or deterministic (ws[cta][t][c]).
+-- sprig_fused_mlp_finalize: y = T(ws) (re-zeroing ws for atomic), or the
+--   fixed-order sum of the partials of the CTAs that had rows.
+-- The grid is sized for every expert active; CTAs past union_count*g return.
+local F = {
+  name = "fused_mlp",
+  summary = "fused MLP: gate/up -> SwiGLU -> down in one kernel plus a split-K finalize (decode, batch 1..8)",
+  template = "templates/fused_mlp.cu.lua",
+  params = {
+    { name = "threads", values = { 64, 128, 256, 512 }, default = 256, doc = "threads per CTA" },
+    { name = "rows_per_cta", values = { 8, 16, 32, 64, 128 }, default = 16,
+      doc = "compact rows (neurons) per CTA: fewer rows, more CTAs and more partials to add" },
+    { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per load (8 = 16 bytes)" },
+    { name = "unroll", values = { 1, 2, 4 }, default = 2,
+      doc = "gate/up: K chunks in flight per warp (the down phase keeps its own, from the batch)" },
+    { name = "interleave", values = { 0, 1 }, default = 0,
+      doc = "0: Wg, Wu are [f][d]; 1: Wg is [E][2][g][d] (each expert's g gate rows, then its g up rows), Wu unused" },
+    { name = "reduce", values = { "atomic", "deterministic" }, default = "atomic",
+      doc = "atomic: red.add into ws[B][d], the finalize re-zeroes it; deterministic: ws[ctas][B][d], "
+        .. "summed in a fixed order (f/rows_per_cta*B*d*4 bytes of workspace)" },
+    { name = "all_active", values = { 0, 1 }, default = 0,
+      doc = "1: every expert active for every token (dense MLP); routing arguments unused, may be NULL" },
+  },
+  -- all_active is part of the problem, not a tuning choice.
+  tune = { skip = { "all_active" } },
+}
+
+local MAX_BATCH = 8
+local FIN_THREADS = 256 -- matches SPK_THREADS in templates/splitk_finalize.cuh.lua
+-- Registers the down phase may spend on accumulators (B*vec) plus rows in
+-- flight (vec per row, converted as used): what keeps it spill-free at batch 8.
+local DOWN_REG_BUDGET = 96
+
+local function next_pow2(n)
+  local p = 1
+  while p < n do p = p * 2 end
+  return p
+end
+
+local function prev_pow2(n)
+  local p = 1
+  while p * 2 <= n do p = p * 2 end
+  return p
+end
+
+local function shape(req, p)
+  local s = {}
+  s.RPC = p.rows_per_cta
+  s.WARPS = p.threads // 32
+  s.MAX_CTAS = (req.f + s.RPC - 1) // s.RPC
+  -- Rows of WdT whose loads the down phase issues before using them.
+  local fit = (DOWN_REG_BUDGET - req.batch * p.vec) // p.vec
+  s.DOWN_UNROLL = prev_pow2(math.max(1, math.min(8, s.RPC, fit)))
+  s.PART_LANES = math.min(32, next_pow2((s.MAX_CTAS + 1) // 2))
+  return s
+end
+
+function F.check(req, p)
+  if req.batch > MAX_BATCH then
+    return string.format("batch=%d is more than %d: fused_mlp keeps batch*vec fp32 sums per thread; "
+      .. "use gather_upgate + gather_down (or gather_gemm) for larger batches", req.batch, MAX_BATCH)
+  end
+end
+
+function F.plan(req, p)
+  local s = shape(req, p)
+  local total4 = req.batch * req.d // 4 -- float4 groups of y
+  local fin
+  local workspace
+  if p.reduce == "atomic" then
+    workspace = req.batch * req.d * 4
+    fin = (total4 + FIN_THREADS - 1) // FIN_THREADS
+  else
+    workspace = s.MAX_CTAS * req.batch * req.d * 4
+    local groups = FIN_THREADS // s.PART_LANES
+    fin = (total4 + groups - 1) // groups
+  end
+  s.spk_part_lanes = s.PART_LANES
+  return {
+    kernels = {
+      { name = "sprig_fused_mlp", grid = { s.MAX_CTAS, 1, 1 }, block = { p.threads, 1, 1 }, smem = 0 },
+      { name = "sprig_fused_mlp_finalize", grid = { fin, 1, 1 }, block = { FIN_THREADS, 1, 1 }, smem = 0 },
+    },
+    workspace = workspace,
+    values = s,
+  }
+end
+
+return F

@@ -1,0 +1,169 @@
+-- Gather down: y = h W_down[:, active]ᵀ over the batch's union of active experts.
+--   y[t][c] = sum_{j < union_count, i < g} h[t][j*g+i] * W_down[c][union_ids[j]*g+i]
+-- h is the compact activation [B][f] (exactly 0 where a token lacks the expert,
+-- so summing over the union is exact). Kernels (templates/gather_down.cu.lua),
+-- every one taking
+--   (const T *Wd, const T *h, const int *union_ids, const int *union_count, float *ws, T *y)
+--
+-- layout=t: Wd = W_downᵀ [f][d], one contiguous row of d per neuron.
+--   sprig_gather_down: grid (ceil(d / cols_per_cta), splits, token tiles). A CTA
+--   is cols_per_cta/vec column threads × row lanes; its split owns a contiguous
+--   share of the union_count*g compact rows (computed on the device, so every
+--   split has work at any sparsity); row lanes stride those rows, each thread
+--   keeps fp32 [batch_tile][vec] sums, and the lanes are added in shared memory.
+--   reduce=atomic:        red.add into ws[t][c]; sprig_gather_down_finalize
+--                         converts to y and zeroes ws again.
+--   reduce=deterministic: ws[split][t][c] plain stores; the finalize adds the
+--                         splits that ran in a fixed order.
+--   reduce=direct:        splits=1, the one kernel writes y.
+-- layout=n: Wd = W_down [d][f] as stored. A warp owns rows_per_warp output
+--   columns; its lanes split the (union slot × g/vec) pieces of those rows,
+--   dot them with h and warp-reduce; one kernel writes y (deterministic).
+local F = {
+  name = "gather_down",
+  summary = "gather down: y over the active experts only, split-K with atomic or deterministic reduction "
+    .. "(decode, batch 1..64)",
+  template = "templates/gather_down.cu.lua",
+  params = {
+    { name = "layout", values = { "t", "n" }, default = "t",
+      doc = "t: Wd = W_down^T [f][d] (contiguous neuron rows); n: Wd = W_down [d][f] as stored (needs g % vec == 0)" },
+    { name = "threads", values = { 64, 128, 256, 512 }, default = 256, doc = "threads per CTA" },
+    { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per load (8 = 16 bytes)" },
+    { name = "cols_per_cta", values = { 64, 128, 256, 512, 1024 }, default = 256,
+      doc = "layout=t: output columns per CTA (cols_per_cta/vec threads across; the rest of the CTA walks rows)" },
+    { name = "splits", values = { 0, 1, 2, 4, 8, 16, 32 }, default = 0,
+      doc = "layout=t: CTAs sharing the union's rows per column block (0: auto, about 2 CTAs per SM of a 132-SM H100)" },
+    { name = "reduce", values = { "atomic", "deterministic", "direct" }, default = "atomic",
+      doc = "layout=t: atomic (red.add into ws[B][d], finalize re-zeroes), deterministic (ws[splits][B][d] "
+        .. "summed in a fixed order) or direct (splits=1, one kernel writes y)" },
+    { name = "rows_per_warp", values = { 1, 2, 4 }, default = 1, doc = "layout=n: output columns per warp" },
+    { name = "batch_tile", values = { 1, 2, 4, 8 }, default = 8,
+      doc = "layout=t: tokens per CTA; larger batches add CTAs (grid z) that re-read W (from L2 at best)" },
+    { name = "unroll", values = { 1, 2, 4, 8 }, default = 4, doc = "weight loads in flight per thread" },
+    { name = "all_active", values = { 0, 1 }, default = 0,
+      doc = "1: every expert active (h dense [B][f]); routing arguments unused, may be NULL" },
+  },
+  -- all_active is part of the problem, not a tuning choice.
+  tune = { skip = { "all_active" } },
+}
+
+local H100_SMS = 132
+local TARGET_CTAS = 2 * H100_SMS - 8 -- "about 2 per SM": 256 CTAs is close enough
+local MAX_ACC = 64                   -- fp32 accumulators per thread
+local FIN_THREADS = 256              -- matches SPK_THREADS in templates/splitk_finalize.cuh.lua
+
+-- The t-only and n-only parameters must stay at their defaults under the other
+-- layout, so the tuning space holds no duplicates of one kernel.
+local T_ONLY = { "cols_per_cta", "splits", "reduce", "batch_tile" }
+local N_ONLY = { "rows_per_warp" }
+
+local function default_of(name)
+  for _, decl in ipairs(F.params) do if decl.name == name then return decl.default end end
+end
+
+local function next_pow2(n)
+  local p = 1
+  while p < n do p = p * 2 end
+  return p
+end
+
+-- Everything check(), plan() and the template derive from (req, p), layout t.
+local function shape_t(req, p)
+  local s = {}
+  s.COL_THREADS = p.cols_per_cta // p.vec
+  s.ROW_LANES = p.threads // s.COL_THREADS
+  -- Token tiles of at most batch_tile, as even as possible (12 = 6 + 6, not 8 + 4).
+  s.TILES = (req.batch + p.batch_tile - 1) // p.batch_tile
+  s.BT = (req.batch + s.TILES - 1) // s.TILES
+  s.GRID_X = (req.d + p.cols_per_cta - 1) // p.cols_per_cta
+  if p.splits == 0 then
+    local want = (TARGET_CTAS + s.GRID_X * s.TILES - 1) // (s.GRID_X * s.TILES)
+    s.SPLITS = math.min(32, next_pow2(math.max(1, want)))
+  else
+    s.SPLITS = p.splits
+  end
+  -- Finalize: part lanes so each thread sums about two partials.
+  s.PART_LANES = math.min(32, next_pow2((s.SPLITS + 1) // 2))
+  return s
+end
+
+local function check_t(req, p)
+  for _, name in ipairs(N_ONLY) do
+    if p[name] ~= default_of(name) then
+      return string.format("%s applies to layout=n only (leave it at %s with layout=t)", name,
+        tostring(default_of(name)))
+    end
+  end
+  local s = shape_t(req, p)
+  if s.COL_THREADS > p.threads then
+    return string.format("cols_per_cta=%d with vec=%d needs %d threads across, more than threads=%d; "
+      .. "lower cols_per_cta or raise vec/threads", p.cols_per_cta, p.vec, s.COL_THREADS, p.threads)
+  end
+  if s.BT * p.vec > MAX_ACC then
+    return string.format("batch_tile*vec=%d exceeds %d fp32 accumulators per thread; lower batch_tile or vec",
+      s.BT * p.vec, MAX_ACC)
+  end
+  if p.reduce == "direct" and p.splits ~= 1 then
+    return string.format("reduce=direct needs splits=1 (got splits=%d): with several splits the partial sums "
+      .. "must meet in ws (reduce=atomic or deterministic)", p.splits)
+  end
+end
+
+local function check_n(req, p)
+  for _, name in ipairs(T_ONLY) do
+    if p[name] ~= default_of(name) then
+      return string.format("%s applies to layout=t only (layout=n writes y directly from one kernel; "
+        .. "leave %s at %s)", name, name, tostring(default_of(name)))
+    end
+  end
+  if req.g % p.vec ~= 0 then
+    return string.format("layout=n needs g >= vec (g=%d, vec=%d): each load reads vec neurons of one expert; "
+      .. "use layout=t", req.g, p.vec)
+  end
+  if p.rows_per_warp * req.batch > MAX_ACC then
+    return string.format("rows_per_warp*batch=%d exceeds %d fp32 accumulators per lane; lower rows_per_warp",
+      p.rows_per_warp * req.batch, MAX_ACC)
+  end
+end
+
+function F.check(req, p)
+  if p.layout == "t" then return check_t(req, p) end
+  return check_n(req, p)
+end
+
+local function plan_t(req, p)
+  local s = shape_t(req, p)
+  local kernels = { { name = "sprig_gather_down", grid = { s.GRID_X, s.SPLITS, s.TILES },
+                      block = { p.threads, 1, 1 }, smem = 0 } }
+  local workspace = 0
+  local total4 = req.batch * req.d // 4 -- float4 groups of y
+  if p.reduce == "atomic" then
+    workspace = req.batch * req.d * 4
+    kernels[2] = { name = "sprig_gather_down_finalize", grid = { (total4 + FIN_THREADS - 1) // FIN_THREADS, 1, 1 },
+                   block = { FIN_THREADS, 1, 1 }, smem = 0 }
+  elseif p.reduce == "deterministic" then
+    workspace = s.SPLITS * req.batch * req.d * 4
+    local groups = FIN_THREADS // s.PART_LANES
+    kernels[2] = { name = "sprig_gather_down_finalize", grid = { (total4 + groups - 1) // groups, 1, 1 },
+                   block = { FIN_THREADS, 1, 1 }, smem = 0 }
+  end
+  s.spk_part_lanes = s.PART_LANES
+  return { kernels = kernels, workspace = workspace, values = s }
+end
+
+local function plan_n(req, p)
+  local cols_per_cta = (p.threads // 32) * p.rows_per_warp
+  return {
+    kernels = { { name = "sprig_gather_down", grid = { (req.d + cols_per_cta - 1) // cols_per_cta, 1, 1 },
+                  block = { p.threads, 1, 1 }, smem = 0 } },
+    workspace = 0,
+    values = {},
+  }
+end
+
+function F.plan(req, p)
+  if p.layout == "t" then return plan_t(req, p) end
+  return plan_n(req, p)
+end
+
+return F

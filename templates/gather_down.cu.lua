@@ -1,0 +1,249 @@
+{% include("templates/common.cuh.lua") %}
+// Gather down: y[t][c] = sum_{j < union_count, i < g} h[t][j*g+i] * W_down[c][union_ids[j]*g+i]
+// h: [{{ B }}][{{ f }}] compact (exact zeros for masked tokens), y: [{{ B }}][{{ d }}].
+// layout={{ p.layout }} all_active={{ p.all_active }}
+#define D_COLS {{ d }}
+#define F_ROWS {{ f }}
+#define G {{ g }}
+#define N_EXPERTS {{ E }}
+#define BATCH {{ B }}
+#define VEC {{ p.vec }}
+#define UNROLL {{ p.unroll }}
+#define THREADS {{ p.threads }}
+{% if p.layout == "t" then %}
+{% include("templates/splitk_finalize.cuh.lua") %}
+// layout=t: Wd = W_down^T [F_ROWS][D_COLS]. reduce={{ p.reduce }}
+#define COLS_PER_CTA {{ p.cols_per_cta }}
+#define COL_THREADS {{ COL_THREADS }}      // threads across the CTA's columns, VEC each
+#define ROW_LANES {{ ROW_LANES }}          // threads down the rows, summed in shared memory
+#define SPLITS {{ SPLITS }}                // CTAs sharing the rows of one column block (grid y)
+#define BT {{ BT }}                        // tokens per CTA (grid z: {{ TILES }} tile(s))
+{% if TILES == 1 then %}
+#define SP_LOAD_W sp_load_vec_stream<VEC>  // W is read once per call: evict-first
+{% else %}
+#define SP_LOAD_W sp_load_vec<VEC>         // each token tile re-reads W: let it stay in L2
+{% end %}
+
+// The compact rows [begin, end) of split `split`: a contiguous share of
+// n_rows, sized from the device-side count so every split has work at any
+// sparsity. Splits past the last non-empty one get begin >= end.
+__device__ __forceinline__ void sp_split_rows(int n_rows, int split, int *begin, int *end) {
+    const int per = (n_rows + SPLITS - 1) / SPLITS;
+    *begin = split * per;
+    *end = min(*begin + per, n_rows);
+}
+
+// Compact rows of the union in this call (the grid is sized for all f).
+__device__ __forceinline__ int sp_union_rows(const int *__restrict__ union_count) {
+{% if p.all_active == 1 then %}
+    return F_ROWS;  // every neuron, in order
+{% else %}
+    return __ldg(union_count) * G;
+{% end %}
+}
+
+// Neuron (row of W_down^T) of compact row r.
+__device__ __forceinline__ int sp_neuron(const int *__restrict__ union_ids, int r) {
+{% if p.all_active == 1 then %}
+    return r;
+{% else %}
+    return __ldg(union_ids + r / G) * G + r % G;
+{% end %}
+}
+
+// acc[b][v] += ht[b][r] * w[v] for one compact row r; ht is h from the tile's
+// first token on, nt the tile's tokens in the batch (the rest add nothing).
+__device__ __forceinline__ void sp_row_fma(float (&acc)[BT][VEC], const float *w, const sp_u16 *__restrict__ ht, int nt,
+                                           int r) {
+#pragma unroll
+    for (int b = 0; b < BT; ++b) {
+        float hv = 0.0f;
+        if (BATCH % BT == 0 || b < nt) hv = SP_TO_F(__ldg(ht + (size_t)b * F_ROWS + r));
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) acc[b][v] = fmaf(hv, w[v], acc[b][v]);
+    }
+}
+
+// At most 128 registers per thread (512 threads' worth per SM): at batch 8
+// that keeps two 256-thread CTAs per SM instead of one.
+extern "C" __global__ void __launch_bounds__(THREADS, 512 / THREADS)
+sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
+                  const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y) {
+    const int n_rows = sp_union_rows(union_count);
+    int r_begin, r_end;
+    sp_split_rows(n_rows, blockIdx.y, &r_begin, &r_end);
+{% if p.reduce ~= "direct" then %}
+    if (r_begin >= r_end) return;  // uniform over the CTA; the finalize skips splits with no rows
+{% else %}
+    // reduce=direct: the only split writes y even when the union is empty (zeros).
+{% end %}
+    const int ct = threadIdx.x % COL_THREADS;
+    const int lr = threadIdx.x / COL_THREADS;
+    const int c0 = blockIdx.x * COLS_PER_CTA + ct * VEC;
+    const int t0 = blockIdx.z * BT;
+    const sp_u16 *__restrict__ ht = reinterpret_cast<const sp_u16 *>(h) + (size_t)t0 * F_ROWS;
+    const int nt = BATCH - t0;
+
+    float acc[BT][VEC];
+#pragma unroll
+    for (int b = 0; b < BT; ++b)
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) acc[b][v] = 0.0f;
+
+    // d is a multiple of 8, so of VEC: a column group is all in range or all out.
+    if (c0 < D_COLS) {
+        const T *__restrict__ wcol = Wd + c0;
+        int r = r_begin + lr;
+        // UNROLL rows per lane in flight: issue every load, then the FMAs.
+        for (; r + (UNROLL - 1) * ROW_LANES < r_end; r += UNROLL * ROW_LANES) {
+            float w[UNROLL][VEC];
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u)
+                SP_LOAD_W(wcol + (size_t)sp_neuron(union_ids, r + u * ROW_LANES) * D_COLS, w[u]);
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u) sp_row_fma(acc, w[u], ht, nt, r + u * ROW_LANES);
+        }
+        for (; r < r_end; r += ROW_LANES) {
+            float w[VEC];
+            SP_LOAD_W(wcol + (size_t)sp_neuron(union_ids, r) * D_COLS, w);
+            sp_row_fma(acc, w, ht, nt, r);
+        }
+    }
+
+    // Sum the ROW_LANES partials of each column in shared memory, one token at
+    // a time, then write groups of 4 consecutive columns.
+    __shared__ float4 red4[ROW_LANES][COLS_PER_CTA / 4];  // float4: 16-byte aligned rows
+    float(*red)[COLS_PER_CTA] = reinterpret_cast<float(*)[COLS_PER_CTA]>(&red4[0][0]);
+#pragma unroll
+    for (int b = 0; b < BT; ++b) {
+        if (b > 0) __syncthreads();  // the previous token's sums have been read
+#pragma unroll
+        for (int v = 0; v < VEC; v += 2)
+            *reinterpret_cast<float2 *>(&red[lr][ct * VEC + v]) = sp_spk_f2(acc[b][v], acc[b][v + 1]);
+        __syncthreads();
+        const int t = t0 + b;
+        if (BATCH % BT != 0 && t >= BATCH) continue;  // uniform: the barrier count stays equal
+        for (int q = threadIdx.x; q < COLS_PER_CTA / 4; q += THREADS) {
+            const int c = blockIdx.x * COLS_PER_CTA + q * 4;
+            if (c >= D_COLS) break;
+            float4 s = *reinterpret_cast<const float4 *>(&red[0][q * 4]);
+#pragma unroll
+            for (int l = 1; l < ROW_LANES; ++l) {
+                const float4 o = *reinterpret_cast<const float4 *>(&red[l][q * 4]);
+                s.x += o.x; s.y += o.y; s.z += o.z; s.w += o.w;
+            }
+            const float sv[4] = {s.x, s.y, s.z, s.w};
+{% if p.reduce == "atomic" then %}
+            sp_spk_red_add<4>(ws + (size_t)t * D_COLS + c, sv);
+{% elseif p.reduce == "deterministic" then %}
+            sp_spk_store<4>(ws + ((size_t)blockIdx.y * BATCH + t) * D_COLS + c, sv);
+{% else %}
+            (void)sv;
+            sp_spk_store_t4(y + (size_t)t * D_COLS + c, s);
+{% end %}
+        }
+    }
+}
+{% if p.reduce ~= "direct" then %}
+
+// Turns the fp32 partials in ws into y (see templates/splitk_finalize.cuh.lua).
+extern "C" __global__ void __launch_bounds__(SPK_THREADS)
+sprig_gather_down_finalize(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
+                           const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y) {
+{% if p.reduce == "atomic" then %}
+    sp_spk_finalize_atomic(ws, y);
+{% else %}
+    // Only splits that had rows wrote partials: count them the way the main kernel split.
+    const int n_rows = sp_union_rows(union_count);
+    const int per = (n_rows + SPLITS - 1) / SPLITS;
+    const int n_parts = n_rows == 0 ? 0 : (n_rows + per - 1) / per;
+    sp_spk_finalize_parts(ws, y, n_parts);
+{% end %}
+}
+{% end %}
+{% else %}
+// layout=n: Wd = W_down [D_COLS][F_ROWS] as stored; one kernel, deterministic.
+#define ROWS {{ p.rows_per_warp }}         // output columns (rows of W_down) per warp
+#define SUBS (G / VEC)                     // VEC-wide pieces per expert slot
+#define WARPS (THREADS / 32)
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
+                  const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y) {
+    const int lane = threadIdx.x & 31;
+    const int c0 = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * ROWS;
+    if (c0 >= D_COLS) return;
+{% if p.all_active == 1 then %}
+    const int n_items = N_EXPERTS * SUBS;
+{% else %}
+    const int n_items = __ldg(union_count) * SUBS;
+{% end %}
+
+    const T *wrow[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) wrow[r] = Wd + (size_t)min(c0 + r, D_COLS - 1) * F_ROWS;  // spare rows: never stored
+
+    float acc[ROWS][BATCH];
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) acc[r][b] = 0.0f;
+
+    // Item i is piece i % SUBS of union slot i / SUBS: neurons
+    // union_ids[j]*G + s*VEC .. +VEC, which are compact columns i*VEC .. +VEC of h.
+    int it = lane;
+    for (; it + (UNROLL - 1) * 32 < n_items; it += UNROLL * 32) {
+        float w[UNROLL][ROWS][VEC];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const int i = it + u * 32;
+{% if p.all_active == 1 then %}
+            const int k = i * VEC;
+{% else %}
+            const int k = __ldg(union_ids + i / SUBS) * G + (i % SUBS) * VEC;
+{% end %}
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r) sp_load_vec_stream<VEC>(wrow[r] + k, w[u][r]);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u)
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+                float hv[VEC];
+                sp_load_vec<VEC>(h + (size_t)b * F_ROWS + (size_t)(it + u * 32) * VEC, hv);
+#pragma unroll
+                for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+                    for (int v = 0; v < VEC; ++v) acc[r][b] = fmaf(w[u][r][v], hv[v], acc[r][b]);
+            }
+    }
+    for (; it < n_items; it += 32) {
+{% if p.all_active == 1 then %}
+        const int k = it * VEC;
+{% else %}
+        const int k = __ldg(union_ids + it / SUBS) * G + (it % SUBS) * VEC;
+{% end %}
+        float w[ROWS][VEC];
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) sp_load_vec_stream<VEC>(wrow[r] + k, w[r]);
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) {
+            float hv[VEC];
+            sp_load_vec<VEC>(h + (size_t)b * F_ROWS + (size_t)it * VEC, hv);
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+                for (int v = 0; v < VEC; ++v) acc[r][b] = fmaf(w[r][v], hv[v], acc[r][b]);
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) {
+            const float s = sp_warp_sum(acc[r][b]);
+            // Spread the stores over lanes rather than funnel them through lane 0.
+            if (lane == ((r * BATCH + b) & 31) && c0 + r < D_COLS) y[(size_t)b * D_COLS + c0 + r] = SP_FROM_F(s);
+        }
+}
+{% end %}
