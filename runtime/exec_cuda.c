@@ -1,8 +1,10 @@
 /* The CUDA executor: sp_exec over the driver API (runtime/device.c). Plans are
  * compiled with NVRTC for the device's architecture through the cubin cache. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "sp_cuda_timing.h"
 #include "sp_device.h"
 #include "sp_error.h"
 #include "sp_exec.h"
@@ -11,7 +13,14 @@ struct sp_exec_module {
     sp_module *mod;
 };
 
-static sp_device *dev_of(sp_exec *e) { return e->impl; }
+/* e->impl: the device, and the stream timing runs on (created on first use:
+ * graphs cannot be captured on the legacy default stream). */
+typedef struct cu_impl {
+    sp_device *dev;
+    CUstream stream;
+} cu_impl;
+
+static sp_device *dev_of(sp_exec *e) { return ((cu_impl *)e->impl)->dev; }
 
 static sprig_status cu_alloc(sp_exec *e, sp_dptr *out, size_t n) {
     (void)e;
@@ -63,12 +72,51 @@ static sprig_status cu_launch(sp_exec *e, sp_exec_module *m, const sprig_plan *p
 static sprig_status cu_sync(sp_exec *e) { return sp_device_sync(dev_of(e)); }
 
 static void cu_close(sp_exec *e) {
-    sp_device_close(dev_of(e));
+    cu_impl *impl = e->impl;
+    if (impl->stream) sp_cu.cuStreamDestroy(impl->stream);
+    sp_device_close(impl->dev);
+    free(impl);
     free(e);
 }
 
-static const sp_exec_ops kCudaOps = {cu_alloc, cu_free, cu_upload, cu_download, cu_fill,
-                                     cu_load, cu_unload, cu_launch, cu_sync, cu_close};
+/* ---- timing ------------------------------------------------------------------ */
+
+typedef struct cu_seq {
+    const sp_exec_step *steps;
+    int n_steps;
+} cu_seq;
+
+static sprig_status cu_enqueue(void *ctx, int set, CUstream stream) {
+    const cu_seq *q = ctx;
+    for (int i = 0; i < q->n_steps; ++i) {
+        const sp_exec_step *st = &q->steps[i];
+        SP_TRY(sp_plan_launch(st->module->mod, st->plan, st->arg_sets[set], stream));
+    }
+    return SPRIG_OK;
+}
+
+static sprig_status cu_time_seq(sp_exec *e, const sp_exec_step *steps, int n_steps, int n_sets, int warmup, int reps,
+                                sp_timing *out) {
+    cu_impl *impl = e->impl;
+    if (!steps || n_steps < 1 || !out) return sp_fail(SPRIG_E_INVALID, "time_seq: no steps");
+    for (int i = 0; i < n_steps; ++i)
+        if (!steps[i].module || !steps[i].plan || !steps[i].arg_sets)
+            return sp_fail(SPRIG_E_INVALID, "time_seq: step %d lacks a module, plan or argument sets", i);
+    if (!impl->stream) SP_CHECK_CU(sp_cu.cuStreamCreate(&impl->stream, CU_STREAM_NON_BLOCKING));
+    sp_cuda_time_opts o;
+    sp_cuda_time_opts_init(&o);
+    o.n_sets = n_sets, o.warmup = warmup, o.reps = reps;
+    cu_seq q = {steps, n_steps};
+    SP_TRY(sp_cuda_time(impl->stream, cu_enqueue, &q, &o, out));
+    /* The clocks the driver reports (the SM clock attribute is the typical
+     * clock, the memory one the peak); 0 when the driver no longer says. */
+    out->sm_clock_mhz = impl->dev->props.clock_khz / 1e3;
+    out->mem_clock_mhz = impl->dev->props.mem_clock_khz / 1e3;
+    return SPRIG_OK;
+}
+
+static const sp_exec_ops kCudaOps = {cu_alloc, cu_free, cu_upload, cu_download, cu_fill, cu_load,
+                                     cu_unload, cu_launch, cu_sync, cu_close, cu_time_seq};
 
 /* The device's own sm_XY when NVRTC knows it, else PTX for the newest older
  * architecture (the driver JIT-compiles it for a GPU newer than the toolkit). */
@@ -91,12 +139,19 @@ sprig_status sp_exec_open_cuda(sp_exec **out, int ordinal) {
     sp_device *dev = NULL;
     SP_TRY(sp_device_open(&dev, ordinal));
     sp_exec *e = calloc(1, sizeof *e);
-    if (!e) {
+    cu_impl *impl = calloc(1, sizeof *impl);
+    if (!e || !impl) {
+        free(e);
+        free(impl);
         sp_device_close(dev);
         return sp_fail(SPRIG_E_NOMEM, "out of memory");
     }
-    e->ops = &kCudaOps, e->kind = "cuda", e->impl = dev;
+    impl->dev = dev;
+    e->ops = &kCudaOps, e->kind = "cuda", e->impl = impl;
     e->sm_count = dev->props.sm_count;
+    e->cc_major = dev->props.cc_major, e->cc_minor = dev->props.cc_minor;
+    e->l2_bytes = dev->props.l2_bytes > 0 ? (size_t)dev->props.l2_bytes : 0;
+    e->driver_version = dev->props.driver_version;
     snprintf(e->device, sizeof e->device, "%s", dev->props.name);
     pick_arch(dev, e->arch, sizeof e->arch);
     *out = e;

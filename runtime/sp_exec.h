@@ -16,6 +16,25 @@ typedef uint64_t sp_dptr;
 typedef struct sp_exec sp_exec;
 typedef struct sp_exec_module sp_exec_module; /* one plan, compiled and loaded */
 
+/* What timing a launch sequence found (sp_exec_time). Times are per launch
+ * sequence (all steps once), in microseconds. */
+typedef struct sp_timing {
+    double median_us, min_us;
+    int runs;              /* timed samples the median is over */
+    int per_sample;        /* launch sequences per sample: k of a CUDA graph, else 1 */
+    int graph;             /* 1: each sample replayed a CUDA graph of per_sample sequences */
+    double sm_clock_mhz;   /* as the driver reports them; 0 when unknown (and under the emulator) */
+    double mem_clock_mhz;
+} sp_timing;
+
+/* One plan of a timed launch sequence: its module, and one argument list per
+ * rotation set (arg_sets[s] is what sp_exec_launch would take). */
+typedef struct sp_exec_step {
+    sp_exec_module *module;
+    const sprig_plan *plan;
+    void **const *arg_sets; /* [n_sets] */
+} sp_exec_step;
+
 typedef struct sp_exec_ops {
     sprig_status (*alloc)(sp_exec *e, sp_dptr *out, size_t bytes);
     void (*free)(sp_exec *e, sp_dptr p);
@@ -29,6 +48,17 @@ typedef struct sp_exec_ops {
     sprig_status (*launch)(sp_exec *e, sp_exec_module *m, const sprig_plan *plan, void **args);
     sprig_status (*sync)(sp_exec *e);
     void (*close)(sp_exec *e);
+    /* Times the launch sequence steps[0..n_steps) (each step's plan, all of
+     * its kernels, in order): `warmup` untimed sequences, then `reps` timed
+     * samples, sequence i using argument set i % n_sets, so that sets whose
+     * weights together exceed the L2 cache make every run read DRAM. CUDA:
+     * events on a stream of its own; sequences shorter than ~50 us are
+     * captured k at a time in a CUDA graph and each sample is one replay / k.
+     * Emulator: wall clock (plumbing only, meaningless as performance).
+     * A launch the driver refuses is returned as is (the context survives);
+     * a fault inside a kernel is SPRIG_E_CUDA from the synchronisation. */
+    sprig_status (*time_seq)(sp_exec *e, const sp_exec_step *steps, int n_steps, int n_sets, int warmup, int reps,
+                             sp_timing *out);
 } sp_exec_ops;
 
 struct sp_exec {
@@ -37,6 +67,9 @@ struct sp_exec {
     char arch[24];        /* what plans are compiled for: "sm_90", "compute_89", "host" */
     char device[256];     /* the GPU's name, or "CPU emulator" */
     int sm_count;         /* 0 under the emulator */
+    int cc_major, cc_minor; /* compute capability; 0.0 under the emulator */
+    size_t l2_bytes;      /* L2 cache size (0: unknown, and under the emulator) */
+    int driver_version;   /* cuDriverGetVersion (12040 = 12.4); 0 under the emulator */
     void *impl;
 };
 
@@ -54,4 +87,14 @@ static inline sprig_status sp_exec_load(sp_exec *e, const sprig_plan *p, sp_exec
 static inline void sp_exec_unload(sp_exec *e, sp_exec_module *m) { if (m) e->ops->unload(e, m); }
 static inline sprig_status sp_exec_launch(sp_exec *e, sp_exec_module *m, const sprig_plan *p, void **a) { return e->ops->launch(e, m, p, a); }
 static inline sprig_status sp_exec_sync(sp_exec *e) { return e->ops->sync(e); }
+static inline sprig_status sp_exec_time_seq(sp_exec *e, const sp_exec_step *steps, int n_steps, int n_sets, int warmup,
+                                            int reps, sp_timing *out) {
+    return e->ops->time_seq(e, steps, n_steps, n_sets, warmup, reps, out);
+}
+/* One plan: arg_sets[n_sets] argument lists (see time_seq). */
+static inline sprig_status sp_exec_time(sp_exec *e, sp_exec_module *m, const sprig_plan *plan, void **const *arg_sets,
+                                        int n_sets, int warmup, int reps, sp_timing *out) {
+    sp_exec_step step = {m, plan, arg_sets};
+    return e->ops->time_seq(e, &step, 1, n_sets, warmup, reps, out);
+}
 #endif
