@@ -113,6 +113,13 @@ int gh_build(gh_ctx *h, const char *family, int d, int f, const char *dtype, int
     memset(k, 0, sizeof *k);
     snprintf(k->params, sizeof k->params, "%s", params ? params : "");
     k->req = (sprig_request){family, d, f, dtype, batch, g, k->params};
+    /* SPRIG_TEST_FILTER: run only the kernels whose description contains it. */
+    const char *filter = getenv("SPRIG_TEST_FILTER");
+    if (filter && *filter) {
+        char desc[512];
+        snprintf(desc, sizeof desc, "%s d=%d f=%d %s B=%d g=%d [%s]", family, d, f, dtype, batch, g, k->params);
+        if (!strstr(desc, filter)) return 0;
+    }
     sprig_status s = sprig_gen_render(h->gen, &k->req, &k->plan);
     if (s == SPRIG_E_INVALID && allow_invalid) {
         printf("  skip  %s d=%d f=%d %s B=%d g=%d [%s]: %s\n", family, d, f, dtype, batch, g, k->params,

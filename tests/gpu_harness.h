@@ -37,7 +37,9 @@ typedef struct gh_ctx {
  * Built with -DGH_EMU (and linked with sprig_emu), the same tests run their
  * kernels on the CPU emulator instead: "device" buffers are host memory and
  * only the quick (small-shape) cases run, since emulation is slow.
- * SPRIG_TEST_TEMPLATE_DIR renders from that folder's templates (sprig_gen_open). */
+ * SPRIG_TEST_TEMPLATE_DIR renders from that folder's templates (sprig_gen_open);
+ * SPRIG_TEST_FILTER=TEXT runs only the kernels whose description
+ * ("family d=.. f=.. dtype B=.. g=.. [params]") contains TEXT. */
 void gh_open(gh_ctx *h, const char *test);
 /* Closes everything and returns the exit code (sp_test_finish). */
 int gh_finish(gh_ctx *h);
@@ -56,7 +58,8 @@ typedef struct gh_kernel {
 /* Renders, compiles and loads one kernel. Returns 1 when ready. When the
  * family refuses the request (SPRIG_E_INVALID) and allow_invalid is set it
  * prints "skip" and returns 0 without counting a failure; any other failure
- * is printed, counted, and returns 0. */
+ * is printed, counted, and returns 0. Returns 0 silently for a kernel that
+ * SPRIG_TEST_FILTER excludes. k is zeroed whenever 0 is returned. */
 int gh_build(gh_ctx *h, const char *family, int d, int f, const char *dtype, int batch, int g,
              const char *params, int allow_invalid, gh_kernel *k);
 void gh_kernel_free(gh_kernel *k);
