@@ -1,0 +1,69 @@
+-- Router: expert scores, the activation rule, and compaction into id lists.
+--   LTE (score=sigmoid):       Wr is the router [E][d]; expert e active for token t
+--                              when scores[t][e] > threshold (host passes logit(tau)).
+--   training-free (silu_abs):  Wr = W_gate (g = 1); neuron active when
+--                              |silu(scores[t][e])| > threshold.
+-- Kernels (see templates/router.cu.lua), both with the signature
+--   (const T *Wr, const T *x, float *scores, float threshold, int *ids, int *counts,
+--    int *union_ids, int *union_count, unsigned char *mask)
+--   sprig_router_scores   scores[t][e] = sum_k Wr[e][k] x[t][k] (fp32), a GEMV in which
+--                         ksplit warps share rows_per_warp rows, each on a slice of K
+--                         (E is small for LTE: 344 rows at g=32, so one warp per row
+--                         would leave most of the GPU idle), summed in a fixed order
+--   sprig_router_compact  one CTA: per E-chunk, a ballot per (token, warp), a scan of the
+--                         per-warp counts, then a scatter; writes ids/counts/mask and the
+--                         batch union. No atomics, so the output is deterministic.
+local F = {
+  name = "router",
+  summary = "router scores + threshold + compaction into per-token and union expert ids (LTE, training-free)",
+  template = "templates/router.cu.lua",
+  params = {
+    { name = "score", values = { "sigmoid", "silu_abs" }, default = "sigmoid",
+      doc = "activation rule: sigmoid (scores > threshold, threshold = logit(tau)) or silu_abs (|silu(scores)| > threshold)" },
+    { name = "threads", values = { 64, 128, 256, 512 }, default = 256, doc = "threads per CTA of the scores kernel" },
+    { name = "rows_per_warp", values = { 1, 2, 4 }, default = 1, doc = "router rows (experts) per warp" },
+    { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per load (8 = 16 bytes)" },
+    { name = "unroll", values = { 1, 2, 4 }, default = 2, doc = "K chunks in flight per warp" },
+    { name = "ksplit", values = { 1, 2, 4, 8 }, default = 1,
+      doc = "warps sharing a row group, each on a slice of K (more loads in flight when E is small)" },
+    { name = "min_blocks", values = { 0, 1, 2, 4 }, default = 1,
+      doc = "__launch_bounds__ minimum CTAs per SM of the scores kernel (caps registers at "
+        .. "65536/(threads*min_blocks)); 0 leaves the register target to ptxas, which can spill near its own cap" },
+    { name = "compact_threads", values = { 256, 512, 1024 }, default = 1024,
+      doc = "threads of the single compaction CTA (experts scanned per step)" },
+  },
+}
+
+-- Each lane of the scores kernel keeps rows_per_warp * batch fp32 accumulators.
+local MAX_ACC = 64
+
+function F.check(req, p)
+  local acc = p.rows_per_warp * req.batch
+  if acc > MAX_ACC then
+    return string.format("rows_per_warp*batch=%d exceeds %d accumulators per lane; lower rows_per_warp",
+      acc, MAX_ACC)
+  end
+  if p.min_blocks * p.threads > 1024 then
+    return string.format("min_blocks=%d with threads=%d asks for %d resident threads per SM, more than "
+      .. "every architecture holds (1024 on sm_75); lower min_blocks", p.min_blocks, p.threads,
+      p.min_blocks * p.threads)
+  end
+  if p.ksplit > p.threads // 32 then
+    return string.format("ksplit=%d needs at least %d warps per CTA, threads=%d has %d; raise threads or lower ksplit",
+      p.ksplit, p.ksplit, p.threads, p.threads // 32)
+  end
+end
+
+function F.plan(req, p)
+  local E = req.f // req.g
+  local rows_per_cta = (p.threads // 32 // p.ksplit) * p.rows_per_warp
+  return {
+    kernels = {
+      { name = "sprig_router_scores", grid = { (E + rows_per_cta - 1) // rows_per_cta, 1, 1 },
+        block = { p.threads, 1, 1 }, smem = 0 },
+      { name = "sprig_router_compact", grid = { 1, 1, 1 }, block = { p.compact_threads, 1, 1 }, smem = 0 },
+    },
+  }
+end
+
+return F

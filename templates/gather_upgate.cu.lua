@@ -1,0 +1,226 @@
+{% include("templates/common.cuh.lua") %}
+{% local R, V, U, KS = p.rows_per_warp, p.vec, p.unroll, p.ksplit %}
+{% local ROWS_PER_CTA = (p.threads // 32 // KS) * R %}
+// Gather up/gate (SwiGLU): h[t][r] = mask[t][e] ? silu(x[t].Wg[n]) * (x[t].Wu[n]) : 0 for compact
+// rows r < union_count*g, e = union_ids[r/g], n = e*g + r%g; x: [{{ B }}][{{ d }}], h: [{{ B }}][{{ f }}].
+// interleave={{ p.interleave }} all_active={{ p.all_active }} x_smem={{ p.x_smem }} ksplit={{ KS }}
+#define D_COLS {{ d }}
+#define F_ROWS {{ f }}
+#define G {{ g }}
+#define N_EXPERTS {{ E }}
+#define BATCH {{ B }}
+#define ROWS {{ R }}
+#define VEC {{ V }}
+#define UNROLL {{ U }}
+#define CHUNK (32 * VEC)
+#define THREADS {{ p.threads }}
+#define KSPLIT {{ KS }}  // warps sharing one row group, each on a slice of K
+#define GROUPS (THREADS / 32 / KSPLIT)  // row groups per CTA
+#define FULL_CHUNKS (D_COLS / CHUNK)
+#define STEPPED (FULL_CHUNKS - FULL_CHUNKS % (UNROLL * KSPLIT))  // chunks done in unrolled steps
+#define ROWS_PER_CTA {{ ROWS_PER_CTA }}
+{% if p.x_smem == 1 then %}
+
+// x lives in shared memory: plain (LDS) loads of VEC elements.
+template <int VEC_>
+__device__ __forceinline__ void sp_load_x(const T *p, float *out) {
+    if (VEC_ == 8) {
+        const uint4 v = *reinterpret_cast<const uint4 *>(p);
+        out[0] = sp_lo(v.x); out[1] = sp_hi(v.x); out[2] = sp_lo(v.y); out[3] = sp_hi(v.y);
+        out[4] = sp_lo(v.z); out[5] = sp_hi(v.z); out[6] = sp_lo(v.w); out[7] = sp_hi(v.w);
+    } else if (VEC_ == 4) {
+        const uint2 v = *reinterpret_cast<const uint2 *>(p);
+        out[0] = sp_lo(v.x); out[1] = sp_hi(v.x); out[2] = sp_lo(v.y); out[3] = sp_hi(v.y);
+    } else {
+        const unsigned v = *reinterpret_cast<const unsigned *>(p);
+        out[0] = sp_lo(v); out[1] = sp_hi(v);
+    }
+}
+{% else %}
+
+// x is re-read by every warp: cached loads (it stays in L1/L2).
+template <int VEC_>
+__device__ __forceinline__ void sp_load_x(const T *__restrict__ p, float *out) { sp_load_vec<VEC_>(p, out); }
+{% end %}
+
+// h[b][row] for a finished row: silu(gate) * up, or exactly 0 where token b does not
+// use the row's expert (the union is shared by the batch, the mask is per token).
+__device__ __forceinline__ void sp_store_h(T *__restrict__ h, const unsigned char *__restrict__ mask, int row, int b,
+                                           int expert, float gate, float up) {
+{% if p.all_active == 1 then %}
+    h[(size_t)b * F_ROWS + row] = SP_FROM_F(sp_silu(gate) * up);
+{% else %}
+    const bool on = __ldg(mask + (size_t)b * N_EXPERTS + expert) != 0;
+    h[(size_t)b * F_ROWS + row] = on ? SP_FROM_F(sp_silu(gate) * up) : (T)0;
+{% end %}
+}
+
+{% if p.min_blocks == 0 then %}
+extern "C" __global__ void __launch_bounds__(THREADS)
+{% else %}
+// An explicit minimum of CTAs per SM: with the thread count alone, ptxas picks its own
+// register target and can spill below it (seen at sm_75/sm_80, d=2864, batch 8).
+extern "C" __global__ void __launch_bounds__(THREADS, {{ p.min_blocks }})
+{% end %}
+sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T *__restrict__ x,
+                    const int *__restrict__ union_ids, const int *__restrict__ union_count,
+                    const unsigned char *__restrict__ mask, T *__restrict__ h) {
+{% if p.all_active == 1 then %}
+    const int n_rows = F_ROWS;  // every neuron, in order
+{% else %}
+    // Read once per thread: one word, broadcast to the warp; the grid is sized for all f rows.
+    const int n_rows = __ldg(union_count) * G;
+{% end %}
+    if ((int)blockIdx.x * ROWS_PER_CTA >= n_rows) return;  // uniform over the CTA
+{% if p.x_smem == 1 then %}
+    // Stage x once per CTA (16-byte copies; d is a multiple of 8 so every row is too).
+    __shared__ uint4 x_shared[BATCH * D_COLS / 8];
+    for (int i = threadIdx.x; i < BATCH * D_COLS / 8; i += THREADS)
+        x_shared[i] = __ldg(reinterpret_cast<const uint4 *>(x) + i);
+    __syncthreads();
+    const T *xs = reinterpret_cast<const T *>(x_shared);
+{% else %}
+    const T *__restrict__ xs = x;
+{% end %}
+
+    const int lane = threadIdx.x & 31;
+    const int wib = threadIdx.x >> 5;  // warp in block
+    const int slice = wib % KSPLIT;
+    const int row0 = (blockIdx.x * GROUPS + wib / KSPLIT) * ROWS;
+{% if KS == 1 then %}
+    if (row0 >= n_rows) return;
+{% else %}
+    const bool live = row0 < n_rows;  // a spare group still reaches the barrier below
+{% end %}
+
+    // Each row's gate and up weights, and its expert (for the mask).
+    const T *wg[ROWS];
+    const T *wu[ROWS];
+    int expert[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        const int row = min(row0 + r, n_rows - 1);  // spare rows read a valid row, never stored
+        const int i = row % G;
+{% if p.all_active == 1 then %}
+        const int e = row / G;
+{% else %}
+        const int e = __ldg(union_ids + row / G);
+{% end %}
+        expert[r] = e;
+{% if p.interleave == 1 then %}
+        wg[r] = Wg + ((size_t)e * 2 * G + i) * D_COLS;  // [E][2][G][D]: gate rows, then up rows
+        wu[r] = wg[r] + (size_t)G * D_COLS;
+{% else %}
+        wg[r] = Wg + ((size_t)e * G + i) * D_COLS;
+        wu[r] = Wu + ((size_t)e * G + i) * D_COLS;
+{% end %}
+    }
+
+    float acc[ROWS][BATCH][2];  // [.][.][0] gate, [1] up
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) acc[r][b][0] = acc[r][b][1] = 0.0f;
+
+    // Steps of UNROLL*KSPLIT full chunks (every lane's VEC elements in range), slice s
+    // taking chunks c + u*KSPLIT + s: the trip count is a compile-time constant, the same
+    // for every slice (a spare group, KSPLIT > 1 only, skips the loops).
+{% if KS > 1 then %}
+    if (live) {
+{% end %}
+#pragma unroll 1
+    for (int c0 = 0; c0 + UNROLL * KSPLIT <= FULL_CHUNKS; c0 += UNROLL * KSPLIT) {
+        const int c = c0 + slice;
+        float w[UNROLL][ROWS][2][VEC];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u)
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r) {
+                const int k = (c + u * KSPLIT) * CHUNK + lane * VEC;
+                sp_load_vec_stream<VEC>(wg[r] + k, w[u][r][0]);
+                sp_load_vec_stream<VEC>(wu[r] + k, w[u][r][1]);
+            }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u)
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+                float xv[VEC];
+                sp_load_x<VEC>(xs + (size_t)b * D_COLS + (c + u * KSPLIT) * CHUNK + lane * VEC, xv);
+#pragma unroll
+                for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+                    for (int v = 0; v < VEC; ++v) {
+                        acc[r][b][0] = fmaf(w[u][r][0][v], xv[v], acc[r][b][0]);
+                        acc[r][b][1] = fmaf(w[u][r][1][v], xv[v], acc[r][b][1]);
+                    }
+            }
+    }
+    // The chunks left (fewer than UNROLL*KSPLIT, the last possibly partial: d is a multiple
+    // of 8, so of VEC), round-robin over the slices; absent when the steps cover d.
+    if (STEPPED * CHUNK < D_COLS) {
+#pragma unroll 1
+        for (int k = (STEPPED + slice) * CHUNK + lane * VEC; k < D_COLS; k += KSPLIT * CHUNK) {
+            float w[ROWS][2][VEC];
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r) {
+                sp_load_vec_stream<VEC>(wg[r] + k, w[r][0]);
+                sp_load_vec_stream<VEC>(wu[r] + k, w[r][1]);
+            }
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+                float xv[VEC];
+                sp_load_x<VEC>(xs + (size_t)b * D_COLS + k, xv);
+#pragma unroll
+                for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+                    for (int v = 0; v < VEC; ++v) {
+                        acc[r][b][0] = fmaf(w[r][0][v], xv[v], acc[r][b][0]);
+                        acc[r][b][1] = fmaf(w[r][1][v], xv[v], acc[r][b][1]);
+                    }
+            }
+        }
+    }
+{% if KS > 1 then %}
+    }
+{% end %}
+
+{% if KS == 1 then %}
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) {
+            const float gate = sp_warp_sum(acc[r][b][0]);
+            const float up = sp_warp_sum(acc[r][b][1]);
+            // Spread the stores over lanes rather than funnel them through lane 0.
+            if (lane == ((r * BATCH + b) & 31) && row0 + r < n_rows) sp_store_h(h, mask, row0 + r, b, expert[r], gate, up);
+        }
+{% else %}
+    __shared__ float part[THREADS / 32][ROWS][BATCH][2];  // each warp's gate and up sums
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) {
+            const float gate = sp_warp_sum(acc[r][b][0]);
+            const float up = sp_warp_sum(acc[r][b][1]);
+            if (lane == ((r * BATCH + b) & 31)) {
+                part[wib][r][b][0] = gate;
+                part[wib][r][b][1] = up;
+            }
+        }
+    __syncthreads();
+    if (slice == 0 && live) {
+        // Slices added in a fixed order: the result does not depend on scheduling.
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r)
+            for (int b = lane; b < BATCH; b += 32) {
+                float gate = part[wib][r][b][0], up = part[wib][r][b][1];
+#pragma unroll
+                for (int j = 1; j < KSPLIT; ++j) {
+                    gate += part[wib + j][r][b][0];
+                    up += part[wib + j][r][b][1];
+                }
+                if (row0 + r < n_rows) sp_store_h(h, mask, row0 + r, b, expert[r], gate, up);
+            }
+    }
+{% end %}
+}

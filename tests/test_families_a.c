@@ -1,0 +1,448 @@
+/* The router and gather_upgate families through the public API: they render
+ * for every model shape, dtype, expert size and batch 1/8/64 with the ABI's
+ * kernel names, argument lists and launch shapes; every parameter value
+ * renders and is named in the key; impossible combinations are
+ * SPRIG_E_INVALID with a message that says what to change; the defaults
+ * compile for sm_90 with zero spills and no stack frame; and a few small
+ * problems run on the CPU emulator (tests/emu) against the float64
+ * references of tests/ref.c: scores, mask, ids, counts and the union exactly,
+ * h to 1e-2 with masked entries exactly 0 and slots past the union untouched. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "emu_runtime.h"
+#include "ref.h"
+#include "sprig.h"
+#include "test_util.h"
+
+static int checks;
+
+static const struct {
+    int d, f;
+} shapes[] = {{4096, 11008}, {5120, 13824}, {4096, 14336}, {3272, 11008}, {3072, 11008}, {2864, 11008}};
+static const char *const dtypes[] = {"fp16", "bf16"};
+static const int expert_sizes[] = {1, 16, 32, 64, 128};
+static const int batches[] = {1, 8, 64};
+
+/* A wrong order, to show has_signature can fail. */
+static const char *const upgate_wrong_order[] = {"Wg", "x", "Wu", "union_ids", "union_count", "mask", "h", NULL};
+/* The argument names of each family's signature, in ABI order (docs/kernel-abi.md). */
+static const char *const router_args[] = {"Wr", "x", "scores", "threshold", "ids", "counts",
+                                          "union_ids", "union_count", "mask", NULL};
+static const char *const upgate_abi[] = {"Wg", "Wu", "x", "union_ids", "union_count", "mask", "h", NULL};
+
+static sprig_plan *render(sprig_gen *gen, const char *family, int d, int f, const char *dtype, int batch, int g,
+                          const char *params, sprig_status *st) {
+    sprig_request req = {family, d, f, dtype, batch, g, params};
+    sprig_plan *plan = NULL;
+    *st = sprig_gen_render(gen, &req, &plan);
+    return plan;
+}
+
+/* True when the definition of `kernel` in src lists exactly `names` as its
+ * parameters, in order (each parameter's last identifier before ',' or ')'). */
+static int has_signature(const char *src, const char *kernel, const char *const *names) {
+    char head[96];
+    snprintf(head, sizeof head, "\n%s(", kernel);
+    const char *p = strstr(src, head);
+    if (!p) return 0;
+    p += strlen(head);
+    const char *end = strchr(p, ')');
+    if (!end) return 0;
+    int i = 0;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma ? comma : end;
+        const char *q = stop;
+        while (q > p && !(q[-1] == '_' || (q[-1] >= 'a' && q[-1] <= 'z') || (q[-1] >= 'A' && q[-1] <= 'Z') ||
+                          (q[-1] >= '0' && q[-1] <= '9')))
+            --q;
+        const char *id_end = q;
+        while (q > p && (q[-1] == '_' || (q[-1] >= 'a' && q[-1] <= 'z') || (q[-1] >= 'A' && q[-1] <= 'Z') ||
+                         (q[-1] >= '0' && q[-1] <= '9')))
+            --q;
+        if (!names[i] || strlen(names[i]) != (size_t)(id_end - q) || strncmp(names[i], q, (size_t)(id_end - q)))
+            return 0;
+        ++i;
+        p = stop + 1;
+    }
+    return names[i] == NULL;
+}
+
+static unsigned ceil_div(unsigned a, unsigned b) { return (a + b - 1) / b; }
+
+/* Every shape x dtype x g x batch renders, with the ABI's kernels and launches. */
+static void test_render_all(sprig_gen *gen) {
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
+        for (int t = 0; t < 2; ++t)
+            for (size_t gi = 0; gi < sizeof expert_sizes / sizeof expert_sizes[0]; ++gi)
+                for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; ++bi) {
+                    const int d = shapes[s].d, f = shapes[s].f, g = expert_sizes[gi], b = batches[bi];
+                    const unsigned E = (unsigned)(f / g);
+                    sprig_status st;
+                    sprig_plan *r = render(gen, "router", d, f, dtypes[t], b, g, NULL, &st);
+                    ++checks;
+                    CHECK_MSG(r && st == SPRIG_OK, "router %dx%d %s g=%d b=%d: %s", d, f, dtypes[t], g, b,
+                              sprig_last_error());
+                    if (r) {
+                        CHECK(r->n_kernels == 2);
+                        CHECK(!strcmp(r->kernels[0].name, "sprig_router_scores"));
+                        CHECK(!strcmp(r->kernels[1].name, "sprig_router_compact"));
+                        CHECK(has_signature(r->source, "sprig_router_scores", router_args));
+                        CHECK(has_signature(r->source, "sprig_router_compact", router_args));
+                        CHECK(r->kernels[0].block[0] == 256 && r->kernels[0].grid[0] == ceil_div(E, 8));
+                        CHECK(r->kernels[1].block[0] == 1024 && r->kernels[1].grid[0] == 1);
+                        CHECK(r->workspace_bytes == 0);
+                    }
+                    sprig_plan_free(r);
+
+                    sprig_plan *u = render(gen, "gather_upgate", d, f, dtypes[t], b, g, NULL, &st);
+                    ++checks;
+                    CHECK_MSG(u && st == SPRIG_OK, "gather_upgate %dx%d %s g=%d b=%d: %s", d, f, dtypes[t], g, b,
+                              sprig_last_error());
+                    if (u) {
+                        CHECK(u->n_kernels == 1 && !strcmp(u->kernels[0].name, "sprig_gather_upgate"));
+                        CHECK(has_signature(u->source, "sprig_gather_upgate", upgate_abi));
+                        /* worst case: all f rows, 8 warps of one row each */
+                        CHECK(u->kernels[0].block[0] == 256 && u->kernels[0].grid[0] == ceil_div((unsigned)f, 8));
+                    }
+                    sprig_plan_free(u);
+                }
+}
+
+/* The signature checker itself rejects a wrong order (so the checks above can fail). */
+static void test_signature_checker(sprig_gen *gen) {
+    sprig_status st;
+    sprig_plan *u = render(gen, "gather_upgate", 4096, 11008, "fp16", 1, 32, NULL, &st);
+    CHECK(u != NULL);
+    if (u) CHECK(!has_signature(u->source, "sprig_gather_upgate", upgate_wrong_order));
+    sprig_plan_free(u);
+}
+
+/* True when every "k=v" of the comma-separated settings appears in the key. */
+static int key_has_all(const char *key, const char *settings) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", settings);
+    for (char *item = strtok(buf, ","); item; item = strtok(NULL, ",")) {
+        char want[96];
+        snprintf(want, sizeof want, "%s", item);
+        /* "threads=64" must not match "threads=640": require a delimiter after it */
+        const char *at = strstr(key, want);
+        while (at && at[strlen(want)] != ',' && at[strlen(want)] != '\0') at = strstr(at + 1, want);
+        if (!at) return 0;
+    }
+    return 1;
+}
+
+/* Each declared value of each parameter renders, and is named in the key. */
+static void test_each_param(sprig_gen *gen, const char *family, const char *const *settings) {
+    sprig_status st;
+    for (const char *const *s = settings; *s; ++s) {
+        sprig_plan *p = render(gen, family, 3272, 11008, "bf16", 1, 32, *s, &st);
+        ++checks;
+        CHECK_MSG(p && st == SPRIG_OK, "%s %s: %s", family, *s, sprig_last_error());
+        if (p) CHECK_MSG(key_has_all(p->key, *s), "%s: key '%s' lacks '%s'", family, p->key, *s);
+        sprig_plan_free(p);
+    }
+}
+
+static void test_params(sprig_gen *gen) {
+    static const char *const router[] = {
+        "score=sigmoid", "score=silu_abs", "threads=64", "threads=128", "threads=256", "threads=512",
+        "rows_per_warp=1", "rows_per_warp=2", "rows_per_warp=4", "vec=2", "vec=4", "vec=8",
+        "unroll=1", "unroll=2", "unroll=4", "ksplit=1", "ksplit=2", "ksplit=4", "ksplit=8", "min_blocks=0", "min_blocks=1",
+        "min_blocks=2", "min_blocks=4", "compact_threads=256", "compact_threads=512",
+        "compact_threads=1024", NULL};
+    static const char *const upgate[] = {
+        "threads=64", "threads=128", "threads=256", "threads=512", "rows_per_warp=1", "rows_per_warp=2",
+        "rows_per_warp=4", "vec=2", "vec=4", "vec=8", "unroll=1", "unroll=2", "unroll=4", "ksplit=1", "ksplit=2",
+        "ksplit=4", "ksplit=8", "min_blocks=0", "min_blocks=1", "min_blocks=2", "min_blocks=4", "interleave=0",
+        "interleave=1", "all_active=0", "all_active=1", "x_smem=0", "x_smem=1", NULL};
+    test_each_param(gen, "router", router);
+    test_each_param(gen, "gather_upgate", upgate);
+
+    /* The parameters reach the source, not only the key. */
+    sprig_status st;
+    sprig_plan *a = render(gen, "router", 4096, 11008, "fp16", 1, 1, "score=silu_abs", &st);
+    sprig_plan *b = render(gen, "router", 4096, 11008, "fp16", 1, 1, "score=sigmoid", &st);
+    CHECK(a && b);
+    if (a && b) {
+        CHECK(sp_contains(a->source, "fabsf(s / (1.0f + expf(-s))) > threshold"));
+        CHECK(!sp_contains(b->source, "expf(-s)"));
+        CHECK(sp_contains(b->source, "return s > threshold;"));
+    }
+    sprig_plan_free(a);
+    sprig_plan_free(b);
+    a = render(gen, "gather_upgate", 4096, 11008, "fp16", 2, 32, "interleave=1,all_active=1,x_smem=1", &st);
+    b = render(gen, "gather_upgate", 4096, 11008, "fp16", 2, 32, NULL, &st);
+    CHECK(a && b);
+    if (a && b) {
+        CHECK(sp_contains(a->source, "__shared__") && !sp_contains(b->source, "__shared__"));
+        CHECK(sp_contains(a->source, "wg[r] + (size_t)G * D_COLS") && !sp_contains(b->source, "(size_t)G * D_COLS"));
+        CHECK(!sp_contains(a->source, "__ldg(union_count)") && sp_contains(b->source, "__ldg(union_count)"));
+        CHECK(!sp_contains(a->source, "mask +") && sp_contains(b->source, "mask +"));
+    }
+    sprig_plan_free(a);
+    sprig_plan_free(b);
+}
+
+/* Impossible combinations: SPRIG_E_INVALID and a message that says what to do. */
+static void test_invalid(sprig_gen *gen) {
+    static const struct {
+        const char *family;
+        int d, batch;
+        const char *params, *expect;
+    } bad[] = {
+        {"router", 4096, 1, "score=softmax", "score=softmax is out of range (allowed: sigmoid, silu_abs)"},
+        {"router", 4096, 64, "rows_per_warp=2", "rows_per_warp*batch=128 exceeds 64 accumulators"},
+        {"router", 4096, 1, "compact_threads=2048", "compact_threads=2048 is out of range"},
+        {"router", 4096, 1, "vec=16", "vec=16 is out of range"},
+        {"gather_upgate", 4096, 64, "rows_per_warp=2", "rows_per_warp*batch*2=256 exceeds 128"},
+        {"gather_upgate", 4096, 64, "rows_per_warp=2", "use gather_gemm"},
+        {"gather_upgate", 4096, 33, "rows_per_warp=4", "lower rows_per_warp"},
+        {"gather_upgate", 4096, 8, "x_smem=1", "x_smem=1 needs batch*d*2=65536 bytes"},
+        {"gather_upgate", 3272, 8, "x_smem=1", "use x_smem=0"},
+        {"gather_upgate", 4096, 1, "interleave=2", "interleave=2 is out of range"},
+        {"gather_upgate", 4096, 1, "score=sigmoid", "unknown parameter 'score'"},
+        {"router", 4096, 1, "threads=512,min_blocks=4", "lower min_blocks"},
+        {"router", 4096, 1, "threads=64,ksplit=4", "ksplit=4 needs at least 4 warps per CTA, threads=64 has 2"},
+        {"gather_upgate", 4096, 1, "threads=128,ksplit=8", "ksplit=8 needs at least 8 warps per CTA"},
+        {"gather_upgate", 4096, 1, "threads=512,min_blocks=4", "more than every architecture holds"},
+        {"gather_upgate", 4096, 6, "x_smem=1,ksplit=2", "49152 bytes of shared memory (plus 384 for ksplit=2)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+        sprig_status st;
+        sprig_plan *p = render(gen, bad[i].family, bad[i].d, 11008, "fp16", bad[i].batch, 32, bad[i].params, &st);
+        ++checks;
+        CHECK_MSG(p == NULL && st == SPRIG_E_INVALID, "case %zu (%s %s)", i, bad[i].family, bad[i].params);
+        CHECK_MSG(sp_contains(sprig_last_error(), bad[i].expect), "case %zu: got '%s'", i, sprig_last_error());
+        sprig_plan_free(p);
+    }
+    /* The largest allowed settings are accepted. */
+    sprig_status st;
+    sprig_plan *p = render(gen, "gather_upgate", 4096, 11008, "fp16", 64, 32, "rows_per_warp=1", &st);
+    CHECK_MSG(p != NULL, "%s", sprig_last_error());
+    sprig_plan_free(p);
+    p = render(gen, "gather_upgate", 4096, 11008, "fp16", 6, 32, "x_smem=1", &st); /* 49152 bytes */
+    CHECK_MSG(p != NULL, "%s", sprig_last_error());
+    sprig_plan_free(p);
+}
+
+/* Defaults compile for sm_90 with zero spills and no stack (batch <= 8, and the
+ * sliced d=3272 whose last K chunk is partial). */
+static void test_compile_defaults(sprig_gen *gen) {
+    static const struct {
+        const char *family;
+        int d, f, batch, g;
+        const char *dtype, *params;
+    } cases[] = {
+        {"router", 3272, 11008, 1, 32, "fp16", NULL},
+        {"router", 4096, 11008, 8, 32, "bf16", NULL},
+        {"router", 4096, 14336, 8, 1, "fp16", "score=silu_abs"},
+        {"gather_upgate", 3272, 11008, 1, 32, "fp16", NULL},
+        {"gather_upgate", 4096, 11008, 8, 32, "bf16", NULL},
+        {"gather_upgate", 2864, 11008, 8, 1, "fp16", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+        sprig_status st;
+        sprig_plan *p = render(gen, cases[i].family, cases[i].d, cases[i].f, cases[i].dtype, cases[i].batch,
+                               cases[i].g, cases[i].params, &st);
+        CHECK_MSG(p != NULL, "%s", sprig_last_error());
+        if (!p) continue;
+        sprig_compile_opts o = {"sm_90", 0, NULL, 0};
+        sprig_binary *bin = NULL;
+        st = sprig_compile(p, &o, &bin);
+        ++checks;
+        CHECK_MSG(st == SPRIG_OK, "compiling %s: %s", p->key, sprig_last_error());
+        if (bin) {
+            CHECK(bin->n_kernels == p->n_kernels);
+            for (int k = 0; k < bin->n_kernels; ++k) {
+                const sprig_resources *r = &bin->res[k];
+                CHECK_MSG(r->registers > 0 && r->spill_store_bytes == 0 && r->spill_load_bytes == 0 &&
+                              r->stack_bytes == 0,
+                          "%s %s: %d registers, spills %d/%d, stack %d", p->key, bin->kernel_names[k],
+                          r->registers, r->spill_store_bytes, r->spill_load_bytes, r->stack_bytes);
+            }
+        }
+        sprig_binary_free(bin);
+        sprig_plan_free(p);
+    }
+}
+
+/* ---- running on the emulator ----------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static double urand(void) { /* xorshift64, uniform in [0, 1) */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Uniform values in [-scale, scale) as storage bits, and the same values as floats. */
+static void fill(int bf16, float *vals, uint16_t *bits, size_t n, double scale) {
+    for (size_t i = 0; i < n; ++i) {
+        bits[i] = ref_to_bits(bf16, (float)((urand() * 2 - 1) * scale));
+        vals[i] = ref_from_bits(bf16, bits[i]);
+    }
+}
+
+/* Renders and loads one kernel for the emulator; NULL (and a failed check) on error. */
+static sprig_plan *emu_plan(sprig_gen *gen, const char *family, int d, int f, const char *dtype, int batch, int g,
+                            const char *params, sp_emu_module **mod) {
+    sprig_status st;
+    sprig_plan *p = render(gen, family, d, f, dtype, batch, g, params, &st);
+    CHECK_MSG(p != NULL, "%s %s: %s", family, params, sprig_last_error());
+    if (!p) return NULL;
+    st = sp_emu_module_load(p, mod);
+    CHECK_MSG(st == SPRIG_OK, "emulator build of %s: %s", p->key, sprig_last_error());
+    if (st != SPRIG_OK) {
+        sprig_plan_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Router: scores near the float64 ones; the routing arrays exactly those the
+ * rule gives on the kernel's own scores (ids past counts untouched). */
+static void emu_router(sprig_gen *gen, int d, int f, const char *dtype, int B, int g, const char *params, int silu) {
+    const int bf16 = !strcmp(dtype, "bf16"), E = f / g;
+    sp_emu_module *mod = NULL;
+    sprig_plan *p = emu_plan(gen, "router", d, f, dtype, B, g, params, &mod);
+    if (!p) return;
+    const size_t BE = (size_t)B * E;
+    float *Wr = malloc(sizeof(float) * E * d), *x = malloc(sizeof(float) * B * d), *scores = malloc(sizeof(float) * BE);
+    uint16_t *Wr_bits = malloc(2 * (size_t)E * d), *x_bits = malloc(2 * (size_t)B * d);
+    double *ref = malloc(sizeof(double) * BE), *got = malloc(sizeof(double) * BE);
+    int *ids = malloc(sizeof(int) * BE), *counts = malloc(sizeof(int) * B), *uids = malloc(sizeof(int) * E);
+    int *rids = malloc(sizeof(int) * BE), *rcounts = malloc(sizeof(int) * B), *ruids = malloc(sizeof(int) * E);
+    unsigned char *mask = malloc(BE), *rmask = malloc(BE);
+    fill(bf16, Wr, Wr_bits, (size_t)E * d, 1.0 / sqrt(d));
+    fill(bf16, x, x_bits, (size_t)B * d, 1.0);
+    for (size_t i = 0; i < BE; ++i) scores[i] = NAN, ids[i] = -7, mask[i] = 9; /* poison */
+    for (int i = 0; i < B; ++i) counts[i] = -7;
+    for (int i = 0; i < E; ++i) uids[i] = -7;
+    int ucount = -7, rucount = 0;
+    float threshold = silu ? 0.15f : (float)log(0.6 / 0.4) * 0.5f; /* a fraction of each active */
+    void *a_wr = Wr_bits, *a_x = x_bits, *a_s = scores, *a_ids = ids, *a_c = counts, *a_u = uids, *a_uc = &ucount,
+         *a_m = mask;
+    void *args[] = {&a_wr, &a_x, &a_s, &threshold, &a_ids, &a_c, &a_u, &a_uc, &a_m};
+    ++checks;
+    sprig_status st = sp_emu_plan_launch(mod, p, args);
+    CHECK_MSG(st == SPRIG_OK, "%s: %s", p->key, sprig_last_error());
+    if (st == SPRIG_OK) {
+        ref_router_scores(Wr, x, ref, E, d, B);
+        double num = 0, den = 0;
+        for (size_t i = 0; i < BE; ++i) {
+            num += (scores[i] - ref[i]) * (scores[i] - ref[i]);
+            den += ref[i] * ref[i];
+            got[i] = scores[i];
+        }
+        CHECK_MSG(sqrt(num / den) < 1e-5, "%s: scores off by %g (relative)", p->key, sqrt(num / den));
+        ref_router_mask(silu ? REF_RULE_SILU_ABS : REF_RULE_SIGMOID, got, threshold, B, E, rmask);
+        ref_routing(rmask, B, E, rids, rcounts, ruids, &rucount);
+        int active = 0, wrong = 0;
+        for (size_t i = 0; i < BE; ++i) active += rmask[i], wrong += mask[i] != rmask[i];
+        for (int t = 0; t < B; ++t) {
+            wrong += counts[t] != rcounts[t];
+            for (int j = 0; j < E; ++j) wrong += ids[(size_t)t * E + j] != (j < rcounts[t] ? rids[(size_t)t * E + j] : -7);
+        }
+        wrong += ucount != rucount;
+        for (int j = 0; j < E; ++j) wrong += uids[j] != (j < rucount ? ruids[j] : -7);
+        CHECK_MSG(active > 0 && active < (int)BE, "%s: degenerate test, %d of %zu active", p->key, active, BE);
+        CHECK_MSG(wrong == 0, "%s: %d routing entries differ from the reference", p->key, wrong);
+    }
+    free(Wr), free(x), free(scores), free(Wr_bits), free(x_bits), free(ref), free(got);
+    free(ids), free(counts), free(uids), free(rids), free(rcounts), free(ruids), free(mask), free(rmask);
+    sp_emu_module_free(mod);
+    sprig_plan_free(p);
+}
+
+/* gather_upgate against ref_swiglu + ref_compact_h with a random mask (about
+ * 30% of experts per token): relative error < 1e-2, masked entries exactly 0,
+ * rows past union_count*g still poisoned. */
+static void emu_upgate(sprig_gen *gen, int d, int f, const char *dtype, int B, int g, const char *params,
+                       int interleave, int all_active) {
+    const int bf16 = !strcmp(dtype, "bf16"), E = f / g;
+    sp_emu_module *mod = NULL;
+    sprig_plan *p = emu_plan(gen, "gather_upgate", d, f, dtype, B, g, params, &mod);
+    if (!p) return;
+    const size_t fd = (size_t)f * d, Bf = (size_t)B * f;
+    float *Wg = malloc(4 * fd), *Wu = malloc(4 * fd), *x = malloc(4 * (size_t)B * d);
+    uint16_t *Wg_bits = malloc(2 * fd), *Wu_bits = malloc(2 * fd), *x_bits = malloc(2 * (size_t)B * d);
+    uint16_t *Wi_bits = malloc(4 * fd), *h = malloc(2 * Bf);
+    unsigned char *mask = malloc((size_t)B * E);
+    int *ids = malloc(sizeof(int) * B * E), *counts = malloc(sizeof(int) * B), *uids = malloc(sizeof(int) * E);
+    double *hd = malloc(sizeof(double) * Bf), *hc = malloc(sizeof(double) * Bf);
+    int ucount = 0;
+    fill(bf16, Wg, Wg_bits, fd, 2.0 / sqrt(d));
+    fill(bf16, Wu, Wu_bits, fd, 2.0 / sqrt(d));
+    fill(bf16, x, x_bits, (size_t)B * d, 1.0);
+    if (interleave) ref_interleave_gate_up(Wg_bits, Wu_bits, Wi_bits, f, d, g, 2);
+    for (int i = 0; i < B * E; ++i) mask[i] = all_active || urand() < 0.3;
+    ref_routing(mask, B, E, ids, counts, uids, &ucount);
+    ref_swiglu(Wg, Wu, x, all_active ? NULL : mask, B, d, f, g, hd);
+    if (all_active) memcpy(hc, hd, sizeof(double) * Bf);
+    else ref_compact_h(hd, uids, ucount, B, f, g, hc);
+    for (size_t i = 0; i < Bf; ++i) h[i] = 0x7e01; /* poison: a NaN in both types */
+    void *a_wg = interleave ? (void *)Wi_bits : (void *)Wg_bits, *a_wu = interleave ? NULL : (void *)Wu_bits;
+    void *a_x = x_bits, *a_h = h;
+    void *a_u = all_active ? NULL : (void *)uids, *a_uc = all_active ? NULL : (void *)&ucount;
+    void *a_m = all_active ? NULL : (void *)mask;
+    void *args[] = {&a_wg, &a_wu, &a_x, &a_u, &a_uc, &a_m, &a_h};
+    ++checks;
+    sprig_status st = sp_emu_plan_launch(mod, p, args);
+    CHECK_MSG(st == SPRIG_OK, "%s: %s", p->key, sprig_last_error());
+    if (st == SPRIG_OK) {
+        const int rows = all_active ? f : ucount * g;
+        double num = 0, den = 0;
+        int wrong = 0, zeros = 0;
+        for (int t = 0; t < B; ++t)
+            for (int r = 0; r < f; ++r) {
+                const uint16_t o = h[(size_t)t * f + r];
+                if (r >= rows) {
+                    wrong += o != 0x7e01;
+                } else if (!all_active && !mask[t * E + uids[r / g]]) {
+                    wrong += o != 0, ++zeros;
+                } else {
+                    const double v = ref_from_bits(bf16, o), ref = hc[(size_t)t * f + r];
+                    wrong += isnan(v);
+                    num += (v - ref) * (v - ref), den += ref * ref;
+                }
+            }
+        CHECK_MSG(den > 0 && sqrt(num / den) < 1e-2, "%s: h off by %g (relative)", p->key, sqrt(num / den));
+        CHECK_MSG(wrong == 0, "%s: %d entries not 0 where masked, NaN, or written past the union", p->key, wrong);
+        CHECK_MSG(all_active || B == 1 || zeros > 0, "%s: no masked entry was exercised", p->key);
+        CHECK_MSG(rows < f || all_active, "%s: the union covered every expert", p->key);
+    }
+    free(Wg), free(Wu), free(x), free(Wg_bits), free(Wu_bits), free(x_bits), free(Wi_bits), free(h), free(mask);
+    free(ids), free(counts), free(uids), free(hd), free(hc);
+    sp_emu_module_free(mod);
+    sprig_plan_free(p);
+}
+
+/* Small shapes with a partial last K chunk (d = 264, 520: not multiples of 256). */
+static void test_emulated(sprig_gen *gen) {
+    emu_router(gen, 520, 512, "bf16", 3, 16, "ksplit=4", 0);
+    emu_router(gen, 264, 512, "fp16", 5, 1, "score=silu_abs,compact_threads=256,ksplit=1", 1); /* 2 chunks */
+    emu_upgate(gen, 520, 512, "fp16", 3, 16, NULL, 0, 0);
+    emu_upgate(gen, 264, 384, "bf16", 7, 1, "ksplit=4,threads=128,rows_per_warp=4,interleave=1,x_smem=1", 1, 0);
+    emu_upgate(gen, 264, 256, "fp16", 2, 32, "all_active=1,vec=4,unroll=4", 0, 1);
+}
+
+int main(void) {
+    sprig_gen *gen = NULL;
+    CHECK(sprig_gen_open(&gen, NULL) == SPRIG_OK);
+    if (!gen) return sp_test_finish("test_families_a", 0);
+    test_render_all(gen);
+    test_signature_checker(gen);
+    test_params(gen);
+    test_invalid(gen);
+    test_compile_defaults(gen);
+    test_emulated(gen);
+    sprig_gen_close(gen);
+    return sp_test_finish("test_families_a", checks);
+}
