@@ -1,6 +1,8 @@
 /* The CPU forward pass of a LLaMA decoder, one token at a time (llama2.c's
  * shape): RMSNorm, RoPE (with llama3 scaling), GQA attention over a KV cache,
- * and a SwiGLU MLP that is dense, LTE-routed, or threshold-sparse. */
+ * and a SwiGLU MLP that is dense, LTE-routed, or threshold-sparse. SliceGPT
+ * models take forward_sliced: per-layer residual widths, weightless norms
+ * over the original width, and shortcut matrices on the residual. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,10 +49,11 @@ sprig_status sp_cpu_open(const sp_model *model, int max_seq, sp_mlp_mode mode, s
     const int widest = d > f ? (d > qd ? d : qd) : (f > qd ? f : qd);
     int ok = NEW(c->k_cache, (size_t)L * max_seq * kvd) && NEW(c->v_cache, (size_t)L * max_seq * kvd) &&
              NEW(c->x, d) && NEW(c->xb, d) && NEW(c->q, qd) && NEW(c->k, kvd) && NEW(c->v, kvd) &&
-             NEW(c->att, max_seq) && NEW(c->att_out, qd) && NEW(c->gate, f) && NEW(c->up, f) && NEW(c->h, f) &&
+             NEW(c->att, max_seq) && NEW(c->att_out, qd > d ? qd : d) && /* also the MLP output */ NEW(c->gate, f) && NEW(c->up, f) && NEW(c->h, f) &&
              NEW(c->scores, n_experts(cfg) + 1) && NEW(c->row, widest > cfg->vocab_size ? widest : cfg->vocab_size) &&
              NEW(c->logits, cfg->vocab_size) && NEW(c->inv_freq, cfg->head_dim / 2 + 1) &&
-             NEW(c->thresholds, L) && NEW(c->last_active, (size_t)L * (n_experts(cfg) + 1));
+             NEW(c->thresholds, L) && NEW(c->last_active, (size_t)L * (n_experts(cfg) + 1)) &&
+             NEW(c->shortcut_out, d) && NEW(c->shortcut_acc, d);
     if (!ok) {
         sp_cpu_close(c);
         return sp_fail(SPRIG_E_NOMEM, "out of memory for the CPU backend (max_seq %d)", max_seq);
@@ -63,9 +66,10 @@ sprig_status sp_cpu_open(const sp_model *model, int max_seq, sp_mlp_mode mode, s
 void sp_cpu_close(sp_cpu *c) {
     if (!c) return;
     float *bufs[] = {c->k_cache, c->v_cache, c->x, c->xb, c->q, c->k, c->v, c->att, c->att_out, c->gate,
-                     c->up, c->h, c->scores, c->row, c->logits, c->thresholds};
+                     c->up, c->h, c->scores, c->row, c->logits, c->thresholds, c->shortcut_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) free(bufs[i]);
     free(c->inv_freq);
+    free(c->shortcut_acc);
     free(c->last_active);
     free(c);
 }
@@ -162,10 +166,11 @@ static int choose_neurons(sp_cpu *c, int l, unsigned char *use) {
     return f;
 }
 
+/* y[0 .. rows of down) = the MLP of c->xb (rows: hidden_size, or SliceGPT's mlp_out). */
 static sprig_status mlp(sp_cpu *c, int l, float *y) {
     const sp_model_config *cfg = c->model->cfg;
     const sp_layer *L = &c->model->layers[l];
-    const int f = cfg->intermediate_size, d = cfg->hidden_size;
+    const int f = cfg->intermediate_size, d = (int)L->down->shape[0];
     unsigned char *use = malloc((size_t)f);
     SP_CHECK_ALLOC(use);
     const int n = choose_neurons(c, l, use);
@@ -192,27 +197,89 @@ static sprig_status mlp(sp_cpu *c, int l, float *y) {
     return SPRIG_OK;
 }
 
+/* q/k/v of the normed input c->xb, RoPE, this position into the KV cache, and
+ * attention over positions 0..pos: the heads' output in c->att_out. */
+static void attention_block(sp_cpu *c, int l, int pos) {
+    const sp_model_config *cfg = c->model->cfg;
+    const sp_layer *L = &c->model->layers[l];
+    const int hd = cfg->head_dim, kvd = cfg->num_key_value_heads * hd;
+    sp_matvec(L->q, c->xb, c->q);
+    sp_matvec(L->k, c->xb, c->k);
+    sp_matvec(L->v, c->xb, c->v);
+    rope(c->q, cfg->num_attention_heads, hd, pos, c->inv_freq);
+    rope(c->k, cfg->num_key_value_heads, hd, pos, c->inv_freq);
+    const size_t at = ((size_t)l * c->max_seq + pos) * kvd;
+    memcpy(c->k_cache + at, c->k, sizeof(float) * kvd);
+    memcpy(c->v_cache + at, c->v, sizeof(float) * kvd);
+    attention(c, l, pos);
+}
+
+/* SliceGPT's RMSN: out = x * rsqrt(sum(x²) / D + eps) over n <= D values, with
+ * D the ORIGINAL hidden size (the deleted dimensions count as zeros) and no
+ * weight (SliceGPT folded it into the linears that follow). */
+static void rmsnorm_weightless(float *out, const float *x, int n, int D, double eps) {
+    double ss = 0;
+    for (int i = 0; i < n; ++i) ss += (double)x[i] * x[i];
+    const float scale = (float)(1.0 / sqrt(ss / D + eps));
+    for (int i = 0; i < n; ++i) out[i] = x[i] * scale;
+}
+
+/* x @ Q for a shortcut stored [in][out] (SliceGPT's orientation, not nn.Linear's):
+ * out[j] = Σ_i x[i] Q[i][j], reading Q row by row, accumulated in double. */
+static void shortcut(sp_cpu *c, const sp_tensor *Q, const float *x, float *out) {
+    const int64_t in = Q->shape[0], n = Q->shape[1];
+    double *acc = c->shortcut_acc;
+    for (int64_t j = 0; j < n; ++j) acc[j] = 0;
+    for (int64_t i = 0; i < in; ++i) {
+        sp_tensor_row(Q, i, c->row);
+        for (int64_t j = 0; j < n; ++j) acc[j] += (double)x[i] * c->row[j];
+    }
+    for (int64_t j = 0; j < n; ++j) out[j] = (float)acc[j];
+}
+
+/* A SliceGPT layer stack on the embedding in c->x (width embedding_dimensions):
+ *   h = x @ attn_shortcut_Q + o(attn(rmsn(x))),  x' = h @ mlp_shortcut_Q + mlp(rmsn(h)). */
+static sprig_status forward_sliced(sp_cpu *c, int pos) {
+    const sp_model *m = c->model;
+    const sp_model_config *cfg = m->cfg;
+    const sp_slice_config *s = &cfg->slice;
+    const int D = cfg->hidden_size;
+    for (int l = 0; l < cfg->num_hidden_layers; ++l) {
+        const sp_layer *L = &m->layers[l];
+        rmsnorm_weightless(c->xb, c->x, s->attn_in[l], D, s->norm_eps);
+        attention_block(c, l, pos);
+        sp_matvec(L->o, c->att_out, c->xb);
+        shortcut(c, L->attn_shortcut, c->x, c->shortcut_out);
+        for (int i = 0; i < s->attn_out[l]; ++i) c->x[i] = c->shortcut_out[i] + c->xb[i];
+        rmsnorm_weightless(c->xb, c->x, s->mlp_in[l], D, s->norm_eps);
+        float *y = c->att_out;  /* free again: reuse as the MLP output */
+        SP_TRY(mlp(c, l, y));
+        shortcut(c, L->mlp_shortcut, c->x, c->shortcut_out);
+        for (int i = 0; i < s->mlp_out[l]; ++i) c->x[i] = c->shortcut_out[i] + y[i];
+    }
+    rmsnorm_weightless(c->xb, c->x, s->lm_head_width, D, s->norm_eps);
+    sp_matvec(m->lm_head, c->xb, c->logits);
+    return SPRIG_OK;
+}
+
 sprig_status sp_cpu_forward(sp_cpu *c, int token, int pos, const float **logits) {
     const sp_model *m = c->model;
     const sp_model_config *cfg = m->cfg;
-    const int d = cfg->hidden_size, hd = cfg->head_dim, kvd = cfg->num_key_value_heads * hd;
+    const int d = cfg->hidden_size;
     if (token < 0 || token >= cfg->vocab_size)
         return sp_fail(SPRIG_E_INVALID, "token %d is outside the vocabulary (0..%d)", token, cfg->vocab_size - 1);
     if (pos < 0 || pos >= c->max_seq)
         return sp_fail(SPRIG_E_INVALID, "position %d is beyond the context of %d tokens", pos, c->max_seq);
     sp_tensor_row(m->embed, token, c->x);
+    if (cfg->slice.enabled) {
+        SP_TRY(forward_sliced(c, pos));
+        *logits = c->logits;
+        return SPRIG_OK;
+    }
     for (int l = 0; l < cfg->num_hidden_layers; ++l) {
         const sp_layer *L = &m->layers[l];
         rmsnorm(c->xb, c->x, L->attn_norm, c->row, d, cfg->rms_norm_eps);
-        sp_matvec(L->q, c->xb, c->q);
-        sp_matvec(L->k, c->xb, c->k);
-        sp_matvec(L->v, c->xb, c->v);
-        rope(c->q, cfg->num_attention_heads, hd, pos, c->inv_freq);
-        rope(c->k, cfg->num_key_value_heads, hd, pos, c->inv_freq);
-        const size_t at = ((size_t)l * c->max_seq + pos) * kvd;
-        memcpy(c->k_cache + at, c->k, sizeof(float) * kvd);
-        memcpy(c->v_cache + at, c->v, sizeof(float) * kvd);
-        attention(c, l, pos);
+        attention_block(c, l, pos);
         sp_matvec(L->o, c->att_out, c->xb);
         for (int i = 0; i < d; ++i) c->x[i] += c->xb[i];
         rmsnorm(c->xb, c->x, L->mlp_norm, c->row, d, cfg->rms_norm_eps);

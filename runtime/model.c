@@ -61,12 +61,18 @@ static sprig_status load_permutation(sp_model *m, int l) {
 
 static sprig_status open_layer(sp_model *m, int l) {
     sp_layer *L = &m->layers[l];
-    SP_TRY(layer_tensor(m, l, "input_layernorm.weight", &L->attn_norm));
+    const int sliced = m->cfg->slice.enabled;
+    if (sliced) {  /* SliceGPT: weightless norms, shortcut matrices on the residual */
+        SP_TRY(layer_tensor(m, l, "attn_shortcut_Q", &L->attn_shortcut));
+        SP_TRY(layer_tensor(m, l, "mlp_shortcut_Q", &L->mlp_shortcut));
+    } else {
+        SP_TRY(layer_tensor(m, l, "input_layernorm.weight", &L->attn_norm));
+        SP_TRY(layer_tensor(m, l, "post_attention_layernorm.weight", &L->mlp_norm));
+    }
     SP_TRY(layer_tensor(m, l, "self_attn.q_proj.weight", &L->q));
     SP_TRY(layer_tensor(m, l, "self_attn.k_proj.weight", &L->k));
     SP_TRY(layer_tensor(m, l, "self_attn.v_proj.weight", &L->v));
     SP_TRY(layer_tensor(m, l, "self_attn.o_proj.weight", &L->o));
-    SP_TRY(layer_tensor(m, l, "post_attention_layernorm.weight", &L->mlp_norm));
     SP_TRY(layer_tensor(m, l, "mlp.gate_proj.weight", &L->gate));
     SP_TRY(layer_tensor(m, l, "mlp.up_proj.weight", &L->up));
     SP_TRY(layer_tensor(m, l, "mlp.down_proj.weight", &L->down));
@@ -88,9 +94,10 @@ sprig_status sp_model_open(const char *dir, sp_model **out) {
         if (!m->layers) s = sp_fail(SPRIG_E_NOMEM, "out of memory");
     }
     if (s == SPRIG_OK) s = get(m, "model.embed_tokens.weight", &m->embed);
-    if (s == SPRIG_OK) s = get(m, "model.norm.weight", &m->final_norm);
+    if (s == SPRIG_OK && !m->cfg->slice.enabled) s = get(m, "model.norm.weight", &m->final_norm);
     if (s == SPRIG_OK) {
-        if (m->cfg->tie_word_embeddings) m->lm_head = m->embed;
+        /* SliceGPT unties lm_head (it is rotated apart from the embedding). */
+        if (m->cfg->tie_word_embeddings && !m->cfg->slice.enabled) m->lm_head = m->embed;
         else s = get(m, "lm_head.weight", &m->lm_head);
     }
     for (int l = 0; s == SPRIG_OK && m->layers && l < m->cfg->num_hidden_layers; ++l) s = open_layer(m, l);

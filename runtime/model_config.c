@@ -442,7 +442,62 @@ static sprig_status mc_check_permutation(const sp_tensor *t, int64_t n) {
     return s;
 }
 
+/* A tensor the folder must not have: SliceGPT folds the norm scales into the
+ * linears after them, so a norm weight in a sliced model would be applied twice
+ * (or mean a folder sprig would run wrongly). */
+static sprig_status mc_expect_absent(const mc_check *k, const char *name, const char *why) {
+    if (k->lookup(k->ctx, name))
+        return sp_fail(SPRIG_E_FORMAT, "tensor '%s' is present, but %s", name, why);
+    return SPRIG_OK;
+}
+
+#define MC_SLICE_NORMS "a SliceGPT model's norms are weightless (their scales are folded into the next linears)"
+
+/* A SliceGPT layer: per-layer widths from cfg->slice, shortcut matrices, no norm weights. */
+static sprig_status mc_check_sliced_layer(const mc_check *k, const sp_model_config *c, int L) {
+    const sp_slice_config *s = &c->slice;
+    const int64_t f = c->intermediate_size, ai = s->attn_in[L], ao = s->attn_out[L];
+    const int64_t mi = s->mlp_in[L], mo = s->mlp_out[L];
+    const int64_t q = (int64_t)c->num_attention_heads * c->head_dim;
+    const int64_t kv = (int64_t)c->num_key_value_heads * c->head_dim;
+    char n[128], why[256], AI[64], AO[64], MI[64], MO[64];
+    snprintf(AI, sizeof AI, "attention_input_dimensions[\"%d\"]", L);
+    snprintf(AO, sizeof AO, "attention_output_dimensions[\"%d\"]", L);
+    snprintf(MI, sizeof MI, "mlp_input_dimensions[\"%d\"]", L);
+    snprintf(MO, sizeof MO, "mlp_output_dimensions[\"%d\"]", L);
+#define MC_SW(suffix, a, b, ...)                                               \
+    do {                                                                      \
+        snprintf(n, sizeof n, "model.layers.%d.%s", L, suffix);               \
+        snprintf(why, sizeof why, __VA_ARGS__);                               \
+        SP_TRY(mc_expect_weight(k, n, 2, a, b, why, 0));                      \
+    } while (0)
+    MC_SW("self_attn.q_proj.weight", q, ai, "[num_attention_heads*head_dim, slicegpt %s]", AI);
+    MC_SW("self_attn.k_proj.weight", kv, ai, "[num_key_value_heads*head_dim, slicegpt %s]", AI);
+    MC_SW("self_attn.v_proj.weight", kv, ai, "[num_key_value_heads*head_dim, slicegpt %s]", AI);
+    MC_SW("self_attn.o_proj.weight", ao, q, "[slicegpt %s, num_attention_heads*head_dim]", AO);
+    MC_SW("attn_shortcut_Q", ai, ao, "[slicegpt %s, %s]", AI, AO);
+    MC_SW("mlp.gate_proj.weight", f, mi, "[intermediate_size, slicegpt %s]", MI);
+    MC_SW("mlp.up_proj.weight", f, mi, "[intermediate_size, slicegpt %s]", MI);
+    MC_SW("mlp.down_proj.weight", mo, f, "[slicegpt %s, intermediate_size]", MO);
+    MC_SW("mlp_shortcut_Q", mi, mo, "[slicegpt %s, %s]", MI, MO);
+    if (c->lte.enabled && c->lte.has_router[L])
+        MC_SW("mlp.router.weight", c->lte.n_experts, mi, "[intermediate_size/lte.expert_size, slicegpt %s]", MI);
+#undef MC_SW
+    static const char *const norms[] = {"input_layernorm.weight", "post_attention_layernorm.weight"};
+    for (int i = 0; i < 2; ++i) {
+        snprintf(n, sizeof n, "model.layers.%d.%s", L, norms[i]);
+        SP_TRY(mc_expect_absent(k, n, MC_SLICE_NORMS));
+    }
+    return SPRIG_OK;
+}
+
+static sprig_status mc_check_permutation_of(const mc_check *k, const sp_model_config *c, int L);
+
 static sprig_status mc_check_layer(const mc_check *k, const sp_model_config *c, int L) {
+    if (c->slice.enabled) {
+        SP_TRY(mc_check_sliced_layer(k, c, L));
+        return c->lte.enabled && c->lte.has_router[L] ? mc_check_permutation_of(k, c, L) : SPRIG_OK;
+    }
     const int64_t h = c->hidden_size, f = c->intermediate_size;
     const int64_t q = (int64_t)c->num_attention_heads * c->head_dim;
     const int64_t kv = (int64_t)c->num_key_value_heads * c->head_dim;
@@ -466,16 +521,40 @@ static sprig_status mc_check_layer(const mc_check *k, const sp_model_config *c, 
     snprintf(n, sizeof n, "model.layers.%d.mlp.router.weight", L);
     SP_TRY(mc_expect_weight(k, n, 2, c->lte.n_experts, h,
                             "[intermediate_size/lte.expert_size, hidden_size]", 0));
+    return mc_check_permutation_of(k, c, L);
+}
+
+static sprig_status mc_check_permutation_of(const mc_check *k, const sp_model_config *c, int L) {
+    const int64_t f = c->intermediate_size;
+    char n[128];
     snprintf(n, sizeof n, "model.layers.%d.mlp.expert_permutation", L);
     const sp_tensor *perm;
     SP_TRY(mc_expect(k, n, 1, f, 0, "[intermediate_size]", 1, &perm));
     return perm ? mc_check_permutation(perm, f) : SPRIG_OK;
 }
 
+/* A SliceGPT model: sliced embedding, per-layer widths, no final norm weight,
+ * an untied lm_head of width head_dimension (SliceGPT clones it even for a
+ * tied model). */
+static sprig_status mc_check_sliced(const mc_check *k, const sp_model_config *cfg) {
+    const sp_slice_config *s = &cfg->slice;
+    const int64_t v = cfg->vocab_size;
+    SP_TRY(mc_expect_weight(k, "model.embed_tokens.weight", 2, v, s->embedding_dim,
+                            "[vocab_size, slicegpt embedding_dimensions[\"0\"]]", 0));
+    for (int L = 0; L < cfg->num_hidden_layers; ++L) SP_TRY(mc_check_layer(k, cfg, L));
+    SP_TRY(mc_expect_absent(k, "model.norm.weight", MC_SLICE_NORMS));
+    return mc_expect_weight(k, "lm_head.weight", 2, v, s->lm_head_width, "[vocab_size, slicegpt head_dimension]", 0);
+}
+
 sprig_status sp_model_config_check_tensors(const sp_model_config *cfg, sp_tensor_lookup_fn lookup,
                                            const void *ctx) {
     if (!cfg || !lookup) return sp_fail(SPRIG_E_INVALID, "sp_model_config_check_tensors: NULL argument");
     mc_check k = {lookup, ctx};
+    if (cfg->slice.enabled) return mc_check_sliced(&k, cfg);
+    if (lookup(ctx, "model.layers.0.attn_shortcut_Q"))
+        return sp_fail(SPRIG_E_FORMAT, "tensor 'model.layers.0.attn_shortcut_Q' is present: this is a SliceGPT "
+                       "model, but no slicing config was found (put SliceGPT's <model>_<sparsity>.json in the "
+                       "folder or add \"slicegpt\" to config.json; see README, SliceGPT models)");
     const int64_t h = cfg->hidden_size, v = cfg->vocab_size;
     SP_TRY(mc_expect_weight(&k, "model.embed_tokens.weight", 2, v, h, "[vocab_size, hidden_size]", 0));
     for (int L = 0; L < cfg->num_hidden_layers; ++L) SP_TRY(mc_check_layer(&k, cfg, L));

@@ -11,6 +11,7 @@
 
 #include "sp_error.h"
 #include "sp_model_files.h"
+#include "sp_slicegpt.h"
 
 #define MF_INDEX "model.safetensors.index.json"
 #define MF_SINGLE "model.safetensors"
@@ -207,6 +208,7 @@ static sprig_status mf_open(sp_model_files *mf) {
                                               mf->dir, cfg);
     free(cfg);
     SP_TRY(s);
+    SP_TRY(sp_slice_load(mf->dir, &mf->config));  /* SliceGPT widths, if the folder is sliced */
     SP_TRY(mf_open_weights(mf));
     s = sp_model_config_check_tensors(&mf->config, sp_model_files_lookup, mf);
     return s == SPRIG_OK ? s : sp_wrap(s, "model folder '%s'", mf->dir);

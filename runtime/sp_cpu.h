@@ -28,6 +28,9 @@ typedef struct sp_cpu {
     unsigned char *last_active; /* [n_layers][E+1]: the last token's expert decisions (LTE layers) */
     float *record;           /* calibration only: |silu(gate)| [n_layers][record_n][f] */
     int record_t, record_n;
+    /* SliceGPT models: the shortcut product x @ Q [d] and its double accumulators [d] */
+    float *shortcut_out;
+    double *shortcut_acc;
 } sp_cpu;
 
 /* The caller owns *out (sp_cpu_close); model must outlive it. */

@@ -10,24 +10,29 @@
 #include "sp_model_files.h"
 #include "sprig.h"
 
+/* Widths: d = hidden_size, or for a SliceGPT model (cfg->slice.enabled) the
+ * layer's sliced widths: q/k/v read attn_in, o writes attn_out, gate/up/router
+ * read mlp_in, down writes mlp_out (see sp_slicegpt.h). */
 typedef struct sp_layer {
-    const sp_tensor *attn_norm;        /* [d] */
+    const sp_tensor *attn_norm;        /* [d]; NULL when sliced (weightless norm) */
     const sp_tensor *q, *k, *v;        /* [heads*hd][d], [kv*hd][d], [kv*hd][d] */
     const sp_tensor *o;                /* [d][heads*hd] */
-    const sp_tensor *mlp_norm;         /* [d] */
+    const sp_tensor *mlp_norm;         /* [d]; NULL when sliced */
     const sp_tensor *gate, *up;        /* [f][d] */
     const sp_tensor *down;             /* [d][f] */
     const sp_tensor *router;           /* [E][d], NULL when the layer has none */
     int32_t *neuron_of;                /* owned, [f]: position i (expert i/g) is stored neuron
                                           neuron_of[i]; NULL = identity */
+    const sp_tensor *attn_shortcut;    /* SliceGPT only, else NULL: [attn_in][attn_out], x @ Q */
+    const sp_tensor *mlp_shortcut;     /* SliceGPT only, else NULL: [mlp_in][mlp_out] */
 } sp_layer;
 
 typedef struct sp_model {
     sp_model_files *files;             /* owned */
     const sp_model_config *cfg;        /* inside files */
     const sp_tensor *embed;            /* [vocab][d] */
-    const sp_tensor *final_norm;       /* [d] */
-    const sp_tensor *lm_head;          /* [vocab][d]; the embedding when tied */
+    const sp_tensor *final_norm;       /* [d]; NULL when sliced */
+    const sp_tensor *lm_head;          /* [vocab][d]; the embedding when tied; sliced: [vocab][head_dimension] */
     sp_layer *layers;                  /* owned, [n_layers] */
 } sp_model;
 

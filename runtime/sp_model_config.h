@@ -22,7 +22,11 @@
  *       Absent: the identity (the stored order is already expert-contiguous).
  *
  * Any other key inside "lte" is an error (so a typo cannot silently disable it).
- * Other top-level keys (e.g. "slicegpt", handled elsewhere) are ignored here. */
+ * Other top-level keys (e.g. "slicegpt", handled elsewhere) are ignored here.
+ *
+ * SliceGPT-sliced models (see sp_slicegpt.h) carry per-layer widths in `slice`,
+ * filled by sp_slice_load from the folder; the tensor check below then expects
+ * the sliced shapes, the shortcut matrices, and no norm weights. */
 #ifndef SP_MODEL_CONFIG_H
 #define SP_MODEL_CONFIG_H
 
@@ -57,6 +61,21 @@ typedef struct sp_lte_config {
     unsigned char has_router[SP_MAX_LAYERS];/* per layer, 1 when it has a router */
 } sp_lte_config;
 
+/* SliceGPT's per-layer residual widths (its SlicingConfig JSON; see sp_slicegpt.h).
+ * Layer l reads x of width attn_in[l], its attention block yields attn_out[l]
+ * (= mlp_in[l]), its MLP block mlp_out[l] (= attn_in[l+1]). */
+typedef struct sp_slice_config {
+    int enabled;                            /* a slicing JSON was found */
+    int embedding_dim;                      /* embed_tokens: [vocab, embedding_dim] = attn_in[0] */
+    int attn_in[SP_MAX_LAYERS];             /* attention_input_dimensions: q/k/v columns */
+    int attn_out[SP_MAX_LAYERS];            /* attention_output_dimensions: o_proj rows */
+    int mlp_in[SP_MAX_LAYERS];              /* mlp_input_dimensions: gate/up columns */
+    int mlp_out[SP_MAX_LAYERS];             /* mlp_output_dimensions: down_proj rows */
+    int lm_head_width;                      /* head_dimension: lm_head columns = mlp_out[last] */
+    double norm_eps;                        /* SliceGPT's weightless RMSN: 1e-5 (fixed there) */
+    char source[256];                       /* where the widths came from, for messages */
+} sp_slice_config;
+
 /* A plain value: no allocations, nothing to free. Field names follow config.json. */
 typedef struct sp_model_config {
     int hidden_size;
@@ -79,6 +98,7 @@ typedef struct sp_model_config {
     int eos_token_ids[SP_MAX_EOS];
     sp_rope_scaling rope_scaling;
     sp_lte_config lte;
+    sp_slice_config slice;                  /* filled by sp_slice_load, not by the parser */
 } sp_model_config;
 
 /* Parses and validates config.json text (json need not be NUL-terminated).

@@ -4,7 +4,9 @@
  * Every shard is mapped once; tensors are found by name across shards.
  * Opening validates everything: the config, every shard, that every tensor in
  * the weight map is in its shard, and that the tensors match the config
- * (sp_model_config_check_tensors). tokenizer.json is not read here. */
+ * (sp_model_config_check_tensors). tokenizer.json is not read here.
+ * A SliceGPT-sliced folder (sp_slicegpt.h) is recognised here: its slicing
+ * JSON fills config.slice before the tensors are checked. */
 #ifndef SP_MODEL_FILES_H
 #define SP_MODEL_FILES_H
 
