@@ -12,6 +12,8 @@ int cmd_families(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Options shared by every command that names a kernel. */
 typedef struct cli_kernel_args {

@@ -18,6 +18,8 @@ static const command commands[] = {
     {"models", cmd_models, "list the named model shapes"},
     {"synth", cmd_synth, "write a random LLaMA-shaped model folder (optionally with LTE routers)"},
     {"run", cmd_run, "generate text with a LLaMA-family model folder (dense, LTE or threshold-sparse)"},
+    {"tune", cmd_tune, "tune a model's MLP kernels on this GPU into its tuning database"},
+    {"bench", cmd_bench, "time tuned MLP kernels against cuBLAS and the bandwidth roof"},
 };
 
 static void usage(FILE *to) {

@@ -22,6 +22,8 @@ typedef struct cu_impl {
 
 static sp_device *dev_of(sp_exec *e) { return ((cu_impl *)e->impl)->dev; }
 
+sp_device *sp_exec_cuda_device(sp_exec *e) { return e && !strcmp(e->kind, "cuda") ? dev_of(e) : NULL; }
+
 static sprig_status cu_alloc(sp_exec *e, sp_dptr *out, size_t n) {
     (void)e;
     CUdeviceptr p = 0;

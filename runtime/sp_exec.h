@@ -76,6 +76,9 @@ struct sp_exec {
 /* Opens GPU `ordinal` through the driver API. SPRIG_E_NO_DRIVER / SPRIG_E_NO_DEVICE
  * when there is none. The caller owns *out (sp_exec_close). */
 sprig_status sp_exec_open_cuda(sp_exec **out, int ordinal);
+/* The device under a CUDA executor (borrowed), for code that must use the
+ * driver directly (cuBLAS baselines); NULL for any other executor. */
+struct sp_device *sp_exec_cuda_device(sp_exec *e);
 
 static inline void sp_exec_close(sp_exec *e) { if (e) e->ops->close(e); }
 static inline sprig_status sp_exec_alloc(sp_exec *e, sp_dptr *out, size_t n) { return e->ops->alloc(e, out, n); }

@@ -120,7 +120,7 @@ static const sp_trial *winner_trial(const sp_db_entry *e) {
 }
 
 static void check_db(sprig_gen *gen, const char *dir, const sp_tune_key *keys, size_t n) {
-    char name[256], path[1024];
+    char name[256], path[1400];
     sp_db_file_name(&EMU_GPU, name, sizeof name);
     snprintf(path, sizeof path, "%s/%s", dir, name);
     CHECK_MSG(access(path, R_OK) == 0, "no database file %s", path);
@@ -234,7 +234,7 @@ static int write_bad_template(sprig_gen *gen, const char *tdir) {
         if (text != src) free(text);
         text = next;
     }
-    char path[1024];
+    char path[1100];
     snprintf(path, sizeof path, "%s/dense_gemv.cu.lua", tdir);
     FILE *fp = ok ? fopen(path, "w") : NULL;
     if (fp) {
@@ -265,7 +265,7 @@ static void test_bad_template(sprig_gen *good, sp_exec *e, const char *root) {
     CHECK_MSG(sp_contains(sum.rows[0].winner, "unroll=1"), "winner %s", sum.rows[0].winner);
     sp_tune_summary_free(&sum);
 
-    char name[256], path[1024];
+    char name[256], path[1400];
     sp_db_file_name(&EMU_GPU, name, sizeof name);
     snprintf(path, sizeof path, "%s/%s", dir, name);
     sp_db *db = NULL;

@@ -23,6 +23,7 @@
 
 #include "sp_error.h"
 #include "sp_measure.h"
+#include "sp_operands.h"
 #include "sp_reference.h"
 
 #define MZ_MAX_SETS 64
@@ -40,48 +41,7 @@ void sp_measure_opts_init(sp_measure_opts *o) {
     o->max_rotation_bytes = (size_t)4 << 30;
 }
 
-/* ---- random operands ---------------------------------------------------------------- */
-
-/* splitmix64 step: seeds derived from (seed, shape...) are well mixed. */
-static uint64_t mz_mix(uint64_t a, uint64_t b) {
-    uint64_t z = a + 0x9E3779B97F4A7C15ull * (b + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-typedef struct mz_rng {
-    uint64_t s;
-} mz_rng;
-
-static mz_rng mz_rng_make(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
-    mz_rng r = {mz_mix(mz_mix(mz_mix(seed, a), b), c)};
-    if (!r.s) r.s = 1;
-    return r;
-}
-
-static uint64_t mz_next(mz_rng *r) { /* xorshift64* */
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 0x2545F4914F6CDD1Dull;
-}
-
-static double mz_uniform(mz_rng *r) { return 2.0 * ((double)(mz_next(r) >> 11) * 0x1p-53) - 1.0; }
-
-/* n values uniform in ±scale, rounded to the dtype: *vals (floats the
- * reference reads) and *bits (what is uploaded); vals may be NULL. */
-static sprig_status mz_fill(mz_rng *r, int bf16, double scale, size_t n, float **vals, uint16_t **bits) {
-    *bits = malloc(n * sizeof **bits);
-    if (vals) *vals = malloc(n * sizeof **vals);
-    if (!*bits || (vals && !*vals)) return sp_fail(SPRIG_E_NOMEM, "out of host memory for %zu operands", n);
-    for (size_t i = 0; i < n; ++i) {
-        uint16_t b = sp_ref_to_bits(bf16, (float)(scale * mz_uniform(r)));
-        (*bits)[i] = b;
-        if (vals) (*vals)[i] = sp_ref_from_bits(bf16, b);
-    }
-    return SPRIG_OK;
-}
+/* ---- operands: seeded per shape (sp_operands.h) ----------------------------------------- */
 
 static void *mz_alloc(size_t bytes) { return malloc(bytes ? bytes : 1); }
 
@@ -200,11 +160,11 @@ static sprig_status mz_weights_for(sp_measure *m, int d, int f, int bf16) {
     if (w->f == f && w->d == d && w->bf16 == bf16) return SPRIG_OK;
     mz_weights_free(w);
     size_t n = (size_t)d * f;
-    mz_rng r = mz_rng_make(m->o.seed, 1, (uint64_t)d << 32 | (uint64_t)f, (uint64_t)bf16);
+    sp_rng r = sp_rng_make(m->o.seed, 1, (uint64_t)d << 32 | (uint64_t)f, (uint64_t)bf16);
     /* Scaled like a real layer: uniform in ±1/sqrt(fan-in). */
-    SP_TRY(mz_fill(&r, bf16, 1.0 / sqrt((double)d), n, &w->Wg, &w->Wgb));
-    SP_TRY(mz_fill(&r, bf16, 1.0 / sqrt((double)d), n, &w->Wu, &w->Wub));
-    SP_TRY(mz_fill(&r, bf16, 1.0 / sqrt((double)f), n, &w->Wd, &w->Wdb));
+    SP_TRY(sp_rng_fill(&r, bf16, 1.0 / sqrt((double)d), n, &w->Wg, &w->Wgb));
+    SP_TRY(sp_rng_fill(&r, bf16, 1.0 / sqrt((double)d), n, &w->Wu, &w->Wub));
+    SP_TRY(sp_rng_fill(&r, bf16, 1.0 / sqrt((double)f), n, &w->Wd, &w->Wdb));
     w->d = d, w->f = f, w->bf16 = bf16;
     return SPRIG_OK;
 }
@@ -215,8 +175,8 @@ static sprig_status mz_router_weights(sp_measure *m, int g) {
     free(w->Wr), free(w->Wrb);
     w->Wr = NULL, w->Wrb = NULL;
     int E = w->f / g;
-    mz_rng r = mz_rng_make(m->o.seed, 2, (uint64_t)w->d << 32 | (uint64_t)E, (uint64_t)w->bf16);
-    SP_TRY(mz_fill(&r, w->bf16, 1.0 / sqrt((double)w->d), (size_t)E * w->d, &w->Wr, &w->Wrb));
+    sp_rng r = sp_rng_make(m->o.seed, 2, (uint64_t)w->d << 32 | (uint64_t)E, (uint64_t)w->bf16);
+    SP_TRY(sp_rng_fill(&r, w->bf16, 1.0 / sqrt((double)w->d), (size_t)E * w->d, &w->Wr, &w->Wrb));
     w->wr_g = g;
     return SPRIG_OK;
 }
@@ -225,9 +185,9 @@ static sprig_status mz_tokens_for(sp_measure *m, int B, int d, int f, int bf16) 
     mz_tokens *t = &m->t;
     if (t->B == B && t->d == d && t->f == f && t->bf16 == bf16) return SPRIG_OK;
     mz_tokens_free(t);
-    mz_rng r = mz_rng_make(m->o.seed, 3, (uint64_t)d << 32 | (uint64_t)f, (uint64_t)B << 1 | (uint64_t)bf16);
-    SP_TRY(mz_fill(&r, bf16, 1.0, (size_t)B * d, &t->x, &t->xb));
-    SP_TRY(mz_fill(&r, bf16, 1.0, (size_t)B * f, &t->xf, &t->xfb));
+    sp_rng r = sp_rng_make(m->o.seed, 3, (uint64_t)d << 32 | (uint64_t)f, (uint64_t)B << 1 | (uint64_t)bf16);
+    SP_TRY(sp_rng_fill(&r, bf16, 1.0, (size_t)B * d, &t->x, &t->xb));
+    SP_TRY(sp_rng_fill(&r, bf16, 1.0, (size_t)B * f, &t->xf, &t->xfb));
     t->B = B, t->d = d, t->f = f, t->bf16 = bf16;
     return SPRIG_OK;
 }
@@ -257,11 +217,11 @@ static sprig_status mz_routing(sp_measure *m) {
     int n_on = (int)lround((1.0 - p->sparsity / 100.0) * p->E);
     if (n_on < 1) n_on = 1;
     if (n_on > p->E) n_on = p->E;
-    mz_rng r = mz_rng_make(m->o.seed, 4, (uint64_t)p->B << 32 | (uint64_t)p->E, (uint64_t)n_on);
+    sp_rng r = sp_rng_make(m->o.seed, 4, (uint64_t)p->B << 32 | (uint64_t)p->E, (uint64_t)n_on);
     for (int t = 0; t < p->B; ++t) {
         for (int e = 0; e < p->E; ++e) perm[e] = e;
         for (int i = 0; i < n_on; ++i) { /* partial Fisher-Yates */
-            int j = i + (int)(mz_next(&r) % (uint64_t)(p->E - i));
+            int j = i + (int)(sp_rng_next(&r) % (uint64_t)(p->E - i));
             int tmp = perm[i];
             perm[i] = perm[j], perm[j] = tmp;
             p->mask[(size_t)t * p->E + perm[i]] = 1;
@@ -411,12 +371,12 @@ static sprig_status mz_down_input(sp_measure *m) {
         free(hd);
         return sp_fail(SPRIG_E_NOMEM, "out of host memory for the down kernels' input");
     }
-    mz_rng r = mz_rng_make(m->o.seed, 5, (uint64_t)p->B << 32 | (uint64_t)p->f, (uint64_t)p->U);
+    sp_rng r = sp_rng_make(m->o.seed, 5, (uint64_t)p->B << 32 | (uint64_t)p->f, (uint64_t)p->U);
     for (size_t i = 0; i < bf; ++i) p->hin[i] = 0xFFFF;
     for (int t = 0; t < p->B; ++t)
         for (int c = 0; c < p->U * p->g; ++c) {
             int e = p->uids[c / p->g], n = e * p->g + c % p->g;
-            uint16_t b = p->mask[(size_t)t * p->E + e] ? sp_ref_to_bits(p->bf16, (float)mz_uniform(&r)) : 0;
+            uint16_t b = p->mask[(size_t)t * p->E + e] ? sp_ref_to_bits(p->bf16, (float)sp_rng_uniform(&r)) : 0;
             p->hin[(size_t)t * p->f + c] = b;
             hd[(size_t)t * p->f + n] = sp_ref_from_bits(p->bf16, b);
         }

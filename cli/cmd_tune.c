@@ -1,0 +1,362 @@
+/* sprig tune: tune one model's MLP kernels on the GPU in hand into its tuning
+ * database (tuner/sp_tune.h), resuming where a killed run stopped.
+ *
+ * Keys come from tuner/sp_mlp_keys.h (families per batch, the fixed params
+ * per sparsity); candidates are measured by tuner/sp_measure.h (compile in
+ * parallel, verify against float64, time with CUDA events). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nvrtc.h>
+
+#include "cli.h"
+#include "sp_measure.h"
+#include "sp_mlp_keys.h"
+#include "sp_tune.h"
+
+#define TU_MAX_LIST 32
+
+typedef struct tu_opts {
+    cli_kernel_args k;          /* --model/--shape, --g, --template-dir (dtype, batch, family parsed here) */
+    const char *dtypes[TU_MAX_LIST];
+    int n_dtypes;
+    int batches[TU_MAX_LIST];
+    int n_batches;
+    double sparsities[TU_MAX_LIST];
+    int n_sparsities;
+    const char *families[TU_MAX_LIST];
+    int n_families;
+    char family_text[512];      /* storage for the --family list */
+    char dtype_text[64];
+    double budget_s, total_budget_s;
+    const char *db_dir;
+    int retune, json, jobs, device, force, reps, warmup;
+    long exhaustive_limit;
+    unsigned long long seed;
+} tu_opts;
+
+static void tu_help(FILE *to) {
+    fprintf(to,
+            "usage: sprig tune (--model NAME | --shape D,F) [options]\n\n"
+            "Tunes the MLP kernels of one model shape on GPU 0 (or --device N) and records the\n"
+            "fastest verified candidate per key in the GPU's tuning database. Every candidate\n"
+            "is compiled (NVRTC, in parallel, through the cubin cache), checked against a\n"
+            "float64 reference on random inputs (wrong ones are recorded, never chosen) and\n"
+            "timed with CUDA events over rotating weight copies larger than the L2 cache.\n"
+            "The database is saved after every key: a killed run resumes where it stopped.\n\n"
+            "Keys, per dtype, batch and sparsity: router (sparse only), gather_upgate,\n"
+            "gather_down, fused_mlp (batch <= 8), dense_gemv op=up/op=down (sparsity 0 only),\n"
+            "and gather_gemm stage=upgate/down from batch 8. At sparsity 0 the gather\n"
+            "families are tuned with all_active=1 (the dense MLP).\n\n"
+            "options:\n"
+            "  --model NAME        named shape, e.g. llama2-7b (sprig models lists them)\n"
+            "  --shape D,F         model width and MLP width\n"
+            "  --dtype LIST        fp16, bf16 or fp16,bf16 (default fp16)\n"
+            "  --batch LIST        tokens per call (default 1,8,32)\n"
+            "  --sparsity LIST     percent of experts inactive (default 0,50,75,90)\n"
+            "  --family LIST       only these families (default: the MLP families above)\n"
+            "  --g N               neurons per expert (default 32)\n"
+            "  --budget S          search time per key in seconds (default 20; 0: none)\n"
+            "  --total-budget S    start no new key after S seconds (default: none)\n"
+            "  --exhaustive-limit N  measure every candidate of spaces up to N (default 64)\n"
+            "  --reps N            timed samples per measurement (default 30)\n"
+            "  --seed N            operands and sampling seed (default 1)\n"
+            "  --db-dir DIR        database folder (default $SPRIG_DB_DIR, else\n"
+            "                      $XDG_DATA_HOME/sprig/db, else ~/.local/share/sprig/db)\n"
+            "  --retune            measure keys that are already in the database again\n"
+            "  --force             replace an unusable database file (it is moved aside first)\n"
+            "  --device N          GPU ordinal (default 0)\n"
+            "  -j N                compile threads (default: the number of CPUs)\n"
+            "  --template-dir DIR  render templates from DIR instead of the embedded ones\n"
+            "  --json              print the summary as JSON instead of the table\n\n"
+            "A progress line goes to stderr when it is a terminal. Exit status: 0 when every\n"
+            "key was tuned or already in the database, 1 otherwise (and without a GPU).\n");
+}
+
+/* ---- parsing ----------------------------------------------------------------------------- */
+
+static int tu_number(const char *opt, const char *text, double lo, double hi, double *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "sprig tune: %s expects a number in %g..%g, got '%s'\n", opt, lo, hi, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Splits a comma list of numbers into out (as doubles). Returns the count or -1. */
+static int tu_number_list(const char *opt, const char *text, double lo, double hi, double *out) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", text);
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == TU_MAX_LIST) {
+            fprintf(stderr, "sprig tune: %s: more than %d values\n", opt, TU_MAX_LIST);
+            return -1;
+        }
+        if (tu_number(opt, tok, lo, hi, &out[n++]) != 0) return -1;
+    }
+    if (n == 0) fprintf(stderr, "sprig tune: %s names no value\n", opt);
+    return n ? n : -1;
+}
+
+/* Splits a comma list of names in place (text is kept in storage). */
+static int tu_name_list(const char *opt, const char *text, char *storage, size_t cap, const char **out) {
+    snprintf(storage, cap, "%s", text);
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(storage, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == TU_MAX_LIST) {
+            fprintf(stderr, "sprig tune: %s: more than %d names\n", opt, TU_MAX_LIST);
+            return -1;
+        }
+        out[n++] = tok;
+    }
+    if (n == 0) fprintf(stderr, "sprig tune: %s names nothing\n", opt);
+    return n ? n : -1;
+}
+
+static void tu_defaults(tu_opts *o) {
+    memset(o, 0, sizeof *o);
+    cli_kernel_args_init(&o->k);
+    o->dtypes[0] = "fp16", o->n_dtypes = 1;
+    static const int batches[] = {1, 8, 32};
+    static const double sparsities[] = {0, 50, 75, 90};
+    memcpy(o->batches, batches, sizeof batches), o->n_batches = 3;
+    memcpy(o->sparsities, sparsities, sizeof sparsities), o->n_sparsities = 4;
+    o->budget_s = 20;
+    o->reps = 30, o->warmup = 3;
+    o->exhaustive_limit = 64;
+    o->seed = 1;
+}
+
+/* One option with a value; returns 1 consumed, 0 not ours, -1 bad. */
+static int tu_value_opt(tu_opts *o, const char *a, const char *v) {
+    double x, list[TU_MAX_LIST];
+    int n;
+    if (!strcmp(a, "--dtype")) {
+        n = tu_name_list(a, v, o->dtype_text, sizeof o->dtype_text, o->dtypes);
+        for (int i = 0; i < n; ++i)
+            if (strcmp(o->dtypes[i], "fp16") && strcmp(o->dtypes[i], "bf16")) {
+                fprintf(stderr, "sprig tune: --dtype: '%s' is not fp16 or bf16\n", o->dtypes[i]);
+                return -1;
+            }
+        return n < 0 ? -1 : (o->n_dtypes = n, 1);
+    }
+    if (!strcmp(a, "--batch")) {
+        if ((n = tu_number_list(a, v, 1, 64, list)) < 0) return -1;
+        for (int i = 0; i < n; ++i) o->batches[i] = (int)list[i];
+        return o->n_batches = n, 1;
+    }
+    if (!strcmp(a, "--sparsity")) {
+        if ((n = tu_number_list(a, v, 0, 99, o->sparsities)) < 0) return -1;
+        return o->n_sparsities = n, 1;
+    }
+    if (!strcmp(a, "--family")) {
+        n = tu_name_list(a, v, o->family_text, sizeof o->family_text, o->families);
+        return n < 0 ? -1 : (o->n_families = n, 1);
+    }
+    if (!strcmp(a, "--budget")) return tu_number(a, v, 0, 1e7, &o->budget_s) ? -1 : 1;
+    if (!strcmp(a, "--total-budget")) return tu_number(a, v, 0, 1e8, &o->total_budget_s) ? -1 : 1;
+    if (!strcmp(a, "--db-dir")) return o->db_dir = v, 1;
+    if (!strcmp(a, "--device")) return tu_number(a, v, 0, 255, &x) ? -1 : (o->device = (int)x, 1);
+    if (!strcmp(a, "--reps")) return tu_number(a, v, 1, 4096, &x) ? -1 : (o->reps = (int)x, 1);
+    if (!strcmp(a, "--seed")) return tu_number(a, v, 0, 1e15, &x) ? -1 : (o->seed = (unsigned long long)x, 1);
+    if (!strcmp(a, "--exhaustive-limit"))
+        return tu_number(a, v, 0, 1e6, &x) ? -1 : (o->exhaustive_limit = (long)x, 1);
+    if (!strcmp(a, "-j")) return tu_number(a, v, 1, 256, &x) ? -1 : (o->jobs = (int)x, 1);
+    return 0;
+}
+
+static int tu_parse(int argc, char **argv, tu_opts *o) {
+    tu_defaults(o);
+    for (int i = 1; i < argc; ++i) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            tu_help(stdout);
+            return -1;
+        }
+        if (!strcmp(a, "--retune")) o->retune = 1;
+        else if (!strcmp(a, "--json")) o->json = 1;
+        else if (!strcmp(a, "--force")) o->force = 1;
+        else if (!strncmp(a, "-j", 2) && a[2]) { /* -j8 */
+            if (tu_value_opt(o, "-j", a + 2) < 0) return 2;
+        } else if (!strcmp(a, "--dtype") || !strcmp(a, "--batch") || !strcmp(a, "--family") || !strcmp(a, "--sparsity") ||
+                   !strcmp(a, "--budget") || !strcmp(a, "--total-budget") || !strcmp(a, "--db-dir") ||
+                   !strcmp(a, "--device") || !strcmp(a, "--reps") || !strcmp(a, "--seed") ||
+                   !strcmp(a, "--exhaustive-limit") || !strcmp(a, "-j")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "sprig tune: %s needs a value\n", a);
+                return 2;
+            }
+            if (tu_value_opt(o, a, argv[++i]) < 0) return 2;
+        } else {
+            int r = cli_kernel_arg(&o->k, argc, argv, &i);
+            if (r < 0) return 2;
+            if (r == 0 || !strcmp(a, "--param")) {
+                fprintf(stderr, "sprig tune: unknown option or missing value '%s' (sprig tune --help)\n", a);
+                return 2;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- progress ------------------------------------------------------------------------------ */
+
+typedef struct tu_run {
+    sp_measure *m;
+    int progress;               /* stderr is a terminal */
+    double t0;
+} tu_run;
+
+static double tu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static sprig_status tu_measure(void *ctx, const sp_tune_key *k, const char *params, sp_measurement *out) {
+    return sp_measure_candidate(((tu_run *)ctx)->m, k, params, out);
+}
+
+static sprig_status tu_prepare(void *ctx, const sp_tune_key *k, const char *const *params, size_t n) {
+    tu_run *r = ctx;
+    if (r->progress) {
+        fprintf(stderr, "\r\033[K  %s: compiling %zu candidates", k->family, n);
+        fflush(stderr);
+    }
+    return sp_measure_prepare(r->m, k, params, n);
+}
+
+static void tu_progress(void *ctx, size_t key_index, size_t n_keys, const sp_tune_key *k, size_t done,
+                        size_t total, double best_us) {
+    tu_run *r = ctx;
+    if (!r->progress) return;
+    const int width = 20;
+    int filled = total ? (int)((double)width * (double)done / (double)total) : 0;
+    char bar[32];
+    for (int i = 0; i < width; ++i) bar[i] = i < filled ? '#' : '.';
+    bar[width] = '\0';
+    char best[32] = "-";
+    if (best_us >= 0) snprintf(best, sizeof best, "%.2f us", best_us);
+    fprintf(stderr, "\r\033[K[%zu/%zu] %s%s%s %s b=%d s=%g [%s] %zu/%zu  best %s  %.0fs", key_index + 1, n_keys,
+            k->family, k->fixed && *k->fixed ? " " : "", k->fixed ? k->fixed : "", k->dtype, k->batch, k->sparsity,
+            bar, done, total, best, tu_now() - r->t0);
+    fflush(stderr);
+}
+
+/* ---- the command ----------------------------------------------------------------------------- */
+
+static int tu_build_keys(sprig_gen *gen, const tu_opts *o, sp_mlp_keys *keys) {
+    sp_mlp_key_request req = {o->k.d, o->k.f, o->k.g, o->dtypes, o->n_dtypes, o->batches, o->n_batches,
+                              o->sparsities, o->n_sparsities, o->n_families ? o->families : NULL, o->n_families};
+    sprig_status s = sp_mlp_keys_build(gen, &req, keys);
+    if (s != SPRIG_OK) return cli_error("choosing tuning keys", s);
+    for (size_t i = 0; i < keys->n_skipped; ++i) fprintf(stderr, "sprig tune: skipping %s\n", keys->skipped[i]);
+    if (keys->n == 0) {
+        fprintf(stderr, "sprig tune: nothing to tune for this shape, batch and sparsity list\n");
+        return 1;
+    }
+    return 0;
+}
+
+static int tu_open_device(const tu_opts *o, sp_exec **e) {
+    sprig_status s = sp_exec_open_cuda(e, o->device);
+    if (s == SPRIG_E_NO_DRIVER || s == SPRIG_E_NO_DEVICE) {
+        fprintf(stderr,
+                "sprig tune: no GPU to tune on: %s\n"
+                "Tuning times kernels on the GPU it tunes for; run it on a machine with an NVIDIA GPU and\n"
+                "driver. (sprig gen and sprig compile need no GPU.)\n",
+                sprig_last_error());
+        return 1;
+    }
+    return s == SPRIG_OK ? 0 : cli_error("opening the GPU", s);
+}
+
+static int tu_open_db(const tu_opts *o, const sp_exec *e, sp_db **db) {
+    sp_gpu_id gpu;
+    memset(&gpu, 0, sizeof gpu);
+    snprintf(gpu.name, sizeof gpu.name, "%.127s", e->device);
+    gpu.cc_major = e->cc_major, gpu.cc_minor = e->cc_minor, gpu.sm_count = e->sm_count;
+    sprig_status s = sp_db_open(db, o->db_dir, &gpu, o->force);
+    if (s != SPRIG_OK) {
+        cli_error("opening the tuning database", s);
+        if (s == SPRIG_E_FORMAT) fprintf(stderr, "sprig tune: --force moves the unusable file aside and starts anew\n");
+        return 1;
+    }
+    int major = 0, minor = 0;
+    if (nvrtcVersion(&major, &minor) == NVRTC_SUCCESS) (*db)->nvrtc_version = 1000 * major + 10 * minor;
+    (*db)->driver_version = e->driver_version;
+    if ((*db)->load_failed) fprintf(stderr, "sprig tune: replacing unusable %s: %s\n", (*db)->path, (*db)->load_error);
+    return 0;
+}
+
+static int tu_run_keys(const tu_opts *o, sprig_gen *gen, sp_exec *e, sp_db *db, const sp_mlp_keys *keys) {
+    sp_measure_opts mo;
+    sp_measure_opts_init(&mo);
+    mo.reps = o->reps, mo.warmup = o->warmup, mo.seed = o->seed, mo.jobs = o->jobs;
+    tu_run run = {NULL, isatty(STDERR_FILENO), tu_now()};
+    sprig_status s = sp_measure_open(&run.m, e, gen, &mo);
+    if (s != SPRIG_OK) return cli_error("starting the measurements", s);
+    sp_tune_opts to;
+    sp_tune_opts_init(&to);
+    to.gen = gen, to.db = db, to.keys = keys->keys, to.n_keys = keys->n;
+    to.search.budget_s = o->budget_s;
+    to.search.exhaustive_limit = (size_t)o->exhaustive_limit;
+    to.search.seed = o->seed;
+    to.total_budget_s = o->total_budget_s;
+    to.retune = o->retune;
+    to.measure = tu_measure, to.prepare = tu_prepare, to.progress = tu_progress, to.ctx = &run;
+    if (!o->json)
+        printf("tuning %zu keys (d=%d, f=%d, g=%d) on %s (sm_%d%d, %d SMs) into %s\n", keys->n, o->k.d, o->k.f,
+               o->k.g, e->device, e->cc_major, e->cc_minor, e->sm_count, db->path);
+    fflush(stdout);
+    sp_tune_summary sum;
+    s = sp_tune_run(&to, &sum);
+    if (run.progress) fprintf(stderr, "\r\033[K");
+    if (o->json) {
+        char *text = sp_tune_summary_json(&sum);
+        if (text) printf("%s\n", text);
+        free(text);
+    } else {
+        sp_tune_summary_print(&sum, stdout);
+        printf("%.1f s\n", tu_now() - run.t0);
+    }
+    fflush(stdout);
+    if (s != SPRIG_OK) cli_error("tuning", s);
+    int rc = s != SPRIG_OK || sum.n_failed || sum.n_not_run;
+    sp_tune_summary_free(&sum);
+    sp_measure_close(run.m);
+    return rc;
+}
+
+int cmd_tune(int argc, char **argv) {
+    tu_opts o;
+    int rc = tu_parse(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    sprig_gen *gen = NULL;
+    sprig_status s = sprig_gen_open(&gen, o.k.template_dir);
+    if (s != SPRIG_OK) return cli_error("starting the generator", s);
+    sp_mlp_keys keys = {0};
+    sp_exec *e = NULL;
+    sp_db *db = NULL;
+    rc = cli_resolve_model(gen, &o.k);
+    if (!rc) rc = tu_build_keys(gen, &o, &keys);
+    if (!rc) rc = tu_open_device(&o, &e);
+    if (!rc) rc = tu_open_db(&o, e, &db);
+    if (!rc) rc = tu_run_keys(&o, gen, e, db, &keys);
+    sp_db_close(db);
+    sp_exec_close(e);
+    sp_mlp_keys_free(&keys);
+    sprig_gen_close(gen);
+    return rc;
+}

@@ -1,0 +1,783 @@
+/* sp_bench_run: the MLP pipelines with looked-up params, verified and timed
+ * on an executor, next to a dense baseline and the measured roof (see
+ * sp_bench.h). The fixed kernels (streaming read, SwiGLU) live here too. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "sp_bench.h"
+#include "sp_error.h"
+#include "sp_mlp_keys.h"
+#include "sp_operands.h"
+#include "sp_reference.h"
+
+#define BN_MAX_SETS 64
+#define BN_MAX_ARGS 10
+#define BN_MAX_STAGES 3
+#define BN_GUARD 4096
+
+void sp_bench_opts_init(sp_bench_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->dtype = "fp16";
+    o->g = 32;
+    o->warmup = 3;
+    o->reps = 50;
+    o->tolerance = 1e-2;
+    o->seed = 1;
+    o->read_bytes = (size_t)1 << 30;
+    o->min_sets = 2;
+    o->max_rotation_bytes = (size_t)4 << 30;
+}
+
+/* ---- fixed kernels ------------------------------------------------------------------------ */
+
+static sprig_status bn_fixed_plan(const char *family, const char *source, const char *kernel, sprig_plan **out) {
+    *out = NULL;
+    sprig_plan *p = calloc(1, sizeof *p);
+    SP_CHECK_ALLOC(p);
+    p->family = strdup(family);
+    p->source = strdup(source);
+    p->key = strdup(family);
+    p->params_json = strdup("{}");
+    if (!p->family || !p->source || !p->key || !p->params_json) {
+        sprig_plan_free(p);
+        return sp_fail(SPRIG_E_NOMEM, "out of memory");
+    }
+    p->source_len = strlen(source);
+    p->n_kernels = 1;
+    snprintf(p->kernels[0].name, sizeof p->kernels[0].name, "%s", kernel);
+    p->kernels[0].block[0] = 256, p->kernels[0].block[1] = p->kernels[0].block[2] = 1;
+    p->kernels[0].grid[0] = p->kernels[0].grid[1] = p->kernels[0].grid[2] = 1;
+    *out = p;
+    return SPRIG_OK;
+}
+
+/* Four independent 16-byte loads in flight per thread per step; the XOR of
+ * everything is stored only if it equals a constant, so no load is dead. */
+static const char BN_READ_SRC[] =
+    "extern \"C\" __global__ void __launch_bounds__(256)\n"
+    "sprig_stream_read(const uint4 *__restrict__ p, unsigned long long n, unsigned int *sink) {\n"
+    "    const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;\n"
+    "    unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+    "    unsigned int acc = 0;\n"
+    "    for (; i + 3 * stride < n; i += 4 * stride) {\n"
+    "        const uint4 a = p[i], b = p[i + stride], c = p[i + 2 * stride], d = p[i + 3 * stride];\n"
+    "        acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;\n"
+    "    }\n"
+    "    for (; i < n; i += stride) {\n"
+    "        const uint4 a = p[i];\n"
+    "        acc ^= a.x ^ a.y ^ a.z ^ a.w;\n"
+    "    }\n"
+    "    if (acc == 0x9E3779B9u) sink[0] = acc;\n"
+    "}\n";
+
+sprig_status sp_bench_read_plan(size_t n16, sprig_plan **out) {
+    SP_TRY(bn_fixed_plan("stream_read", BN_READ_SRC, "sprig_stream_read", out));
+    size_t ctas = (n16 + 255) / 256;
+    (*out)->kernels[0].grid[0] = (unsigned)(ctas > 1024 ? 1024 : ctas ? ctas : 1);
+    return SPRIG_OK;
+}
+
+/* h = silu(gate) * up, elementwise, in the storage type (fp32 arithmetic). */
+static const char BN_SWIGLU_SRC[] =
+    "typedef unsigned short u16;\n"
+    "#if BN_BF16\n"
+    "__device__ __forceinline__ float bn_load(u16 b) { return __uint_as_float((unsigned)b << 16); }\n"
+    "__device__ __forceinline__ u16 bn_store(float f) { u16 b; asm(\"cvt.rn.bf16.f32 %0, %1;\" : \"=h\"(b) : \"f\"(f)); return b; }\n"
+    "#else\n"
+    "__device__ __forceinline__ float bn_load(u16 b) { float f; asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(b)); return f; }\n"
+    "__device__ __forceinline__ u16 bn_store(float f) { u16 b; asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(b) : \"f\"(f)); return b; }\n"
+    "#endif\n"
+    "extern \"C\" __global__ void __launch_bounds__(256)\n"
+    "sprig_bench_swiglu(const u16 *__restrict__ gate, const u16 *__restrict__ up, u16 *__restrict__ h,\n"
+    "                   unsigned long long n) {\n"
+    "    const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;\n"
+    "    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {\n"
+    "        const float g = bn_load(gate[i]);\n"
+    "        h[i] = bn_store(g / (1.0f + __expf(-g)) * bn_load(up[i]));\n"
+    "    }\n"
+    "}\n";
+
+sprig_status sp_bench_swiglu_plan(const char *dtype, size_t n, sprig_plan **out) {
+    const int bf16 = dtype && !strcmp(dtype, "bf16");
+    char src[sizeof BN_SWIGLU_SRC + 32];
+    snprintf(src, sizeof src, "#define BN_BF16 %d\n%s", bf16, BN_SWIGLU_SRC);
+    SP_TRY(bn_fixed_plan(bf16 ? "bench_swiglu_bf16" : "bench_swiglu_fp16", src, "sprig_bench_swiglu", out));
+    size_t ctas = (n + 255) / 256;
+    (*out)->kernels[0].grid[0] = (unsigned)(ctas > 4096 ? 4096 : ctas ? ctas : 1);
+    return SPRIG_OK;
+}
+
+/* ---- the roof ------------------------------------------------------------------------------- */
+
+/* Times one grid size; *gbs gets the bandwidth. */
+static sprig_status bn_read_once(sp_exec *e, sprig_plan *plan, unsigned grid, sp_dptr buf, size_t n16, sp_dptr sink,
+                                 int warmup, int reps, double *gbs) {
+    plan->kernels[0].grid[0] = grid;
+    sp_exec_module *mod = NULL;
+    SP_TRY(sp_exec_load(e, plan, &mod));
+    unsigned long long n = n16;
+    void *args[] = {&buf, &n, &sink};
+    void **sets[] = {args};
+    sp_timing t;
+    sprig_status st = sp_exec_time(e, mod, plan, sets, 1, warmup, reps, &t);
+    sp_exec_unload(e, mod);
+    if (st == SPRIG_OK) *gbs = t.median_us > 0 ? (double)n16 * 16 / (t.median_us * 1e3) : 0;
+    return st;
+}
+
+sprig_status sp_bench_read_bandwidth(sp_exec *e, size_t bytes, int warmup, int reps, double *gbs) {
+    *gbs = 0;
+    size_t n16 = bytes / 16;
+    if (n16 == 0) return sp_fail(SPRIG_E_INVALID, "the roof kernel needs at least 16 bytes to read");
+    sprig_plan *plan = NULL;
+    SP_TRY(sp_bench_read_plan(n16, &plan));
+    sp_dptr buf = 0, sink = 0;
+    sprig_status st = sp_exec_alloc(e, &buf, n16 * 16);
+    if (st == SPRIG_OK) st = sp_exec_alloc(e, &sink, 16);
+    if (st == SPRIG_OK) st = sp_exec_fill(e, buf, 0, n16 * 16);
+    /* The best of a few grid sizes: the roof is what the memory can do. */
+    const unsigned per_sm[] = {4, 8, 16, 32};
+    for (size_t i = 0; i < sizeof per_sm / sizeof per_sm[0] && st == SPRIG_OK; ++i) {
+        size_t grid = e->sm_count > 0 ? (size_t)e->sm_count * per_sm[i] : 4 * (i + 1);
+        size_t most = (n16 + 255) / 256;
+        if (grid > most) grid = most ? most : 1;
+        double bw = 0;
+        st = bn_read_once(e, plan, (unsigned)grid, buf, n16, sink, warmup, reps, &bw);
+        if (st == SPRIG_OK && bw > *gbs) *gbs = bw;
+    }
+    sp_exec_free(e, buf);
+    sp_exec_free(e, sink);
+    sprig_plan_free(plan);
+    return st == SPRIG_OK ? SPRIG_OK : sp_wrap(st, "measuring the streaming-read bandwidth");
+}
+
+/* ---- host operands -------------------------------------------------------------------------- */
+
+enum { SL_G, SL_U, SL_IL, SL_DN, SL_DT, SL_R, BN_SLOTS };
+
+typedef struct bn_host {
+    int d, f, g, E, bf16;
+    float *Wg, *Wu, *Wd, *Wr;      /* values rounded to the dtype */
+    uint16_t *bits[BN_SLOTS];      /* per slot: what is uploaded */
+    size_t bytes[BN_SLOTS];
+} bn_host;
+
+typedef struct bn_batch {
+    int B;
+    float *x;                      /* [B][d] */
+    uint16_t *xb;
+    double *h64;                   /* [B][f]: SwiGLU of every neuron */
+    double *scores;                /* [B][E]: router scores */
+    double *y_dense;               /* [B][d]: the dense MLP (lazily) */
+    unsigned char *ref_mask;       /* the mask y_ref was computed for */
+    double *y_ref;
+} bn_batch;
+
+typedef struct bn_dev {
+    sp_dptr w[BN_SLOTS][BN_MAX_SETS];
+    int have[BN_SLOTS];
+    sp_dptr x, h, y, scores, ids, counts, uids, ucount, mask;
+} bn_dev;
+
+typedef struct bn_ctx {
+    sp_exec *e;
+    sprig_gen *gen;
+    const sp_bench_opts *o;
+    bn_host host;
+    bn_batch b;
+    bn_dev dev;
+    int max_batch;
+} bn_ctx;
+
+static void bn_log(const bn_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bn_log(const bn_ctx *c, const char *fmt, ...) {
+    if (!c->o->log) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    c->o->log(c->o->log_ctx, line);
+}
+
+static sprig_status bn_host_build(bn_ctx *c) {
+    bn_host *h = &c->host;
+    const sp_bench_opts *o = c->o;
+    h->d = o->d, h->f = o->f, h->g = o->g, h->E = o->f / o->g, h->bf16 = !strcmp(o->dtype, "bf16");
+    size_t fd = (size_t)h->f * h->d;
+    sp_rng r = sp_rng_make(o->seed, 11, (uint64_t)h->d << 32 | (uint64_t)h->f, (uint64_t)h->bf16);
+    SP_TRY(sp_rng_fill(&r, h->bf16, 1.0 / sqrt((double)h->d), fd, &h->Wg, &h->bits[SL_G]));
+    SP_TRY(sp_rng_fill(&r, h->bf16, 1.0 / sqrt((double)h->d), fd, &h->Wu, &h->bits[SL_U]));
+    SP_TRY(sp_rng_fill(&r, h->bf16, 1.0 / sqrt((double)h->f), fd, &h->Wd, &h->bits[SL_DN]));
+    SP_TRY(sp_rng_fill(&r, h->bf16, 1.0 / sqrt((double)h->d), (size_t)h->E * h->d, &h->Wr, &h->bits[SL_R]));
+    h->bits[SL_IL] = malloc(4 * fd);
+    h->bits[SL_DT] = malloc(2 * fd);
+    SP_CHECK_ALLOC(h->bits[SL_IL]);
+    SP_CHECK_ALLOC(h->bits[SL_DT]);
+    sp_ref_interleave_gate_up(h->bits[SL_G], h->bits[SL_U], h->bits[SL_IL], h->f, h->d, h->g, 2);
+    sp_ref_transpose(h->bits[SL_DN], h->bits[SL_DT], h->d, h->f, 2);
+    for (int s = 0; s < BN_SLOTS; ++s) h->bytes[s] = 2 * fd;
+    h->bytes[SL_IL] = 4 * fd;
+    h->bytes[SL_R] = 2 * (size_t)h->E * h->d;
+    return SPRIG_OK;
+}
+
+static void bn_batch_free(bn_batch *b) {
+    free(b->x), free(b->xb), free(b->h64), free(b->scores), free(b->y_dense), free(b->ref_mask), free(b->y_ref);
+    memset(b, 0, sizeof *b);
+}
+
+static sprig_status bn_batch_build(bn_ctx *c, int B) {
+    bn_batch_free(&c->b);
+    bn_batch *b = &c->b;
+    const bn_host *h = &c->host;
+    b->B = B;
+    sp_rng r = sp_rng_make(c->o->seed, 12, (uint64_t)h->d << 32 | (uint64_t)B, (uint64_t)h->bf16);
+    SP_TRY(sp_rng_fill(&r, h->bf16, 1.0, (size_t)B * h->d, &b->x, &b->xb));
+    b->h64 = malloc(sizeof(double) * (size_t)B * h->f);
+    b->scores = malloc(sizeof(double) * (size_t)B * h->E);
+    SP_CHECK_ALLOC(b->h64);
+    SP_CHECK_ALLOC(b->scores);
+    sp_ref_swiglu(h->Wg, h->Wu, b->x, NULL, B, h->d, h->f, 1, b->h64);
+    sp_ref_router_scores(h->Wr, b->x, b->scores, h->E, h->d, B);
+    return sp_exec_upload(c->e, c->dev.x, b->xb, 2 * (size_t)B * h->d);
+}
+
+/* The float64 MLP output for a mask [B][E] (NULL: dense), cached per mask. */
+static sprig_status bn_reference(bn_ctx *c, const unsigned char *mask, const double **out) {
+    bn_batch *b = &c->b;
+    const bn_host *h = &c->host;
+    size_t be = (size_t)b->B * h->E, bf = (size_t)b->B * h->f;
+    if (!mask && b->y_dense) return *out = b->y_dense, SPRIG_OK;
+    if (mask && b->ref_mask && !memcmp(mask, b->ref_mask, be)) return *out = b->y_ref, SPRIG_OK;
+    double *y = malloc(sizeof(double) * (size_t)b->B * h->d), *hm = malloc(sizeof(double) * bf);
+    if (!y || !hm) {
+        free(y), free(hm);
+        return sp_fail(SPRIG_E_NOMEM, "out of host memory for the reference");
+    }
+    for (size_t i = 0; i < bf; ++i) {
+        size_t t = i / (size_t)h->f, n = i % (size_t)h->f;
+        hm[i] = !mask || mask[t * h->E + n / h->g] ? b->h64[i] : 0.0;
+    }
+    sp_ref_down(h->Wd, hm, mask, b->B, h->d, h->f, h->g, y);
+    free(hm);
+    if (!mask) return *out = b->y_dense = y, SPRIG_OK;
+    free(b->y_ref), free(b->ref_mask);
+    b->y_ref = y;
+    b->ref_mask = malloc(be);
+    SP_CHECK_ALLOC(b->ref_mask);
+    memcpy(b->ref_mask, mask, be);
+    *out = y;
+    return SPRIG_OK;
+}
+
+/* ---- device buffers ---------------------------------------------------------------------------- */
+
+static sprig_status bn_dev_alloc(bn_ctx *c) {
+    const bn_host *h = &c->host;
+    bn_dev *d = &c->dev;
+    sp_exec *e = c->e;
+    size_t B = (size_t)c->max_batch, be = B * h->E;
+    SP_TRY(sp_exec_alloc(e, &d->x, 2 * B * h->d));
+    SP_TRY(sp_exec_alloc(e, &d->h, 2 * B * h->f + BN_GUARD));
+    SP_TRY(sp_exec_alloc(e, &d->y, 2 * B * h->d + BN_GUARD));
+    SP_TRY(sp_exec_alloc(e, &d->scores, sizeof(float) * be));
+    SP_TRY(sp_exec_alloc(e, &d->ids, sizeof(int) * be));
+    SP_TRY(sp_exec_alloc(e, &d->counts, sizeof(int) * B));
+    SP_TRY(sp_exec_alloc(e, &d->uids, sizeof(int) * (size_t)h->E));
+    SP_TRY(sp_exec_alloc(e, &d->ucount, sizeof(int)));
+    SP_TRY(sp_exec_alloc(e, &d->mask, be));
+    return SPRIG_OK;
+}
+
+static void bn_dev_free(bn_ctx *c) {
+    bn_dev *d = &c->dev;
+    for (int s = 0; s < BN_SLOTS; ++s)
+        for (int i = 0; i < d->have[s]; ++i) sp_exec_free(c->e, d->w[s][i]);
+    sp_dptr all[] = {d->x, d->h, d->y, d->scores, d->ids, d->counts, d->uids, d->ucount, d->mask};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i) sp_exec_free(c->e, all[i]);
+    memset(d, 0, sizeof *d);
+}
+
+static sprig_status bn_ensure_copies(bn_ctx *c, int slot, int n) {
+    bn_dev *d = &c->dev;
+    for (; d->have[slot] < n; ++d->have[slot]) {
+        sp_dptr p = 0;
+        SP_TRY(sp_exec_alloc(c->e, &p, c->host.bytes[slot]));
+        d->w[slot][d->have[slot]] = p;
+        SP_TRY(sp_exec_upload(c->e, p, c->host.bits[slot], c->host.bytes[slot]));
+    }
+    return SPRIG_OK;
+}
+
+/* Every expert active for every token: what the dense gather_gemm reads. */
+static sprig_status bn_route_all(bn_ctx *c) {
+    const bn_host *h = &c->host;
+    size_t be = (size_t)c->b.B * h->E;
+    int *ids = malloc(sizeof(int) * (size_t)h->E);
+    unsigned char *mask = malloc(be);
+    if (!ids || !mask) {
+        free(ids), free(mask);
+        return sp_fail(SPRIG_E_NOMEM, "out of memory");
+    }
+    for (int e = 0; e < h->E; ++e) ids[e] = e;
+    memset(mask, 1, be);
+    sprig_status st = sp_exec_upload(c->e, c->dev.uids, ids, sizeof(int) * (size_t)h->E);
+    if (st == SPRIG_OK) st = sp_exec_upload(c->e, c->dev.ucount, &h->E, sizeof(int));
+    if (st == SPRIG_OK) st = sp_exec_upload(c->e, c->dev.mask, mask, be);
+    free(ids), free(mask);
+    return st;
+}
+
+/* ---- pipelines ---------------------------------------------------------------------------------- */
+
+typedef struct bn_stage {
+    const char *family;
+    int v;                        /* variant (sp_mlp_fixed) */
+    sp_lookup_source source;
+    sprig_plan *plan;
+    sp_exec_module *mod;
+    sp_dptr ws;
+    int interleave, layout_t, all_active;
+    uint64_t vals[BN_MAX_SETS][BN_MAX_ARGS];
+    void *ptrs[BN_MAX_SETS][BN_MAX_ARGS];
+    void **sets[BN_MAX_SETS];
+} bn_stage;
+
+typedef struct bn_pipe {
+    char name[96];
+    char sources[192];
+    int n;
+    bn_stage st[BN_MAX_STAGES];
+    float thr;                    /* router threshold (logit space) */
+} bn_pipe;
+
+static void bn_pipe_free(bn_ctx *c, bn_pipe *p) {
+    for (int i = 0; i < p->n; ++i) {
+        sp_exec_unload(c->e, p->st[i].mod);
+        sp_exec_free(c->e, p->st[i].ws);
+        sprig_plan_free(p->st[i].plan);
+    }
+    p->n = 0;
+}
+
+static int bn_json_int(const cJSON *o, const char *name) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsNumber(v) ? v->valueint : cJSON_IsString(v) ? atoi(v->valuestring) : 0;
+}
+
+static void bn_stage_layout(bn_stage *s) {
+    cJSON *p = cJSON_Parse(s->plan->params_json ? s->plan->params_json : "{}");
+    const cJSON *layout = cJSON_GetObjectItemCaseSensitive(p, "layout");
+    s->interleave = bn_json_int(p, "interleave");
+    s->all_active = bn_json_int(p, "all_active");
+    /* gather_down layout t unless it says n; gather_gemm's down stage reads W_down as stored. */
+    s->layout_t = !strcmp(s->family, "gather_gemm") ? 0 : !(cJSON_IsString(layout) && !strcmp(layout->valuestring, "n"));
+    cJSON_Delete(p);
+}
+
+/* Looks the stage's params up, renders, compiles and loads it. A failure
+ * that belongs to the pipeline (cannot serve, does not compile) is written
+ * to why and returns SPRIG_OK with st->mod NULL. */
+static sprig_status bn_stage_open(bn_ctx *c, bn_stage *st, const char *family, int v, double sparsity, int batch,
+                                  char *why, size_t cap) {
+    const bn_host *h = &c->host;
+    memset(st, 0, sizeof *st);
+    st->family = family, st->v = v;
+    sp_lookup_result lr;
+    sprig_status s = sp_mlp_lookup(c->gen, c->o->dbs, c->o->gpu, family, v, h->d, h->f, c->o->dtype, batch, h->g,
+                                   sparsity, &lr);
+    if (s == SPRIG_E_INVALID) {
+        snprintf(why, cap, "%s: %s", family, sprig_last_error());
+        return SPRIG_OK;
+    }
+    SP_TRY(s);
+    st->source = lr.source;
+    sprig_request req = {family, h->d, h->f, c->o->dtype, batch, h->g, lr.params};
+    s = sprig_gen_render(c->gen, &req, &st->plan);
+    if (s == SPRIG_OK) {
+        bn_stage_layout(st);
+        s = sp_exec_load(c->e, st->plan, &st->mod);
+    }
+    if (s == SPRIG_OK && st->plan->workspace_bytes) { /* the ABI: zeroed once */
+        s = sp_exec_alloc(c->e, &st->ws, st->plan->workspace_bytes);
+        if (s == SPRIG_OK) s = sp_exec_fill(c->e, st->ws, 0, st->plan->workspace_bytes);
+        if (s != SPRIG_OK) return s;
+    }
+    if (s == SPRIG_E_NOMEM) return s;
+    if (s != SPRIG_OK) {
+        snprintf(why, cap, "%s [%.96s]: %.120s", family, lr.params, sprig_last_error());
+        char *nl = strchr(why, '\n');
+        if (nl) *nl = '\0';
+        st->mod = NULL;
+    }
+    return SPRIG_OK;
+}
+
+/* The slots stage s reads. */
+static int bn_stage_slots(const bn_stage *s, int *slots) {
+    int n = 0;
+    if (!strcmp(s->family, "router")) slots[n++] = SL_R;
+    else if (!strcmp(s->family, "gather_down")) slots[n++] = s->layout_t ? SL_DT : SL_DN;
+    else if (!strcmp(s->family, "gather_gemm")) {
+        if (s->v == 0) slots[n++] = SL_G, slots[n++] = SL_U;
+        else slots[n++] = SL_DN;
+    } else { /* gather_upgate, fused_mlp */
+        if (s->interleave) slots[n++] = SL_IL;
+        else slots[n++] = SL_G, slots[n++] = SL_U;
+        if (!strcmp(s->family, "fused_mlp")) slots[n++] = SL_DT;
+    }
+    return n;
+}
+
+/* Argument list of stage s for weight set k (docs/kernel-abi.md order). */
+static int bn_stage_values(const bn_dev *d, const bn_stage *s, int k, uint64_t *a) {
+    const int aa = s->all_active;
+    const sp_dptr uids = aa ? 0 : d->uids, ucount = aa ? 0 : d->ucount, mask = aa ? 0 : d->mask;
+    if (!strcmp(s->family, "router")) {
+        a[0] = d->w[SL_R][k], a[1] = d->x, a[2] = d->scores, a[3] = (uint64_t)-1, a[4] = d->ids;
+        a[5] = d->counts, a[6] = d->uids, a[7] = d->ucount, a[8] = d->mask;
+        return 9;
+    }
+    const int down = !strcmp(s->family, "gather_down") || (!strcmp(s->family, "gather_gemm") && s->v == 1);
+    if (down) {
+        a[0] = s->layout_t ? d->w[SL_DT][k] : d->w[SL_DN][k];
+        a[1] = d->h, a[2] = uids, a[3] = ucount, a[4] = s->ws, a[5] = d->y;
+        return 6;
+    }
+    int n = 0;
+    a[n++] = s->interleave ? d->w[SL_IL][k] : d->w[SL_G][k];
+    a[n++] = s->interleave ? 0 : d->w[SL_U][k];
+    const int fused = !strcmp(s->family, "fused_mlp");
+    if (fused) a[n++] = d->w[SL_DT][k];
+    a[n++] = d->x, a[n++] = uids, a[n++] = ucount, a[n++] = mask;
+    if (fused) a[n++] = s->ws;
+    a[n++] = fused ? d->y : d->h;
+    return n;
+}
+
+/* Weight copies so that one set of the pipeline's weights times n_sets
+ * exceeds twice the L2; then every stage's argument lists. */
+static sprig_status bn_pipe_args(bn_ctx *c, bn_pipe *p, int *n_sets) {
+    int used[BN_SLOTS] = {0};
+    size_t per_set = 0;
+    for (int i = 0; i < p->n; ++i) {
+        int slots[4], ns = bn_stage_slots(&p->st[i], slots);
+        for (int k = 0; k < ns; ++k) {
+            if (!used[slots[k]]) per_set += c->host.bytes[slots[k]];
+            used[slots[k]] = 1;
+        }
+    }
+    size_t want = per_set ? (2 * c->e->l2_bytes + per_set) / per_set : 1;
+    if (want < (size_t)c->o->min_sets) want = (size_t)c->o->min_sets;
+    if (want > BN_MAX_SETS) want = BN_MAX_SETS;
+    while (want > 1 && want * per_set > c->o->max_rotation_bytes) --want;
+    for (int s = 0; s < BN_SLOTS; ++s)
+        if (used[s]) SP_TRY(bn_ensure_copies(c, s, (int)want));
+    for (int i = 0; i < p->n; ++i) {
+        bn_stage *s = &p->st[i];
+        for (int k = 0; k < (int)want; ++k) {
+            int na = bn_stage_values(&c->dev, s, k, s->vals[k]);
+            for (int a = 0; a < na; ++a)
+                s->ptrs[k][a] = s->vals[k][a] == (uint64_t)-1 ? (void *)&p->thr : (void *)&s->vals[k][a];
+            s->sets[k] = s->ptrs[k];
+        }
+    }
+    *n_sets = (int)want;
+    return SPRIG_OK;
+}
+
+static int bn_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The router's threshold leaving `sparsity` percent of the batch's (token,
+ * expert) scores below it, between two neighbouring float64 scores. */
+static sprig_status bn_threshold(const bn_ctx *c, double sparsity, float *thr) {
+    size_t n = (size_t)c->b.B * c->host.E;
+    double *q = malloc(sizeof(double) * n);
+    SP_CHECK_ALLOC(q);
+    memcpy(q, c->b.scores, sizeof(double) * n);
+    qsort(q, n, sizeof *q, bn_cmp_double);
+    size_t off = (size_t)floor(sparsity / 100.0 * (double)n);
+    *thr = (float)(off == 0 ? q[0] - 1.0 : off >= n ? q[n - 1] + 1.0 : 0.5 * (q[off - 1] + q[off]));
+    free(q);
+    return SPRIG_OK;
+}
+
+/* ---- verify and time one pipeline --------------------------------------------------------------- */
+
+typedef struct bn_result {
+    int ok;
+    double us, rel;
+    double active_frac;
+    double bytes;
+    char why[256];
+} bn_result;
+
+static sprig_status bn_launch_all(bn_ctx *c, bn_pipe *p, char *why, size_t cap, int *launched) {
+    *launched = 0;
+    for (int i = 0; i < p->n; ++i) {
+        sprig_status s = sp_exec_launch(c->e, p->st[i].mod, p->st[i].plan, p->st[i].sets[0]);
+        if (s != SPRIG_OK) {
+            snprintf(why, cap, "%s: launch refused: %s", p->st[i].family, sprig_last_error());
+            return SPRIG_OK;
+        }
+    }
+    *launched = 1;
+    return sp_exec_sync(c->e);
+}
+
+/* Checks y against the float64 MLP for the mask the pipeline routed with. */
+static sprig_status bn_check(bn_ctx *c, int routed, double *rel, double *active, double *bytes, char *why,
+                             size_t cap) {
+    const bn_host *h = &c->host;
+    int B = c->b.B;
+    size_t be = (size_t)B * h->E, ybytes = 2 * (size_t)B * h->d;
+    unsigned char *mask = routed ? malloc(be) : NULL;
+    uint16_t *y = malloc(ybytes + BN_GUARD);
+    sprig_status st = (routed && !mask) || !y ? sp_fail(SPRIG_E_NOMEM, "out of memory") : SPRIG_OK;
+    if (st == SPRIG_OK && routed) st = sp_exec_download(c->e, mask, c->dev.mask, be);
+    if (st == SPRIG_OK) st = sp_exec_download(c->e, y, c->dev.y, ybytes + BN_GUARD);
+    const double *ref = NULL;
+    if (st == SPRIG_OK) st = bn_reference(c, mask, &ref);
+    if (st == SPRIG_OK) {
+        double d2 = 0, r2 = 0;
+        long bad = 0;
+        for (size_t i = 0; i < (size_t)B * h->d; ++i) {
+            double o = sp_ref_from_bits(h->bf16, y[i]);
+            if (!isfinite(o)) ++bad;
+            else d2 += (o - ref[i]) * (o - ref[i]), r2 += ref[i] * ref[i];
+        }
+        *rel = r2 > 0 ? sqrt(d2 / r2) : INFINITY;
+        const unsigned char *guard = (const unsigned char *)y + ybytes;
+        int guard_ok = 1;
+        for (int i = 0; i < BN_GUARD; ++i) guard_ok &= guard[i] == 0xFF;
+        if (bad) snprintf(why, cap, "wrong: %ld of %zu outputs NaN/inf", bad, (size_t)B * h->d);
+        else if (!(*rel < c->o->tolerance)) snprintf(why, cap, "wrong: rel_err %.3g", *rel);
+        else if (!guard_ok) snprintf(why, cap, "wrong: wrote past the end of y");
+        /* The union of active experts and the bytes the MLP must read. */
+        int U = h->E;
+        if (mask) {
+            U = 0;
+            for (int e = 0; e < h->E; ++e) {
+                int any = 0;
+                for (int t = 0; t < B && !any; ++t) any = mask[(size_t)t * h->E + e];
+                U += any;
+            }
+        }
+        *active = (double)U / h->E;
+        *bytes = 3.0 * U * h->g * h->d * 2 + (routed ? (double)c->host.bytes[SL_R] : 0) + 2.0 * B * h->d;
+    }
+    free(mask), free(y);
+    return st;
+}
+
+static sprig_status bn_run_pipe(bn_ctx *c, bn_pipe *p, int routed, bn_result *r) {
+    memset(r, 0, sizeof *r);
+    int n_sets = 1, launched = 0;
+    SP_TRY(bn_pipe_args(c, p, &n_sets));
+    const size_t ybytes = 2 * (size_t)c->b.B * c->host.d;
+    SP_TRY(sp_exec_fill(c->e, c->dev.y, 0xFF, ybytes + BN_GUARD));
+    SP_TRY(sp_exec_fill(c->e, c->dev.h, 0xFF, 2 * (size_t)c->b.B * c->host.f + BN_GUARD));
+    SP_TRY(bn_launch_all(c, p, r->why, sizeof r->why, &launched));
+    if (!launched) return SPRIG_OK;
+    SP_TRY(bn_check(c, routed, &r->rel, &r->active_frac, &r->bytes, r->why, sizeof r->why));
+    if (r->why[0]) return SPRIG_OK;
+    sp_exec_step steps[BN_MAX_STAGES];
+    for (int i = 0; i < p->n; ++i) steps[i] = (sp_exec_step){p->st[i].mod, p->st[i].plan, p->st[i].sets};
+    SP_TRY(sp_exec_fill(c->e, c->dev.y, 0xFF, ybytes + BN_GUARD));
+    sp_timing t;
+    SP_TRY(sp_exec_time_seq(c->e, steps, p->n, n_sets, c->o->warmup, c->o->reps, &t));
+    double rel2 = 0, act2 = 0, bytes2 = 0;
+    SP_TRY(bn_check(c, routed, &rel2, &act2, &bytes2, r->why, sizeof r->why));
+    if (r->why[0]) {
+        char again[sizeof r->why];
+        snprintf(again, sizeof again, "after timing: %.200s", r->why);
+        snprintf(r->why, sizeof r->why, "%s", again);
+        return SPRIG_OK;
+    }
+    r->ok = 1;
+    r->us = t.median_us;
+    r->rel = rel2 > r->rel ? rel2 : r->rel;
+    return SPRIG_OK;
+}
+
+/* The pipelines of one case: families and variants per stage. */
+typedef struct bn_recipe {
+    const char *name;
+    int n;
+    const char *family[BN_MAX_STAGES];
+    int v[BN_MAX_STAGES];
+} bn_recipe;
+
+static const bn_recipe BN_RECIPES[] = {
+    {"gather_upgate+gather_down", 2, {"gather_upgate", "gather_down"}, {0, 0}},
+    {"fused_mlp", 1, {"fused_mlp"}, {0}},
+    {"gather_gemm", 2, {"gather_gemm", "gather_gemm"}, {0, 1}},
+};
+
+static sprig_status bn_open_pipe(bn_ctx *c, const bn_recipe *rc, double sparsity, bn_pipe *p, char *why,
+                                 size_t cap) {
+    memset(p, 0, sizeof *p);
+    const int routed = sparsity > 0;
+    snprintf(p->name, sizeof p->name, "%s%s", routed ? "router+" : "", rc->name);
+    const char *fams[BN_MAX_STAGES + 1];
+    int vs[BN_MAX_STAGES + 1], n = 0;
+    if (routed) fams[n] = "router", vs[n++] = 0;
+    for (int i = 0; i < rc->n; ++i) fams[n] = rc->family[i], vs[n++] = rc->v[i];
+    size_t at = 0;
+    for (int i = 0; i < n; ++i) {
+        bn_stage *st = &p->st[p->n];
+        SP_TRY(bn_stage_open(c, st, fams[i], vs[i], sparsity, c->b.B, why, cap));
+        if (!st->mod) {
+            sprig_plan_free(st->plan);
+            return SPRIG_OK;
+        }
+        ++p->n;
+        at += (size_t)snprintf(p->sources + at, at < sizeof p->sources ? sizeof p->sources - at : 0, "%s%s",
+                               i ? "," : "", sp_lookup_source_name(st->source));
+        if (at >= sizeof p->sources) at = sizeof p->sources - 1;
+    }
+    return routed ? bn_threshold(c, sparsity, &p->thr) : SPRIG_OK;
+}
+
+static void bn_note(sp_bench_row *row, const char *pipe, const char *why) {
+    size_t at = strlen(row->note);
+    snprintf(row->note + at, sizeof row->note - at, "%s%s: %s", at ? "; " : "", pipe, why);
+}
+
+/* Every pipeline of one (batch, sparsity) case; the fastest verified wins. */
+static sprig_status bn_case(bn_ctx *c, double sparsity, sp_bench_row *row) {
+    const int routed = sparsity > 0;
+    if (!routed) SP_TRY(bn_route_all(c));
+    for (size_t k = 0; k < sizeof BN_RECIPES / sizeof BN_RECIPES[0]; ++k) {
+        bn_pipe p;
+        char why[256] = "";
+        sprig_status st = bn_open_pipe(c, &BN_RECIPES[k], sparsity, &p, why, sizeof why);
+        bn_result r = {0};
+        if (st == SPRIG_OK && !why[0]) st = bn_run_pipe(c, &p, routed, &r);
+        bn_pipe_free(c, &p);
+        SP_TRY(st);
+        if (why[0] || !r.ok) {
+            if (!strstr(why[0] ? why : r.why, "cannot serve")) bn_note(row, p.name, why[0] ? why : r.why);
+            bn_log(c, "  b=%d s=%g%%: %s: %s", c->b.B, sparsity, p.name, why[0] ? why : r.why);
+            continue;
+        }
+        bn_log(c, "  b=%d s=%g%%: %s: %.2f us (rel_err %.1e) [%s]", c->b.B, sparsity, p.name, r.us, r.rel,
+               p.sources);
+        row->active_frac = r.active_frac, row->bytes = r.bytes;
+        if (row->ours_us < 0 || r.us < row->ours_us) {
+            row->ours_us = r.us, row->ours_rel_err = r.rel;
+            snprintf(row->ours_what, sizeof row->ours_what, "%s", p.name);
+            snprintf(row->ours_source, sizeof row->ours_source, "%s", p.sources);
+        }
+    }
+    return SPRIG_OK;
+}
+
+/* ---- the run --------------------------------------------------------------------------------------- */
+
+static sprig_status bn_check_opts(const sp_bench_opts *o) {
+    if (!o || o->d <= 0 || o->f <= 0 || o->g <= 0 || o->f % o->g || !o->dtype ||
+        (strcmp(o->dtype, "fp16") && strcmp(o->dtype, "bf16")) || o->n_batches < 1 || o->n_sparsities < 1 ||
+        !o->batches || !o->sparsities || !o->dbs || !o->gpu || o->reps < 1 || o->warmup < 0 || o->min_sets < 1)
+        return sp_fail(SPRIG_E_INVALID, "sp_bench_run: bad options (shape, dtype, batches, sparsities, dbs, gpu)");
+    for (int i = 0; i < o->n_batches; ++i)
+        if (o->batches[i] < 1 || o->batches[i] > 64) return sp_fail(SPRIG_E_INVALID, "batch %d is outside 1..64", o->batches[i]);
+    for (int i = 0; i < o->n_sparsities; ++i)
+        if (!(o->sparsities[i] >= 0 && o->sparsities[i] < 100))
+            return sp_fail(SPRIG_E_INVALID, "sparsity %g is outside 0..99", o->sparsities[i]);
+    return SPRIG_OK;
+}
+
+static void bn_report_init(const bn_ctx *c, sp_bench_report *r) {
+    const sp_bench_opts *o = c->o;
+    snprintf(r->device, sizeof r->device, "%s", c->e->device);
+    r->cc_major = c->e->cc_major, r->cc_minor = c->e->cc_minor, r->sm_count = c->e->sm_count;
+    if (o->shape_name) snprintf(r->shape, sizeof r->shape, "%s", o->shape_name);
+    else snprintf(r->shape, sizeof r->shape, "%d,%d", o->d, o->f);
+    r->d = o->d, r->f = o->f, r->g = o->g;
+    snprintf(r->dtype, sizeof r->dtype, "%s", o->dtype);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(r->date, sizeof r->date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static sprig_status bn_baseline(bn_ctx *c, double *us, double *rel, char *why, size_t cap) {
+    *us = -1, *rel = 0;
+    if (!c->o->baseline) return SPRIG_OK;
+    const double *ref = NULL;
+    SP_TRY(bn_reference(c, NULL, &ref));
+    const bn_host *h = &c->host;
+    sp_bench_operands ops = {h->d, h->f, h->bf16, c->b.B, h->bits[SL_G], h->bits[SL_U], h->bits[SL_DN], c->b.xb,
+                             ref, c->e->l2_bytes, c->o->warmup, c->o->reps, c->o->tolerance};
+    sprig_status st = c->o->baseline(c->o->baseline_ctx, &ops, us, rel);
+    if (st == SPRIG_E_NOMEM || st == SPRIG_E_CUDA) return sp_wrap(st, "timing the dense baseline");
+    if (st != SPRIG_OK) {
+        snprintf(why, cap, "cuBLAS: %s", sprig_last_error());
+        *us = -1;
+    } else if (!(*rel < c->o->tolerance)) {
+        snprintf(why, cap, "cuBLAS: wrong (rel_err %.3g), not shown", *rel);
+        *us = -1;
+    }
+    return SPRIG_OK;
+}
+
+static sprig_status bn_run(bn_ctx *c, sp_bench_report *out) {
+    const sp_bench_opts *o = c->o;
+    if (o->read_bytes) {
+        SP_TRY(sp_bench_read_bandwidth(c->e, o->read_bytes, o->warmup, o->reps, &out->read_gbs));
+        out->read_bytes = (double)(o->read_bytes / 16 * 16);
+        bn_log(c, "streaming read: %.1f GB/s over %.2f GiB", out->read_gbs, out->read_bytes / 1073741824.0);
+    }
+    SP_TRY(bn_host_build(c));
+    for (int i = 0; i < o->n_batches; ++i) c->max_batch = o->batches[i] > c->max_batch ? o->batches[i] : c->max_batch;
+    SP_TRY(bn_dev_alloc(c));
+    out->rows = calloc((size_t)o->n_batches * o->n_sparsities, sizeof *out->rows);
+    SP_CHECK_ALLOC(out->rows);
+    for (int bi = 0; bi < o->n_batches; ++bi) {
+        SP_TRY(bn_batch_build(c, o->batches[bi]));
+        double cub_us, cub_rel;
+        char cub_why[256] = "";
+        SP_TRY(bn_baseline(c, &cub_us, &cub_rel, cub_why, sizeof cub_why));
+        if (cub_us >= 0) bn_log(c, "  b=%d: cuBLAS dense %.2f us (rel_err %.1e)", o->batches[bi], cub_us, cub_rel);
+        for (int si = 0; si < o->n_sparsities; ++si) {
+            sp_bench_row *row = &out->rows[out->n++];
+            row->batch = o->batches[bi], row->sparsity = o->sparsities[si];
+            row->ours_us = row->roof_us = row->active_frac = -1;
+            row->cublas_us = cub_us, row->cublas_rel_err = cub_rel;
+            if (cub_why[0]) bn_note(row, "baseline", cub_why);
+            SP_TRY(bn_case(c, o->sparsities[si], row));
+            if (out->read_gbs > 0 && row->bytes > 0) row->roof_us = row->bytes / (out->read_gbs * 1e3);
+        }
+    }
+    return SPRIG_OK;
+}
+
+sprig_status sp_bench_run(sp_exec *e, sprig_gen *gen, const sp_bench_opts *o, sp_bench_report *out) {
+    if (!out) return sp_fail(SPRIG_E_INVALID, "sp_bench_run: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!e || !gen) return sp_fail(SPRIG_E_INVALID, "sp_bench_run: NULL executor or generator");
+    SP_TRY(bn_check_opts(o));
+    bn_ctx *c = calloc(1, sizeof *c);
+    SP_CHECK_ALLOC(c);
+    c->e = e, c->gen = gen, c->o = o;
+    bn_report_init(c, out);
+    sprig_status st = bn_run(c, out);
+    bn_batch_free(&c->b);
+    bn_dev_free(c);
+    bn_host *h = &c->host;
+    free(h->Wg), free(h->Wu), free(h->Wd), free(h->Wr);
+    for (int s = 0; s < BN_SLOTS; ++s) free(h->bits[s]);
+    free(c);
+    return st;
+}
