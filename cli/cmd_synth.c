@@ -1,7 +1,8 @@
 /* sprig synth: write a random LLaMA-shaped model folder (config.json,
  * model.safetensors, tokenizer.json), optionally with LTE routers tuned to a
- * target sparsity, so the runtime can be tested and benchmarked where no real
- * weights can be downloaded. */
+ * target sparsity and optionally sliced the SliceGPT way (sp_slicegpt.h), so
+ * the runtime can be tested and benchmarked where no real weights can be
+ * downloaded. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,8 +11,10 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "sp_error.h"
 #include "sp_half.h"
 #include "sp_safetensors.h"
+#include "sp_slicegpt.h"
 
 typedef struct synth_shape {
     const char *name;
@@ -33,6 +36,8 @@ typedef struct synth_opts {
     sp_dtype dtype;
     int lte_g;           /* 0: no routers */
     double lte_sparsity; /* target fraction of experts inactive */
+    double slice;        /* SliceGPT slicing fraction; < 0: not sliced */
+    int slice_width;     /* the residual width it gives (round_interval 8) */
     unsigned long long seed;
 } synth_opts;
 
@@ -46,6 +51,10 @@ static void synth_help(FILE *to) {
                 "  --lte G             add LTE routers with experts of G neurons to every layer\n"
                 "  --lte-sparsity P    fraction of experts the routers should leave inactive (default 0.5);\n"
                 "                      sets the threshold tau from the router score distribution\n"
+                "  --slice S           slice the SliceGPT way at fraction S in [0,1): residual width\n"
+                "                      int((1-S)*d) rounded down to a multiple of 8, weightless norms,\n"
+                "                      random orthogonal shortcut matrices, the slicing JSON inline in\n"
+                "                      config.json (\"slicegpt\"); routers then read the sliced width\n"
                 "  --seed S            random seed (default 1)\n");
 }
 
@@ -56,6 +65,8 @@ typedef struct synth_fill {
     uint16_t *pool16;
     float *pool32;
     unsigned long long rng;
+    int hidden;          /* D, the unsliced width (shortcut matrices are blocks of D x D) */
+    float *block;        /* the shortcut matrix being written, [in][out] */
 } synth_fill;
 
 static unsigned long long xorshift(unsigned long long *s) {
@@ -63,9 +74,87 @@ static unsigned long long xorshift(unsigned long long *s) {
     return *s * 0x2545f4914f6cdd1dull;
 }
 
-/* Every float tensor is uniform in ±1/sqrt(columns) (norm weights are 1). */
+static double uniform(unsigned long long *s) { return (double)(xorshift(s) >> 11) / 9007199254740992.0; }
+
+/* A random n x n orthogonal matrix (row-major): modified Gram-Schmidt, run
+ * twice, on uniform random rows. n is small here (a factor of D). */
+static void random_orthogonal(synth_fill *f, int n, double *A) {
+    for (int i = 0; i < n * n; ++i) A[i] = uniform(&f->rng) - 0.5;
+    for (int pass = 0; pass < 2; ++pass)
+        for (int i = 0; i < n; ++i) {
+            double *r = A + (size_t)i * n;
+            for (int k = 0; k < i; ++k) {
+                const double *q = A + (size_t)k * n;
+                double dot = 0;
+                for (int j = 0; j < n; ++j) dot += r[j] * q[j];
+                for (int j = 0; j < n; ++j) r[j] -= dot * q[j];
+            }
+            double norm = 0;
+            for (int j = 0; j < n; ++j) norm += r[j] * r[j];
+            for (int j = 0; j < n; ++j) r[j] /= sqrt(norm);
+        }
+}
+
+static void shuffle(synth_fill *f, int *p, int n) {
+    for (int i = 0; i < n; ++i) p[i] = i;
+    for (int i = n - 1; i > 0; --i) {  /* Fisher-Yates */
+        const int j = (int)(xorshift(&f->rng) % (unsigned long long)(i + 1)), t = p[i];
+        p[i] = p[j], p[j] = t;
+    }
+}
+
+/* The [in][out] top-left block of a random orthogonal D x D matrix, as a
+ * sliced SliceGPT shortcut is. Q = P_r (A kron B) P_c with A (a x a) and
+ * B (b x b) random orthogonal, D = a b, and random row/column permutations:
+ * exactly orthogonal, dense, and O(D x out) to write where a QR of a D x D
+ * random matrix would take minutes at D = 4096. */
+static sprig_status shortcut_block(synth_fill *f, int in, int out) {
+    const int D = f->hidden;
+    int a = 1;
+    for (int k = 1; (long long)k * k <= D; ++k)
+        if (D % k == 0) a = k;
+    const int b = D / a;
+    double *A = malloc(sizeof *A * (size_t)a * a), *B = malloc(sizeof *B * (size_t)b * b);
+    int *pr = malloc(sizeof *pr * (size_t)D), *pc = malloc(sizeof *pc * (size_t)D);
+    free(f->block);
+    f->block = malloc(sizeof(float) * (size_t)in * out);
+    if (!A || !B || !pr || !pc || !f->block) {
+        free(A), free(B), free(pr), free(pc);
+        return sp_fail(SPRIG_E_NOMEM, "out of memory for a %dx%d shortcut matrix", in, out);
+    }
+    random_orthogonal(f, a, A);
+    random_orthogonal(f, b, B);
+    shuffle(f, pr, D);
+    shuffle(f, pc, D);
+    for (int i = 0; i < in; ++i)
+        for (int j = 0; j < out; ++j) {
+            const int r = pr[i], c = pc[j];
+            f->block[(size_t)i * out + j] = (float)(A[(size_t)(r / b) * a + c / b] * B[(size_t)(r % b) * b + c % b]);
+        }
+    free(A), free(B), free(pr), free(pc);
+    return SPRIG_OK;
+}
+
+static int is_shortcut(const sp_tensor *t) {
+    const size_t n = strlen(t->name);
+    return n > 11 && strcmp(t->name + n - 11, "_shortcut_Q") == 0;
+}
+
+/* Every float tensor is uniform in ±1/sqrt(columns) (norm weights are 1);
+ * SliceGPT shortcut matrices are blocks of random orthogonal matrices. */
 static sprig_status fill_tensor(void *ctx, const sp_tensor *t, size_t offset, void *buf, size_t n) {
     synth_fill *f = ctx;
+    if (is_shortcut(t)) {
+        if (offset == 0) SP_TRY(shortcut_block(f, (int)t->shape[0], (int)t->shape[1]));
+        const size_t esz = sp_dtype_size(t->dtype), first = offset / esz;
+        unsigned char *out = buf;
+        for (size_t i = 0; i < n / esz; ++i) {
+            const float v = f->block[first + i];
+            const uint16_t h = t->dtype == SP_DTYPE_F16 ? sp_f32_to_f16(v) : sp_f32_to_bf16(v);
+            memcpy(out + i * esz, esz == 4 ? (const void *)&v : (const void *)&h, esz);
+        }
+        return SPRIG_OK;
+    }
     const size_t esz = sp_dtype_size(t->dtype);
     const int is_norm = t->ndim == 1;
     const double scale = is_norm ? 0 : 1.0 / sqrt((double)t->shape[t->ndim - 1]);
@@ -114,6 +203,19 @@ static const char *dtype_json(sp_dtype t) {
     return t == SP_DTYPE_F16 ? "float16" : t == SP_DTYPE_BF16 ? "bfloat16" : "float32";
 }
 
+/* config.json's "slicegpt" value: SliceGPT's SlicingConfig for a constant width. */
+static char *slice_json(const synth_opts *o) {
+    sp_model_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.hidden_size = o->shape.d, cfg.num_hidden_layers = o->shape.layers;
+    sp_slice_config *sl = malloc(sizeof *sl);
+    if (!sl) return NULL;
+    sp_slice_const(&cfg, o->slice_width, sl);
+    char *json = sp_slice_to_json(&cfg, sl);
+    free(sl);
+    return json;
+}
+
 static int write_config(const synth_opts *o, double tau) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", o->out);
@@ -136,6 +238,16 @@ static int write_config(const synth_opts *o, double tau) {
             dtype_json(o->dtype), s->vocab - 2, s->vocab - 1);
     if (o->lte_g)
         fprintf(fp, ",\n  \"lte\": {\"expert_size\": %d, \"threshold\": %.17g}", o->lte_g, tau);
+    if (o->slice >= 0) {
+        char *json = slice_json(o);
+        if (!json) {
+            fclose(fp);
+            fprintf(stderr, "sprig synth: out of memory\n");
+            return 1;
+        }
+        fprintf(fp, ",\n  \"slicegpt\": %s", json);
+        free(json);
+    }
     fprintf(fp, "\n}\n");
     return fclose(fp) != 0;
 }
@@ -180,7 +292,7 @@ static int write_tokenizer(const synth_opts *o) {
 
 static int parse_synth(int argc, char **argv, synth_opts *o) {
     memset(o, 0, sizeof *o);
-    o->shape = kShapes[0], o->dtype = SP_DTYPE_F16, o->lte_sparsity = 0.5, o->seed = 1;
+    o->shape = kShapes[0], o->dtype = SP_DTYPE_F16, o->lte_sparsity = 0.5, o->seed = 1, o->slice = -1;
     int layers = 0;
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -197,6 +309,11 @@ static int parse_synth(int argc, char **argv, synth_opts *o) {
         else if (!strcmp(a, "--lte")) o->lte_g = atoi(v);
         else if (!strcmp(a, "--lte-sparsity")) o->lte_sparsity = atof(v);
         else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--slice")) {
+            char *end;
+            o->slice = strtod(v, &end);
+            if (*end || !(o->slice >= 0 && o->slice < 1)) { fprintf(stderr, "sprig synth: --slice must be in [0, 1)\n"); return 2; }
+        }
         else if (!strcmp(a, "--dtype")) {
             if (!strcmp(v, "fp16")) o->dtype = SP_DTYPE_F16;
             else if (!strcmp(v, "bf16")) o->dtype = SP_DTYPE_BF16;
@@ -212,6 +329,13 @@ static int parse_synth(int argc, char **argv, synth_opts *o) {
         return 2;
     }
     if (!(o->lte_sparsity > 0 && o->lte_sparsity < 1)) { fprintf(stderr, "sprig synth: --lte-sparsity must be in (0, 1)\n"); return 2; }
+    if (o->slice >= 0) {
+        o->slice_width = sp_slice_width(o->shape.d, o->slice, SP_SLICE_ROUND);
+        if (o->slice_width < SP_SLICE_ROUND) {
+            fprintf(stderr, "sprig synth: --slice %g leaves width %d of %d\n", o->slice, o->slice_width, o->shape.d);
+            return 2;
+        }
+    }
     return 0;
 }
 
@@ -229,35 +353,45 @@ int cmd_synth(int argc, char **argv) {
         return 1;
     }
     const synth_shape *s = &o.shape;
-    const int hd = s->d / s->heads, L = s->layers;
+    const int hd = s->d / s->heads, L = s->layers, sliced = o.slice >= 0;
+    /* Residual widths: d everywhere, or SliceGPT's constant width ds with the
+     * last layer's MLP output (and lm_head) at the full d. */
+    const int ds = sliced ? o.slice_width : s->d;
     /* Router scores s = W_r x with x of RMS 1 (weightless-norm output) and W_r
-     * uniform in ±1/sqrt(d): std(s) = 1/sqrt(3). An expert is active when
+     * uniform in ±1/sqrt(d): std(s) = 1/sqrt(3). Sliced: SliceGPT's norm divides
+     * by the full d, so the ds inputs have mean square d/ds and W_r is uniform in
+     * ±1/sqrt(ds): std(s) = sqrt(d/(3 ds)). An expert is active when
      * sigmoid(s) > tau, i.e. s > logit(tau): choose it at the target quantile. */
-    const double tau = 1.0 / (1.0 + exp(-normal_quantile(o.lte_sparsity) / sqrt(3.0)));
+    const double score_std = sqrt((double)s->d / (3.0 * ds));
+    const double tau = 1.0 / (1.0 + exp(-normal_quantile(o.lte_sparsity) * score_std));
     const int per_layer = 9 + (o.lte_g ? 1 : 0);
     size_t n = 3 + (size_t)L * per_layer, k = 0;
     sp_tensor *t = calloc(n, sizeof *t);
     char(*names)[96] = calloc(n, sizeof *names);
     if (!t || !names) { fprintf(stderr, "sprig synth: out of memory\n"); return 1; }
 #define ADD(dt, nd, a, b, ...) (snprintf(names[k], sizeof names[k], __VA_ARGS__), set_tensor(&t[k], names[k], dt, nd, a, b), ++k)
-    ADD(o.dtype, 2, s->vocab, s->d, "model.embed_tokens.weight");
+    ADD(o.dtype, 2, s->vocab, ds, "model.embed_tokens.weight");
     for (int l = 0; l < L; ++l) {
-        ADD(o.dtype, 1, s->d, 0, "model.layers.%d.input_layernorm.weight", l);
-        ADD(o.dtype, 2, (int64_t)s->heads * hd, s->d, "model.layers.%d.self_attn.q_proj.weight", l);
-        ADD(o.dtype, 2, (int64_t)s->kv_heads * hd, s->d, "model.layers.%d.self_attn.k_proj.weight", l);
-        ADD(o.dtype, 2, (int64_t)s->kv_heads * hd, s->d, "model.layers.%d.self_attn.v_proj.weight", l);
-        ADD(o.dtype, 2, s->d, (int64_t)s->heads * hd, "model.layers.%d.self_attn.o_proj.weight", l);
-        ADD(o.dtype, 1, s->d, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-        ADD(o.dtype, 2, s->f, s->d, "model.layers.%d.mlp.gate_proj.weight", l);
-        ADD(o.dtype, 2, s->f, s->d, "model.layers.%d.mlp.up_proj.weight", l);
-        ADD(o.dtype, 2, s->d, s->f, "model.layers.%d.mlp.down_proj.weight", l);
-        if (o.lte_g) ADD(o.dtype, 2, s->f / o.lte_g, s->d, "model.layers.%d.mlp.router.weight", l);
+        const int mo = l + 1 < L ? ds : s->d;  /* the last MLP output feeds the full-width head */
+        if (!sliced) ADD(o.dtype, 1, s->d, 0, "model.layers.%d.input_layernorm.weight", l);
+        ADD(o.dtype, 2, (int64_t)s->heads * hd, ds, "model.layers.%d.self_attn.q_proj.weight", l);
+        ADD(o.dtype, 2, (int64_t)s->kv_heads * hd, ds, "model.layers.%d.self_attn.k_proj.weight", l);
+        ADD(o.dtype, 2, (int64_t)s->kv_heads * hd, ds, "model.layers.%d.self_attn.v_proj.weight", l);
+        ADD(o.dtype, 2, ds, (int64_t)s->heads * hd, "model.layers.%d.self_attn.o_proj.weight", l);
+        if (sliced) ADD(o.dtype, 2, ds, ds, "model.layers.%d.attn_shortcut_Q", l);
+        if (!sliced) ADD(o.dtype, 1, s->d, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+        ADD(o.dtype, 2, s->f, ds, "model.layers.%d.mlp.gate_proj.weight", l);
+        ADD(o.dtype, 2, s->f, ds, "model.layers.%d.mlp.up_proj.weight", l);
+        ADD(o.dtype, 2, sliced ? mo : s->d, s->f, "model.layers.%d.mlp.down_proj.weight", l);
+        if (sliced) ADD(o.dtype, 2, ds, mo, "model.layers.%d.mlp_shortcut_Q", l);
+        if (o.lte_g) ADD(o.dtype, 2, s->f / o.lte_g, ds, "model.layers.%d.mlp.router.weight", l);
     }
-    ADD(o.dtype, 1, s->d, 0, "model.norm.weight");
+    if (!sliced) ADD(o.dtype, 1, s->d, 0, "model.norm.weight");
     ADD(o.dtype, 2, s->vocab, s->d, "lm_head.weight");
 #undef ADD
     synth_fill fill = {0};
     fill.rng = o.seed * 0x9e3779b97f4a7c15ull + 1;
+    fill.hidden = s->d;
     fill.pool32 = malloc(sizeof(float) * POOL_ELEMS);
     if (!fill.pool32) { fprintf(stderr, "sprig synth: out of memory\n"); return 1; }
     for (size_t i = 0; i < POOL_ELEMS; ++i)
@@ -267,12 +401,15 @@ int cmd_synth(int argc, char **argv) {
     const char *meta[] = {"format", "pt", "generator", "sprig synth", NULL};
     sprig_status st = sp_st_write(path, t, k, meta, fill_tensor, &fill);
     free(fill.pool32);
+    free(fill.block);
     free(t);
     free(names);
     if (st != SPRIG_OK) return cli_error("writing the weights", st);
     if (write_config(&o, tau) || write_tokenizer(&o)) return 1;
-    printf("wrote %s: d=%d f=%d layers=%d heads=%d/%d vocab=%d %s%s", o.out, s->d, s->f, L, s->heads, s->kv_heads,
-           s->vocab, dtype_json(o.dtype), o.lte_g ? "" : "\n");
-    if (o.lte_g) printf(", LTE g=%d tau=%.4f (target %.0f%% of experts inactive)\n", o.lte_g, tau, 100 * o.lte_sparsity);
+    printf("wrote %s: d=%d f=%d layers=%d heads=%d/%d vocab=%d %s", o.out, s->d, s->f, L, s->heads, s->kv_heads,
+           s->vocab, dtype_json(o.dtype));
+    if (sliced) printf(", SliceGPT %g: residual width %d", o.slice, ds);
+    if (o.lte_g) printf(", LTE g=%d tau=%.4f (target %.0f%% of experts inactive)", o.lte_g, tau, 100 * o.lte_sparsity);
+    printf("\n");
     return 0;
 }

@@ -4,7 +4,8 @@
  * decisions); sliced + training-free thresholds. And the loader's refusals: a
  * slicing JSON that disagrees with the weights or with itself, widths that are
  * not multiples of 8 (with SliceGPT's rounding in the message), norm weights
- * in a sliced model, shortcut matrices without a slicing config. */
+ * in a sliced model, shortcut matrices without a slicing config. With the CLI's
+ * path as a second argument: `sprig synth --slice` folders load and run. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -376,6 +377,61 @@ static void test_tensor_check(void) {
           sp_contains(sprig_last_error(), "mlp_shortcut_Q") && sp_contains(sprig_last_error(), "16x8"));
 }
 
+/* ---- sprig synth --slice: a sliced synthetic model loads, has orthogonal shortcut
+ * blocks, and runs with LTE routers and with thresholds near their targets ------------- */
+
+static void test_synth(const char *cli) {
+    char dir[64] = "/tmp/sprig_synth_XXXXXX", cmd[1024];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(cmd, sizeof cmd, "'%s' synth '%s' --slice 0.25 --lte 16 --dtype fp32 --seed 3 > /dev/null", cli, dir);
+    CHECK_MSG(system(cmd) == 0, "%s", cmd);
+    sp_model *m = NULL;
+    CHECK_MSG(sp_model_open(dir, &m) == SPRIG_OK, "synth: %s", sprig_last_error());
+    if (m) {
+        const sp_slice_config *s = &m->cfg->slice;
+        const int L = m->cfg->num_hidden_layers, D = m->cfg->hidden_size;
+        CHECK(s->enabled && s->embedding_dim == 48 && D == 64 && s->mlp_out[L - 1] == 64 && s->mlp_out[0] == 48);
+        CHECK(m->lm_head->shape[1] == 64 && m->layers[0].router->shape[1] == 48);
+        /* The last MLP shortcut is a [48][64] block of an orthogonal matrix: orthonormal rows. */
+        const sp_tensor *Q = m->layers[L - 1].mlp_shortcut;
+        float a[64], b[64];
+        double worst = 0;
+        for (int i = 0; i < 48; ++i)
+            for (int j = 0; j < 48; ++j) {
+                sp_tensor_row(Q, i, a), sp_tensor_row(Q, j, b);
+                double dot = 0;
+                for (int k = 0; k < 64; ++k) dot += (double)a[k] * b[k];
+                worst = fmax(worst, fabs(dot - (i == j)));
+            }
+        CHECK_MSG(worst < 1e-5, "synth shortcut rows: |Q Q^T - I| = %.3g", worst);
+        int ids[24];
+        for (int t = 0; t < 24; ++t) ids[t] = (t * 97 + 13) % 500;
+        sp_cpu *c = NULL;
+        CHECK(sp_cpu_open(m, 24, SP_MLP_AUTO, &c) == SPRIG_OK);
+        const float *out = NULL;
+        int finite = 1;
+        for (int t = 0; c && t < 24; ++t) {
+            CHECK(sp_cpu_forward(c, ids[t], t, &out) == SPRIG_OK);
+            for (int v = 0; v < m->cfg->vocab_size; ++v) finite &= isfinite(out[v]) != 0;
+        }
+        const double lte = c ? sp_cpu_mlp_sparsity(c) : 0;
+        CHECK(c && sp_cpu_calibrate(c, ids, 24, 0.5) == SPRIG_OK);
+        for (int t = 0; c && t < 24; ++t) CHECK(sp_cpu_forward(c, ids[t], t, &out) == SPRIG_OK);
+        const double thr = c ? sp_cpu_mlp_sparsity(c) : 0;
+        printf("synth --slice 0.25 --lte 16: width 48 of 64, shortcut |QQ^T - I| %.2g, LTE sparsity %.1f%% "
+               "(target 50%%), thresholds %.1f%%\n", worst, 100 * lte, 100 * thr);
+        CHECK(finite && lte > 0.3 && lte < 0.7 && fabs(thr - 0.5) < 0.01);
+        sp_cpu_close(c);
+        sp_model_close(m);
+    }
+    const char *files[] = {"config.json", "model.safetensors", "tokenizer.json"};
+    for (int i = 0; i < 3; ++i) {
+        snprintf(cmd, sizeof cmd, "%s/%s", dir, files[i]);
+        unlink(cmd);
+    }
+    rmdir(dir);
+}
+
 int main(int argc, char **argv) {
     g_root = argc > 1 ? argv[1] : "tests/fixtures/sliced";
     check_model("tiny-sliced-20", 88);
@@ -385,5 +441,6 @@ int main(int argc, char **argv) {
     test_refusals();
     test_rounding();
     test_tensor_check();
+    if (argc > 2) test_synth(argv[2]);
     return sp_test_finish("test_sliced_model", 0);
 }
