@@ -14,6 +14,7 @@ local M = {}
 
 M.NAMES = {
   "dense_gemv", "router", "gather_upgate", "gather_down", "fused_mlp", "gather_gemm",
+  "rmsnorm", "attention_decode",
 }
 
 M.DTYPES = { fp16 = true, bf16 = true }

@@ -1,0 +1,96 @@
+-- Decode attention for one sequence (batch 1) with a KV cache, RoPE and the
+-- cache append fused in front. Grouped-query attention: q head h reads kv head
+-- h / (heads / kv_heads).
+-- Request: d = heads * head_dim (the q width), f = kv_heads * head_dim (a cache
+-- row), batch = 1, g = 1; param head_dim.
+--   qkv      T [(heads + 2*kv_heads) * head_dim]: q, then k, then v of this token
+--            (one dense_gemv over the concatenated projections writes it)
+--   inv_freq fp32 [head_dim/2]: RoPE frequencies, any scaling already applied
+--   k_cache, v_cache  T [max_seq][kv_heads*head_dim]: this layer's cache
+--   pos      int [1]: this token's position (device-side, so the launch
+--            sequence does not change from token to token)
+--   ws       fp32 workspace: [heads][splits][head_dim + 2] partials (splits > 1)
+--   out      T [heads*head_dim]: softmax(q k^T / sqrt(head_dim)) v over positions 0..pos
+-- Kernels (templates/attention_decode.cu.lua), all with the signature
+--   (T *qkv, const float *inv_freq, T *k_cache, T *v_cache, const int *pos, float *ws, T *out)
+--   sprig_attn_rope     RoPE (Hugging Face rotate_half: dimension i pairs with i + head_dim/2)
+--                       on q in place and on k into k_cache[pos]; v copied to v_cache[pos]
+--   sprig_attn_decode   grid (heads, splits): split s takes a contiguous share of the
+--                       pos+1 positions (sized on the device); lane groups of
+--                       head_dim/vec lanes own one position each, online softmax in fp32
+--                       per group, groups merged in shared memory
+--   sprig_attn_combine  (splits > 1) merges the splits' (max, sum, acc) partials
+local F = {
+  name = "attention_decode",
+  summary = "decode attention (batch 1, GQA) over a KV cache, with RoPE and the cache append fused in",
+  template = "templates/attention_decode.cu.lua",
+  params = {
+    { name = "head_dim", range = { 2, 256 }, default = 128, doc = "dimensions per head (even)" },
+    { name = "threads", values = { 32, 64, 128, 256 }, default = 128, doc = "threads per CTA of the decode kernel" },
+    { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per K/V load (8 = 16 bytes); divides head_dim" },
+    { name = "splits", values = { 1, 2, 4, 8, 16, 32 }, default = 4,
+      doc = "CTAs per head sharing the positions (flash-decoding); > 1 adds the combine kernel" },
+  },
+  tune = { skip = { "head_dim" } },
+}
+
+local ROPE_THREADS = 128
+
+local function next_pow2(n)
+  local p = 1
+  while p < n do p = p * 2 end
+  return p
+end
+
+function F.check(req, p)
+  local hd = p.head_dim
+  if hd % 2 ~= 0 then return string.format("head_dim=%d must be even (RoPE pairs i with i + head_dim/2)", hd) end
+  if req.d % hd ~= 0 or req.f % hd ~= 0 then
+    return string.format("d=%d (heads*head_dim) and f=%d (kv_heads*head_dim) must be multiples of head_dim=%d",
+      req.d, req.f, hd)
+  end
+  local heads, kv = req.d // hd, req.f // hd
+  if heads % kv ~= 0 then
+    return string.format("heads=%d is not a multiple of kv_heads=%d", heads, kv)
+  end
+  if req.batch ~= 1 then
+    return string.format("batch=%d: decode attention serves one sequence (batch 1)", req.batch)
+  end
+  if hd % p.vec ~= 0 then
+    return string.format("vec=%d does not divide head_dim=%d; lower vec", p.vec, hd)
+  end
+end
+
+-- Shapes derived from (req, p), seen by the template.
+local function shape(req, p)
+  local s = {}
+  s.HD = p.head_dim
+  s.HEADS = req.d // s.HD
+  s.KV_HEADS = req.f // s.HD
+  s.CH = s.HD // p.vec                      -- vec-wide chunks per head row
+  s.LPP = math.min(32, next_pow2(s.CH))     -- lanes per position (a power of two)
+  s.NC = (s.CH + s.LPP - 1) // s.LPP        -- chunks per lane
+  s.PPW = 32 // s.LPP                       -- positions per warp per step
+  s.ROPE_ITEMS = (s.HEADS + s.KV_HEADS) * (s.HD // 2) + s.KV_HEADS * s.HD // 2
+  s.ROPE_THREADS = ROPE_THREADS
+  s.SCALE = string.format("%.9ef", 1.0 / math.sqrt(s.HD))
+  return s
+end
+
+function F.plan(req, p)
+  local s = shape(req, p)
+  local kernels = {
+    { name = "sprig_attn_rope", grid = { (s.ROPE_ITEMS + ROPE_THREADS - 1) // ROPE_THREADS, 1, 1 },
+      block = { ROPE_THREADS, 1, 1 }, smem = 0 },
+    { name = "sprig_attn_decode", grid = { s.HEADS, p.splits, 1 }, block = { p.threads, 1, 1 }, smem = 0 },
+  }
+  local workspace = 0
+  if p.splits > 1 then
+    kernels[3] = { name = "sprig_attn_combine", grid = { s.HEADS, 1, 1 },
+                   block = { math.min(256, 32 * ((s.HD + 31) // 32)), 1, 1 }, smem = 0 }
+    workspace = s.HEADS * p.splits * (s.HD + 2) * 4
+  end
+  return { kernels = kernels, workspace = workspace, values = s }
+end
+
+return F

@@ -1,0 +1,434 @@
+/* The GPU backend: the kernel set, opening a model on an executor, and the
+ * per-token launch sequence (see sp_gpu.h for the sequence and the choices). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "sp_error.h"
+#include "sp_gpu_internal.h"
+#include "sp_half.h"
+
+/* ---- tuning parameters ----------------------------------------------------------
+ * The one place that decides a kernel's tuning parameters. Today: the family's
+ * defaults on a GPU (the tuning-database lookup goes here), and the cheapest
+ * plans on the CPU emulator, where every CUDA thread is a fiber and the cost is
+ * per thread launched: small CTAs and few splits. Those are the same templates
+ * with other parameters, so the emulated tests still run the generated code. */
+const char *sp_gpu_choose_params(const sp_exec *exec, const sprig_request *req) {
+    if (exec && exec->kind && strcmp(exec->kind, "emulator") == 0) {
+        static const struct {
+            const char *family, *params;
+        } emu[] = {
+            {"dense_gemv", "threads=64,rows_per_warp=4"},
+            {"rmsnorm", "threads=64"},
+            {"attention_decode", "threads=32,splits=2"},
+            {"router", "threads=64,ksplit=2,compact_threads=256"},
+            {"gather_upgate", "threads=64,rows_per_warp=4"},
+            {"gather_down", "threads=64,cols_per_cta=64,splits=2"},
+        };
+        for (size_t i = 0; i < sizeof emu / sizeof emu[0]; ++i)
+            if (strcmp(emu[i].family, req->family) == 0) return emu[i].params;
+    }
+    return "";
+}
+
+/* out = fixed, then every item of tuned whose key fixed does not set. */
+static sprig_status merge_params(const char *fixed, const char *tuned, char *out, size_t cap) {
+    size_t n = (size_t)snprintf(out, cap, "%s", fixed ? fixed : "");
+    for (const char *p = tuned ? tuned : ""; *p;) {
+        const char *end = strchr(p, ','), *eq = strchr(p, '=');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        const size_t klen = eq && eq < p + len ? (size_t)(eq - p) : len;
+        int taken = 0;
+        for (const char *q = fixed ? fixed : ""; *q && !taken;) {
+            taken = strncmp(q, p, klen) == 0 && q[klen] == '=';
+            q = strchr(q, ',');
+            q = q ? q + 1 : "";
+        }
+        if (len && !taken) n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%.*s", n ? "," : "", (int)len, p);
+        p = end ? end + 1 : p + len;
+    }
+    if (n >= cap) return sp_fail(SPRIG_E_INVALID, "kernel parameters too long: %s + %s", fixed, tuned);
+    return SPRIG_OK;
+}
+
+int sp_gpu_plan_param(const sprig_plan *plan, const char *key, char *buf, size_t cap) {
+    cJSON *obj = cJSON_Parse(plan->params_json);
+    const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+    int found = 1;
+    if (cJSON_IsString(v)) snprintf(buf, cap, "%s", v->valuestring);
+    else if (cJSON_IsNumber(v)) snprintf(buf, cap, "%g", v->valuedouble);
+    else found = 0;
+    cJSON_Delete(obj);
+    return found;
+}
+
+/* ---- the kernel set ------------------------------------------------------------ */
+sprig_status sp_gpu_kernels_open(sp_exec *exec, sp_gpu_kernels **out) {
+    *out = NULL;
+    sp_gpu_kernels *ks = calloc(1, sizeof *ks);
+    SP_CHECK_ALLOC(ks);
+    ks->exec = exec;
+    sprig_status s = sprig_gen_open(&ks->gen, NULL);
+    if (s != SPRIG_OK) {
+        free(ks);
+        return s;
+    }
+    *out = ks;
+    return SPRIG_OK;
+}
+
+void sp_gpu_kernels_close(sp_gpu_kernels *ks) {
+    if (!ks) return;
+    for (int i = 0; i < ks->n; ++i) {
+        sp_gpu_kernel *k = ks->items[i];
+        sp_exec_free(ks->exec, k->ws);
+        sp_exec_unload(ks->exec, k->mod);
+        sprig_plan_free(k->plan);
+        free(k);
+    }
+    free(ks->items);
+    sprig_gen_close(ks->gen);
+    free(ks);
+}
+
+int sp_gpu_kernels_count(const sp_gpu_kernels *ks) { return ks ? ks->n : 0; }
+
+static sprig_status render(sp_gpu_kernels *ks, sprig_request *req, const char *fixed, sprig_plan **plan) {
+    char params[1024];
+    const char *tuned = sp_gpu_choose_params(ks->exec, req);
+    SP_TRY(merge_params(fixed, tuned, params, sizeof params));
+    req->params = params;
+    sprig_status s = sprig_gen_render(ks->gen, req, plan);
+    if (s == SPRIG_E_INVALID && tuned && *tuned) {
+        /* tuned parameters that do not fit this exact problem: the defaults always do */
+        req->params = fixed;
+        s = sprig_gen_render(ks->gen, req, plan);
+    }
+    req->params = NULL;
+    return s;
+}
+
+/* Takes ownership of plan: loads it (with a zeroed workspace) or frees it on failure. */
+static sprig_status load(sp_gpu_kernels *ks, sprig_plan *plan, sp_gpu_kernel **out) {
+    sp_gpu_kernel *k = calloc(1, sizeof *k);
+    if (!k || (ks->n == ks->cap && !(ks->items = realloc(ks->items, sizeof *ks->items * (size_t)(ks->cap = ks->cap ? 2 * ks->cap : 16))))) {
+        free(k);
+        sprig_plan_free(plan);
+        return sp_fail(SPRIG_E_NOMEM, "out of memory");
+    }
+    k->plan = plan;
+    sprig_status s = sp_exec_load(ks->exec, plan, &k->mod);
+    if (s == SPRIG_OK && plan->workspace_bytes) {
+        s = sp_exec_alloc(ks->exec, &k->ws, plan->workspace_bytes);
+        if (s == SPRIG_OK) s = sp_exec_fill(ks->exec, k->ws, 0, plan->workspace_bytes);
+    }
+    if (s != SPRIG_OK) {
+        sp_exec_free(ks->exec, k->ws);
+        sp_exec_unload(ks->exec, k->mod);
+        free(k);
+        sprig_plan_free(plan);
+        return s;
+    }
+    ks->items[ks->n++] = k;
+    *out = k;
+    return SPRIG_OK;
+}
+
+sprig_status sp_gpu_kernel_get(sp_gpu_kernels *ks, const char *family, int d, int f, const char *dtype, int g,
+                               const char *fixed, sp_gpu_kernel **out) {
+    *out = NULL;
+    sprig_request req = {family, d, f, dtype, 1, g, NULL};
+    sprig_plan *plan = NULL;
+    sprig_status s = render(ks, &req, fixed, &plan);
+    if (s != SPRIG_OK)
+        return sp_wrap(s, "kernel %s (d=%d, f=%d, %s, g=%d, %s)", family, d, f, dtype, g, fixed);
+    for (int i = 0; i < ks->n; ++i)
+        if (strcmp(ks->items[i]->plan->key, plan->key) == 0) {
+            sprig_plan_free(plan);
+            *out = ks->items[i];
+            return SPRIG_OK;
+        }
+    char key[256];
+    snprintf(key, sizeof key, "%s", plan->key);
+    s = load(ks, plan, out);
+    return s == SPRIG_OK ? s : sp_wrap(s, "kernel %s", key);
+}
+
+sprig_status sp_gpu_kernel_launch(sp_gpu_kernels *ks, sp_gpu_kernel *k, void **args) {
+    return sp_exec_launch(ks->exec, k->mod, k->plan, args);
+}
+
+/* ---- opening a model ----------------------------------------------------------- */
+
+/* inv_freq[i] = theta^(-2i/hd) with LLaMA-3.1's frequency-dependent scaling,
+ * computed in double exactly as runtime/cpu_forward.c does, then rounded to fp32
+ * (the CPU backend rounds it to fp32 before use too). */
+static void rope_frequencies(const sp_model_config *cfg, float *inv_freq) {
+    const int half = cfg->head_dim / 2;
+    const sp_rope_scaling *rs = &cfg->rope_scaling;
+    for (int i = 0; i < half; ++i) {
+        double f = 1.0 / pow(cfg->rope_theta, (2.0 * i) / cfg->head_dim);
+        if (rs->kind == SP_ROPE_LLAMA3) {
+            const double old = rs->original_max_position_embeddings;
+            const double low_wavelen = old / rs->low_freq_factor, high_wavelen = old / rs->high_freq_factor;
+            const double wavelen = 2.0 * M_PI / f;
+            if (wavelen > low_wavelen) {
+                f = f / rs->factor;
+            } else if (wavelen >= high_wavelen) {
+                const double smooth = (old / wavelen - rs->low_freq_factor) / (rs->high_freq_factor - rs->low_freq_factor);
+                f = (1.0 - smooth) * f / rs->factor + smooth * f;
+            }
+        }
+        inv_freq[i] = (float)f;
+    }
+}
+
+/* The shapes every generated kernel needs to be multiples of 8 (16-byte rows). */
+static sprig_status check_shapes(const sp_gpu *g) {
+    const struct {
+        const char *what;
+        int v;
+    } need[] = {{"hidden_size", g->d},
+                {"intermediate_size", g->f},
+                {"num_attention_heads * head_dim", g->qd},
+                {"num_key_value_heads * head_dim", g->kvd}};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; ++i)
+        if (need[i].v % 8 != 0)
+            return sp_fail(SPRIG_E_INVALID, "the GPU backend needs %s (%d) to be a multiple of 8", need[i].what,
+                           need[i].v);
+    return SPRIG_OK;
+}
+
+static sprig_status alloc_zero(sp_gpu *g, sp_dptr *p, size_t bytes) {
+    SP_TRY(sp_exec_alloc(g->exec, p, bytes));
+    return sp_exec_fill(g->exec, *p, 0, bytes);
+}
+
+static sprig_status alloc_buffers(sp_gpu *g) {
+    const size_t t = 2, cache = (size_t)g->L * g->max_seq * g->kvd * t;
+    float *inv = malloc(sizeof(float) * (size_t)(g->hd / 2));
+    SP_CHECK_ALLOC(inv);
+    rope_frequencies(g->cfg, inv);
+    sprig_status s = alloc_zero(g, &g->inv_freq, sizeof(float) * (size_t)(g->hd / 2));
+    if (s == SPRIG_OK) s = sp_exec_upload(g->exec, g->inv_freq, inv, sizeof(float) * (size_t)(g->hd / 2));
+    free(inv);
+    SP_TRY(s);
+    SP_TRY(alloc_zero(g, &g->k_cache, cache));
+    SP_TRY(alloc_zero(g, &g->v_cache, cache));
+    SP_TRY(alloc_zero(g, &g->io, 2 * sizeof(int)));
+    SP_TRY(alloc_zero(g, &g->x, sizeof(float) * (size_t)g->d));
+    SP_TRY(alloc_zero(g, &g->xb, t * (size_t)g->d));
+    SP_TRY(alloc_zero(g, &g->qkv, t * (size_t)g->qkv_rows));
+    SP_TRY(alloc_zero(g, &g->att, t * (size_t)g->qd));
+    SP_TRY(alloc_zero(g, &g->proj, t * (size_t)g->d));
+    SP_TRY(alloc_zero(g, &g->h, t * (size_t)g->f));
+    SP_TRY(alloc_zero(g, &g->logits, t * (size_t)g->vocab8));
+    /* routing arrays sized for g = 1 (E = f), the largest any path uses */
+    SP_TRY(alloc_zero(g, &g->scores, sizeof(float) * (size_t)g->L * g->f));
+    SP_TRY(alloc_zero(g, &g->ids, sizeof(int) * (size_t)g->f));
+    SP_TRY(alloc_zero(g, &g->counts, sizeof(int)));
+    SP_TRY(alloc_zero(g, &g->union_ids, sizeof(int) * (size_t)g->f));
+    SP_TRY(alloc_zero(g, &g->mask, (size_t)g->f));
+    SP_TRY(alloc_zero(g, &g->union_counts, sizeof(int) * (size_t)g->L));
+    g->logits16 = calloc((size_t)g->vocab8, sizeof *g->logits16);
+    g->logits_f = calloc((size_t)g->vocab, sizeof *g->logits_f);
+    g->active = calloc((size_t)g->L, sizeof *g->active);
+    g->counts_host = calloc((size_t)g->L, sizeof *g->counts_host);
+    g->thresholds = calloc((size_t)g->L, sizeof *g->thresholds);
+    if (!g->logits16 || !g->logits_f || !g->active || !g->counts_host || !g->thresholds)
+        return sp_fail(SPRIG_E_NOMEM, "out of memory");
+    return SPRIG_OK;
+}
+
+/* The attention-side kernels: norms, projections, attention, lm_head. */
+static sprig_status load_kernels(sp_gpu *g) {
+    sp_gpu_kernels *ks = g->kernels;
+    char attn[64];
+    snprintf(attn, sizeof attn, "head_dim=%d", g->hd);
+    SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", g->d, g->d, g->dtype, 1, "mode=embed", &g->norm_embed));
+    SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", g->d, g->d, g->dtype, 1, "mode=add", &g->norm_add));
+    /* dense_gemv op=up: W is [f][d], so (d, f) = (columns, rows) of each projection */
+    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->d, g->qkv_rows, g->dtype, 1, "op=up", &g->gemv_qkv));
+    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->qd, g->d, g->dtype, 1, "op=up", &g->gemv_o));
+    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->d, g->vocab8, g->dtype, 1, "op=up", &g->gemv_lm));
+    SP_TRY(sp_gpu_kernel_get(ks, "attention_decode", g->qd, g->kvd, g->dtype, 1, attn, &g->attn));
+    return sp_gpu_mlp_prepare(g);
+}
+
+static void assign_kinds(sp_gpu *g) {
+    for (int l = 0; l < g->L; ++l) {
+        const int routed = g->mode == SP_MLP_AUTO && g->model->layers[l].router != NULL;
+        g->layers[l].kind = g->mode == SP_MLP_THRESHOLD ? GPU_MLP_THRESHOLD : routed ? GPU_MLP_LTE : GPU_MLP_DENSE;
+    }
+}
+
+static sprig_status open_gpu(sp_gpu *g) {
+    const sp_model_config *cfg = g->cfg;
+    g->d = cfg->hidden_size, g->f = cfg->intermediate_size, g->L = cfg->num_hidden_layers;
+    g->hd = cfg->head_dim, g->H = cfg->num_attention_heads, g->KV = cfg->num_key_value_heads;
+    g->qd = g->H * g->hd, g->kvd = g->KV * g->hd, g->qkv_rows = g->qd + 2 * g->kvd;
+    g->vocab = cfg->vocab_size, g->vocab8 = (cfg->vocab_size + 7) / 8 * 8;
+    SP_TRY(check_shapes(g));
+    g->layers = calloc((size_t)g->L, sizeof *g->layers);
+    SP_CHECK_ALLOC(g->layers);
+    /* threshold mode starts dense-routed like the CPU backend: the kinds are final at set_thresholds */
+    assign_kinds(g);
+    if (g->mode == SP_MLP_THRESHOLD) {
+        /* the threshold path packs W_down by its own plan: prepare the dense path to pick the layout */
+        for (int l = 0; l < g->L; ++l) g->layers[l].kind = GPU_MLP_DENSE;
+        SP_TRY(load_kernels(g));
+        assign_kinds(g);
+        SP_TRY(sp_gpu_mlp_prepare_threshold(g));
+    } else {
+        SP_TRY(load_kernels(g));
+    }
+    SP_TRY(alloc_buffers(g));
+    return sp_gpu_upload_weights(g);
+}
+
+sprig_status sp_gpu_open_with(sp_gpu_kernels *kernels, const sp_model *model, int max_seq, sp_mlp_mode mode,
+                              const char *dtype, sp_gpu **out) {
+    *out = NULL;
+    if (max_seq < 1) return sp_fail(SPRIG_E_INVALID, "max_seq must be positive");
+    if (!dtype || (strcmp(dtype, "fp16") != 0 && strcmp(dtype, "bf16") != 0))
+        return sp_fail(SPRIG_E_INVALID, "GPU dtype '%s' is not fp16 or bf16", dtype ? dtype : "(null)");
+    sp_gpu *g = calloc(1, sizeof *g);
+    SP_CHECK_ALLOC(g);
+    g->kernels = kernels, g->exec = kernels->exec, g->model = model, g->cfg = model->cfg;
+    g->max_seq = max_seq, g->mode = mode;
+    snprintf(g->dtype, sizeof g->dtype, "%s", dtype);
+    g->bf16 = strcmp(dtype, "bf16") == 0;
+    sprig_status s = open_gpu(g);
+    if (s != SPRIG_OK) {
+        sp_gpu_close(g);
+        return s;
+    }
+    *out = g;
+    return SPRIG_OK;
+}
+
+sprig_status sp_gpu_open(sp_exec *exec, const sp_model *model, int max_seq, sp_mlp_mode mode, const char *dtype,
+                         sp_gpu **out) {
+    *out = NULL;
+    sp_gpu_kernels *ks = NULL;
+    SP_TRY(sp_gpu_kernels_open(exec, &ks));
+    sprig_status s = sp_gpu_open_with(ks, model, max_seq, mode, dtype, out);
+    if (s != SPRIG_OK) {
+        sp_gpu_kernels_close(ks);
+        return s;
+    }
+    (*out)->own_kernels = 1;
+    return SPRIG_OK;
+}
+
+void sp_gpu_close(sp_gpu *g) {
+    if (!g) return;
+    sp_exec *e = g->exec;
+    sp_gpu_free_weights(g);
+    sp_dptr bufs[] = {g->inv_freq, g->k_cache, g->v_cache, g->io, g->x, g->xb, g->qkv, g->att, g->proj, g->h,
+                      g->logits, g->scores, g->ids, g->counts, g->union_ids, g->mask, g->union_counts};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) sp_exec_free(e, bufs[i]);
+    free(g->layers);
+    free(g->logits16);
+    free(g->logits_f);
+    free(g->active);
+    free(g->counts_host);
+    free(g->thresholds);
+    if (g->own_kernels) sp_gpu_kernels_close(g->kernels);
+    free(g);
+}
+
+/* ---- the decode step ----------------------------------------------------------- */
+
+/* rmsnorm: x = src-mode(x), out = norm(x) * w  (docs/kernel-abi.md) */
+static sprig_status norm(sp_gpu *g, sp_gpu_kernel *k, sp_dptr src, sp_dptr w) {
+    float eps = (float)g->cfg->rms_norm_eps;
+    void *args[] = {&g->x, &src, &g->io, &w, &g->xb, &eps};
+    return sp_gpu_kernel_launch(g->kernels, k, args);
+}
+
+static sprig_status gemv(sp_gpu *g, sp_gpu_kernel *k, sp_dptr W, sp_dptr x, sp_dptr y) {
+    void *args[] = {&W, &x, &y};
+    return sp_gpu_kernel_launch(g->kernels, k, args);
+}
+
+static sprig_status attention(sp_gpu *g, int l) {
+    const size_t at = (size_t)l * g->max_seq * g->kvd * 2;
+    sp_dptr kc = g->k_cache + at, vc = g->v_cache + at, pos = g->io + sizeof(int);
+    void *args[] = {&g->qkv, &g->inv_freq, &kc, &vc, &pos, &g->attn->ws, &g->att};
+    return sp_gpu_kernel_launch(g->kernels, g->attn, args);
+}
+
+/* One token: the same launches, with the same arguments, every time; only the
+ * contents of g->io (token, pos) change. */
+static sprig_status run_token(sp_gpu *g) {
+    SP_TRY(norm(g, g->norm_embed, g->embed, g->layers[0].attn_norm));
+    for (int l = 0; l < g->L; ++l) {
+        const gpu_layer *G = &g->layers[l];
+        SP_TRY(gemv(g, g->gemv_qkv, G->wqkv, g->xb, g->qkv));
+        SP_TRY(attention(g, l));
+        SP_TRY(gemv(g, g->gemv_o, G->wo, g->att, g->proj));
+        SP_TRY(norm(g, g->norm_add, g->proj, G->mlp_norm));
+        SP_TRY(sp_gpu_mlp_launch(g, l));
+        SP_TRY(norm(g, g->norm_add, g->proj, l + 1 < g->L ? g->layers[l + 1].attn_norm : g->final_norm));
+    }
+    return gemv(g, g->gemv_lm, g->lm_head, g->xb, g->logits);
+}
+
+static float from_t(const sp_gpu *g, uint16_t v) { return g->bf16 ? sp_bf16_to_f32(v) : sp_f16_to_f32(v); }
+
+sprig_status sp_gpu_forward(sp_gpu *g, int token, int pos, const float **logits) {
+    if (token < 0 || token >= g->vocab)
+        return sp_fail(SPRIG_E_INVALID, "token %d is outside the vocabulary (0..%d)", token, g->vocab - 1);
+    if (pos < 0 || pos >= g->max_seq)
+        return sp_fail(SPRIG_E_INVALID, "position %d is beyond the context of %d tokens", pos, g->max_seq);
+    if (g->mode == SP_MLP_THRESHOLD && !g->thresholds_set)
+        return sp_fail(SPRIG_E_INVALID, "threshold sparsity: call sp_gpu_set_thresholds before the first token");
+    const int io[2] = {token, pos};
+    SP_TRY(sp_exec_upload(g->exec, g->io, io, sizeof io));
+    sprig_status s = run_token(g);
+    if (s != SPRIG_OK) return sp_wrap(s, "GPU forward, token %d at position %d", token, pos);
+    SP_TRY(sp_exec_download(g->exec, g->logits16, g->logits, sizeof(uint16_t) * (size_t)g->vocab8));
+    SP_TRY(sp_exec_download(g->exec, g->counts_host, g->union_counts, sizeof(int) * (size_t)g->L));
+    SP_TRY(sp_exec_sync(g->exec));
+    for (int i = 0; i < g->vocab; ++i) g->logits_f[i] = from_t(g, g->logits16[i]);
+    for (int l = 0; l < g->L; ++l) {
+        g->active[l] = sp_gpu_mlp_active(g, l, g->counts_host);
+        g->mlp_active += g->active[l];
+        g->mlp_total += g->f;
+    }
+    *logits = g->logits_f;
+    return SPRIG_OK;
+}
+
+sprig_status sp_gpu_set_thresholds(sp_gpu *g, const float *thresholds) {
+    if (!g->thr.router) SP_TRY(sp_gpu_mlp_prepare_threshold(g));
+    memcpy(g->thresholds, thresholds, sizeof(float) * (size_t)g->L);
+    for (int l = 0; l < g->L; ++l) g->layers[l].kind = GPU_MLP_THRESHOLD;
+    g->mode = SP_MLP_THRESHOLD;
+    g->thresholds_set = 1;
+    g->mlp_active = g->mlp_total = 0;
+    return SPRIG_OK;
+}
+
+double sp_gpu_mlp_sparsity(const sp_gpu *g) {
+    return g->mlp_total > 0 ? 1.0 - g->mlp_active / g->mlp_total : 0.0;
+}
+
+const int *sp_gpu_last_active(const sp_gpu *g) { return g->active; }
+
+sprig_status sp_gpu_router_scores(sp_gpu *g, int l, float *scores, int *n, float *threshold) {
+    *n = 0;
+    if (l < 0 || l >= g->L) return sp_fail(SPRIG_E_INVALID, "layer %d is outside 0..%d", l, g->L - 1);
+    const gpu_layer *G = &g->layers[l];
+    if (G->kind == GPU_MLP_DENSE) return SPRIG_OK;
+    const int count = G->kind == GPU_MLP_LTE ? g->f / g->lte.g : g->f;
+    *threshold = G->kind == GPU_MLP_LTE ? g->lte_threshold : g->thresholds[l];
+    SP_TRY(sp_exec_download(g->exec, scores, g->scores + sizeof(float) * (size_t)l * g->f, sizeof(float) * (size_t)count));
+    *n = count;
+    return SPRIG_OK;
+}

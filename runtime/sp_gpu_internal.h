@@ -1,0 +1,133 @@
+/* Internals of the GPU backend shared by gpu_backend.c (the kernel set, open,
+ * the decode step), gpu_weights.c (packing and upload) and gpu_mlp.c (the MLP
+ * kernels per mode). Not part of any public interface. */
+#ifndef SP_GPU_INTERNAL_H
+#define SP_GPU_INTERNAL_H
+
+#include <stdint.h>
+
+#include "sp_gpu.h"
+
+/* One plan, compiled and loaded, with its workspace (zeroed once, as the ABI
+ * says; a plan that accumulates into it leaves it zeroed again). Owned by the
+ * kernel set; calls are serialised on the executor's one stream, so backends
+ * sharing the set share the workspace safely. */
+typedef struct sp_gpu_kernel {
+    sprig_plan *plan;
+    sp_exec_module *mod;
+    sp_dptr ws;          /* 0 when the plan needs none */
+} sp_gpu_kernel;
+
+struct sp_gpu_kernels {
+    sp_exec *exec;       /* borrowed */
+    sprig_gen *gen;      /* owned */
+    int n, cap;
+    sp_gpu_kernel **items;
+};
+
+/* Renders (family, shape, params), or finds it by plan key, and loads it.
+ * `fixed` holds the parameters the problem dictates ("op=up", "all_active=1",
+ * "layout=t"); the tuning parameters come from sp_gpu_choose_params and never
+ * override a fixed one. The returned kernel is owned by the set. */
+sprig_status sp_gpu_kernel_get(sp_gpu_kernels *ks, const char *family, int d, int f, const char *dtype, int g,
+                               const char *fixed, sp_gpu_kernel **out);
+/* Launches the kernel's plan with one argument list (docs/kernel-abi.md). */
+sprig_status sp_gpu_kernel_launch(sp_gpu_kernels *ks, sp_gpu_kernel *k, void **args);
+
+/* The tuning parameters for one request: "" (the family's defaults) unless
+ * something better is known. The tuning-database lookup plugs in here. */
+const char *sp_gpu_choose_params(const sp_exec *exec, const sprig_request *req);
+
+/* Value of `key` in a plan's params_json ("t" for "layout"), copied into buf;
+ * 0 if absent. */
+int sp_gpu_plan_param(const sprig_plan *plan, const char *key, char *buf, size_t cap);
+
+/* How one layer's MLP runs. */
+typedef enum gpu_mlp_kind {
+    GPU_MLP_DENSE = 0,   /* gather kernels with all_active=1 */
+    GPU_MLP_LTE,         /* router (sigmoid) -> gather_upgate -> gather_down, g = expert size */
+    GPU_MLP_THRESHOLD    /* router (silu_abs over W_gate) -> gather, g = 1 */
+} gpu_mlp_kind;
+
+/* One MLP path: its kernels and expert size. */
+typedef struct gpu_mlp_path {
+    int g;
+    sp_gpu_kernel *router, *upgate, *down;   /* router NULL for DENSE */
+} gpu_mlp_path;
+
+/* A layer's weights on the device, in the compute dtype. */
+typedef struct gpu_layer {
+    sp_dptr attn_norm;   /* [d] */
+    sp_dptr wqkv;        /* [(H + 2 KV) hd][d]: q_proj, k_proj, v_proj rows */
+    sp_dptr wo;          /* [d][H hd] */
+    sp_dptr mlp_norm;    /* [d] */
+    sp_dptr wg, wu;      /* [f][d], rows in expert order (permutation applied) */
+    sp_dptr wd;          /* layout t: W_downᵀ [f][d]; layout n: W_down [d][f]; permuted */
+    sp_dptr wr;          /* [E][d] LTE router, 0 if the layer has none */
+    gpu_mlp_kind kind;
+} gpu_layer;
+
+struct sp_gpu {
+    sp_gpu_kernels *kernels;
+    int own_kernels;
+    sp_exec *exec;                     /* = kernels->exec */
+    const sp_model *model;             /* borrowed */
+    const sp_model_config *cfg;
+    char dtype[8];                     /* "fp16" | "bf16" */
+    int bf16;
+    int max_seq;
+    sp_mlp_mode mode;
+    /* shapes */
+    int d, f, L, hd, H, KV, qd, kvd, qkv_rows, vocab, vocab8;
+    /* weights */
+    sp_dptr embed;                     /* [vocab][d] */
+    sp_dptr final_norm;                /* [d] */
+    sp_dptr lm_head;                   /* [vocab8][d], rows past vocab zero */
+    gpu_layer *layers;                 /* [L] */
+    char down_layout[4];               /* "t" or "n": how every layer's wd is packed */
+    sp_dptr inv_freq;                  /* fp32 [hd/2] */
+    sp_dptr k_cache, v_cache;          /* T [L][max_seq][kvd] */
+    /* activations */
+    sp_dptr io;                        /* int [2]: token, pos (uploaded per token) */
+    sp_dptr x;                         /* fp32 [d] residual stream */
+    sp_dptr xb;                        /* T [d] normed input of the next projection */
+    sp_dptr qkv;                       /* T [qkv_rows] */
+    sp_dptr att;                       /* T [qd] attention output */
+    sp_dptr proj;                      /* T [d] o_proj or MLP output */
+    sp_dptr h;                         /* T [f] compact SwiGLU activation */
+    sp_dptr logits;                    /* T [vocab8] */
+    /* routing: scores and union_count per layer (one download counts all; scores stay
+       readable after the token), the rest scratch shared by the layers */
+    sp_dptr scores;                    /* fp32 [L][f] */
+    sp_dptr ids, counts, union_ids, mask;
+    sp_dptr union_counts;              /* int [L] */
+    /* kernels (owned by the set) */
+    sp_gpu_kernel *norm_embed, *norm_add, *gemv_qkv, *gemv_o, *gemv_lm, *attn;
+    gpu_mlp_path dense, lte, thr;
+    float lte_threshold;               /* logit(tau) */
+    float *thresholds;                 /* [L], threshold mode */
+    int thresholds_set;
+    /* host side */
+    uint16_t *logits16;                /* [vocab8] */
+    float *logits_f;                   /* [vocab] */
+    int *active;                       /* [L] neurons used by the last token */
+    int *counts_host;                  /* [L] */
+    double mlp_active, mlp_total;
+};
+
+/* gpu_weights.c: every weight converted, permuted and uploaded (g->down_layout
+ * must be set). */
+sprig_status sp_gpu_upload_weights(sp_gpu *g);
+void sp_gpu_free_weights(sp_gpu *g);
+
+/* gpu_mlp.c */
+/* Loads the kernels of the dense and (if the model has routers and the mode
+ * wants them) LTE paths and decides g->down_layout from the main path's plan. */
+sprig_status sp_gpu_mlp_prepare(sp_gpu *g);
+/* Loads the threshold path (layout fixed to g->down_layout). */
+sprig_status sp_gpu_mlp_prepare_threshold(sp_gpu *g);
+/* Launches layer l's MLP: g->xb -> g->proj. */
+sprig_status sp_gpu_mlp_launch(sp_gpu *g, int l);
+/* Neurons used per layer from the downloaded union counts. */
+int sp_gpu_mlp_active(const sp_gpu *g, int l, const int *union_counts);
+#endif
