@@ -304,8 +304,12 @@ static void test_rounding(void) {
                       sp_contains(msg, "multiple of 8"), "%s", msg);
         if (i == 0) printf("refused: %s\n", msg);
     }
-    /* Model mismatch and the Phi-2 layout. */
+    /* The hand-written form for a model saved without its JSON: one width everywhere. */
     sp_slice_config s;
+    const char *konst = "{\"const_dimension\": 3072}";
+    CHECK_MSG(sp_slice_parse(konst, strlen(konst), "x", &cfg, &s) == SPRIG_OK, "%s", sprig_last_error());
+    CHECK(s.enabled && s.embedding_dim == 3072 && s.mlp_in[17] == 3072 && s.mlp_out[31] == 4096 && s.lm_head_width == 4096);
+    /* Model mismatch and the Phi-2 layout. */
     const char *other = "{\"hidden_size\": 5120, \"layers_num\": 32, \"const_dimension\": 3072}";
     CHECK(sp_slice_parse(other, strlen(other), "x", &cfg, &s) == SPRIG_E_FORMAT && sp_contains(sprig_last_error(), "5120"));
     const char *par = "{\"hidden_size\": 4096, \"layers_num\": 32, \"parallel_blocks\": true, \"const_dimension\": 3072}";
