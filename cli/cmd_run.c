@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "sp_cpu.h"
 #include "sp_generate.h"
+#include "sp_gpu.h"
 #include "sp_tokenizer.h"
 
 static void run_help(FILE *to) {
@@ -19,7 +20,9 @@ static void run_help(FILE *to) {
             "options:\n"
             "  --prompt TEXT         the prompt (tokenized with the folder's tokenizer.json, BOS added)\n"
             "  --tokens 1,2,3        the prompt as token ids instead; output is printed as ids\n"
-            "  --backend cpu         where to run (cpu: the fp32 reference; default cpu)\n"
+            "  --backend cpu|cuda    where to run (cpu: the fp32 reference; cuda: generated kernels on\n"
+            "                        GPU 0; default cpu)\n"
+            "  --dtype fp16|bf16     compute type of --backend cuda (default fp16)\n"
             "  --max-tokens N        tokens to generate (default 64)\n"
             "  --temperature T       0 for greedy (default 0)\n"
             "  --top-p P             nucleus sampling mass (default 0.9)\n"
@@ -33,7 +36,7 @@ static void run_help(FILE *to) {
 }
 
 typedef struct run_opts {
-    const char *dir, *prompt, *tokens, *backend;
+    const char *dir, *prompt, *tokens, *backend, *dtype;
     int max_tokens, context, dense, json;
     double temperature, top_p, sparsity;
     unsigned long long seed;
@@ -85,7 +88,7 @@ static int parse_ids(const char *text, int **ids, int *n) {
 
 static int parse_run_args(int argc, char **argv, run_opts *o) {
     memset(o, 0, sizeof *o);
-    o->backend = "cpu", o->max_tokens = 64, o->top_p = 0.9;
+    o->backend = "cpu", o->dtype = "fp16", o->max_tokens = 64, o->top_p = 0.9;
     o->seed = (unsigned long long)time(NULL);
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
@@ -98,6 +101,7 @@ static int parse_run_args(int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--prompt")) o->prompt = v, ++i;
         else if (!strcmp(a, "--tokens")) o->tokens = v, ++i;
         else if (!strcmp(a, "--backend")) o->backend = v, ++i;
+        else if (!strcmp(a, "--dtype")) o->dtype = v, ++i;
         else if (!strcmp(a, "--max-tokens")) o->max_tokens = atoi(v), ++i;
         else if (!strcmp(a, "--context")) o->context = atoi(v), ++i;
         else if (!strcmp(a, "--temperature")) o->temperature = atof(v), ++i;
@@ -109,8 +113,12 @@ static int parse_run_args(int argc, char **argv, run_opts *o) {
     if (!o->dir) { fprintf(stderr, "sprig run: give the model folder (see --help)\n"); return 2; }
     if (!o->prompt == !o->tokens) { fprintf(stderr, "sprig run: give exactly one of --prompt or --tokens\n"); return 2; }
     if (o->max_tokens < 0) { fprintf(stderr, "sprig run: --max-tokens must be >= 0\n"); return 2; }
-    if (strcmp(o->backend, "cpu") != 0) {
-        fprintf(stderr, "sprig run: unknown backend '%s' (this build runs: cpu)\n", o->backend);
+    if (strcmp(o->backend, "cpu") != 0 && strcmp(o->backend, "cuda") != 0) {
+        fprintf(stderr, "sprig run: unknown backend '%s' (cpu or cuda)\n", o->backend);
+        return 2;
+    }
+    if (strcmp(o->dtype, "fp16") != 0 && strcmp(o->dtype, "bf16") != 0) {
+        fprintf(stderr, "sprig run: --dtype must be fp16 or bf16\n");
         return 2;
     }
     if (o->sparsity < 0 || o->sparsity >= 1) { fprintf(stderr, "sprig run: --sparsity must be in [0, 1)\n"); return 2; }
@@ -141,6 +149,31 @@ static sprig_status cpu_forward(void *self, int token, int pos, const float **lo
     return sp_cpu_forward(self, token, pos, logits);
 }
 static double cpu_sparsity(const void *self) { return sp_cpu_mlp_sparsity(self); }
+static sprig_status gpu_forward(void *self, int token, int pos, const float **logits) {
+    return sp_gpu_forward(self, token, pos, logits);
+}
+static double gpu_sparsity(const void *self) { return sp_gpu_mlp_sparsity(self); }
+
+/* --backend cuda: GPU 0 through the driver, the model's weights uploaded. With
+ * --sparsity the thresholds are calibrated by the CPU backend on the prompt
+ * (cpu is then left open, unused). Prints why and returns nonzero on failure. */
+static int open_cuda(const run_opts *o, const sp_model *model, int context, const int *prompt, int n_prompt,
+                     sp_exec **exec, sp_gpu **gpu, sp_cpu **cpu) {
+    sprig_status s = sp_exec_open_cuda(exec, 0);
+    if (s == SPRIG_E_NO_DRIVER || s == SPRIG_E_NO_DEVICE) {
+        fprintf(stderr, "sprig run: --backend cuda: %s (%s); --backend cpu runs without one\n",
+                s == SPRIG_E_NO_DRIVER ? "no CUDA driver found" : "no CUDA GPU found", sprig_last_error());
+        return 1;
+    }
+    if (s != SPRIG_OK) return cli_error("opening the GPU", s);
+    s = sp_gpu_open(*exec, model, context, o->dense ? SP_MLP_DENSE : SP_MLP_AUTO, o->dtype, gpu);
+    if (s == SPRIG_OK && o->sparsity > 0) {
+        s = sp_cpu_open(model, n_prompt, SP_MLP_DENSE, cpu);
+        if (s == SPRIG_OK) s = sp_cpu_calibrate(*cpu, prompt, n_prompt, o->sparsity);
+        if (s == SPRIG_OK) s = sp_gpu_set_thresholds(*gpu, (*cpu)->thresholds);
+    }
+    return s == SPRIG_OK ? 0 : cli_error("starting the CUDA backend", s);
+}
 
 static void print_json(const run_out *out, const sp_tokenizer *tok, const sp_gen_stats *st, double sparsity,
                        const char *backend) {
@@ -178,6 +211,8 @@ int cmd_run(int argc, char **argv) {
     sp_model *model = NULL;
     sp_tokenizer *tok = NULL;
     sp_cpu *cpu = NULL;
+    sp_exec *exec = NULL;
+    sp_gpu *gpu = NULL;
     int *prompt = NULL, n_prompt = 0;
     run_out out = {0};
     sp_sampler sampler = {0};
@@ -197,8 +232,14 @@ int cmd_run(int argc, char **argv) {
         rc = 1;
         goto done;
     }
-    s = sp_cpu_open(model, context, o.dense ? SP_MLP_DENSE : SP_MLP_AUTO, &cpu);
-    if (s == SPRIG_OK && o.sparsity > 0) s = sp_cpu_calibrate(cpu, prompt, n_prompt, o.sparsity);
+    const int cuda = strcmp(o.backend, "cuda") == 0;
+    if (cuda) {
+        if ((rc = open_cuda(&o, model, context, prompt, n_prompt, &exec, &gpu, &cpu))) goto done;
+        s = SPRIG_OK;
+    } else {
+        s = sp_cpu_open(model, context, o.dense ? SP_MLP_DENSE : SP_MLP_AUTO, &cpu);
+        if (s == SPRIG_OK && o.sparsity > 0) s = sp_cpu_calibrate(cpu, prompt, n_prompt, o.sparsity);
+    }
     if (s == SPRIG_OK) s = sp_sampler_init(&sampler, cfg->vocab_size, (float)o.temperature, (float)o.top_p, o.seed);
     if (s != SPRIG_OK) { rc = cli_error("starting the backend", s); goto done; }
     out.as_ids = o.tokens != NULL, out.json = o.json;
@@ -206,7 +247,8 @@ int cmd_run(int argc, char **argv) {
         rc = cli_error("decoding", s);
         goto done;
     }
-    sp_backend be = {"cpu", cpu, cpu_forward, cpu_sparsity};
+    sp_backend be = cuda ? (sp_backend){"cuda", gpu, gpu_forward, gpu_sparsity}
+                         : (sp_backend){"cpu", cpu, cpu_forward, cpu_sparsity};
     sp_gen_stats st;
     int eos[SP_MAX_EOS + 1], n_eos = 0;
     for (int i = 0; i < cfg->n_eos; ++i) eos[n_eos++] = cfg->eos_token_ids[i];
@@ -219,12 +261,12 @@ int cmd_run(int argc, char **argv) {
         if (sp_tok_stream_finish(out.stream, &text, &len) == SPRIG_OK && !o.json) fwrite(text, 1, len, stdout);
     }
     if (o.json) {
-        print_json(&out, tok, &st, sp_cpu_mlp_sparsity(cpu), "cpu");
+        print_json(&out, tok, &st, be.mlp_sparsity(be.self), be.name);
     } else {
         printf("\n");
         fprintf(stderr, "[%s] prompt %d tokens in %.3f s; generated %d tokens at %.2f tokens/s; MLP sparsity %.1f%%\n",
-                "cpu", st.prompt_tokens, st.prompt_seconds, st.generated,
-                st.decode_seconds > 0 ? st.generated / st.decode_seconds : 0.0, 100 * sp_cpu_mlp_sparsity(cpu));
+                be.name, st.prompt_tokens, st.prompt_seconds, st.generated,
+                st.decode_seconds > 0 ? st.generated / st.decode_seconds : 0.0, 100 * be.mlp_sparsity(be.self));
     }
 done:
     sp_tok_stream_close(out.stream);
@@ -232,6 +274,8 @@ done:
     free(prompt);
     sp_sampler_free(&sampler);
     sp_cpu_close(cpu);
+    sp_gpu_close(gpu);
+    sp_exec_close(exec);
     sp_tok_close(tok);
     sp_model_close(model);
     return rc;
