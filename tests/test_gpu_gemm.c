@@ -2,7 +2,8 @@
  * against the compact float64 h (exact zeros where masked, nothing written
  * past the union), stage=down (Wd = W_down [d][f]) against y from the same h
  * it is fed (NaN past the union, never to be read), and the two stages
- * chained against the float64 MLP. Batch 8..64, g 16..128, active fractions
+ * chained against the float64 MLP. Batch 8..64 (and 3, 12: partial token
+ * tiles), g 16..128, active fractions
  * 0 (empty union: y written as zeros) to 1; shapes include 3272 (d not a
  * multiple of 16); a sweep of the tiling, split-K and reduction parameters. */
 #include <math.h>
@@ -92,6 +93,8 @@ int main(void) {
     for (int i = 0; i < 4; ++i) gemm_sweep(&h, &w, 64, gs[i], some_f, 2);
     gemm_sweep(&h, &w, 16, 32, all_f, 4);
     gemm_sweep(&h, &w, 32, 32, all_f, 4);
+    gemm_sweep(&h, &w, 12, 32, some_f, 2); /* a partial token tile (padded columns) */
+    gemm_sweep(&h, &w, 3, 64, some_f, 2);  /* below one tile */
     gemm_params(&h, &w);
     gh_mlp_close(&w);
 
