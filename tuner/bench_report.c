@@ -29,7 +29,7 @@ static void br_cell(char *buf, size_t cap, double v, const char *fmt) {
 
 void sp_bench_print(const sp_bench_report *r, FILE *to) {
     fprintf(to, "%s (d=%d, f=%d, g=%d) %s on %s", r->shape, r->d, r->f, r->g, r->dtype, r->device);
-    if (r->read_gbs > 0) fprintf(to, "; streaming read %.0f GB/s over %.2f GiB", r->read_gbs, r->read_bytes / 1073741824.0);
+    if (r->read_gbs > 0) fprintf(to, "; streaming read %.4g GB/s over %.3g GiB", r->read_gbs, r->read_bytes / 1073741824.0);
     fprintf(to, "\n%-16s %7s %10s %10s %10s %11s %9s  %s\n", "case", "active", "ours_us", "cublas_us", "roof_us",
             "ours/cublas", "ours/roof", "ours: pipeline [params from]");
     for (size_t i = 0; i < r->n; ++i) {
