@@ -82,11 +82,11 @@ void sp_cublas_baseline_close(sp_cublas_baseline *b) {
     free(b);
 }
 
-static sprig_status cb_compile_swiglu(sp_cublas_baseline *b, const char *dtype) {
+/* Compiled for the executor's arch (its own sm_XY, or PTX for a GPU newer
+ * than NVRTC), through the cubin cache. */
+static sprig_status cb_compile_swiglu(sp_cublas_baseline *b, const char *arch, const char *dtype) {
     SP_TRY(sp_bench_swiglu_plan(dtype, 1, &b->swiglu));
-    char arch[16];
-    sp_device_arch(b->dev, arch, sizeof arch);
-    sprig_compile_opts co = {arch, 0, NULL, 0};
+    sprig_compile_opts co = {arch, strncmp(arch, "compute_", 8) == 0, NULL, 0};
     sprig_binary *bin = NULL;
     SP_TRY(sprig_compile(b->swiglu, &co, &bin));
     sprig_status st = sp_module_load(b->dev, bin, &b->mod);
@@ -111,7 +111,7 @@ sprig_status sp_cublas_baseline_open(sp_exec *e, const char *dtype, sp_cublas_ba
     }
     if (st == SPRIG_OK && sp_cu.cuStreamCreate(&b->stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS)
         st = sp_fail(SPRIG_E_CUDA, "cannot create a stream for cuBLAS");
-    if (st == SPRIG_OK) st = cb_compile_swiglu(b, dtype);
+    if (st == SPRIG_OK) st = cb_compile_swiglu(b, e->arch, dtype);
     if (st != SPRIG_OK) {
         sp_cublas_baseline_close(b);
         return st;

@@ -107,6 +107,9 @@ static sprig_status mk_check_request(const sp_mlp_key_request *r) {
 /* Appends the keys of one (dtype, batch, sparsity, family) to k. */
 static sprig_status mk_add(sprig_gen *gen, const sp_mlp_key_request *r, const char *dtype, int batch,
                            double sparsity, const char *family, sp_mlp_keys *k, size_t cap) {
+    if (sp_mlp_fixed(family, sparsity, 0, NULL, 0) == 0) /* by convention; said only when asked for */
+        return !r->families ? SPRIG_OK : mk_skip(k, family, "", dtype, batch, sparsity,
+                       sparsity == 0 ? "tuned at sparsity > 0 only" : "tuned at sparsity 0 only (the dense baseline)");
     for (int v = 0; v < SP_MLP_MAX_VARIANTS; ++v) {
         char *fixed = k->storage + k->n * MK_FIXED_CAP;
         if (v >= sp_mlp_fixed(family, sparsity, v, fixed, MK_FIXED_CAP)) break;
