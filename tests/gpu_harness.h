@@ -27,6 +27,7 @@ typedef struct gh_ctx {
     uint64_t rng;    /* xorshift64* state */
     int cases;
     int quick;       /* SPRIG_TEST_QUICK=1 (always under the emulator): small shapes only */
+    int fail_mark;   /* sp_test_failures at the last gh_report */
     int emu;         /* built with GH_EMU: kernels run on the CPU emulator (tests/emu) */
 } gh_ctx;
 
@@ -116,7 +117,9 @@ gh_cmp gh_compare(int bf16, const uint16_t *out, size_t ld_out, const double *re
 gh_cmp gh_worse(gh_cmp a, gh_cmp b);
 
 /* Prints one line for the case and counts a failure unless nan == 0 and
- * rel < GH_TOL. Returns 1 when the case passed. */
+ * rel < GH_TOL. The line says FAIL also when gh_fail_case recorded a failure
+ * since the previous report, so call it after a case's other checks.
+ * Returns 1 when the case passed. */
 int gh_report(gh_ctx *h, const gh_kernel *k, const char *what, double active, gh_cmp c);
 
 /* Prints a failure line for the case (a check other than the norm) and counts it. */

@@ -60,8 +60,8 @@ static void dense_case(gh_ctx *h, dense_set *s, const char *op, int d, int f, in
         worst = gh_worse(worst, gh_compare(s->bf16, y, s->N, s->y, s->N, batch, s->N));
         guard_ok &= gh_guard_intact(s->dy, out_bytes);
     }
-    gh_report(h, &k, op, 1.0, worst);
     if (!guard_ok) gh_fail_case(h, &k, "wrote past the end of y");
+    gh_report(h, &k, op, 1.0, worst);
     free(y);
     gh_kernel_free(&k);
 }

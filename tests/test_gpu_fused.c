@@ -32,8 +32,8 @@ static void check_fused(gh_ctx *h, gh_kernel *k, gh_mlp *w, gh_batch *b, const g
         worst = gh_worse(worst, gh_compare(w->bf16, out, w->d, r->y, w->d, b->B, w->d));
         guard &= gh_guard_intact(b->dy, bytes);
     }
-    gh_report(h, k, "y", all_active ? 1.0 : r->frac, worst);
     if (!guard) gh_fail_case(h, k, "wrote past the end of y");
+    gh_report(h, k, "y", all_active ? 1.0 : r->frac, worst);
     free(out);
 }
 

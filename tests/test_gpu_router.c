@@ -141,11 +141,6 @@ static void router_run_check(gh_ctx *h, gh_kernel *k, router_dev *dv, int B, int
         }
     }
     double frac = be ? (double)active / (double)be : 0;
-    if (last || c.nan || c.rel >= GH_TOL) {
-        gh_report(h, k, silu ? "silu_abs" : "sigmoid", frac, c);
-        printf("      threshold %.6g%s; %ld of %zu active, %ld within %.1e of it, %ld differ from float64\n",
-               (double)thr, silu ? " (median |silu|)" : "", active, be, band, tol, differ);
-    }
     if (bad_mask) gh_fail_case(h, k, "%ld mask bytes are neither 0 nor 1 (unwritten?)", bad_mask);
     if (unfollowed) gh_fail_case(h, k, "%ld mask entries disagree with the kernel's own scores", unfollowed);
     if (differ_outside)
@@ -155,6 +150,11 @@ static void router_run_check(gh_ctx *h, gh_kernel *k, router_dev *dv, int B, int
         !gh_guard_intact(dv->counts, (size_t)B * sizeof(int)) || !gh_guard_intact(dv->ucount, sizeof(int)))
         gh_fail_case(h, k, "wrote past the end of scores, mask, counts or union_count");
     if (!bad_mask) check_lists(h, k, B, E, o);
+    if (last || c.nan || c.rel >= GH_TOL) {
+        gh_report(h, k, silu ? "silu_abs" : "sigmoid", frac, c);
+        printf("      threshold %.6g%s; %ld of %zu active, %ld within %.1e of it, %ld differ from float64\n",
+               (double)thr, silu ? " (median |silu|)" : "", active, be, band, tol, differ);
+    }
 }
 
 /* One router problem: E experts of width d, batch B, one rule; several params. */
