@@ -247,15 +247,16 @@ static sprig_status alloc_buffers(sp_gpu *g) {
 /* The attention-side kernels: norms, projections, attention, lm_head. */
 static sprig_status load_kernels(sp_gpu *g) {
     sp_gpu_kernels *ks = g->kernels;
-    char attn[64];
-    snprintf(attn, sizeof attn, "head_dim=%d", g->hd);
+    char attn[96];
+    snprintf(attn, sizeof attn, "heads=%d,kv_heads=%d,head_dim=%d%s", g->H, g->KV, g->hd,
+             g->hd % 8 == 0 ? "" : g->hd % 4 == 0 ? ",vec=4" : ",vec=2"); /* vec must divide head_dim */
     SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", g->d, g->d, g->dtype, 1, "mode=embed", &g->norm_embed));
     SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", g->d, g->d, g->dtype, 1, "mode=add", &g->norm_add));
     /* dense_gemv op=up: W is [f][d], so (d, f) = (columns, rows) of each projection */
     SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->d, g->qkv_rows, g->dtype, 1, "op=up", &g->gemv_qkv));
     SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->qd, g->d, g->dtype, 1, "op=up", &g->gemv_o));
     SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->d, g->vocab8, g->dtype, 1, "op=up", &g->gemv_lm));
-    SP_TRY(sp_gpu_kernel_get(ks, "attention_decode", g->qd, g->kvd, g->dtype, 1, attn, &g->attn));
+    SP_TRY(sp_gpu_kernel_get(ks, "attention_decode", g->d, g->f, g->dtype, 1, attn, &g->attn));
     return sp_gpu_mlp_prepare(g);
 }
 

@@ -22,6 +22,25 @@
 
 __device__ __forceinline__ float sp_neg_inf(void) { return __int_as_float(0xff800000); }
 
+// cos and sin of an fp32 angle up to about 1e6 rad: reduced to [-pi, pi] in double
+// (the angle is exact in double; the error of the reduction is ~|angle| * 2^-52),
+// then the hardware approximations (absolute error ~1e-6 on [-pi, pi]). cosf/sinf
+// would be as accurate but keep a local-memory array for their slow path.
+#ifdef SPRIG_EMU
+#define SP_COS(x) cosf(x)
+#define SP_SIN(x) sinf(x)
+#else
+#define SP_COS(x) __cosf(x)
+#define SP_SIN(x) __sinf(x)
+#endif
+__device__ __forceinline__ void sp_rope_cos_sin(float angle, float *c, float *s) {
+    const double two_pi = 6.283185307179586476925;
+    const double a = (double)angle;
+    const float r = (float)(a - rint(a * (1.0 / two_pi)) * two_pi);
+    *c = SP_COS(r);
+    *s = SP_SIN(r);
+}
+
 // Kernel 1: item i < (HEADS + KV_HEADS) * HALF rotates the pair (j, j + HALF) of
 // q or k head i / HALF (q heads first, then k heads, as in qkv); the rest copy two
 // v elements each. Rotated q goes back into qkv, rotated k and v into the caches.
@@ -35,9 +54,10 @@ sprig_attn_rope(T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__re
     if (i < (HEADS + KV_HEADS) * HALF) {
         const int hh = i / HALF, j = i % HALF;
         T *row = qkv + (size_t)hh * HD;
-        // The angle in fp32 as the reference forms it; accurate cosf/sinf (no fast math).
+        // The angle in fp32 as the reference forms it.
         const float angle = (float)p * __ldg(inv_freq + j);
-        const float c = cosf(angle), s = sinf(angle);
+        float c, s;
+        sp_rope_cos_sin(angle, &c, &s);
         const float a = SP_TO_F(row[j]), b = SP_TO_F(row[j + HALF]);
         const T ra = SP_FROM_F(a * c - b * s), rb = SP_FROM_F(b * c + a * s);
         if (hh < HEADS) {

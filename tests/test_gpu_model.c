@@ -4,7 +4,11 @@
  * the fixture's 8 tokens, and for LTE models every layer of every token uses
  * exactly as many neurons as on the CPU (so the measured sparsity is equal).
  * Also: dense mode on an LTE model, training-free threshold sparsity with the
- * CPU's calibrated thresholds, bf16, and bad input refused.
+ * CPU's calibrated thresholds, bf16, and bad input refused. First, the decode
+ * step's own families (rmsnorm, attention_decode) at their DEFAULT parameters
+ * (the model runs use the executor's choice) against float64 references on
+ * random data: 7B-like heads (head_dim 128, GQA 4), idle lanes, positions
+ * across split boundaries, a poisoned workspace, the cache rows written.
  *
  * Built twice: with -DGPU_MODEL_EMU (linked with tests/emu, label cpu) the
  * generated kernels run on the CPU emulator; without it they run on GPU 0
@@ -17,6 +21,7 @@
 
 #include "sp_cpu.h"
 #include "sp_gpu.h"
+#include "sp_half.h"
 #include "sp_safetensors.h"
 #include "test_util.h"
 #ifdef GPU_MODEL_EMU
@@ -218,6 +223,172 @@ static void bad_input(sp_gpu_kernels *ks, const fixture *fx) {
     sp_gpu_close(g);
 }
 
+/* ---- the decode step's families at default parameters ------------------------------ */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float frand(void) { /* xorshift64*, uniform in [-1, 1) */
+    rng_state ^= rng_state >> 12, rng_state ^= rng_state << 25, rng_state ^= rng_state >> 27;
+    return (float)((rng_state * 0x2545F4914F6CDD1Dull) >> 40) / (float)(1 << 23) - 1.0f;
+}
+static float h2f(uint16_t h) { return sp_f16_to_f32(h); }
+static uint16_t f2h(float f) { return sp_f32_to_f16(f); }
+
+/* Renders (defaults + params) and loads; NULL after a counted failure. */
+static sprig_plan *build(sp_exec *e, sprig_gen *gen, const char *family, int d, int f, int batch, const char *params,
+                         sp_exec_module **mod) {
+    sprig_request req = {family, d, f, "fp16", batch, 1, params};
+    sprig_plan *plan = NULL;
+    *mod = NULL;
+    CHECK_MSG(sprig_gen_render(gen, &req, &plan) == SPRIG_OK, "%s %s: %s", family, params, sprig_last_error());
+    if (plan) CHECK_MSG(sp_exec_load(e, plan, mod) == SPRIG_OK, "%s: %s", family, sprig_last_error());
+    if (plan && !*mod) {
+        sprig_plan_free(plan);
+        plan = NULL;
+    }
+    return plan;
+}
+
+static sp_dptr dev_copy(sp_exec *e, const void *src, size_t bytes) {
+    sp_dptr p = 0;
+    CHECK(sp_exec_alloc(e, &p, bytes ? bytes : 4) == SPRIG_OK);
+    if (p && src) CHECK(sp_exec_upload(e, p, src, bytes) == SPRIG_OK);
+    return p;
+}
+
+/* x, out [B][d]; mode embed reads rows of a 5-row table. */
+static void rmsnorm_case(sp_exec *e, sprig_gen *gen, int d, int B, const char *mode) {
+    char params[64];
+    snprintf(params, sizeof params, "mode=%s", mode);
+    sp_exec_module *mod;
+    sprig_plan *plan = build(e, gen, "rmsnorm", d, d, B, params, &mod);
+    if (!plan) return;
+    const int rows = 5, row[2] = {3, 1};
+    const float eps = 1e-5f;
+    float *x = malloc(sizeof(float) * B * d), *xo = malloc(sizeof(float) * B * d);
+    uint16_t *src = malloc(2 * (size_t)rows * d), *w = malloc(2 * (size_t)d), *out = malloc(2 * (size_t)B * d);
+    for (int i = 0; i < B * d; ++i) x[i] = 3 * frand();
+    for (int i = 0; i < rows * d; ++i) src[i] = f2h(2 * frand());
+    for (int i = 0; i < d; ++i) w[i] = f2h(1 + frand() / 2);
+    sp_dptr dx = dev_copy(e, x, sizeof(float) * B * d), ds = dev_copy(e, src, 2 * (size_t)rows * d);
+    sp_dptr dr = dev_copy(e, row, sizeof row), dw = dev_copy(e, w, 2 * (size_t)d), dout = dev_copy(e, NULL, 2 * (size_t)B * d);
+    CHECK(sp_exec_fill(e, dout, 0xff, 2 * (size_t)B * d) == SPRIG_OK); /* NaN until written */
+    float eps_arg = eps;
+    void *args[] = {&dx, &ds, &dr, &dw, &dout, &eps_arg};
+    CHECK_MSG(sp_exec_launch(e, mod, plan, args) == SPRIG_OK, "rmsnorm %s: %s", mode, sprig_last_error());
+    CHECK(sp_exec_download(e, xo, dx, sizeof(float) * B * d) == SPRIG_OK);
+    CHECK(sp_exec_download(e, out, dout, 2 * (size_t)B * d) == SPRIG_OK);
+    double e2 = 0, r2 = 0, xerr = 0;
+    for (int t = 0; t < B; ++t) {
+        double ss = 0, xr[8192];
+        for (int i = 0; i < d; ++i) {
+            const double base = !strcmp(mode, "embed") ? 0 : x[t * d + i];
+            const double add = !strcmp(mode, "embed") ? h2f(src[row[t] * d + i]) : !strcmp(mode, "add") ? h2f(src[t * d + i]) : 0;
+            xr[i] = base + add;
+            ss += xr[i] * xr[i];
+            xerr = fmax(xerr, fabs(xo[t * d + i] - xr[i]) / (fabs(xr[i]) + 1e-6));
+        }
+        const double scale = 1 / sqrt(ss / d + eps);
+        for (int i = 0; i < d; ++i) {
+            const double ref = xr[i] * scale * h2f(w[i]), got = h2f(out[t * d + i]);
+            e2 += (got - ref) * (got - ref), r2 += ref * ref;
+        }
+    }
+    const double rel = sqrt(e2 / r2);
+    printf("rmsnorm d=%d B=%d %s (defaults): residual max rel err %.2g, out rel err %.2g\n", d, B, mode, xerr, rel);
+    CHECK_MSG(xerr < 1e-6 && rel < 1e-2 && !isnan(rel), "rmsnorm %s: x %.3g out %.3g", mode, xerr, rel);
+    sp_dptr all[] = {dx, ds, dr, dw, dout};
+    for (int i = 0; i < 5; ++i) sp_exec_free(e, all[i]);
+    free(x), free(xo), free(src), free(w), free(out);
+    sp_exec_unload(e, mod);
+    sprig_plan_free(plan);
+}
+
+/* One decode step at position P of a cache already holding positions 0..P-1. */
+static void attention_case(sp_exec *e, sprig_gen *gen, int heads, int kv, int hd, const char *extra, int P) {
+    char params[96];
+    snprintf(params, sizeof params, "heads=%d,kv_heads=%d,head_dim=%d%s%s", heads, kv, hd, *extra ? "," : "", extra);
+    sp_exec_module *mod;
+    sprig_plan *plan = build(e, gen, "attention_decode", 4096, 11008, 1, params, &mod);
+    if (!plan) return;
+    const int kvd = kv * hd, rows = heads + 2 * kv, S = P + 1;
+    uint16_t *qkv = malloc(2 * (size_t)rows * hd), *qkv_o = malloc(2 * (size_t)rows * hd);
+    uint16_t *kc = malloc(2 * (size_t)S * kvd), *vc = malloc(2 * (size_t)S * kvd), *out = malloc(2 * (size_t)heads * hd);
+    float *inv = malloc(sizeof(float) * hd / 2);
+    double *qr = malloc(sizeof(double) * rows * hd), *sc = malloc(sizeof(double) * S);
+    for (int i = 0; i < rows * hd; ++i) qkv[i] = f2h(2 * frand());
+    for (int i = 0; i < S * kvd; ++i) kc[i] = f2h(2 * frand()), vc[i] = f2h(frand());
+    for (int i = P * kvd; i < S * kvd; ++i) kc[i] = vc[i] = 0x7e00; /* row P: NaN until appended */
+    for (int i = 0; i < hd / 2; ++i) inv[i] = (float)(1.0 / pow(10000.0, 2.0 * i / hd));
+    sp_dptr dq = dev_copy(e, qkv, 2 * (size_t)rows * hd), dinv = dev_copy(e, inv, sizeof(float) * hd / 2);
+    sp_dptr dk = dev_copy(e, kc, 2 * (size_t)S * kvd), dv = dev_copy(e, vc, 2 * (size_t)S * kvd);
+    sp_dptr dpos = dev_copy(e, &P, sizeof P), dout = dev_copy(e, NULL, 2 * (size_t)heads * hd);
+    sp_dptr dws = dev_copy(e, NULL, plan->workspace_bytes);
+    CHECK(sp_exec_fill(e, dout, 0xff, 2 * (size_t)heads * hd) == SPRIG_OK);
+    if (plan->workspace_bytes) CHECK(sp_exec_fill(e, dws, 0xff, plan->workspace_bytes) == SPRIG_OK); /* needs no zeros */
+    void *args[] = {&dq, &dinv, &dk, &dv, &dpos, &dws, &dout};
+    CHECK_MSG(sp_exec_launch(e, mod, plan, args) == SPRIG_OK, "attention: %s", sprig_last_error());
+    CHECK(sp_exec_download(e, qkv_o, dq, 2 * (size_t)rows * hd) == SPRIG_OK);
+    CHECK(sp_exec_download(e, kc, dk, 2 * (size_t)S * kvd) == SPRIG_OK);
+    CHECK(sp_exec_download(e, vc, dv, 2 * (size_t)S * kvd) == SPRIG_OK);
+    CHECK(sp_exec_download(e, out, dout, 2 * (size_t)heads * hd) == SPRIG_OK);
+    /* RoPE of q and k heads in double from the stored values, then rounded as the kernel stores them */
+    double rope_err = 0;
+    for (int hh = 0; hh < heads + kv; ++hh)
+        for (int j = 0; j < hd / 2; ++j) {
+            const float angle = (float)P * inv[j];
+            const double a = h2f(qkv[hh * hd + j]), b = h2f(qkv[hh * hd + j + hd / 2]);
+            const double ra = a * cos(angle) - b * sin(angle), rb = b * cos(angle) + a * sin(angle);
+            const uint16_t *got = hh < heads ? qkv_o + hh * hd : kc + (size_t)P * kvd + (hh - heads) * hd;
+            rope_err = fmax(rope_err, fmax(fabs(h2f(got[j]) - ra), fabs(h2f(got[j + hd / 2]) - rb)));
+            qr[hh * hd + j] = h2f(f2h((float)ra)), qr[hh * hd + j + hd / 2] = h2f(f2h((float)rb));
+        }
+    int v_ok = 1;
+    for (int i = 0; i < kvd; ++i) v_ok &= vc[(size_t)P * kvd + i] == qkv[(heads + kv) * hd + i];
+    double e2 = 0, r2 = 0;
+    for (int h = 0; h < heads; ++h) {
+        const int kh = h / (heads / kv);
+        double mx = -INFINITY, sum = 0;
+        for (int t = 0; t <= P; ++t) {
+            double s = 0;
+            for (int i = 0; i < hd; ++i)
+                s += qr[h * hd + i] * (t < P ? h2f(kc[(size_t)t * kvd + kh * hd + i]) : qr[(heads + kh) * hd + i]);
+            sc[t] = s / sqrt((double)hd);
+            mx = fmax(mx, sc[t]);
+        }
+        for (int t = 0; t <= P; ++t) sum += exp(sc[t] - mx);
+        for (int i = 0; i < hd; ++i) {
+            double o = 0;
+            for (int t = 0; t <= P; ++t) o += exp(sc[t] - mx) / sum * h2f(vc[(size_t)t * kvd + kh * hd + i]);
+            const double got = h2f(out[h * hd + i]);
+            e2 += (got - o) * (got - o), r2 += o * o;
+        }
+    }
+    const double rel = sqrt(e2 / r2);
+    printf("attention_decode heads=%d kv=%d hd=%d pos=%d %s: rope max err %.2g, out rel err %.2g\n", heads, kv, hd, P,
+           plan->params_json, rope_err, rel);
+    CHECK_MSG(rope_err < 1e-2 && v_ok, "attention pos %d: rope err %.3g, v appended %d", P, rope_err, v_ok);
+    CHECK_MSG(rel < 1e-2 && !isnan(rel), "attention heads=%d hd=%d pos=%d: rel err %.3g", heads, hd, P, rel);
+    sp_dptr all[] = {dq, dinv, dk, dv, dpos, dout, dws};
+    for (int i = 0; i < 7; ++i) sp_exec_free(e, all[i]);
+    free(qkv), free(qkv_o), free(kc), free(vc), free(out), free(inv), free(qr), free(sc);
+    sp_exec_unload(e, mod);
+    sprig_plan_free(plan);
+}
+
+static void decode_families(sp_exec *e) {
+    sprig_gen *gen = NULL;
+    CHECK(sprig_gen_open(&gen, NULL) == SPRIG_OK);
+    if (!gen) return;
+    rmsnorm_case(e, gen, 4096, 2, "add");
+    rmsnorm_case(e, gen, 72, 1, "embed");
+    rmsnorm_case(e, gen, 200, 2, "none");
+    /* defaults: 4 splits, 128 threads, vec 8; positions with empty splits, one per split, several */
+    const int positions[] = {0, 3, 37};
+    for (int i = 0; i < 3; ++i) attention_case(e, gen, 8, 2, 128, "", positions[i]);
+    /* head_dim 80 with vec 4: 20 chunks on 32 lanes (12 idle); one split, 64 threads; MHA */
+    attention_case(e, gen, 3, 3, 80, "vec=4,splits=1,threads=64", 21);
+    sprig_gen_close(gen);
+}
+
 static int open_exec(sp_exec **e) {
 #ifdef GPU_MODEL_EMU
     sprig_status s = sp_exec_open_emu(e);
@@ -248,6 +419,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     const clock_t t0 = clock();
+    decode_families(e);
     /* fp16 at the DESIGN tolerance; bf16 keeps 3 fewer mantissa bits in every activation the
        kernels exchange (8x the rounding error of fp16), and the threshold rule flips neurons
        sitting within fp16 rounding of t (each moves the output by about t*|up|): 5e-2 there */

@@ -1,8 +1,10 @@
 -- Decode attention for one sequence (batch 1) with a KV cache, RoPE and the
 -- cache append fused in front. Grouped-query attention: q head h reads kv head
 -- h / (heads / kv_heads).
--- Request: d = heads * head_dim (the q width), f = kv_heads * head_dim (a cache
--- row), batch = 1, g = 1; param head_dim.
+-- Request: the model's shape (d = hidden size, f = intermediate size; neither is
+-- used by the kernels), batch = 1; the attention shape is in the params heads,
+-- kv_heads, head_dim (problem parameters, never tuned), so every request of the
+-- MLP families' shape renders too (defaults: LLaMA-3-8B's 32, 8, 128).
 --   qkv      T [(heads + 2*kv_heads) * head_dim]: q, then k, then v of this token
 --            (one dense_gemv over the concatenated projections writes it)
 --   inv_freq fp32 [head_dim/2]: RoPE frequencies, any scaling already applied
@@ -25,13 +27,15 @@ local F = {
   summary = "decode attention (batch 1, GQA) over a KV cache, with RoPE and the cache append fused in",
   template = "templates/attention_decode.cu.lua",
   params = {
+    { name = "heads", range = { 1, 1024 }, default = 32, doc = "query heads" },
+    { name = "kv_heads", range = { 1, 1024 }, default = 8, doc = "key/value heads (divides heads; = heads without GQA)" },
     { name = "head_dim", range = { 2, 256 }, default = 128, doc = "dimensions per head (even)" },
     { name = "threads", values = { 32, 64, 128, 256 }, default = 128, doc = "threads per CTA of the decode kernel" },
     { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per K/V load (8 = 16 bytes); divides head_dim" },
     { name = "splits", values = { 1, 2, 4, 8, 16, 32 }, default = 4,
       doc = "CTAs per head sharing the positions (flash-decoding); > 1 adds the combine kernel" },
   },
-  tune = { skip = { "head_dim" } },
+  tune = { skip = { "heads", "kv_heads", "head_dim" } },
 }
 
 local ROPE_THREADS = 128
@@ -45,11 +49,7 @@ end
 function F.check(req, p)
   local hd = p.head_dim
   if hd % 2 ~= 0 then return string.format("head_dim=%d must be even (RoPE pairs i with i + head_dim/2)", hd) end
-  if req.d % hd ~= 0 or req.f % hd ~= 0 then
-    return string.format("d=%d (heads*head_dim) and f=%d (kv_heads*head_dim) must be multiples of head_dim=%d",
-      req.d, req.f, hd)
-  end
-  local heads, kv = req.d // hd, req.f // hd
+  local heads, kv = p.heads, p.kv_heads
   if heads % kv ~= 0 then
     return string.format("heads=%d is not a multiple of kv_heads=%d", heads, kv)
   end
@@ -65,8 +65,8 @@ end
 local function shape(req, p)
   local s = {}
   s.HD = p.head_dim
-  s.HEADS = req.d // s.HD
-  s.KV_HEADS = req.f // s.HD
+  s.HEADS = p.heads
+  s.KV_HEADS = p.kv_heads
   s.CH = s.HD // p.vec                      -- vec-wide chunks per head row
   s.LPP = math.min(32, next_pow2(s.CH))     -- lanes per position (a power of two)
   s.NC = (s.CH + s.LPP - 1) // s.LPP        -- chunks per lane
