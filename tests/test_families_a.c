@@ -7,6 +7,7 @@
  * problems run on the CPU emulator (tests/emu) against the float64
  * references of tests/ref.c: scores, mask, ids, counts and the union exactly,
  * h to 1e-2 with masked entries exactly 0 and slots past the union untouched. */
+#include <ctype.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,6 +43,8 @@ static sprig_plan *render(sprig_gen *gen, const char *family, int d, int f, cons
     return plan;
 }
 
+static int is_ident(char c) { return c == '_' || isalnum((unsigned char)c); }
+
 /* True when the definition of `kernel` in src lists exactly `names` as its
  * parameters, in order (each parameter's last identifier before ',' or ')'). */
 static int has_signature(const char *src, const char *kernel, const char *const *names) {
@@ -57,13 +60,9 @@ static int has_signature(const char *src, const char *kernel, const char *const 
         const char *comma = memchr(p, ',', (size_t)(end - p));
         const char *stop = comma ? comma : end;
         const char *q = stop;
-        while (q > p && !(q[-1] == '_' || (q[-1] >= 'a' && q[-1] <= 'z') || (q[-1] >= 'A' && q[-1] <= 'Z') ||
-                          (q[-1] >= '0' && q[-1] <= '9')))
-            --q;
+        while (q > p && !is_ident(q[-1])) --q;
         const char *id_end = q;
-        while (q > p && (q[-1] == '_' || (q[-1] >= 'a' && q[-1] <= 'z') || (q[-1] >= 'A' && q[-1] <= 'Z') ||
-                         (q[-1] >= '0' && q[-1] <= '9')))
-            --q;
+        while (q > p && is_ident(q[-1])) --q;
         if (!names[i] || strlen(names[i]) != (size_t)(id_end - q) || strncmp(names[i], q, (size_t)(id_end - q)))
             return 0;
         ++i;
@@ -173,6 +172,16 @@ static void test_params(sprig_gen *gen) {
         CHECK(sp_contains(a->source, "fabsf(s / (1.0f + expf(-s))) > threshold"));
         CHECK(!sp_contains(b->source, "expf(-s)"));
         CHECK(sp_contains(b->source, "return s > threshold;"));
+    }
+    sprig_plan_free(a);
+    sprig_plan_free(b);
+    /* ksplit warps share a row group: fewer rows per CTA, more CTAs. */
+    a = render(gen, "router", 4096, 11008, "fp16", 1, 32, "ksplit=4", &st);
+    b = render(gen, "gather_upgate", 4096, 11008, "fp16", 1, 32, "ksplit=8,rows_per_warp=2", &st);
+    CHECK(a && b);
+    if (a && b) {
+        CHECK(a->kernels[0].grid[0] == ceil_div(344, 2) && sp_contains(a->source, "#define KSPLIT 4"));
+        CHECK(b->kernels[0].grid[0] == ceil_div(11008, 2) && sp_contains(b->source, "#define KSPLIT 8"));
     }
     sprig_plan_free(a);
     sprig_plan_free(b);
