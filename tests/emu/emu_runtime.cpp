@@ -33,7 +33,7 @@ struct Fiber {
     sp_dim3 tid;
     int linear = 0;
     FiberState state = RUNNABLE;
-    std::vector<char> stack;
+    char *stack = nullptr;  /* from the stack pool, not owned */
     uint32_t in[16], out[16];
     int words = 0;
     sp_emu_warp_op op = nullptr;
@@ -53,6 +53,19 @@ thread_local Fiber *g_cur = nullptr;
 thread_local ucontext_t g_sched;
 
 const size_t kStackBytes = 256 * 1024;
+
+/* Fiber stacks are reused across CTAs and launches: allocating (and zeroing)
+ * 256 KiB per thread per CTA was about half of an emulated test's time. */
+thread_local std::vector<char *> g_stack_pool;
+
+char *stack_for(unsigned i) {
+    while (g_stack_pool.size() <= i) {
+        char *p = (char *)malloc(kStackBytes);
+        if (!p) return nullptr;
+        g_stack_pool.push_back(p);
+    }
+    return g_stack_pool[i];
+}
 
 void block_current(FiberState why) {
     g_cur->state = why;
@@ -125,10 +138,14 @@ bool run_cta(Cta &cta) {
         Fiber &f = cta.fibers[i];
         f.linear = (int)i;
         f.tid = {i % cta.bdim.x, (i / cta.bdim.x) % cta.bdim.y, i / (cta.bdim.x * cta.bdim.y)};
-        f.stack.resize(kStackBytes);
+        f.stack = stack_for(i);
+        if (!f.stack) {
+            cta.error = "out of memory for fiber stacks";
+            return false;
+        }
         getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = f.stack.data();
-        f.ctx.uc_stack.ss_size = f.stack.size();
+        f.ctx.uc_stack.ss_sp = f.stack;
+        f.ctx.uc_stack.ss_size = kStackBytes;
         f.ctx.uc_link = &g_sched;
         makecontext(&f.ctx, fiber_main, 0);
     }
