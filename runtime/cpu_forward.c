@@ -16,27 +16,6 @@ static int n_experts(const sp_model_config *cfg) {
     return cfg->lte.enabled ? cfg->lte.n_experts : 0;
 }
 
-/* inv_freq[i] = theta^(-2i/hd), with LLaMA-3.1's frequency-dependent scaling. */
-static void rope_frequencies(const sp_model_config *cfg, double *inv_freq) {
-    const int half = cfg->head_dim / 2;
-    const sp_rope_scaling *rs = &cfg->rope_scaling;
-    for (int i = 0; i < half; ++i) {
-        double f = 1.0 / pow(cfg->rope_theta, (2.0 * i) / cfg->head_dim);
-        if (rs->kind == SP_ROPE_LLAMA3) {
-            const double old = rs->original_max_position_embeddings;
-            const double low_wavelen = old / rs->low_freq_factor, high_wavelen = old / rs->high_freq_factor;
-            const double wavelen = 2.0 * M_PI / f;
-            if (wavelen > low_wavelen) {
-                f = f / rs->factor;
-            } else if (wavelen >= high_wavelen) {
-                const double smooth = (old / wavelen - rs->low_freq_factor) / (rs->high_freq_factor - rs->low_freq_factor);
-                f = (1.0 - smooth) * f / rs->factor + smooth * f;
-            }
-        }
-        inv_freq[i] = f;
-    }
-}
-
 sprig_status sp_cpu_open(const sp_model *model, int max_seq, sp_mlp_mode mode, sp_cpu **out) {
     *out = NULL;
     const sp_model_config *cfg = model->cfg;
@@ -58,7 +37,7 @@ sprig_status sp_cpu_open(const sp_model *model, int max_seq, sp_mlp_mode mode, s
         sp_cpu_close(c);
         return sp_fail(SPRIG_E_NOMEM, "out of memory for the CPU backend (max_seq %d)", max_seq);
     }
-    rope_frequencies(cfg, c->inv_freq);
+    sp_rope_inv_freq(cfg, c->inv_freq);
     *out = c;
     return SPRIG_OK;
 }

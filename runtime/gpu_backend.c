@@ -164,27 +164,15 @@ sprig_status sp_gpu_kernel_launch(sp_gpu_kernels *ks, sp_gpu_kernel *k, void **a
 
 /* ---- opening a model ----------------------------------------------------------- */
 
-/* inv_freq[i] = theta^(-2i/hd) with LLaMA-3.1's frequency-dependent scaling,
- * computed in double exactly as runtime/cpu_forward.c does, then rounded to fp32
- * (the CPU backend rounds it to fp32 before use too). */
-static void rope_frequencies(const sp_model_config *cfg, float *inv_freq) {
-    const int half = cfg->head_dim / 2;
-    const sp_rope_scaling *rs = &cfg->rope_scaling;
-    for (int i = 0; i < half; ++i) {
-        double f = 1.0 / pow(cfg->rope_theta, (2.0 * i) / cfg->head_dim);
-        if (rs->kind == SP_ROPE_LLAMA3) {
-            const double old = rs->original_max_position_embeddings;
-            const double low_wavelen = old / rs->low_freq_factor, high_wavelen = old / rs->high_freq_factor;
-            const double wavelen = 2.0 * M_PI / f;
-            if (wavelen > low_wavelen) {
-                f = f / rs->factor;
-            } else if (wavelen >= high_wavelen) {
-                const double smooth = (old / wavelen - rs->low_freq_factor) / (rs->high_freq_factor - rs->low_freq_factor);
-                f = (1.0 - smooth) * f / rs->factor + smooth * f;
-            }
-        }
-        inv_freq[i] = (float)f;
-    }
+/* The CPU backend's inverse frequencies, rounded to fp32 as the CPU backend
+ * rounds them before use. */
+static sprig_status rope_frequencies(const sp_model_config *cfg, float *inv_freq) {
+    double *f = malloc(sizeof(double) * (size_t)(cfg->head_dim / 2 + 1));
+    SP_CHECK_ALLOC(f);
+    sp_rope_inv_freq(cfg, f);
+    for (int i = 0; i < cfg->head_dim / 2; ++i) inv_freq[i] = (float)f[i];
+    free(f);
+    return SPRIG_OK;
 }
 
 /* The shapes every generated kernel needs to be multiples of 8 (16-byte rows). */
@@ -212,8 +200,8 @@ static sprig_status alloc_buffers(sp_gpu *g) {
     const size_t t = 2, cache = (size_t)g->L * g->max_seq * g->kvd * t;
     float *inv = malloc(sizeof(float) * (size_t)(g->hd / 2));
     SP_CHECK_ALLOC(inv);
-    rope_frequencies(g->cfg, inv);
-    sprig_status s = alloc_zero(g, &g->inv_freq, sizeof(float) * (size_t)(g->hd / 2));
+    sprig_status s = rope_frequencies(g->cfg, inv);
+    if (s == SPRIG_OK) s = alloc_zero(g, &g->inv_freq, sizeof(float) * (size_t)(g->hd / 2));
     if (s == SPRIG_OK) s = sp_exec_upload(g->exec, g->inv_freq, inv, sizeof(float) * (size_t)(g->hd / 2));
     free(inv);
     SP_TRY(s);

@@ -1,4 +1,5 @@
 /* sp_model_open: names every weight of a LLaMA checkpoint and checks it. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,27 @@ void sp_tensor_row(const sp_tensor *t, int64_t r, float *out) {
             memcpy(&bits, p + 2 * c, 2);
             out[c] = t->dtype == SP_DTYPE_F16 ? sp_f16_to_f32(bits) : sp_bf16_to_f32(bits);
         }
+    }
+}
+
+/* inv_freq[i] = theta^(-2i/hd), with LLaMA-3.1's frequency-dependent scaling. */
+void sp_rope_inv_freq(const sp_model_config *cfg, double *inv_freq) {
+    const int half = cfg->head_dim / 2;
+    const sp_rope_scaling *rs = &cfg->rope_scaling;
+    for (int i = 0; i < half; ++i) {
+        double f = 1.0 / pow(cfg->rope_theta, (2.0 * i) / cfg->head_dim);
+        if (rs->kind == SP_ROPE_LLAMA3) {
+            const double old = rs->original_max_position_embeddings;
+            const double low_wavelen = old / rs->low_freq_factor, high_wavelen = old / rs->high_freq_factor;
+            const double wavelen = 2.0 * M_PI / f;
+            if (wavelen > low_wavelen) {
+                f = f / rs->factor;
+            } else if (wavelen >= high_wavelen) {
+                const double smooth = (old / wavelen - rs->low_freq_factor) / (rs->high_freq_factor - rs->low_freq_factor);
+                f = (1.0 - smooth) * f / rs->factor + smooth * f;
+            }
+        }
+        inv_freq[i] = f;
     }
 }
 

@@ -43,6 +43,9 @@ void sp_model_close(sp_model *m);
 /* Row r of a float tensor as floats: its last dimension is the row, the leading
  * dimensions flattened count the rows (a 1-D tensor is one row). */
 void sp_tensor_row(const sp_tensor *t, int64_t r, float *out);
+/* RoPE inverse frequencies [head_dim/2]: theta^(-2i/hd), with LLaMA-3.1's
+ * frequency-dependent scaling when the config asks for it (as transformers). */
+void sp_rope_inv_freq(const sp_model_config *cfg, double *inv_freq);
 /* y[r] = Σ_c W[r][c] x[c] for r < rows of W (accumulated in double). */
 void sp_matvec(const sp_tensor *W, const float *x, float *y);
 #endif
