@@ -11,7 +11,12 @@
 #include "ref.h"
 #include "test_util.h"
 #ifdef GH_EMU
+#include <signal.h>
+#include <sys/mman.h>
+
 #include "emu_runtime.h"
+static void gh_catch_faults(void);
+static const char *volatile gh_running; /* the kernel being emulated, for the fault message */
 #endif
 
 static void gh_fill_bytes(CUdeviceptr p, unsigned char byte, size_t bytes);
@@ -59,6 +64,7 @@ void gh_open(gh_ctx *h, const char *test) {
     memset(h, 0, sizeof *h);
     h->test = test;
     h->emu = h->quick = 1;
+    gh_catch_faults();
     /* SPRIG_TEST_TEMPLATE_DIR: test templates being edited without rebuilding. */
     if (sprig_gen_open(&h->gen, getenv("SPRIG_TEST_TEMPLATE_DIR")) != SPRIG_OK) gh_die("starting the generator");
     snprintf(h->arch, sizeof h->arch, "emulator");
@@ -174,7 +180,9 @@ void gh_kernel_free(gh_kernel *k) {
 void gh_launch(gh_ctx *h, gh_kernel *k, void **args) {
 #ifdef GH_EMU
     (void)h;
+    gh_running = k->plan->key;
     sprig_status s = sp_emu_plan_launch(k->emu, k->plan, args); /* synchronous */
+    gh_running = NULL;
 #else
     (void)h;
     sprig_status s = sp_plan_launch(k->mod, k->plan, args, NULL);
@@ -237,14 +245,62 @@ void *gh_xalloc(size_t bytes) {
 /* ---- device buffers ------------------------------------------------------------------ */
 
 #ifdef GH_EMU
-/* The emulator's device memory is host memory: a CUdeviceptr holds the address. */
+/* The emulator's device memory is host memory: a CUdeviceptr holds the address.
+ * Each buffer ends (16-byte aligned) right before an inaccessible page, so a
+ * kernel reading or writing past the end faults at once instead of silently
+ * corrupting its neighbour; the fault handler names the kernel. */
 static void *gh_host(CUdeviceptr p) { return (void *)(uintptr_t)p; }
 
-CUdeviceptr gh_alloc(size_t bytes) { return bytes ? (CUdeviceptr)(uintptr_t)gh_xalloc(bytes) : 0; }
+typedef struct gh_map { void *base; size_t len; } gh_map; /* stored just below the buffer */
+
+CUdeviceptr gh_alloc(size_t bytes) {
+    if (!bytes) return 0;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t body = (bytes + 15) & ~(size_t)15;
+    size_t data = (body + sizeof(gh_map) + 15 + page - 1) / page * page;
+    char *base = mmap(NULL, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED || mprotect(base + data, page, PROT_NONE) != 0) {
+        fprintf(stderr, "FATAL: cannot map %zu bytes for an emulated buffer\n", bytes);
+        exit(1);
+    }
+    char *start = base + data - body;
+    gh_map m = {base, data + page};
+    memcpy(start - sizeof m, &m, sizeof m);
+    return (CUdeviceptr)(uintptr_t)start;
+}
+
+void gh_free(CUdeviceptr p) {
+    if (!p) return;
+    gh_map m;
+    memcpy(&m, (char *)gh_host(p) - sizeof m, sizeof m);
+    munmap(m.base, m.len);
+}
+
 void gh_upload(CUdeviceptr dst, const void *src, size_t bytes) { if (bytes) memcpy(gh_host(dst), src, bytes); }
 void gh_download(void *dst, CUdeviceptr src, size_t bytes) { if (bytes) memcpy(dst, gh_host(src), bytes); }
 static void gh_fill_bytes(CUdeviceptr p, unsigned char byte, size_t bytes) { if (bytes) memset(gh_host(p), byte, bytes); }
-void gh_free(CUdeviceptr p) { free(gh_host(p)); }
+
+static void gh_on_fault(int sig, siginfo_t *info, void *uc) {
+    (void)uc;
+    char msg[512];
+    int n = snprintf(msg, sizeof msg, "FATAL: signal %d at address %p while emulating %s "
+                     "(an access past the end of a buffer lands on a guard page)\n",
+                     sig, info->si_addr, gh_running ? gh_running : "(no kernel)");
+    if (n > 0) (void)!write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    _exit(1);
+}
+
+static void gh_catch_faults(void) {
+    static char alt[1 << 16];
+    stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt, .ss_flags = 0};
+    sigaltstack(&ss, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = gh_on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+}
 #else
 CUdeviceptr gh_alloc(size_t bytes) {
     CUdeviceptr p = 0;
