@@ -27,7 +27,8 @@ typedef struct kernels {
     int ok_up[2], ok_down[2], ok_up_all, ok_down_all;
 } kernels;
 
-static void kernels_build(gh_ctx *h, kernels *ks, const gh_mlp *w, int B, int g) {
+/* The all_active pair only when some fraction is 1 (they are used only then). */
+static void kernels_build(gh_ctx *h, kernels *ks, const gh_mlp *w, int B, int g, int with_all) {
     const char *dt = w->bf16 ? "bf16" : "fp16";
     memset(ks, 0, sizeof *ks);
     ks->ok_up[0] = gh_build(h, "gather_upgate", w->d, w->f, dt, B, g, "interleave=0", 0, &ks->up[0]);
@@ -35,6 +36,7 @@ static void kernels_build(gh_ctx *h, kernels *ks, const gh_mlp *w, int B, int g)
     /* layout=n needs g % vec == 0: the family may refuse it for g = 1. */
     ks->ok_down[0] = gh_build(h, "gather_down", w->d, w->f, dt, B, g, "layout=n", g < 8, &ks->down[0]);
     ks->ok_down[1] = gh_build(h, "gather_down", w->d, w->f, dt, B, g, "layout=t", 0, &ks->down[1]);
+    if (!with_all) return;
     ks->ok_up_all = gh_build(h, "gather_upgate", w->d, w->f, dt, B, g, "all_active=1", 0, &ks->up_all);
     ks->ok_down_all = gh_build(h, "gather_down", w->d, w->f, dt, B, g, "all_active=1,layout=t", 0, &ks->down_all);
 }
@@ -72,8 +74,10 @@ static void gather_sweep(gh_ctx *h, gh_mlp *w, int B, const int *gs, int n_g, co
     gh_batch_open(h, &b, w, B);
     for (int i = 0; i < n_g; ++i) {
         if (w->f % gs[i]) continue;
+        int with_all = 0;
+        for (int j = 0; j < n_f; ++j) with_all |= fracs[j] == 1.0;
         kernels ks;
-        kernels_build(h, &ks, w, B, gs[i]);
+        kernels_build(h, &ks, w, B, gs[i], with_all);
         for (int j = 0; j < n_f; ++j) gather_case(h, w, &b, &ks, gs[i], fracs[j]);
         kernels_free(&ks);
     }
