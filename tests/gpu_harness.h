@@ -40,7 +40,9 @@ typedef struct gh_ctx {
  * only the quick (small-shape) cases run, since emulation is slow.
  * SPRIG_TEST_TEMPLATE_DIR renders from that folder's templates (sprig_gen_open);
  * SPRIG_TEST_FILTER=TEXT runs only the kernels whose description
- * ("family d=.. f=.. dtype B=.. g=.. [params]") contains TEXT. */
+ * ("family d=.. f=.. dtype B=.. g=.. [params]") contains TEXT. Operands are
+ * drawn whether or not a kernel is filtered out, so SPRIG_TEST_SEED plus
+ * SPRIG_TEST_FILTER reruns one failing case on exactly the same data. */
 void gh_open(gh_ctx *h, const char *test);
 /* Closes everything and returns the exit code (sp_test_finish). */
 int gh_finish(gh_ctx *h);
