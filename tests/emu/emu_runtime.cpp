@@ -315,13 +315,16 @@ sprig_status sp_emu_module_load(const sprig_plan *plan, sp_emu_module **out) {
     std::string text(plan->source, plan->source_len);
     text += "\n// emulator entry points: cuLaunchKernel-style void **args\n";
     for (int k = 0; k < plan->n_kernels; ++k)
-        text += std::string("extern \"C\" void sp_emu_entry_") + plan->kernels[k].name + "(void **a) { sp_emu_invoke(" +
+        text += std::string("extern \"C\" __attribute__((visibility(\"default\"))) void sp_emu_entry_") + plan->kernels[k].name + "(void **a) { sp_emu_invoke(" +
                 plan->kernels[k].name + ", a); }\n";
     FILE *fp = fopen(src.c_str(), "wb");
     if (!fp) return sp_fail(SPRIG_E_IO, "emu: cannot write %s", src.c_str());
     fwrite(text.data(), 1, text.size(), fp);
     fclose(fp);
-    std::string cmd = std::string(SPRIG_EMU_CXX) + " -std=c++17 -O1 -g -fPIC -shared -DSPRIG_EMU -w -include " +
+    std::string cmd = std::string(SPRIG_EMU_CXX) + " -std=c++17 -O1 -g -fPIC -shared -DSPRIG_EMU -w"
+                      /* each module keeps its own statics (__shared__ arrays in inline functions
+                       * would otherwise be one GNU-unique symbol across every loaded module) */
+                      " -fno-gnu-unique -fvisibility=hidden -include " +
                       SPRIG_EMU_DIR + "/sp_emu.h -o " + so + " " + src;
     int rc = 0;
     std::string log = run_capture(cmd, &rc);
