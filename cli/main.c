@@ -17,6 +17,7 @@ static const command commands[] = {
     {"families", cmd_families, "list the kernel families and their parameters"},
     {"models", cmd_models, "list the named model shapes"},
     {"synth", cmd_synth, "write a random LLaMA-shaped model folder (optionally with LTE routers)"},
+    {"bench-e2e", cmd_bench_e2e, "decode ms/token of a model folder, dense against LTE/threshold sparsity"},
     {"run", cmd_run, "generate text with a LLaMA-family model folder (dense, LTE or threshold-sparse)"},
     {"tune", cmd_tune, "tune a model's MLP kernels on this GPU into its tuning database"},
     {"bench", cmd_bench, "time tuned MLP kernels against cuBLAS and the bandwidth roof"},
