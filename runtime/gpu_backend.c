@@ -285,6 +285,11 @@ sprig_status sp_gpu_open_with(sp_gpu_kernels *kernels, const sp_model *model, in
     if (max_seq < 1) return sp_fail(SPRIG_E_INVALID, "max_seq must be positive");
     if (!dtype || (strcmp(dtype, "fp16") != 0 && strcmp(dtype, "bf16") != 0))
         return sp_fail(SPRIG_E_INVALID, "GPU dtype '%s' is not fp16 or bf16", dtype ? dtype : "(null)");
+    /* Sliced models have per-layer widths, shortcut matrices and weightless norms
+     * that this backend does not implement yet: refuse rather than misread them. */
+    if (model->cfg->slice.enabled)
+        return sp_fail(SPRIG_E_INVALID, "SliceGPT-sliced models (%s) run on --backend cpu only so far",
+                       model->cfg->slice.source);
     sp_gpu *g = calloc(1, sizeof *g);
     SP_CHECK_ALLOC(g);
     g->kernels = kernels, g->exec = kernels->exec, g->model = model, g->cfg = model->cfg;

@@ -444,6 +444,20 @@ int main(int argc, char **argv) {
         }
         fixture_close(&fx);
     }
+    /* A SliceGPT-sliced model is refused with a clear message, not misread. */
+    {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/../sliced/tiny-sliced-25", root);
+        sp_model *m = NULL;
+        sp_gpu *g = NULL;
+        CHECK_MSG(sp_model_open(dir, &m) == SPRIG_OK, "%s", sprig_last_error());
+        if (m) {
+            CHECK(sp_gpu_open_with(ks, m, 16, SP_MLP_AUTO, "fp16", &g) == SPRIG_E_INVALID && !g);
+            CHECK_MSG(sp_contains(sprig_last_error(), "SliceGPT"), "got: %s", sprig_last_error());
+        }
+        sp_gpu_close(g);
+        sp_model_close(m);
+    }
     /* at least one LTE model must have been compared end to end, decisions and all */
     CHECK_MSG(lte_runs_complete >= 1, "no LTE run was compared at every position");
     printf("test_gpu_model: %d plans loaded, %.1f s of CPU time\n", sp_gpu_kernels_count(ks),
