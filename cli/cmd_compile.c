@@ -310,14 +310,14 @@ static void cc_run_pool(cc_pool *pool, int n_threads) {
 /* ---- reporting ----------------------------------------------------------- */
 
 static void cc_print_header(void) {
-    printf("%-14s %-28s %-10s %-5s %5s %5s %11s %7s %6s %9s  %s\n", "family", "kernel", "arch", "dtype", "batch",
+    printf("%-16s %-28s %-10s %-5s %5s %5s %11s %7s %6s %9s  %s\n", "family", "kernel", "arch", "dtype", "batch",
            "regs", "spill st/ld", "smem", "stack", "compile", "key");
 }
 
 static void cc_print_job(const cc_opts *o, const cc_job *job) {
     const sprig_binary *b = job->bin;
     if (job->status != SPRIG_OK) {
-        printf("%-14s %-28s %-10s %-5s %5d  FAILED: %s (see the message below)\n", job->item->family, "-",
+        printf("%-16s %-28s %-10s %-5s %5d  FAILED: %s (see the message below)\n", job->item->family, "-",
                job->arch, o->k.dtype, job->item->batch, sprig_status_name(job->status));
         return;
     }
@@ -332,7 +332,7 @@ static void cc_print_job(const cc_opts *o, const cc_job *job) {
             snprintf(stack, sizeof stack, "%d", r->stack_bytes);
         }
         if (!b->cache_hit) snprintf(when, sizeof when, "%.0f ms", b->compile_ms);
-        printf("%-14s %-28s %-10s %-5s %5d %5s %11s %7s %6s %9s  %.8s\n", job->item->family, b->kernel_names[k],
+        printf("%-16s %-28s %-10s %-5s %5d %5s %11s %7s %6s %9s  %.8s\n", job->item->family, b->kernel_names[k],
                b->arch, o->k.dtype, job->item->batch, regs, spill, smem, stack, k ? "" : when, b->cache_key);
     }
 }
