@@ -64,9 +64,13 @@ __device__ __forceinline__ void sp_row_fma(float (&acc)[BT][VEC], const float *w
     }
 }
 
+{% if MIN_BLOCKS > 1 then %}
 // At most 128 registers per thread (512 threads' worth per SM): at batch 8
 // that keeps two 256-thread CTAs per SM instead of one.
-extern "C" __global__ void __launch_bounds__(THREADS, 512 / THREADS)
+{% else %}
+// No register cap: batch_tile*vec sums plus unroll*vec weights would not fit in 128.
+{% end %}
+extern "C" __global__ void __launch_bounds__(THREADS, {{ MIN_BLOCKS }})
 sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
                   const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y) {
     const int n_rows = sp_union_rows(union_count);
@@ -179,9 +183,8 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
     const int n_items = __ldg(union_count) * SUBS;
 {% end %}
 
-    const T *wrow[ROWS];
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) wrow[r] = Wd + (size_t)min(c0 + r, D_COLS - 1) * F_ROWS;  // spare rows: never stored
+    // d is a multiple of 8, so of ROWS: a warp's rows are all in range.
+    const T *__restrict__ w0 = Wd + (size_t)c0 * F_ROWS;
 
     float acc[ROWS][BATCH];
 #pragma unroll
@@ -203,14 +206,14 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
             const int k = __ldg(union_ids + i / SUBS) * G + (i % SUBS) * VEC;
 {% end %}
 #pragma unroll
-            for (int r = 0; r < ROWS; ++r) sp_load_vec_stream<VEC>(wrow[r] + k, w[u][r]);
+            for (int r = 0; r < ROWS; ++r) sp_load_vec_stream<VEC>(w0 + r * F_ROWS + k, w[u][r]);
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u)
 #pragma unroll
             for (int b = 0; b < BATCH; ++b) {
                 float hv[VEC];
-                sp_load_vec<VEC>(h + (size_t)b * F_ROWS + (size_t)(it + u * 32) * VEC, hv);
+                sp_load_vec<VEC>(h + (size_t)it * VEC + (b * F_ROWS + u * 32 * VEC), hv);
 #pragma unroll
                 for (int r = 0; r < ROWS; ++r)
 #pragma unroll
@@ -225,11 +228,11 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
 {% end %}
         float w[ROWS][VEC];
 #pragma unroll
-        for (int r = 0; r < ROWS; ++r) sp_load_vec_stream<VEC>(wrow[r] + k, w[r]);
+        for (int r = 0; r < ROWS; ++r) sp_load_vec_stream<VEC>(w0 + r * F_ROWS + k, w[r]);
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) {
             float hv[VEC];
-            sp_load_vec<VEC>(h + (size_t)b * F_ROWS + (size_t)it * VEC, hv);
+            sp_load_vec<VEC>(h + (size_t)it * VEC + b * F_ROWS, hv);
 #pragma unroll
             for (int r = 0; r < ROWS; ++r)
 #pragma unroll
@@ -243,7 +246,7 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
         for (int b = 0; b < BATCH; ++b) {
             const float s = sp_warp_sum(acc[r][b]);
             // Spread the stores over lanes rather than funnel them through lane 0.
-            if (lane == ((r * BATCH + b) & 31) && c0 + r < D_COLS) y[(size_t)b * D_COLS + c0 + r] = SP_FROM_F(s);
+            if (lane == ((r * BATCH + b) & 31)) y[(size_t)b * D_COLS + c0 + r] = SP_FROM_F(s);
         }
 }
 {% end %}

@@ -82,6 +82,9 @@ local function shape_t(req, p)
   else
     s.SPLITS = p.splits
   end
+  -- Cap registers at 128 (two 256-thread CTAs per SM) when the live values fit:
+  -- batch_tile*vec sums plus unroll*vec weights, with room for addresses.
+  s.MIN_BLOCKS = (s.BT + p.unroll) * p.vec <= 96 and 512 // p.threads or 1
   -- Finalize: part lanes so each thread sums about two partials.
   s.PART_LANES = math.min(32, next_pow2((s.SPLITS + 1) // 2))
   return s
