@@ -19,7 +19,7 @@ void sprig_plan_free(sprig_plan *plan) {
     free(plan);
 }
 
-static void push_request(lua_State *L, const sprig_request *req) {
+void sp_gen_push_request(lua_State *L, const sprig_request *req, const char *params) {
     lua_createtable(L, 0, 7);
     lua_pushstring(L, req->family ? req->family : "");
     lua_setfield(L, -2, "family");
@@ -33,7 +33,7 @@ static void push_request(lua_State *L, const sprig_request *req) {
     lua_setfield(L, -2, "batch");
     lua_pushinteger(L, req->g);
     lua_setfield(L, -2, "g");
-    lua_pushstring(L, req->params ? req->params : "");
+    lua_pushstring(L, params ? params : "");
     lua_setfield(L, -2, "params");
 }
 
@@ -156,7 +156,7 @@ sprig_status sprig_gen_render(sprig_gen *gen, const sprig_request *req, sprig_pl
     int top = lua_gettop(L);
     SP_TRY(sp_gen_require(gen, "sprig.gen"));
     lua_getfield(L, -1, "render");
-    push_request(L, req);
+    sp_gen_push_request(L, req, req->params);
     lua_getglobal(L, "sp_load_file");
     lua_getglobal(L, "sp_require");
     sprig_status s = sp_gen_pcall(gen, 3, 3);

@@ -17,6 +17,10 @@ struct sprig_gen {
  * Returns a malloc'ed NUL-terminated copy, or NULL if there is none. */
 char *sp_gen_read_file(const sprig_gen *gen, const char *path, size_t *len);
 
+/* Pushes req as the Lua table sprig.gen and sprig.space take, with params
+ * (rather than req->params) as its parameter string. */
+void sp_gen_push_request(lua_State *L, const sprig_request *req, const char *params);
+
 /* Pushes the Lua module `name` (e.g. "sprig.gen") onto the stack. */
 sprig_status sp_gen_require(sprig_gen *gen, const char *name);
 

@@ -217,23 +217,6 @@ sprig_status sp_space_grid(int n_dims, const char *const *names, const int *n_va
 
 /* ---- from Lua ------------------------------------------------------------------- */
 
-static void push_request(lua_State *L, const sprig_request *req, const char *params) {
-    lua_createtable(L, 0, 7);
-    lua_pushstring(L, req->family ? req->family : "");
-    lua_setfield(L, -2, "family");
-    lua_pushinteger(L, req->d);
-    lua_setfield(L, -2, "d");
-    lua_pushinteger(L, req->f);
-    lua_setfield(L, -2, "f");
-    lua_pushstring(L, req->dtype ? req->dtype : "fp16");
-    lua_setfield(L, -2, "dtype");
-    lua_pushinteger(L, req->batch);
-    lua_setfield(L, -2, "batch");
-    lua_pushinteger(L, req->g);
-    lua_setfield(L, -2, "g");
-    lua_pushstring(L, params ? params : "");
-    lua_setfield(L, -2, "params");
-}
 
 /* Calls space.<fn>(req, [extra], require) under pcall leaving nres results.
  * A Lua error is the request's fault (bad family, params, shape). */
@@ -243,7 +226,7 @@ static sprig_status call_space(sprig_gen *gen, const char *fn, const sprig_reque
     SP_TRY(sp_gen_require(gen, "sprig.space"));
     lua_getfield(L, -1, fn);
     lua_remove(L, -2);
-    push_request(L, req, params);
+    sp_gen_push_request(L, req, params);
     int nargs = 2;
     if (extra) {
         lua_pushstring(L, extra);
