@@ -12,27 +12,43 @@
 #include "sp_half.h"
 
 /* ---- tuning parameters ----------------------------------------------------------
- * The one place that decides a kernel's tuning parameters. Today: the family's
- * defaults on a GPU (the tuning-database lookup goes here), and the cheapest
- * plans on the CPU emulator, where every CUDA thread is a fiber and the cost is
- * per thread launched: small CTAs and few splits. Those are the same templates
- * with other parameters, so the emulated tests still run the generated code. */
-const char *sp_gpu_choose_params(const sp_exec *exec, const sprig_request *req) {
-    if (exec && exec->kind && strcmp(exec->kind, "emulator") == 0) {
-        static const struct {
-            const char *family, *params;
-        } emu[] = {
-            {"dense_gemv", "threads=64,rows_per_warp=4"},
-            {"rmsnorm", "threads=64"},
-            {"attention_decode", "threads=32,splits=2"},
-            {"router", "threads=64,ksplit=2,compact_threads=256"},
-            {"gather_upgate", "threads=64,rows_per_warp=4"},
-            {"gather_down", "threads=64,cols_per_cta=64,splits=2"},
-        };
-        for (size_t i = 0; i < sizeof emu / sizeof emu[0]; ++i)
-            if (strcmp(emu[i].family, req->family) == 0) return emu[i].params;
-    }
+ * The one place that decides a kernel's tuning parameters: the installed
+ * tuning (the database), else the family's defaults on a GPU, and the
+ * cheapest plans on the CPU emulator, where every CUDA thread is a fiber and
+ * the cost is per thread launched: small CTAs and few splits. Those are the
+ * same templates with other parameters, so the emulated tests still run the
+ * generated code. */
+static const char *emulator_params(const char *family) {
+    static const struct {
+        const char *family, *params;
+    } emu[] = {
+        {"dense_gemv", "threads=64,rows_per_warp=4"},
+        {"rmsnorm", "threads=64"},
+        {"attention_decode", "threads=32,splits=2"},
+        {"router", "threads=64,ksplit=2,compact_threads=256"},
+        {"gather_upgate", "threads=64,rows_per_warp=4"},
+        {"gather_down", "threads=64,cols_per_cta=64,splits=2"},
+    };
+    for (size_t i = 0; i < sizeof emu / sizeof emu[0]; ++i)
+        if (strcmp(emu[i].family, family) == 0) return emu[i].params;
     return "";
+}
+
+void sp_gpu_choose_params(const sp_gpu_kernels *ks, const sprig_request *req, double sparsity, char *buf,
+                          size_t cap) {
+    char why[512] = "";
+    if (ks->tuning.choose && ks->tuning.choose(ks->tuning.ctx, req, sparsity, buf, cap, why, sizeof why)) return;
+    const int emulated = ks->exec && ks->exec->kind && strcmp(ks->exec->kind, "emulator") == 0;
+    snprintf(buf, cap, "%s", emulated ? emulator_params(req->family) : "");
+}
+
+void sp_gpu_kernels_set_tuning(sp_gpu_kernels *ks, const sp_gpu_tuning *t) {
+    if (t) ks->tuning = *t;
+    else memset(&ks->tuning, 0, sizeof ks->tuning);
+}
+
+const char *sp_gpu_kernels_key(const sp_gpu_kernels *ks, int i) {
+    return ks && i >= 0 && i < ks->n ? ks->items[i]->plan->key : NULL;
 }
 
 /* out = fixed, then every item of tuned whose key fixed does not set. */
@@ -97,13 +113,15 @@ void sp_gpu_kernels_close(sp_gpu_kernels *ks) {
 
 int sp_gpu_kernels_count(const sp_gpu_kernels *ks) { return ks ? ks->n : 0; }
 
-static sprig_status render(sp_gpu_kernels *ks, sprig_request *req, const char *fixed, sprig_plan **plan) {
-    char params[1024];
-    const char *tuned = sp_gpu_choose_params(ks->exec, req);
+static sprig_status render(sp_gpu_kernels *ks, sprig_request *req, const char *fixed, double sparsity,
+                           sprig_plan **plan) {
+    char params[1024], tuned[512];
+    req->params = fixed;
+    sp_gpu_choose_params(ks, req, sparsity, tuned, sizeof tuned);
     SP_TRY(merge_params(fixed, tuned, params, sizeof params));
     req->params = params;
     sprig_status s = sprig_gen_render(ks->gen, req, plan);
-    if (s == SPRIG_E_INVALID && tuned && *tuned) {
+    if (s == SPRIG_E_INVALID && *tuned) {
         /* tuned parameters that do not fit this exact problem: the defaults always do */
         req->params = fixed;
         s = sprig_gen_render(ks->gen, req, plan);
@@ -139,11 +157,11 @@ static sprig_status load(sp_gpu_kernels *ks, sprig_plan *plan, sp_gpu_kernel **o
 }
 
 sprig_status sp_gpu_kernel_get(sp_gpu_kernels *ks, const char *family, int d, int f, const char *dtype, int g,
-                               const char *fixed, sp_gpu_kernel **out) {
+                               const char *fixed, double sparsity, sp_gpu_kernel **out) {
     *out = NULL;
     sprig_request req = {family, d, f, dtype, 1, g, NULL};
     sprig_plan *plan = NULL;
-    sprig_status s = render(ks, &req, fixed, &plan);
+    sprig_status s = render(ks, &req, fixed, sparsity, &plan);
     if (s != SPRIG_OK)
         return sp_wrap(s, "kernel %s (d=%d, f=%d, %s, g=%d, %s)", family, d, f, dtype, g, fixed);
     for (int i = 0; i < ks->n; ++i)
@@ -238,13 +256,13 @@ static sprig_status load_kernels(sp_gpu *g) {
     char attn[96];
     snprintf(attn, sizeof attn, "heads=%d,kv_heads=%d,head_dim=%d%s", g->H, g->KV, g->hd,
              g->hd % 8 == 0 ? "" : g->hd % 4 == 0 ? ",vec=4" : ",vec=2"); /* vec must divide head_dim */
-    SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", g->d, g->d, g->dtype, 1, "mode=embed", &g->norm_embed));
-    SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", g->d, g->d, g->dtype, 1, "mode=add", &g->norm_add));
+    SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", g->d, g->d, g->dtype, 1, "mode=embed", 0, &g->norm_embed));
+    SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", g->d, g->d, g->dtype, 1, "mode=add", 0, &g->norm_add));
     /* dense_gemv op=up: W is [f][d], so (d, f) = (columns, rows) of each projection */
-    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->d, g->qkv_rows, g->dtype, 1, "op=up", &g->gemv_qkv));
-    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->qd, g->d, g->dtype, 1, "op=up", &g->gemv_o));
-    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->d, g->vocab8, g->dtype, 1, "op=up", &g->gemv_lm));
-    SP_TRY(sp_gpu_kernel_get(ks, "attention_decode", g->d, g->f, g->dtype, 1, attn, &g->attn));
+    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->d, g->qkv_rows, g->dtype, 1, "op=up", 0, &g->gemv_qkv));
+    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->qd, g->d, g->dtype, 1, "op=up", 0, &g->gemv_o));
+    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->d, g->vocab8, g->dtype, 1, "op=up", 0, &g->gemv_lm));
+    SP_TRY(sp_gpu_kernel_get(ks, "attention_decode", g->d, g->f, g->dtype, 1, attn, 0, &g->attn));
     return sp_gpu_mlp_prepare(g);
 }
 

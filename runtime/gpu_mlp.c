@@ -16,10 +16,11 @@
 /* The gather pair of a path; the down kernel's layout is forced when `layout` is set. */
 static sprig_status load_gathers(sp_gpu *g, gpu_mlp_path *p, const char *extra, const char *layout) {
     char fixed[128];
+    const double sparsity = p == &g->dense ? 0 : SP_GPU_EXPECTED_SPARSITY;
     snprintf(fixed, sizeof fixed, "%s", extra);
-    SP_TRY(sp_gpu_kernel_get(g->kernels, "gather_upgate", g->d, g->f, g->dtype, p->g, fixed, &p->upgate));
+    SP_TRY(sp_gpu_kernel_get(g->kernels, "gather_upgate", g->d, g->f, g->dtype, p->g, fixed, sparsity, &p->upgate));
     if (layout) snprintf(fixed, sizeof fixed, "%s%slayout=%s", extra, *extra ? "," : "", layout);
-    return sp_gpu_kernel_get(g->kernels, "gather_down", g->d, g->f, g->dtype, p->g, fixed, &p->down);
+    return sp_gpu_kernel_get(g->kernels, "gather_down", g->d, g->f, g->dtype, p->g, fixed, sparsity, &p->down);
 }
 
 /* The packing of W_down follows the main path's gather_down plan. */
@@ -44,7 +45,8 @@ sprig_status sp_gpu_mlp_prepare(sp_gpu *g) {
     if (any_lte) {
         g->lte.g = lte->expert_size;
         g->lte_threshold = (float)log(lte->threshold / (1.0 - lte->threshold));
-        SP_TRY(sp_gpu_kernel_get(g->kernels, "router", g->d, g->f, g->dtype, g->lte.g, "score=sigmoid", &g->lte.router));
+        SP_TRY(sp_gpu_kernel_get(g->kernels, "router", g->d, g->f, g->dtype, g->lte.g, "score=sigmoid",
+                                 SP_GPU_EXPECTED_SPARSITY, &g->lte.router));
         SP_TRY(load_gathers(g, &g->lte, "", NULL));
         SP_TRY(take_layout(g, &g->lte));
         if (any_dense) SP_TRY(load_gathers(g, &g->dense, "all_active=1", g->down_layout));
@@ -60,7 +62,8 @@ sprig_status sp_gpu_mlp_prepare_threshold(sp_gpu *g) {
         return sp_fail(SPRIG_E_INVALID, "threshold sparsity needs gather_down layout=t (neuron granularity, g = 1), "
                                         "but W_down is packed for layout=%s", g->down_layout);
     g->thr.g = 1;
-    SP_TRY(sp_gpu_kernel_get(g->kernels, "router", g->d, g->f, g->dtype, 1, "score=silu_abs", &g->thr.router));
+    SP_TRY(sp_gpu_kernel_get(g->kernels, "router", g->d, g->f, g->dtype, 1, "score=silu_abs", SP_GPU_EXPECTED_SPARSITY,
+                             &g->thr.router));
     return load_gathers(g, &g->thr, "", g->down_layout);
 }
 

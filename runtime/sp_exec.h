@@ -15,6 +15,7 @@
 typedef uint64_t sp_dptr;
 typedef struct sp_exec sp_exec;
 typedef struct sp_exec_module sp_exec_module; /* one plan, compiled and loaded */
+typedef struct sp_exec_graph sp_exec_graph;   /* a captured launch sequence, ready to replay */
 
 /* What timing a launch sequence found (sp_exec_time). Times are per launch
  * sequence (all steps once), in microseconds. */
@@ -59,6 +60,22 @@ typedef struct sp_exec_ops {
      * a fault inside a kernel is SPRIG_E_CUDA from the synchronisation. */
     sprig_status (*time_seq)(sp_exec *e, const sp_exec_step *steps, int n_steps, int n_sets, int warmup, int reps,
                              sp_timing *out);
+    /* Graph capture: between capture_begin and capture_end, launches are
+     * recorded, not run, each with a copy of its argument VALUES as they were
+     * at the launch (as cuLaunchKernel copies them into a graph node): what a
+     * replay sees changing is device memory only. Only launches may come in
+     * between; alloc, free, upload, download, fill, load, sync and time_seq
+     * are refused with SPRIG_E_INVALID while capturing (on CUDA they would
+     * break the capture or run outside it). capture_end always ends the
+     * capture; on failure *out is NULL and nothing was run. A graph replays
+     * its launches in order on the executor's stream, after everything
+     * enqueued before it; errors inside it surface at sync. CUDA: stream
+     * capture on the executor's own stream, then cuGraphInstantiate.
+     * Emulator: the recorded launches are run in order at graph_launch. */
+    sprig_status (*capture_begin)(sp_exec *e);
+    sprig_status (*capture_end)(sp_exec *e, sp_exec_graph **out);
+    sprig_status (*graph_launch)(sp_exec *e, sp_exec_graph *g);
+    void (*graph_free)(sp_exec *e, sp_exec_graph *g);
 } sp_exec_ops;
 
 struct sp_exec {
@@ -94,6 +111,10 @@ static inline sprig_status sp_exec_time_seq(sp_exec *e, const sp_exec_step *step
                                             int reps, sp_timing *out) {
     return e->ops->time_seq(e, steps, n_steps, n_sets, warmup, reps, out);
 }
+static inline sprig_status sp_exec_capture_begin(sp_exec *e) { return e->ops->capture_begin(e); }
+static inline sprig_status sp_exec_capture_end(sp_exec *e, sp_exec_graph **g) { return e->ops->capture_end(e, g); }
+static inline sprig_status sp_exec_graph_launch(sp_exec *e, sp_exec_graph *g) { return e->ops->graph_launch(e, g); }
+static inline void sp_exec_graph_free(sp_exec *e, sp_exec_graph *g) { if (g) e->ops->graph_free(e, g); }
 /* One plan: arg_sets[n_sets] argument lists (see time_seq). */
 static inline sprig_status sp_exec_time(sp_exec *e, sp_exec_module *m, const sprig_plan *plan, void **const *arg_sets,
                                         int n_sets, int warmup, int reps, sp_timing *out) {

@@ -44,6 +44,25 @@ sprig_status sp_gpu_kernels_open(sp_exec *exec, sp_gpu_kernels **out);
 void sp_gpu_kernels_close(sp_gpu_kernels *k);
 /* How many distinct plans the set has loaded (compiled) so far. */
 int sp_gpu_kernels_count(const sp_gpu_kernels *k);
+/* The plan key of loaded kernel i (0 <= i < count), e.g. to show or test
+ * which parameters were used; NULL outside the range. */
+const char *sp_gpu_kernels_key(const sp_gpu_kernels *k, int i);
+
+/* Where the kernels get their tuning parameters (the tuning database, through
+ * tuner/sp_runtime_tuning.h). choose gets the request (req->params: the
+ * parameters the problem fixes, e.g. "op=up" or "all_active=1") and the share
+ * of MLP neurons the backend expects to skip (percent; 0 for dense MLPs and
+ * for the attention-side kernels); it writes the parameters to use to buf and
+ * returns 1, or returns 0 for the family's defaults. why (may be "") gets one
+ * line saying where they came from. Parameters that turn out not to fit the
+ * exact problem fall back to the defaults; fixed parameters always win. */
+typedef struct sp_gpu_tuning {
+    int (*choose)(void *ctx, const sprig_request *req, double sparsity, char *buf, size_t cap, char *why,
+                  size_t why_cap);
+    void *ctx;           /* borrowed: must outlive the kernel set */
+} sp_gpu_tuning;
+/* Installs t (copied; NULL: defaults again) for the kernels loaded after the call. */
+void sp_gpu_kernels_set_tuning(sp_gpu_kernels *k, const sp_gpu_tuning *t);
 
 typedef struct sp_gpu sp_gpu;
 

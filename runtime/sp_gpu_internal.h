@@ -23,24 +23,33 @@ struct sp_gpu_kernels {
     sprig_gen *gen;      /* owned */
     int n, cap;
     sp_gpu_kernel **items;
+    sp_gpu_tuning tuning;  /* choose NULL: defaults */
 };
 
 /* Renders (family, shape, params), or finds it by plan key, and loads it.
  * `fixed` holds the parameters the problem dictates ("op=up", "all_active=1",
- * "layout=t"); the tuning parameters come from sp_gpu_choose_params and never
- * override a fixed one. The returned kernel is owned by the set. */
+ * "layout=t"); the tuning parameters come from sp_gpu_choose_params (at the
+ * expected MLP sparsity, percent) and never override a fixed one. The
+ * returned kernel is owned by the set. */
 sprig_status sp_gpu_kernel_get(sp_gpu_kernels *ks, const char *family, int d, int f, const char *dtype, int g,
-                               const char *fixed, sp_gpu_kernel **out);
+                               const char *fixed, double sparsity, sp_gpu_kernel **out);
 /* Launches the kernel's plan with one argument list (docs/kernel-abi.md). */
 sprig_status sp_gpu_kernel_launch(sp_gpu_kernels *ks, sp_gpu_kernel *k, void **args);
 
-/* The tuning parameters for one request: "" (the family's defaults) unless
- * something better is known. The tuning-database lookup plugs in here. */
-const char *sp_gpu_choose_params(const sp_exec *exec, const sprig_request *req);
+/* The tuning parameters for one request (req->params: the fixed ones), into
+ * buf: the installed tuning's choice, else cheap plans under the emulator,
+ * else "" (the family's defaults). */
+void sp_gpu_choose_params(const sp_gpu_kernels *ks, const sprig_request *req, double sparsity, char *buf,
+                          size_t cap);
 
 /* Value of `key` in a plan's params_json ("t" for "layout"), copied into buf;
  * 0 if absent. */
 int sp_gpu_plan_param(const sprig_plan *plan, const char *key, char *buf, size_t cap);
+
+/* The share of neurons (percent) a routed MLP's kernels are tuned for: the
+ * real share is only known after routing, and 50% is the middle of the
+ * buckets the tuner measures (0, 50, 75, 90). */
+#define SP_GPU_EXPECTED_SPARSITY 50.0
 
 /* How one layer's MLP runs. */
 typedef enum gpu_mlp_kind {
