@@ -230,6 +230,7 @@ static sprig_status alloc_buffers(sp_gpu *g) {
     SP_TRY(alloc_zero(g, &g->xb, t * (size_t)g->d));
     SP_TRY(alloc_zero(g, &g->qkv, t * (size_t)g->qkv_rows));
     SP_TRY(alloc_zero(g, &g->att, t * (size_t)g->qd));
+    if (g->sliced) SP_TRY(alloc_zero(g, &g->cat, t * (size_t)(g->d + g->qd)));
     SP_TRY(alloc_zero(g, &g->proj, t * (size_t)g->d));
     SP_TRY(alloc_zero(g, &g->h, t * (size_t)g->f));
     SP_TRY(alloc_zero(g, &g->logits, t * (size_t)g->vocab8));
@@ -250,20 +251,63 @@ static sprig_status alloc_buffers(sp_gpu *g) {
     return SPRIG_OK;
 }
 
-/* The attention-side kernels: norms, projections, attention, lm_head. */
+/* The kernels of a layer's attention side and norms for its widths. */
+static sprig_status load_layer_kernels(sp_gpu *g, gpu_layer *G) {
+    sp_gpu_kernels *ks = g->kernels;
+    /* dense_gemv op=up: W is [f][d], so (d, f) = (columns, rows) of each projection */
+    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", G->a_in, g->qkv_rows, g->dtype, 1, "op=up", 0, &G->gemv_qkv));
+    if (!g->sliced) {
+        SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->qd, g->d, g->dtype, 1, "op=up", 0, &G->gemv_o));
+        SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", g->d, g->d, g->dtype, 1, "mode=add", 0, &G->norm_mid));
+        G->norm_out = G->norm_mid;
+        return SPRIG_OK;
+    }
+    char norm[96];
+    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", G->a_in + g->qd, G->a_out, g->dtype, 1, "op=up", 0, &G->gemv_o));
+    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", G->a_out, G->m_out, g->dtype, 1, "op=up,accumulate=1", 0,
+                             &G->gemv_sc));
+    snprintf(norm, sizeof norm, "mode=set,norm_dim=%d,weightless=1,raw_out=1", g->d);
+    SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", G->a_out, G->a_out, g->dtype, 1, norm, 0, &G->norm_mid));
+    return sp_gpu_kernel_get(ks, "rmsnorm", G->m_out, G->m_out, g->dtype, 1, norm, 0, &G->norm_out);
+}
+
+/* Norms, projections, attention and lm_head; then the MLP kernels. */
 static sprig_status load_kernels(sp_gpu *g) {
     sp_gpu_kernels *ks = g->kernels;
-    char attn[96];
+    char attn[96], embed[96];
     snprintf(attn, sizeof attn, "heads=%d,kv_heads=%d,head_dim=%d%s", g->H, g->KV, g->hd,
              g->hd % 8 == 0 ? "" : g->hd % 4 == 0 ? ",vec=4" : ",vec=2"); /* vec must divide head_dim */
-    SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", g->d, g->d, g->dtype, 1, "mode=embed", 0, &g->norm_embed));
-    SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", g->d, g->d, g->dtype, 1, "mode=add", 0, &g->norm_add));
-    /* dense_gemv op=up: W is [f][d], so (d, f) = (columns, rows) of each projection */
-    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->d, g->qkv_rows, g->dtype, 1, "op=up", 0, &g->gemv_qkv));
-    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->qd, g->d, g->dtype, 1, "op=up", 0, &g->gemv_o));
-    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->d, g->vocab8, g->dtype, 1, "op=up", 0, &g->gemv_lm));
+    if (g->sliced) snprintf(embed, sizeof embed, "mode=embed,norm_dim=%d,weightless=1,raw_out=1", g->d);
+    else snprintf(embed, sizeof embed, "mode=embed");
+    const int w0 = g->layers[0].a_in;
+    SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", w0, w0, g->dtype, 1, embed, 0, &g->norm_embed));
+    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->head_width, g->vocab8, g->dtype, 1, "op=up", 0, &g->gemv_lm));
     SP_TRY(sp_gpu_kernel_get(ks, "attention_decode", g->d, g->f, g->dtype, 1, attn, 0, &g->attn));
+    for (int l = 0; l < g->L; ++l) {
+        gpu_layer *G = &g->layers[l];
+        const gpu_layer *P = l ? &g->layers[l - 1] : NULL;
+        if (P && P->a_in == G->a_in && P->a_out == G->a_out && P->m_out == G->m_out) {
+            G->gemv_qkv = P->gemv_qkv, G->gemv_o = P->gemv_o, G->gemv_sc = P->gemv_sc;
+            G->norm_mid = P->norm_mid, G->norm_out = P->norm_out;
+            continue;
+        }
+        sprig_status s = load_layer_kernels(g, G);
+        if (s != SPRIG_OK) return sp_wrap(s, "layer %d", l);
+    }
     return sp_gpu_mlp_prepare(g);
+}
+
+/* Every layer's widths: d, or the sliced ones. */
+static void set_widths(sp_gpu *g) {
+    const sp_slice_config *sl = &g->cfg->slice;
+    for (int l = 0; l < g->L; ++l) {
+        gpu_layer *G = &g->layers[l];
+        G->a_in = g->sliced ? sl->attn_in[l] : g->d;
+        G->a_out = g->sliced ? sl->attn_out[l] : g->d;
+        G->m_out = g->sliced ? sl->mlp_out[l] : g->d;
+    }
+    g->head_width = g->sliced ? sl->lm_head_width : g->d;
+    g->norm_eps = (float)(g->sliced ? sl->norm_eps : g->cfg->rms_norm_eps);
 }
 
 static void assign_kinds(sp_gpu *g) {
@@ -279,9 +323,11 @@ static sprig_status open_gpu(sp_gpu *g) {
     g->hd = cfg->head_dim, g->H = cfg->num_attention_heads, g->KV = cfg->num_key_value_heads;
     g->qd = g->H * g->hd, g->kvd = g->KV * g->hd, g->qkv_rows = g->qd + 2 * g->kvd;
     g->vocab = cfg->vocab_size, g->vocab8 = (cfg->vocab_size + 7) / 8 * 8;
+    g->sliced = cfg->slice.enabled;
     SP_TRY(check_shapes(g));
     g->layers = calloc((size_t)g->L, sizeof *g->layers);
     SP_CHECK_ALLOC(g->layers);
+    set_widths(g);
     /* threshold mode starts dense-routed like the CPU backend: the kinds are final at set_thresholds */
     assign_kinds(g);
     if (g->mode == SP_MLP_THRESHOLD) {
@@ -303,17 +349,13 @@ sprig_status sp_gpu_open_with(sp_gpu_kernels *kernels, const sp_model *model, in
     if (max_seq < 1) return sp_fail(SPRIG_E_INVALID, "max_seq must be positive");
     if (!dtype || (strcmp(dtype, "fp16") != 0 && strcmp(dtype, "bf16") != 0))
         return sp_fail(SPRIG_E_INVALID, "GPU dtype '%s' is not fp16 or bf16", dtype ? dtype : "(null)");
-    /* Sliced models have per-layer widths, shortcut matrices and weightless norms
-     * that this backend does not implement yet: refuse rather than misread them. */
-    if (model->cfg->slice.enabled)
-        return sp_fail(SPRIG_E_INVALID, "SliceGPT-sliced models (%s) run on --backend cpu only so far",
-                       model->cfg->slice.source);
     sp_gpu *g = calloc(1, sizeof *g);
     SP_CHECK_ALLOC(g);
     g->kernels = kernels, g->exec = kernels->exec, g->model = model, g->cfg = model->cfg;
     g->max_seq = max_seq, g->mode = mode;
     snprintf(g->dtype, sizeof g->dtype, "%s", dtype);
     g->bf16 = strcmp(dtype, "bf16") == 0;
+    g->use_graph = 1;
     sprig_status s = open_gpu(g);
     if (s != SPRIG_OK) {
         sp_gpu_close(g);
@@ -340,8 +382,9 @@ sprig_status sp_gpu_open(sp_exec *exec, const sp_model *model, int max_seq, sp_m
 void sp_gpu_close(sp_gpu *g) {
     if (!g) return;
     sp_exec *e = g->exec;
+    sp_exec_graph_free(e, g->graph);
     sp_gpu_free_weights(g);
-    sp_dptr bufs[] = {g->inv_freq, g->k_cache, g->v_cache, g->io, g->x, g->xb, g->qkv, g->att, g->proj, g->h,
+    sp_dptr bufs[] = {g->inv_freq, g->k_cache, g->v_cache, g->io, g->x, g->xb, g->qkv, g->att, g->cat, g->proj, g->h,
                       g->logits, g->scores, g->ids, g->counts, g->union_ids, g->mask, g->union_counts};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) sp_exec_free(e, bufs[i]);
     free(g->layers);
@@ -356,10 +399,10 @@ void sp_gpu_close(sp_gpu *g) {
 
 /* ---- the decode step ----------------------------------------------------------- */
 
-/* rmsnorm: x = src-mode(x), out = norm(x) * w  (docs/kernel-abi.md) */
+/* rmsnorm: x = src-mode(x), xb = norm(x) * w; sliced: weightless, and x as T
+ * to g->cat (docs/kernel-abi.md) */
 static sprig_status norm(sp_gpu *g, sp_gpu_kernel *k, sp_dptr src, sp_dptr w) {
-    float eps = (float)g->cfg->rms_norm_eps;
-    void *args[] = {&g->x, &src, &g->io, &w, &g->xb, &eps};
+    void *args[] = {&g->x, &src, &g->io, &w, &g->xb, &g->norm_eps, &g->cat};
     return sp_gpu_kernel_launch(g->kernels, k, args);
 }
 
@@ -368,27 +411,68 @@ static sprig_status gemv(sp_gpu *g, sp_gpu_kernel *k, sp_dptr W, sp_dptr x, sp_d
     return sp_gpu_kernel_launch(g->kernels, k, args);
 }
 
-static sprig_status attention(sp_gpu *g, int l) {
+static sprig_status attention(sp_gpu *g, int l, sp_dptr out) {
     const size_t at = (size_t)l * g->max_seq * g->kvd * 2;
     sp_dptr kc = g->k_cache + at, vc = g->v_cache + at, pos = g->io + sizeof(int);
-    void *args[] = {&g->qkv, &g->inv_freq, &kc, &vc, &pos, &g->attn->ws, &g->att};
+    void *args[] = {&g->qkv, &g->inv_freq, &kc, &vc, &pos, &g->attn->ws, &out};
     return sp_gpu_kernel_launch(g->kernels, g->attn, args);
+}
+
+static sprig_status run_layer(sp_gpu *g, int l) {
+    const gpu_layer *G = &g->layers[l];
+    SP_TRY(gemv(g, G->gemv_qkv, G->wqkv, g->xb, g->qkv));
+    SP_TRY(attention(g, l, g->att));
+    SP_TRY(gemv(g, G->gemv_o, G->wo, g->att, g->proj));
+    SP_TRY(norm(g, G->norm_mid, g->proj, G->mlp_norm));
+    SP_TRY(sp_gpu_mlp_launch(g, l));
+    return norm(g, G->norm_out, g->proj, l + 1 < g->L ? g->layers[l + 1].attn_norm : g->final_norm);
+}
+
+/* A SliceGPT layer. g->cat holds x (as T, a_in wide) from the norm before;
+ * attention appends its output, so one GEMV over [x ; att] gives
+ * x @ attn_shortcut_Q + o(att). The MLP shortcut accumulates onto the MLP
+ * output, and each norm sets x from that sum (weightless, over d). */
+static sprig_status run_sliced_layer(sp_gpu *g, int l) {
+    const gpu_layer *G = &g->layers[l];
+    SP_TRY(gemv(g, G->gemv_qkv, G->wqkv, g->xb, g->qkv));
+    SP_TRY(attention(g, l, g->cat + 2 * (size_t)G->a_in));
+    SP_TRY(gemv(g, G->gemv_o, G->wo, g->cat, g->proj));
+    SP_TRY(norm(g, G->norm_mid, g->proj, 0));
+    SP_TRY(sp_gpu_mlp_launch(g, l));
+    SP_TRY(gemv(g, G->gemv_sc, G->wsc, g->cat, g->proj));
+    return norm(g, G->norm_out, g->proj, 0);
 }
 
 /* One token: the same launches, with the same arguments, every time; only the
  * contents of g->io (token, pos) change. */
 static sprig_status run_token(sp_gpu *g) {
-    SP_TRY(norm(g, g->norm_embed, g->embed, g->layers[0].attn_norm));
-    for (int l = 0; l < g->L; ++l) {
-        const gpu_layer *G = &g->layers[l];
-        SP_TRY(gemv(g, g->gemv_qkv, G->wqkv, g->xb, g->qkv));
-        SP_TRY(attention(g, l));
-        SP_TRY(gemv(g, g->gemv_o, G->wo, g->att, g->proj));
-        SP_TRY(norm(g, g->norm_add, g->proj, G->mlp_norm));
-        SP_TRY(sp_gpu_mlp_launch(g, l));
-        SP_TRY(norm(g, g->norm_add, g->proj, l + 1 < g->L ? g->layers[l + 1].attn_norm : g->final_norm));
-    }
+    SP_TRY(norm(g, g->norm_embed, g->embed, g->sliced ? 0 : g->layers[0].attn_norm));
+    for (int l = 0; l < g->L; ++l) SP_TRY(g->sliced ? run_sliced_layer(g, l) : run_layer(g, l));
     return gemv(g, g->gemv_lm, g->lm_head, g->xb, g->logits);
+}
+
+/* Captures run_token once, then replays it. */
+static sprig_status run_token_graph(sp_gpu *g) {
+    if (!g->graph) {
+        SP_TRY(sp_exec_capture_begin(g->exec));
+        const sprig_status s = run_token(g);
+        const sprig_status e = sp_exec_capture_end(g->exec, &g->graph); /* ends the capture either way */
+        if (s != SPRIG_OK) {
+            sp_exec_graph_free(g->exec, g->graph);
+            g->graph = NULL;
+            return s;
+        }
+        if (e != SPRIG_OK) return sp_wrap(e, "capturing the decode step");
+    }
+    return sp_exec_graph_launch(g->exec, g->graph);
+}
+
+void sp_gpu_set_graph(sp_gpu *g, int on) {
+    g->use_graph = on != 0;
+    if (!g->use_graph) {
+        sp_exec_graph_free(g->exec, g->graph);
+        g->graph = NULL;
+    }
 }
 
 static float from_t(const sp_gpu *g, uint16_t v) { return g->bf16 ? sp_bf16_to_f32(v) : sp_f16_to_f32(v); }
@@ -402,7 +486,7 @@ sprig_status sp_gpu_forward(sp_gpu *g, int token, int pos, const float **logits)
         return sp_fail(SPRIG_E_INVALID, "threshold sparsity: call sp_gpu_set_thresholds before the first token");
     const int io[2] = {token, pos};
     SP_TRY(sp_exec_upload(g->exec, g->io, io, sizeof io));
-    sprig_status s = run_token(g);
+    sprig_status s = g->use_graph ? run_token_graph(g) : run_token(g);
     if (s != SPRIG_OK) return sp_wrap(s, "GPU forward, token %d at position %d", token, pos);
     SP_TRY(sp_exec_download(g->exec, g->logits16, g->logits, sizeof(uint16_t) * (size_t)g->vocab8));
     SP_TRY(sp_exec_download(g->exec, g->counts_host, g->union_counts, sizeof(int) * (size_t)g->L));
@@ -418,8 +502,10 @@ sprig_status sp_gpu_forward(sp_gpu *g, int token, int pos, const float **logits)
 }
 
 sprig_status sp_gpu_set_thresholds(sp_gpu *g, const float *thresholds) {
-    if (!g->thr.router) SP_TRY(sp_gpu_mlp_prepare_threshold(g));
+    if (!g->layers[0].thr.router) SP_TRY(sp_gpu_mlp_prepare_threshold(g));
     memcpy(g->thresholds, thresholds, sizeof(float) * (size_t)g->L);
+    sp_exec_graph_free(g->exec, g->graph); /* the layers' kernels change: capture again */
+    g->graph = NULL;
     for (int l = 0; l < g->L; ++l) g->layers[l].kind = GPU_MLP_THRESHOLD;
     g->mode = SP_MLP_THRESHOLD;
     g->thresholds_set = 1;
@@ -438,7 +524,7 @@ sprig_status sp_gpu_router_scores(sp_gpu *g, int l, float *scores, int *n, float
     if (l < 0 || l >= g->L) return sp_fail(SPRIG_E_INVALID, "layer %d is outside 0..%d", l, g->L - 1);
     const gpu_layer *G = &g->layers[l];
     if (G->kind == GPU_MLP_DENSE) return SPRIG_OK;
-    const int count = G->kind == GPU_MLP_LTE ? g->f / g->lte.g : g->f;
+    const int count = G->kind == GPU_MLP_LTE ? g->f / G->lte.g : g->f;
     *threshold = G->kind == GPU_MLP_LTE ? g->lte_threshold : g->thresholds[l];
     SP_TRY(sp_exec_download(g->exec, scores, g->scores + sizeof(float) * (size_t)l * g->f, sizeof(float) * (size_t)count));
     *n = count;

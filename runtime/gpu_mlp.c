@@ -13,17 +13,19 @@
 #include "sp_error.h"
 #include "sp_gpu_internal.h"
 
-/* The gather pair of a path; the down kernel's layout is forced when `layout` is set. */
-static sprig_status load_gathers(sp_gpu *g, gpu_mlp_path *p, const char *extra, const char *layout) {
+/* The gather pair of a path for layer G's widths (gate/up read a_out, down
+ * writes m_out); the down kernel's layout is forced when `layout` is set. */
+static sprig_status load_gathers(sp_gpu *g, const gpu_layer *G, gpu_mlp_path *p, const char *extra,
+                                 const char *layout, double sparsity) {
     char fixed[128];
-    const double sparsity = p == &g->dense ? 0 : SP_GPU_EXPECTED_SPARSITY;
     snprintf(fixed, sizeof fixed, "%s", extra);
-    SP_TRY(sp_gpu_kernel_get(g->kernels, "gather_upgate", g->d, g->f, g->dtype, p->g, fixed, sparsity, &p->upgate));
+    SP_TRY(sp_gpu_kernel_get(g->kernels, "gather_upgate", G->a_out, g->f, g->dtype, p->g, fixed, sparsity,
+                             &p->upgate));
     if (layout) snprintf(fixed, sizeof fixed, "%s%slayout=%s", extra, *extra ? "," : "", layout);
-    return sp_gpu_kernel_get(g->kernels, "gather_down", g->d, g->f, g->dtype, p->g, fixed, sparsity, &p->down);
+    return sp_gpu_kernel_get(g->kernels, "gather_down", G->m_out, g->f, g->dtype, p->g, fixed, sparsity, &p->down);
 }
 
-/* The packing of W_down follows the main path's gather_down plan. */
+/* The packing of W_down follows the first main path's gather_down plan. */
 static sprig_status take_layout(sp_gpu *g, const gpu_mlp_path *p) {
     char layout[4];
     if (!sp_gpu_plan_param(p->down->plan, "layout", layout, sizeof layout) ||
@@ -33,26 +35,53 @@ static sprig_status take_layout(sp_gpu *g, const gpu_mlp_path *p) {
     return SPRIG_OK;
 }
 
+/* The layout to force: none until the first main path has chosen one. */
+static const char *forced_layout(const sp_gpu *g) { return g->down_layout[0] ? g->down_layout : NULL; }
+
+/* Whether layer l has the widths of layer l - 1 (then it shares its kernels). */
+static int same_widths(const sp_gpu *g, int l) {
+    if (l == 0) return 0;
+    const gpu_layer *a = &g->layers[l - 1], *b = &g->layers[l];
+    return a->a_in == b->a_in && a->a_out == b->a_out && a->m_out == b->m_out;
+}
+
+static sprig_status prepare_layer(sp_gpu *g, int l, int any_dense, int any_lte) {
+    gpu_layer *G = &g->layers[l];
+    const sp_lte_config *lte = &g->cfg->lte;
+    /* all_active ignores g; the expert size keeps layout=n (g % vec == 0) possible */
+    G->dense.g = lte->enabled ? lte->expert_size : 1;
+    if (any_lte) {
+        G->lte.g = lte->expert_size;
+        SP_TRY(sp_gpu_kernel_get(g->kernels, "router", G->a_out, g->f, g->dtype, G->lte.g, "score=sigmoid",
+                                 SP_GPU_EXPECTED_SPARSITY, &G->lte.router));
+        SP_TRY(load_gathers(g, G, &G->lte, "", forced_layout(g), SP_GPU_EXPECTED_SPARSITY));
+        if (!g->down_layout[0]) SP_TRY(take_layout(g, &G->lte));
+        if (any_dense) SP_TRY(load_gathers(g, G, &G->dense, "all_active=1", g->down_layout, 0));
+    } else {
+        SP_TRY(load_gathers(g, G, &G->dense, "all_active=1", forced_layout(g), 0));
+        if (!g->down_layout[0]) SP_TRY(take_layout(g, &G->dense));
+    }
+    return SPRIG_OK;
+}
+
 sprig_status sp_gpu_mlp_prepare(sp_gpu *g) {
     int any_dense = 0, any_lte = 0;
     for (int l = 0; l < g->L; ++l) {
         any_dense |= g->layers[l].kind == GPU_MLP_DENSE;
         any_lte |= g->layers[l].kind == GPU_MLP_LTE;
     }
-    const sp_lte_config *lte = &g->cfg->lte;
-    /* all_active ignores g; the expert size keeps layout=n (g % vec == 0) possible */
-    g->dense.g = lte->enabled ? lte->expert_size : 1;
     if (any_lte) {
-        g->lte.g = lte->expert_size;
-        g->lte_threshold = (float)log(lte->threshold / (1.0 - lte->threshold));
-        SP_TRY(sp_gpu_kernel_get(g->kernels, "router", g->d, g->f, g->dtype, g->lte.g, "score=sigmoid",
-                                 SP_GPU_EXPECTED_SPARSITY, &g->lte.router));
-        SP_TRY(load_gathers(g, &g->lte, "", NULL));
-        SP_TRY(take_layout(g, &g->lte));
-        if (any_dense) SP_TRY(load_gathers(g, &g->dense, "all_active=1", g->down_layout));
-    } else {
-        SP_TRY(load_gathers(g, &g->dense, "all_active=1", NULL));
-        SP_TRY(take_layout(g, &g->dense));
+        const double tau = g->cfg->lte.threshold;
+        g->lte_threshold = (float)log(tau / (1.0 - tau));
+    }
+    for (int l = 0; l < g->L; ++l) {
+        gpu_layer *G = &g->layers[l];
+        if (same_widths(g, l)) {
+            G->dense = G[-1].dense, G->lte = G[-1].lte;
+            continue;
+        }
+        sprig_status s = prepare_layer(g, l, any_dense, any_lte);
+        if (s != SPRIG_OK) return sp_wrap(s, "layer %d MLP", l);
     }
     return SPRIG_OK;
 }
@@ -61,10 +90,18 @@ sprig_status sp_gpu_mlp_prepare_threshold(sp_gpu *g) {
     if (strcmp(g->down_layout, "t") != 0)
         return sp_fail(SPRIG_E_INVALID, "threshold sparsity needs gather_down layout=t (neuron granularity, g = 1), "
                                         "but W_down is packed for layout=%s", g->down_layout);
-    g->thr.g = 1;
-    SP_TRY(sp_gpu_kernel_get(g->kernels, "router", g->d, g->f, g->dtype, 1, "score=silu_abs", SP_GPU_EXPECTED_SPARSITY,
-                             &g->thr.router));
-    return load_gathers(g, &g->thr, "", g->down_layout);
+    for (int l = 0; l < g->L; ++l) {
+        gpu_layer *G = &g->layers[l];
+        if (same_widths(g, l)) {
+            G->thr = G[-1].thr;
+            continue;
+        }
+        G->thr.g = 1;
+        SP_TRY(sp_gpu_kernel_get(g->kernels, "router", G->a_out, g->f, g->dtype, 1, "score=silu_abs",
+                                 SP_GPU_EXPECTED_SPARSITY, &G->thr.router));
+        SP_TRY(load_gathers(g, G, &G->thr, "", g->down_layout, SP_GPU_EXPECTED_SPARSITY));
+    }
+    return SPRIG_OK;
 }
 
 static sprig_status launch_gathers(sp_gpu *g, const gpu_layer *G, gpu_mlp_path *p, sp_dptr *union_count) {
@@ -75,10 +112,10 @@ static sprig_status launch_gathers(sp_gpu *g, const gpu_layer *G, gpu_mlp_path *
 }
 
 sprig_status sp_gpu_mlp_launch(sp_gpu *g, int l) {
-    const gpu_layer *G = &g->layers[l];
+    gpu_layer *G = &g->layers[l];
     sp_dptr union_count = g->union_counts + sizeof(int) * (size_t)l;
-    if (G->kind == GPU_MLP_DENSE) return launch_gathers(g, G, &g->dense, &union_count);
-    gpu_mlp_path *p = G->kind == GPU_MLP_LTE ? &g->lte : &g->thr;
+    if (G->kind == GPU_MLP_DENSE) return launch_gathers(g, G, &G->dense, &union_count);
+    gpu_mlp_path *p = G->kind == GPU_MLP_LTE ? &G->lte : &G->thr;
     float threshold = G->kind == GPU_MLP_LTE ? g->lte_threshold : g->thresholds[l];
     /* LTE: the router's rows are the experts; threshold mode: W_gate's rows are the neurons (g = 1) */
     const sp_dptr *wr = G->kind == GPU_MLP_LTE ? &G->wr : &G->wg;
@@ -91,7 +128,7 @@ sprig_status sp_gpu_mlp_launch(sp_gpu *g, int l) {
 
 int sp_gpu_mlp_active(const sp_gpu *g, int l, const int *union_counts) {
     switch (g->layers[l].kind) {
-    case GPU_MLP_LTE: return union_counts[l] * g->lte.g;
+    case GPU_MLP_LTE: return union_counts[l] * g->layers[l].lte.g;
     case GPU_MLP_THRESHOLD: return union_counts[l];
     default: return g->f;
     }

@@ -103,14 +103,45 @@ static sprig_status upload_down(sp_gpu *g, const sp_tensor *t, const int32_t *pe
     return s;
 }
 
+/* SliceGPT: [attn_shortcut_Qᵀ | W_o], [a_out][a_in + qd] (see gpu_layer): row r
+ * is column r of Q [a_in][a_out], then row r of W_o [a_out][qd]. */
+static sprig_status upload_shortcut_o(sp_gpu *g, const sp_tensor *Q, const sp_tensor *o, sp_dptr *out) {
+    const int64_t a_in = Q->shape[0], a_out = Q->shape[1], qd = o->shape[1], cols = a_in + qd;
+    uint16_t *buf = malloc(sizeof(uint16_t) * (size_t)a_out * (size_t)cols);
+    float *tmp = malloc(sizeof(float) * (size_t)(a_out > qd ? a_out : qd));
+    if (!buf || !tmp) {
+        free(buf);
+        free(tmp);
+        return sp_fail(SPRIG_E_NOMEM, "out of memory packing %s with %s", Q->name, o->name);
+    }
+    for (int64_t i = 0; i < a_in; ++i) {
+        sp_tensor_row(Q, i, tmp);
+        for (int64_t r = 0; r < a_out; ++r) buf[(size_t)r * cols + i] = to_t(g, tmp[r]);
+    }
+    for (int64_t r = 0; r < a_out; ++r) {
+        sp_tensor_row(o, r, tmp);
+        for (int64_t c = 0; c < qd; ++c) buf[(size_t)r * cols + a_in + c] = to_t(g, tmp[c]);
+    }
+    sprig_status s = upload_new(g, buf, sizeof(uint16_t) * (size_t)a_out * (size_t)cols, out);
+    free(buf);
+    free(tmp);
+    return s;
+}
+
 static sprig_status upload_layer(sp_gpu *g, int l) {
     const sp_layer *L = &g->model->layers[l];
     gpu_layer *G = &g->layers[l];
     const sp_tensor *qkv[3] = {L->q, L->k, L->v};
-    SP_TRY(upload_matrix(g, L->attn_norm, NULL, 0, &G->attn_norm));
     SP_TRY(upload_stacked(g, qkv, 3, NULL, 0, &G->wqkv));
-    SP_TRY(upload_matrix(g, L->o, NULL, 0, &G->wo));
-    SP_TRY(upload_matrix(g, L->mlp_norm, NULL, 0, &G->mlp_norm));
+    if (g->sliced) {
+        SP_TRY(upload_shortcut_o(g, L->attn_shortcut, L->o, &G->wo));
+        /* mlp_shortcut_Q [a_out][m_out] as its transpose: the same packing as W_downᵀ, unpermuted */
+        SP_TRY(upload_down(g, L->mlp_shortcut, NULL, 1, &G->wsc));
+    } else {
+        SP_TRY(upload_matrix(g, L->attn_norm, NULL, 0, &G->attn_norm));
+        SP_TRY(upload_matrix(g, L->o, NULL, 0, &G->wo));
+        SP_TRY(upload_matrix(g, L->mlp_norm, NULL, 0, &G->mlp_norm));
+    }
     SP_TRY(upload_matrix(g, L->gate, L->neuron_of, 0, &G->wg));
     SP_TRY(upload_matrix(g, L->up, L->neuron_of, 0, &G->wu));
     SP_TRY(upload_down(g, L->down, L->neuron_of, strcmp(g->down_layout, "n") != 0, &G->wd));
@@ -121,7 +152,7 @@ static sprig_status upload_layer(sp_gpu *g, int l) {
 sprig_status sp_gpu_upload_weights(sp_gpu *g) {
     const sp_model *m = g->model;
     SP_TRY(upload_matrix(g, m->embed, NULL, 0, &g->embed));
-    SP_TRY(upload_matrix(g, m->final_norm, NULL, 0, &g->final_norm));
+    if (m->final_norm) SP_TRY(upload_matrix(g, m->final_norm, NULL, 0, &g->final_norm));
     /* lm_head rows padded to a multiple of 8 (dense_gemv's shape rule); padded logits are 0 and never read */
     SP_TRY(upload_matrix(g, m->lm_head, NULL, g->vocab8, &g->lm_head));
     for (int l = 0; l < g->L; ++l) {
@@ -137,9 +168,9 @@ void sp_gpu_free_weights(sp_gpu *g) {
     sp_exec_free(g->exec, g->lm_head);
     for (int l = 0; g->layers && l < g->L; ++l) {
         gpu_layer *G = &g->layers[l];
-        sp_dptr all[] = {G->attn_norm, G->wqkv, G->wo, G->mlp_norm, G->wg, G->wu, G->wd, G->wr};
+        sp_dptr all[] = {G->attn_norm, G->wqkv, G->wo, G->mlp_norm, G->wg, G->wu, G->wd, G->wr, G->wsc};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i) sp_exec_free(g->exec, all[i]);
-        memset(G, 0, sizeof *G);
+        G->attn_norm = G->wqkv = G->wo = G->mlp_norm = G->wg = G->wu = G->wd = G->wr = G->wsc = 0;
     }
     g->embed = g->final_norm = g->lm_head = 0;
 }

@@ -4,8 +4,8 @@
  * emulator (tests/emu).
  *
  * Per token (one launch sequence, identical from token to token: the token id
- * and position live in a small device buffer, so it can be captured in a CUDA
- * graph once sp_exec offers one):
+ * and position live in a small device buffer, so it is captured once as a
+ * CUDA graph and replayed):
  *   rmsnorm(embed)  x = embed[token] (fp32 residual), xb = norm(x) * attn_norm
  *   per layer:
  *     dense_gemv        qkv = [Wq; Wk; Wv] xb            (one GEMV, rows concatenated)
@@ -18,6 +18,16 @@
  *                       threshold: router (silu_abs over W_gate, g = 1), gather_upgate, gather_down
  *     rmsnorm(add)      x += mlp, xb = norm(x) * (next layer's attn_norm | final norm)
  *   dense_gemv          logits = lm_head xb, downloaded and widened to fp32
+ *
+ * A SliceGPT-sliced model (sp_slicegpt.h) runs the same step over per-layer
+ * widths, with weightless norms over the original hidden size that also copy
+ * x (as T) in front of the attention output, so that
+ *     dense_gemv        x_mid = [attn_shortcut_Qᵀ | W_o] [x ; att]
+ * applies the attention shortcut inside o_proj's GEMV, and
+ *     dense_gemv        mlp += mlp_shortcut_Qᵀ x_mid   (accumulate=1)
+ * adds the MLP shortcut onto the MLP output (LTE routers and thresholds work
+ * on the sliced MLP as on a full one). The residual is then the T-rounded sum
+ * each layer, as in a Hugging Face fp16 run.
  *
  * Weights are converted once to the compute dtype (fp16 or bf16); the LTE
  * expert permutation is applied while packing (rows of gate/up, columns of
@@ -80,8 +90,15 @@ sprig_status sp_gpu_open_with(sp_gpu_kernels *kernels, const sp_model *model, in
 void sp_gpu_close(sp_gpu *g);
 
 /* Runs token at position pos (0-based, in order) and returns the logits
- * [vocab] as fp32 (owned by g, valid until the next call). */
+ * [vocab] as fp32 (owned by g, valid until the next call). The first call
+ * captures the step's launches as a graph (sp_exec capture); every later call
+ * writes (token, pos) to the device and replays it: one launch instead of a
+ * few hundred. */
 sprig_status sp_gpu_forward(sp_gpu *g, int token, int pos, const float **logits);
+
+/* Whether sp_gpu_forward captures and replays a graph (on, the default) or
+ * launches each kernel every token (off: to compare, or to debug a kernel). */
+void sp_gpu_set_graph(sp_gpu *g, int on);
 
 /* Training-free sparsity: per-layer thresholds on |silu(x·W_gate)| (e.g. from
  * sp_cpu_calibrate: sp_cpu.thresholds), [n_layers]. Switches every layer's MLP

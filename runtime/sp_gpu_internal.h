@@ -64,16 +64,32 @@ typedef struct gpu_mlp_path {
     sp_gpu_kernel *router, *upgate, *down;   /* router NULL for DENSE */
 } gpu_mlp_path;
 
-/* A layer's weights on the device, in the compute dtype. */
+/* One layer on the device: its widths, weights (in the compute dtype) and
+ * kernels (owned by the set; layers of equal widths share them).
+ * Unsliced, every width is d. SliceGPT-sliced (sp_slicegpt.h), the layer
+ * reads x of width a_in, its attention block yields a_out (= the MLP's input
+ * width) and its MLP m_out (= the next layer's a_in); the norms are weightless
+ * over the original d, and the two shortcuts are folded into GEMVs:
+ *   wo  = [attn_shortcut_Qᵀ | W_o]  [a_out][a_in + qd], applied to [x ; att]
+ *         (one GEMV computes x @ Q + o(att): the shortcut costs no launch);
+ *   wsc = mlp_shortcut_Qᵀ            [m_out][a_out], accumulated onto the MLP
+ *         output by a dense_gemv with accumulate=1. */
 typedef struct gpu_layer {
-    sp_dptr attn_norm;   /* [d] */
-    sp_dptr wqkv;        /* [(H + 2 KV) hd][d]: q_proj, k_proj, v_proj rows */
-    sp_dptr wo;          /* [d][H hd] */
-    sp_dptr mlp_norm;    /* [d] */
-    sp_dptr wg, wu;      /* [f][d], rows in expert order (permutation applied) */
-    sp_dptr wd;          /* layout t: W_downᵀ [f][d]; layout n: W_down [d][f]; permuted */
-    sp_dptr wr;          /* [E][d] LTE router, 0 if the layer has none */
+    int a_in, a_out, m_out;
+    sp_dptr attn_norm;   /* [d]; 0 when sliced */
+    sp_dptr wqkv;        /* [(H + 2 KV) hd][a_in]: q_proj, k_proj, v_proj rows */
+    sp_dptr wo;          /* [d][H hd]; sliced: [a_out][a_in + H hd] as above */
+    sp_dptr mlp_norm;    /* [d]; 0 when sliced */
+    sp_dptr wg, wu;      /* [f][a_out], rows in expert order (permutation applied) */
+    sp_dptr wd;          /* layout t: W_downᵀ [f][m_out]; layout n: W_down [m_out][f]; permuted */
+    sp_dptr wr;          /* [E][a_out] LTE router, 0 if the layer has none */
+    sp_dptr wsc;         /* sliced: [m_out][a_out], else 0 */
     gpu_mlp_kind kind;
+    sp_gpu_kernel *gemv_qkv, *gemv_o;
+    sp_gpu_kernel *norm_mid;   /* after attention: add (unsliced) | set, weightless, raw copy (sliced) */
+    sp_gpu_kernel *norm_out;   /* after the MLP, feeding the next layer or lm_head */
+    sp_gpu_kernel *gemv_sc;    /* sliced: the MLP shortcut */
+    gpu_mlp_path dense, lte, thr;
 } gpu_layer;
 
 struct sp_gpu {
@@ -88,10 +104,13 @@ struct sp_gpu {
     sp_mlp_mode mode;
     /* shapes */
     int d, f, L, hd, H, KV, qd, kvd, qkv_rows, vocab, vocab8;
+    int sliced;                        /* a SliceGPT model (gpu_layer says what changes) */
+    int head_width;                    /* lm_head's columns: d, or the sliced head width */
+    float norm_eps;                    /* rms_norm_eps, or SliceGPT's fixed 1e-5 */
     /* weights */
-    sp_dptr embed;                     /* [vocab][d] */
-    sp_dptr final_norm;                /* [d] */
-    sp_dptr lm_head;                   /* [vocab8][d], rows past vocab zero */
+    sp_dptr embed;                     /* [vocab][a_in of layer 0] */
+    sp_dptr final_norm;                /* [d]; 0 when sliced */
+    sp_dptr lm_head;                   /* [vocab8][head_width], rows past vocab zero */
     gpu_layer *layers;                 /* [L] */
     char down_layout[4];               /* "t" or "n": how every layer's wd is packed */
     sp_dptr inv_freq;                  /* fp32 [hd/2] */
@@ -101,7 +120,8 @@ struct sp_gpu {
     sp_dptr x;                         /* fp32 [d] residual stream */
     sp_dptr xb;                        /* T [d] normed input of the next projection */
     sp_dptr qkv;                       /* T [qkv_rows] */
-    sp_dptr att;                       /* T [qd] attention output */
+    sp_dptr att;                       /* T [qd] attention output (unsliced) */
+    sp_dptr cat;                       /* sliced: T [d + qd]: x as T, then the attention output */
     sp_dptr proj;                      /* T [d] o_proj or MLP output */
     sp_dptr h;                         /* T [f] compact SwiGLU activation */
     sp_dptr logits;                    /* T [vocab8] */
@@ -110,12 +130,14 @@ struct sp_gpu {
     sp_dptr scores;                    /* fp32 [L][f] */
     sp_dptr ids, counts, union_ids, mask;
     sp_dptr union_counts;              /* int [L] */
-    /* kernels (owned by the set) */
-    sp_gpu_kernel *norm_embed, *norm_add, *gemv_qkv, *gemv_o, *gemv_lm, *attn;
-    gpu_mlp_path dense, lte, thr;
+    /* kernels (owned by the set; the per-layer ones are in gpu_layer) */
+    sp_gpu_kernel *norm_embed, *gemv_lm, *attn;
     float lte_threshold;               /* logit(tau) */
     float *thresholds;                 /* [L], threshold mode */
     int thresholds_set;
+    /* the decode step captured once as a graph, replayed per token */
+    int use_graph;                     /* sp_gpu_set_graph; default on */
+    sp_exec_graph *graph;              /* NULL until the first token (and after a mode change) */
     /* host side */
     uint16_t *logits16;                /* [vocab8] */
     float *logits_f;                   /* [vocab] */
@@ -130,10 +152,11 @@ sprig_status sp_gpu_upload_weights(sp_gpu *g);
 void sp_gpu_free_weights(sp_gpu *g);
 
 /* gpu_mlp.c */
-/* Loads the kernels of the dense and (if the model has routers and the mode
- * wants them) LTE paths and decides g->down_layout from the main path's plan. */
+/* Loads every layer's dense and (if the model has routers and the mode wants
+ * them) LTE paths for its widths, and decides g->down_layout from the first
+ * main path's plan (every other gather_down is forced to it). */
 sprig_status sp_gpu_mlp_prepare(sp_gpu *g);
-/* Loads the threshold path (layout fixed to g->down_layout). */
+/* Loads every layer's threshold path (layout fixed to g->down_layout). */
 sprig_status sp_gpu_mlp_prepare_threshold(sp_gpu *g);
 /* Launches layer l's MLP: g->xb -> g->proj. */
 sprig_status sp_gpu_mlp_launch(sp_gpu *g, int l);

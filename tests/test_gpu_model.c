@@ -4,7 +4,8 @@
  * the fixture's 8 tokens, and for LTE models every layer of every token uses
  * exactly as many neurons as on the CPU (so the measured sparsity is equal).
  * Also: dense mode on an LTE model, training-free threshold sparsity with the
- * CPU's calibrated thresholds, bf16, and bad input refused. First, the decode
+ * CPU's calibrated thresholds, bf16, SliceGPT-sliced models (alone, with LTE
+ * routers, with thresholds), and bad input refused. First, the decode
  * step's own families (rmsnorm, attention_decode) at their DEFAULT parameters
  * (the model runs use the executor's choice) against float64 references on
  * random data: 7B-like heads (head_dim 128, GQA 4), idle lanes, positions
@@ -444,19 +445,23 @@ int main(int argc, char **argv) {
         }
         fixture_close(&fx);
     }
-    /* A SliceGPT-sliced model is refused with a clear message, not misread. */
+    /* SliceGPT-sliced models (per-layer widths, shortcuts folded into GEMVs, weightless
+       norms over the original width), alone and with LTE routers or thresholds, against
+       the CPU backend (whose sliced logits match a PyTorch reference: test_sliced_model) */
     {
-        char dir[1024];
-        snprintf(dir, sizeof dir, "%s/../sliced/tiny-sliced-25", root);
-        sp_model *m = NULL;
-        sp_gpu *g = NULL;
-        CHECK_MSG(sp_model_open(dir, &m) == SPRIG_OK, "%s", sprig_last_error());
-        if (m) {
-            CHECK(sp_gpu_open_with(ks, m, 16, SP_MLP_AUTO, "fp16", &g) == SPRIG_E_INVALID && !g);
-            CHECK_MSG(sp_contains(sprig_last_error(), "SliceGPT"), "got: %s", sprig_last_error());
+        char sliced[1024];
+        snprintf(sliced, sizeof sliced, "%s/../sliced", root);
+        static const char *const slices[] = {"tiny-sliced-25", "tiny-sliced-25-lte", "tiny-sliced-20",
+                                             "tiny-sliced-30"};
+        for (size_t i = 0; i < sizeof slices / sizeof slices[0]; ++i) {
+            fixture fx;
+            if (fixture_open(&fx, sliced, slices[i])) {
+                /* the first two at every position; the other widths on the first `extra` */
+                compare(ks, &fx, (run_opts){SP_MLP_AUTO, "fp16", 0, 1e-2, i < 2 ? 0 : extra});
+                if (i == 0) compare(ks, &fx, (run_opts){SP_MLP_AUTO, "fp16", 0.5, 5e-2, extra});
+            }
+            fixture_close(&fx);
         }
-        sp_gpu_close(g);
-        sp_model_close(m);
     }
     /* at least one LTE model must have been compared end to end, decisions and all */
     CHECK_MSG(lte_runs_complete >= 1, "no LTE run was compared at every position");
