@@ -14,6 +14,7 @@ static uint16_t to_t(const sp_gpu *g, float v) { return g->bf16 ? sp_f32_to_bf16
 /* Allocates `bytes` on the device and copies src there. */
 static sprig_status upload_new(sp_gpu *g, const void *src, size_t bytes, sp_dptr *out) {
     SP_TRY(sp_exec_alloc(g->exec, out, bytes));
+    g->weight_bytes += bytes;
     return sp_exec_upload(g->exec, *out, src, bytes);
 }
 
@@ -152,6 +153,7 @@ static sprig_status upload_layer(sp_gpu *g, int l) {
 sprig_status sp_gpu_upload_weights(sp_gpu *g) {
     const sp_model *m = g->model;
     SP_TRY(upload_matrix(g, m->embed, NULL, 0, &g->embed));
+    g->weight_bytes = 0; /* a token reads one row of the embedding: count the rest */
     if (m->final_norm) SP_TRY(upload_matrix(g, m->final_norm, NULL, 0, &g->final_norm));
     /* lm_head rows padded to a multiple of 8 (dense_gemv's shape rule); padded logits are 0 and never read */
     SP_TRY(upload_matrix(g, m->lm_head, NULL, g->vocab8, &g->lm_head));

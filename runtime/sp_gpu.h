@@ -108,6 +108,10 @@ sprig_status sp_gpu_set_thresholds(sp_gpu *g, const float *thresholds);
 /* Fraction of MLP neurons skipped so far (0 when dense), counted exactly as
  * the CPU backend counts: active experts * g per routed layer, f per dense one. */
 double sp_gpu_mlp_sparsity(const sp_gpu *g);
+/* Bytes of weights on the device that a dense decode step reads (everything
+ * but the embedding table, of which a token reads one row; LTE routers and
+ * SliceGPT shortcuts included): the numerator of the bandwidth roof. */
+size_t sp_gpu_weight_bytes(const sp_gpu *g);
 /* Per layer, the number of neurons the last token's MLP used ([n_layers]). */
 const int *sp_gpu_last_active(const sp_gpu *g);
 /* Layer l's router scores for the last token, as the router kernel computed
