@@ -13,31 +13,159 @@ struct sp_exec_module {
     sp_module *mod;
 };
 
-/* e->impl: the device, and the stream timing runs on (created on first use:
- * graphs cannot be captured on the legacy default stream). */
+/* Work the executor put off while capturing (see cu_defer): a buffer or a
+ * module to free, or a graph to destroy, once the capture has ended. */
+typedef struct cu_deferred {
+    sp_dptr buf;
+    sp_exec_module *module;
+    sp_exec_graph *graph;
+} cu_deferred;
+
+/* e->impl.
+ *
+ * `stream` is the executor's own stream: every launch and every graph replay
+ * goes there (the legacy default stream cannot be captured). It is created
+ * with CU_STREAM_DEFAULT, i.e. *blocking*, on purpose: upload, download and
+ * fill use the synchronous cuMemcpyHtoD/DtoH and cuMemsetD8, which run on the
+ * legacy default stream, and the legacy stream is ordered with every blocking
+ * stream both ways (it waits for work enqueued before it on blocking streams,
+ * and their later work waits for it). So an upload is seen by the next launch
+ * and a download sees everything launched before it, exactly as when every
+ * launch went to the legacy stream. A CU_STREAM_NON_BLOCKING stream would
+ * race with them. The price: while this stream captures, the legacy stream of
+ * the whole context is unusable (CUDA_ERROR_STREAM_CAPTURE_IMPLICIT), which
+ * is one more reason why upload/download/fill are refused while capturing,
+ * and why no other code may use the legacy stream of this context then.
+ *
+ * `timing_stream` is time_seq's (created on first use, non-blocking: it
+ * synchronises the context before it starts, see cuda_timing.c).
+ *
+ * While `capturing`, `capture_status` keeps the first failure (a refused
+ * free/unload, a launch the driver refused) with its message, for
+ * capture_end to report; `deferred` holds what free/unload/graph_free were
+ * asked to release during the capture. */
 typedef struct cu_impl {
     sp_device *dev;
     CUstream stream;
+    CUstream timing_stream;
+    int capturing;
+    sprig_status capture_status;
+    char capture_error[1024];
+    cu_deferred *deferred;
+    int n_deferred, cap_deferred;
 } cu_impl;
 
-static sp_device *dev_of(sp_exec *e) { return ((cu_impl *)e->impl)->dev; }
+/* A captured launch sequence: the graph and its instantiation (both owned). */
+struct sp_exec_graph {
+    CUgraph graph;
+    CUgraphExec exec;
+};
+
+static cu_impl *impl_of(sp_exec *e) { return e->impl; }
+static sp_device *dev_of(sp_exec *e) { return impl_of(e)->dev; }
 
 sp_device *sp_exec_cuda_device(sp_exec *e) { return e && !strcmp(e->kind, "cuda") ? dev_of(e) : NULL; }
 
+/* ---- capture bookkeeping -------------------------------------------------------- */
+
+/* An operation that must not run while the stream captures (it would run
+ * outside the graph, or be an unsafe call that invalidates the capture). It
+ * does nothing, and the capture goes on unharmed. */
+static sprig_status cu_refuse(const char *op) {
+    return sp_fail(SPRIG_E_INVALID,
+                   "%s while capturing a CUDA graph is not allowed: only launches may come between "
+                   "capture_begin and capture_end",
+                   op);
+}
+
+/* Keeps the first failure of a capture for capture_end, with the message
+ * sp_fail just recorded (the thread-local message is overwritten later). */
+static void cu_capture_failed(cu_impl *impl, sprig_status s) {
+    if (impl->capture_status != SPRIG_OK) return;
+    impl->capture_status = s;
+    snprintf(impl->capture_error, sizeof impl->capture_error, "%s", sprig_last_error());
+}
+
+/* free, unload or graph_free while capturing: releasing now would be an
+ * unsafe call inside the capture (cuMemFree synchronises), so it happens at
+ * capture_end instead. Freeing a buffer or a module also fails the capture
+ * (`fails`): its launches may use what was freed, and a graph that does would
+ * replay into freed memory. When even the list cannot grow, the object leaks
+ * and the capture fails saying so. */
+static void cu_defer(cu_impl *impl, cu_deferred d, const char *what, int fails) {
+    if (impl->n_deferred == impl->cap_deferred) {
+        const int cap = impl->cap_deferred ? 2 * impl->cap_deferred : 8;
+        cu_deferred *p = realloc(impl->deferred, (size_t)cap * sizeof *p);
+        if (!p) {
+            cu_capture_failed(impl, sp_fail(SPRIG_E_NOMEM, "%s while capturing: out of memory postponing it (leaked)",
+                                            what));
+            return;
+        }
+        impl->deferred = p, impl->cap_deferred = cap;
+    }
+    impl->deferred[impl->n_deferred++] = d;
+    if (fails)
+        cu_capture_failed(impl, sp_fail(SPRIG_E_INVALID,
+                                        "%s while capturing a CUDA graph: postponed to capture_end, and the "
+                                        "capture is discarded since its launches may use what was freed",
+                                        what));
+}
+
+static void cu_module_free(sp_exec_module *m) {
+    sp_module_unload(m->mod);
+    free(m);
+}
+
+static void cu_graph_destroy(sp_exec_graph *g) {
+    if (g->exec) sp_cu.cuGraphExecDestroy(g->exec); /* one still running is freed when it completes */
+    if (g->graph) sp_cu.cuGraphDestroy(g->graph);
+    free(g);
+}
+
+/* Releases what was postponed during the capture (the stream no longer captures). */
+static void cu_release_deferred(cu_impl *impl) {
+    for (int i = 0; i < impl->n_deferred; ++i) {
+        const cu_deferred *d = &impl->deferred[i];
+        if (d->buf) sp_buf_free((CUdeviceptr)d->buf);
+        if (d->module) cu_module_free(d->module);
+        if (d->graph) cu_graph_destroy(d->graph);
+    }
+    impl->n_deferred = 0;
+}
+
+/* ---- memory and modules ------------------------------------------------------------ */
+
 static sprig_status cu_alloc(sp_exec *e, sp_dptr *out, size_t n) {
-    (void)e;
+    *out = 0;
+    if (impl_of(e)->capturing) return cu_refuse("alloc");
     CUdeviceptr p = 0;
     SP_TRY(sp_buf_alloc(&p, n));
     *out = (sp_dptr)p;
     return SPRIG_OK;
 }
-static void cu_free(sp_exec *e, sp_dptr p) { (void)e; sp_buf_free((CUdeviceptr)p); }
-static sprig_status cu_upload(sp_exec *e, sp_dptr d, const void *s, size_t n) { (void)e; return sp_buf_upload((CUdeviceptr)d, s, n); }
-static sprig_status cu_download(sp_exec *e, void *d, sp_dptr s, size_t n) { (void)e; return sp_buf_download(d, (CUdeviceptr)s, n); }
-static sprig_status cu_fill(sp_exec *e, sp_dptr p, unsigned char b, size_t n) { (void)e; return sp_buf_fill((CUdeviceptr)p, b, n); }
+static void cu_free(sp_exec *e, sp_dptr p) {
+    cu_impl *impl = impl_of(e);
+    if (impl->capturing) cu_defer(impl, (cu_deferred){.buf = p}, "free", 1);
+    else sp_buf_free((CUdeviceptr)p);
+}
+/* The synchronous copies and memset below run on the legacy default stream,
+ * ordered with the executor's blocking stream (see cu_impl). */
+static sprig_status cu_upload(sp_exec *e, sp_dptr d, const void *s, size_t n) {
+    if (impl_of(e)->capturing) return cu_refuse("upload");
+    return sp_buf_upload((CUdeviceptr)d, s, n);
+}
+static sprig_status cu_download(sp_exec *e, void *d, sp_dptr s, size_t n) {
+    if (impl_of(e)->capturing) return cu_refuse("download");
+    return sp_buf_download(d, (CUdeviceptr)s, n);
+}
+static sprig_status cu_fill(sp_exec *e, sp_dptr p, unsigned char b, size_t n) {
+    if (impl_of(e)->capturing) return cu_refuse("fill");
+    return sp_buf_fill((CUdeviceptr)p, b, n);
+}
 
 static sprig_status cu_load(sp_exec *e, const sprig_plan *plan, sp_exec_module **out) {
     *out = NULL;
+    if (impl_of(e)->capturing) return cu_refuse("load");
     sprig_compile_opts opts = {0};
     opts.arch = e->arch;
     opts.want_ptx = strncmp(e->arch, "compute_", 8) == 0;
@@ -50,6 +178,8 @@ static sprig_status cu_load(sp_exec *e, const sprig_plan *plan, sp_exec_module *
     }
     sprig_status s = sp_module_load(dev_of(e), bin, &m->mod);
     sprig_binary_free(bin);
+    /* Resolving the kernels and raising their shared-memory limits here means
+     * a launch inside a capture sets no function attribute. */
     if (s == SPRIG_OK) s = sp_module_prepare(m->mod, plan);
     if (s != SPRIG_OK) {
         sp_module_unload(m->mod);
@@ -61,21 +191,127 @@ static sprig_status cu_load(sp_exec *e, const sprig_plan *plan, sp_exec_module *
 }
 
 static void cu_unload(sp_exec *e, sp_exec_module *m) {
-    (void)e;
-    sp_module_unload(m->mod);
-    free(m);
+    cu_impl *impl = impl_of(e);
+    if (impl->capturing) cu_defer(impl, (cu_deferred){.module = m}, "unload", 1);
+    else cu_module_free(m);
 }
 
+/* ---- launches ---------------------------------------------------------------------- */
+
+/* On the executor's stream; while capturing, cuLaunchKernel copies the
+ * argument values into the graph's kernel node. A launch the driver refuses
+ * during a capture also fails the capture (the graph would lack it). */
 static sprig_status cu_launch(sp_exec *e, sp_exec_module *m, const sprig_plan *plan, void **args) {
-    (void)e;
-    return sp_plan_launch(m->mod, plan, args, NULL);
+    cu_impl *impl = impl_of(e);
+    const sprig_status s = sp_plan_launch(m->mod, plan, args, impl->stream);
+    if (s != SPRIG_OK && impl->capturing) cu_capture_failed(impl, s);
+    return s;
 }
 
-static sprig_status cu_sync(sp_exec *e) { return sp_device_sync(dev_of(e)); }
+/* cuCtxSynchronize: the executor's stream, the legacy one and the timing one. */
+static sprig_status cu_sync(sp_exec *e) {
+    if (impl_of(e)->capturing) return cu_refuse("sync");
+    return sp_device_sync(dev_of(e));
+}
 
+/* ---- graph capture ------------------------------------------------------------------
+ * CU_STREAM_CAPTURE_MODE_THREAD_LOCAL: this thread's potentially unsafe calls
+ * (allocations, synchronous copies, synchronisation) made behind the
+ * executor's back invalidate the capture, which capture_end then reports;
+ * the executor's own unsafe operations are refused before they reach the
+ * driver. GLOBAL would also make such calls fail on every other thread of the
+ * process for as long as we capture (another executor, another GPU), coupling
+ * what is independent; RELAXED would let this thread's unsafe calls through
+ * unnoticed. THREAD_LOCAL requires capture_end on the thread that called
+ * capture_begin, which holds anyway: the context is current per thread
+ * (sp_device.h). cuda_timing.c captures the same way. */
+static sprig_status cu_capture_begin(sp_exec *e) {
+    cu_impl *impl = impl_of(e);
+    if (impl->capturing)
+        return sp_fail(SPRIG_E_INVALID, "capture_begin: this executor is already capturing (end that first with capture_end)");
+    const CUresult r = sp_cu.cuStreamBeginCapture(impl->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+    if (r != CUDA_SUCCESS)
+        return sp_fail(SPRIG_E_CUDA, "starting a CUDA graph capture on the executor's stream failed: %s",
+                       sp_cu_error_name(r));
+    impl->capturing = 1;
+    impl->capture_status = SPRIG_OK;
+    impl->capture_error[0] = '\0';
+    return SPRIG_OK;
+}
+
+/* Takes ownership of graph: instantiates it into *out, or destroys it. */
+static sprig_status cu_instantiate(CUgraph graph, sp_exec_graph **out) {
+    sp_exec_graph *g = calloc(1, sizeof *g);
+    if (!g) {
+        sp_cu.cuGraphDestroy(graph);
+        return sp_fail(SPRIG_E_NOMEM, "out of memory");
+    }
+    g->graph = graph;
+    const CUresult r = sp_cu.cuGraphInstantiate(&g->exec, graph, 0);
+    if (r != CUDA_SUCCESS) {
+        g->exec = NULL;
+        cu_graph_destroy(g);
+        return sp_fail(SPRIG_E_CUDA, "instantiating the captured CUDA graph failed: %s", sp_cu_error_name(r));
+    }
+    *out = g;
+    return SPRIG_OK;
+}
+
+static sprig_status cu_capture_end(sp_exec *e, sp_exec_graph **out) {
+    cu_impl *impl = impl_of(e);
+    if (out) *out = NULL;
+    if (!impl->capturing) return sp_fail(SPRIG_E_INVALID, "capture_end: this executor is not capturing");
+    CUgraph graph = NULL;
+    const CUresult r = sp_cu.cuStreamEndCapture(impl->stream, &graph); /* ends the capture, valid or not */
+    impl->capturing = 0;
+    cu_release_deferred(impl);
+    sprig_status s = SPRIG_OK;
+    if (impl->capture_status != SPRIG_OK)
+        s = sp_fail(impl->capture_status, "the CUDA graph capture failed, no graph was made: %s", impl->capture_error);
+    else if (r != CUDA_SUCCESS || !graph)
+        s = sp_fail(SPRIG_E_CUDA,
+                    "ending the CUDA graph capture failed (%s): the driver invalidated the capture, e.g. after an "
+                    "allocation, a synchronous copy or a synchronisation on this thread, or a use of the legacy "
+                    "default stream, while capturing",
+                    sp_cu_error_name(r));
+    else if (!out)
+        s = sp_fail(SPRIG_E_INVALID, "capture_end: no place for the graph (out is NULL)");
+    if (s != SPRIG_OK) {
+        if (graph) sp_cu.cuGraphDestroy(graph);
+        return s;
+    }
+    return cu_instantiate(graph, out);
+}
+
+static sprig_status cu_graph_launch(sp_exec *e, sp_exec_graph *g) {
+    cu_impl *impl = impl_of(e);
+    if (!g) return sp_fail(SPRIG_E_INVALID, "graph_launch: no graph");
+    if (impl->capturing) return cu_refuse("graph_launch");
+    const CUresult r = sp_cu.cuGraphLaunch(g->exec, impl->stream);
+    if (r != CUDA_SUCCESS) return sp_fail(SPRIG_E_CUDA, "replaying a CUDA graph failed: %s", sp_cu_error_name(r));
+    return SPRIG_OK;
+}
+
+/* While capturing, destroying is postponed to capture_end (the capture does
+ * not use other graphs, so it is not failed for it). */
+static void cu_graph_free(sp_exec *e, sp_exec_graph *g) {
+    cu_impl *impl = impl_of(e);
+    if (impl->capturing) cu_defer(impl, (cu_deferred){.graph = g}, "graph_free", 0);
+    else cu_graph_destroy(g);
+}
+
+/* Graphs and modules must be freed first; a capture still open is ended and dropped. */
 static void cu_close(sp_exec *e) {
     cu_impl *impl = e->impl;
+    if (impl->capturing) {
+        CUgraph graph = NULL;
+        if (sp_cu.cuStreamEndCapture(impl->stream, &graph) == CUDA_SUCCESS && graph) sp_cu.cuGraphDestroy(graph);
+        impl->capturing = 0;
+    }
+    cu_release_deferred(impl);
+    free(impl->deferred);
     if (impl->stream) sp_cu.cuStreamDestroy(impl->stream);
+    if (impl->timing_stream) sp_cu.cuStreamDestroy(impl->timing_stream);
     sp_device_close(impl->dev);
     free(impl);
     free(e);
@@ -100,16 +336,17 @@ static sprig_status cu_enqueue(void *ctx, int set, CUstream stream) {
 static sprig_status cu_time_seq(sp_exec *e, const sp_exec_step *steps, int n_steps, int n_sets, int warmup, int reps,
                                 sp_timing *out) {
     cu_impl *impl = e->impl;
+    if (impl->capturing) return cu_refuse("time_seq");
     if (!steps || n_steps < 1 || !out) return sp_fail(SPRIG_E_INVALID, "time_seq: no steps");
     for (int i = 0; i < n_steps; ++i)
         if (!steps[i].module || !steps[i].plan || !steps[i].arg_sets)
             return sp_fail(SPRIG_E_INVALID, "time_seq: step %d lacks a module, plan or argument sets", i);
-    if (!impl->stream) SP_CHECK_CU(sp_cu.cuStreamCreate(&impl->stream, CU_STREAM_NON_BLOCKING));
+    if (!impl->timing_stream) SP_CHECK_CU(sp_cu.cuStreamCreate(&impl->timing_stream, CU_STREAM_NON_BLOCKING));
     sp_cuda_time_opts o;
     sp_cuda_time_opts_init(&o);
     o.n_sets = n_sets, o.warmup = warmup, o.reps = reps;
     cu_seq q = {steps, n_steps};
-    SP_TRY(sp_cuda_time(impl->stream, cu_enqueue, &q, &o, out));
+    SP_TRY(sp_cuda_time(impl->timing_stream, cu_enqueue, &q, &o, out));
     /* The clocks the driver reports (the SM clock attribute is the typical
      * clock, the memory one the peak); 0 when the driver no longer says. */
     out->sm_clock_mhz = impl->dev->props.clock_khz / 1e3;
@@ -117,8 +354,23 @@ static sprig_status cu_time_seq(sp_exec *e, const sp_exec_step *steps, int n_ste
     return SPRIG_OK;
 }
 
-static const sp_exec_ops kCudaOps = {cu_alloc, cu_free, cu_upload, cu_download, cu_fill, cu_load,
-                                     cu_unload, cu_launch, cu_sync, cu_close, cu_time_seq};
+static const sp_exec_ops kCudaOps = {
+    .alloc = cu_alloc,
+    .free = cu_free,
+    .upload = cu_upload,
+    .download = cu_download,
+    .fill = cu_fill,
+    .load = cu_load,
+    .unload = cu_unload,
+    .launch = cu_launch,
+    .sync = cu_sync,
+    .close = cu_close,
+    .time_seq = cu_time_seq,
+    .capture_begin = cu_capture_begin,
+    .capture_end = cu_capture_end,
+    .graph_launch = cu_graph_launch,
+    .graph_free = cu_graph_free,
+};
 
 /* The device's own sm_XY when NVRTC knows it, else PTX for the newest older
  * architecture (the driver JIT-compiles it for a GPU newer than the toolkit). */
@@ -149,6 +401,14 @@ sprig_status sp_exec_open_cuda(sp_exec **out, int ordinal) {
         return sp_fail(SPRIG_E_NOMEM, "out of memory");
     }
     impl->dev = dev;
+    /* Blocking on purpose: ordered with the legacy stream's copies (see cu_impl). */
+    const CUresult r = sp_cu.cuStreamCreate(&impl->stream, CU_STREAM_DEFAULT);
+    if (r != CUDA_SUCCESS) {
+        free(e);
+        free(impl);
+        sp_device_close(dev);
+        return sp_fail(SPRIG_E_CUDA, "creating the executor's stream failed: %s", sp_cu_error_name(r));
+    }
     e->ops = &kCudaOps, e->kind = "cuda", e->impl = impl;
     e->sm_count = dev->props.sm_count;
     e->cc_major = dev->props.cc_major, e->cc_minor = dev->props.cc_minor;

@@ -45,7 +45,9 @@ typedef struct sp_exec_ops {
     /* Compiles the plan for this executor (through the cubin cache on CUDA) and loads it. */
     sprig_status (*load)(sp_exec *e, const sprig_plan *plan, sp_exec_module **out);
     void (*unload)(sp_exec *e, sp_exec_module *m);
-    /* Launches plan->kernels[0..n) in order with one argument list (docs/kernel-abi.md). */
+    /* Launches plan->kernels[0..n) in order with one argument list (docs/kernel-abi.md).
+     * CUDA: on the executor's own stream, which is ordered with upload,
+     * download and fill (they use the legacy stream; the executor's is blocking). */
     sprig_status (*launch)(sp_exec *e, sp_exec_module *m, const sprig_plan *plan, void **args);
     sprig_status (*sync)(sp_exec *e);
     void (*close)(sp_exec *e);
@@ -71,7 +73,14 @@ typedef struct sp_exec_ops {
      * its launches in order on the executor's stream, after everything
      * enqueued before it; errors inside it surface at sync. CUDA: stream
      * capture on the executor's own stream, then cuGraphInstantiate.
-     * Emulator: the recorded launches are run in order at graph_launch. */
+     * Emulator: the recorded launches are run in order at graph_launch.
+     * Also: a graph borrows the modules and plans it launches (they must
+     * outlive it) and must be freed before the executor is closed. free and
+     * unload, which cannot report, are postponed to capture_end while
+     * capturing, and that capture_end then fails (its launches may use what
+     * was freed); graph_free is postponed too, without failing it. Refused
+     * operations do nothing and leave the capture intact. graph_launch is
+     * refused while capturing. capture_begin and capture_end on one thread. */
     sprig_status (*capture_begin)(sp_exec *e);
     sprig_status (*capture_end)(sp_exec *e, sp_exec_graph **out);
     sprig_status (*graph_launch)(sp_exec *e, sp_exec_graph *g);

@@ -289,7 +289,12 @@ void sp_emu_mma_op(const uint32_t in[32][16], uint32_t out[32][16], unsigned liv
 struct sp_emu_module {
     void *so;
     std::string dir;
+    int n_kernels;
     void (*entries[SPRIG_MAX_KERNELS])(void **);
+    /* each kernel's parameter sizes (sp_emu_param_sizes), for recording launches */
+    int n_params[SPRIG_MAX_KERNELS];
+    size_t param_sizes[SPRIG_MAX_KERNELS][SP_EMU_MAX_PARAMS];
+    int widest; /* the kernel with the most parameters */
 };
 
 static std::string run_capture(const std::string &cmd, int *rc) {
@@ -307,6 +312,30 @@ static std::string run_capture(const std::string &cmd, int *rc) {
     return out;
 }
 
+/* Every kernel of a plan takes the same argument list (docs/kernel-abi.md),
+ * a later one possibly only a prefix of it: each kernel's parameter sizes
+ * must agree with the widest kernel's on their common prefix, or a recorded
+ * launch would copy the wrong bytes. Picks the widest kernel. */
+static sprig_status check_param_sizes(sp_emu_module *mod, const sprig_plan *plan) {
+    mod->widest = 0;
+    for (int k = 0; k < mod->n_kernels; ++k) {
+        if (mod->n_params[k] > SP_EMU_MAX_PARAMS)
+            return sp_fail(SPRIG_E_INTERNAL, "emu: kernel %s has %d parameters; the emulator records at most %d",
+                           plan->kernels[k].name, mod->n_params[k], SP_EMU_MAX_PARAMS);
+        if (mod->n_params[k] > mod->n_params[mod->widest]) mod->widest = k;
+    }
+    const int w = mod->widest;
+    for (int k = 0; k < mod->n_kernels; ++k)
+        for (int i = 0; i < mod->n_params[k]; ++i)
+            if (mod->param_sizes[k][i] != mod->param_sizes[w][i])
+                return sp_fail(SPRIG_E_INTERNAL,
+                               "emu: kernels %s and %s of one plan disagree on parameter %d (%zu vs %zu bytes); "
+                               "every kernel of a plan must take the same argument list (docs/kernel-abi.md)",
+                               plan->kernels[k].name, plan->kernels[w].name, i, mod->param_sizes[k][i],
+                               mod->param_sizes[w][i]);
+    return SPRIG_OK;
+}
+
 sprig_status sp_emu_module_load(const sprig_plan *plan, sp_emu_module **out) {
     *out = nullptr;
     char tmpl[] = "/tmp/sprig-emu-XXXXXX";
@@ -314,9 +343,12 @@ sprig_status sp_emu_module_load(const sprig_plan *plan, sp_emu_module **out) {
     std::string dir = tmpl, src = dir + "/kernel.cpp", so = dir + "/kernel.so";
     std::string text(plan->source, plan->source_len);
     text += "\n// emulator entry points: cuLaunchKernel-style void **args\n";
-    for (int k = 0; k < plan->n_kernels; ++k)
-        text += std::string("extern \"C\" __attribute__((visibility(\"default\"))) void sp_emu_entry_") + plan->kernels[k].name + "(void **a) { sp_emu_invoke(" +
-                plan->kernels[k].name + ", a); }\n";
+    for (int k = 0; k < plan->n_kernels; ++k) {
+        const std::string name = plan->kernels[k].name, exported = "extern \"C\" __attribute__((visibility(\"default\"))) ";
+        text += exported + "void sp_emu_entry_" + name + "(void **a) { sp_emu_invoke(" + name + ", a); }\n";
+        text += exported + "int sp_emu_sizes_" + name + "(size_t *s, int cap) { return sp_emu_param_sizes(" + name +
+                ", s, cap); }\n";
+    }
     FILE *fp = fopen(src.c_str(), "wb");
     if (!fp) return sp_fail(SPRIG_E_IO, "emu: cannot write %s", src.c_str());
     fwrite(text.data(), 1, text.size(), fp);
@@ -340,10 +372,19 @@ sprig_status sp_emu_module_load(const sprig_plan *plan, sp_emu_module **out) {
     for (int k = 0; k < plan->n_kernels; ++k) {
         std::string sym = std::string("sp_emu_entry_") + plan->kernels[k].name;
         mod->entries[k] = (void (*)(void **))dlsym(mod->so, sym.c_str());
-        if (!mod->entries[k]) {
+        sym = std::string("sp_emu_sizes_") + plan->kernels[k].name;
+        int (*sizes)(size_t *, int) = (int (*)(size_t *, int))dlsym(mod->so, sym.c_str());
+        if (!mod->entries[k] || !sizes) {
             sp_emu_module_free(mod);
             return sp_fail(SPRIG_E_COMPILE, "emu: kernel %s not found", plan->kernels[k].name);
         }
+        mod->n_params[k] = sizes(mod->param_sizes[k], SP_EMU_MAX_PARAMS);
+        mod->n_kernels = k + 1;
+    }
+    sprig_status s = check_param_sizes(mod, plan);
+    if (s != SPRIG_OK) {
+        sp_emu_module_free(mod);
+        return s;
     }
     *out = mod;
     return SPRIG_OK;
@@ -356,6 +397,18 @@ void sp_emu_module_free(sp_emu_module *mod) {
     int rc = 0;
     run_capture(cmd, &rc);
     delete mod;
+}
+
+int sp_emu_kernel_param_sizes(const sp_emu_module *mod, int kernel, size_t *sizes, int cap) {
+    if (!mod || kernel < 0 || kernel >= mod->n_kernels) return -1;
+    const int n = mod->n_params[kernel];
+    for (int i = 0; i < n && i < cap; ++i) sizes[i] = mod->param_sizes[kernel][i];
+    return n;
+}
+
+int sp_emu_plan_param_sizes(const sp_emu_module *mod, size_t *sizes, int cap) {
+    if (!mod || mod->n_kernels == 0) return 0;
+    return sp_emu_kernel_param_sizes(mod, mod->widest, sizes, cap);
 }
 
 sprig_status sp_emu_plan_launch(sp_emu_module *mod, const sprig_plan *plan, void **args) {

@@ -7,6 +7,9 @@
 extern "C" {
 #endif
 sprig_status sp_exec_open_emu(sp_exec **out);
+/* The emulator module under a module this executor loaded (borrowed), for
+ * tests of the emulator itself (emu_runtime.h). */
+struct sp_emu_module *sp_exec_emu_module(sp_exec_module *m);
 #ifdef __cplusplus
 }
 #endif

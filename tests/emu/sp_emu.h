@@ -169,4 +169,16 @@ static inline void sp_emu_invoke(void (*fn)(A...), void **args) {
     sp_emu_invoke_impl(fn, args, std::index_sequence_for<A...>{});
 }
 
+/* The size of each of the kernel's parameters, as sp_emu_invoke reads them
+ * from args[i] (the emulator copies that many bytes per argument when it
+ * records a launch into a graph). Fills sizes[0..min(n, cap)) and returns n,
+ * the number of parameters. */
+template <typename... A>
+static inline int sp_emu_param_sizes(void (*)(A...), size_t *sizes, int cap) {
+    const size_t s[] = {sizeof(typename std::remove_reference<A>::type)..., 0};
+    const int n = (int)sizeof...(A);
+    for (int i = 0; i < n && i < cap; ++i) sizes[i] = s[i];
+    return n;
+}
+
 #endif
