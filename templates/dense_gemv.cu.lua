@@ -1,6 +1,6 @@
 {% include("templates/common.cuh.lua") %}
 {% local R, V, U = p.rows_per_warp, p.vec, p.unroll %}
-// y[b][n] = sum_k W[n][k] * x[b][k];  W: [{{ N }}][{{ K }}], x: [{{ B }}][{{ K }}], y: [{{ B }}][{{ N }}]
+// y[b][n] = {% if p.accumulate == 1 then %}y[b][n] + {% end %}sum_k W[n][k] * x[b][k];  W: [{{ N }}][{{ K }}], x: [{{ B }}][{{ K }}], y: [{{ B }}][{{ N }}]
 #define N_ROWS {{ N }}
 #define K_COLS {{ K }}
 #define BATCH {{ B }}
@@ -70,6 +70,6 @@ sprig_dense_gemv(const T *__restrict__ W, const T *__restrict__ x, T *__restrict
             const float s = sp_warp_sum(acc[r][b]);
             // Spread the stores over lanes rather than funnel them through lane 0.
             if (lane == ((r * BATCH + b) & 31) && row0 + r < N_ROWS)
-                y[(size_t)b * N_ROWS + row0 + r] = SP_FROM_F(s);
+                y[(size_t)b * N_ROWS + row0 + r] = SP_FROM_F(s{% if p.accumulate == 1 then %} + SP_TO_F(y[(size_t)b * N_ROWS + row0 + r]){% end %});
         }
 }

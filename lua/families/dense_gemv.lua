@@ -1,6 +1,10 @@
 -- Dense GEMV / skinny GEMM: y[b] = W x[b] for every token b, W row-major.
 --   op=up:   W is [f][d] (gate or up projection),  y is [B][f]
 --   op=down: W is [d][f] (down projection),        y is [B][d]
+--   accumulate=1: y[b] = T(W x[b] + y[b]), y read before it is written (a
+--                 problem parameter: SliceGPT adds the MLP shortcut x @ Q onto
+--                 down_proj's output this way; written inline on existing template
+--                 lines, so accumulate=0 renders byte for byte as before it existed)
 -- Kernel (see templates/dense_gemv.cu.lua):
 --   sprig_dense_gemv(const T *W, const T *x, T *y)
 -- A warp owns rows_per_warp rows and walks K with VEC-wide loads, unrolled;
@@ -12,11 +16,14 @@ local F = {
   params = {
     { name = "op", values = { "up", "down" }, default = "up",
       doc = "up: W is [f][d]; down: W is [d][f]" },
+    { name = "accumulate", values = { 0, 1 }, default = 0, doc = "1: y = W x + y (y is read first)" },
     { name = "threads", values = { 64, 128, 256, 512 }, default = 256, doc = "threads per CTA" },
     { name = "rows_per_warp", values = { 1, 2, 4 }, default = 1, doc = "output rows per warp" },
     { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per load (8 = 16 bytes)" },
     { name = "unroll", values = { 1, 2, 4 }, default = 2, doc = "K chunks in flight per warp" },
   },
+  -- accumulate is part of the problem, not a tuning choice (op comes fixed with the request).
+  tune = { skip = { "accumulate" } },
 }
 
 function F.dims(req, p)

@@ -1,26 +1,50 @@
 -- RMSNorm on the fp32 residual stream, with the step that feeds it fused in.
 --   mode=add:   x[t] += src[t]          (src T [B][d]: a projection's or the MLP's output)
+--   mode=set:   x[t]  = src[t]          (src T [B][d]: a projection's output replaces x)
 --   mode=embed: x[t]  = src[row[t]]     (src T [rows][d]: the embedding table; row int [B])
 --   mode=none:  x as it is
--- then out[t][i] = T(x[t][i] * rsqrt(mean_i x[t][i]^2 + eps) * w[i]).
--- x is fp32 [B][d] (the residual stream stays fp32 between layers); w, out are T.
--- The request's f is not used (pass f = d, g = 1).
+-- then out[t][i] = T(x[t][i] * rsqrt(sum_i x[t][i]^2 / n + eps) * w[i]),
+-- n = norm_dim (0: d). x is fp32 [B][d] (the residual stream stays fp32 between
+-- layers); w, out are T. The request's f is not used (pass f = d, g = 1).
+-- SliceGPT (runtime/sp_slicegpt.h) needs the problem parameters norm_dim,
+-- weightless and raw_out: its norms are weightless and divide by the ORIGINAL
+-- hidden size D over a sliced width d <= D, and its shortcut GEMV reads the
+-- new residual in T:
+--   norm_dim=n   divisor of the sum of squares (0 means d; otherwise n >= d)
+--   weightless=1 no multiplication by w (w is not read and may be NULL)
+--   raw_out=1    one extra trailing argument T *raw [B][d]: raw[t][i] = T(x[t][i]),
+--                the new residual before the norm
+-- The template writes these options inline on its existing lines, so the
+-- defaults render byte for byte as before they existed (#line numbers too).
 -- Kernel (see templates/rmsnorm.cu.lua):
 --   sprig_rmsnorm(float *x, const T *src, const int *row, const T *w, T *out, float eps)
+--   sprig_rmsnorm(float *x, const T *src, const int *row, const T *w, T *out, float eps, T *raw)  (raw_out=1)
 -- One CTA per token: the threads stride the row, a warp + shared-memory reduction
 -- gives the sum of squares, a second pass writes out.
 local F = {
   name = "rmsnorm",
-  summary = "RMSNorm of the fp32 residual stream, fused with the residual add or the embedding lookup",
+  summary = "RMSNorm of the fp32 residual stream, fused with the residual add, set or the embedding lookup",
   template = "templates/rmsnorm.cu.lua",
   params = {
-    { name = "mode", values = { "add", "embed", "none" }, default = "add",
-      doc = "add: x += src first; embed: x = src[row[t]] (embedding table); none: x as is" },
+    { name = "mode", values = { "add", "embed", "none", "set" }, default = "add",
+      doc = "add: x += src first; set: x = src; embed: x = src[row[t]] (embedding table); none: x as is" },
+    { name = "norm_dim", range = { 0, 1048576 }, default = 0,
+      doc = "divisor of the sum of squares: 0 = d, else the original hidden size (>= d) of a sliced model" },
+    { name = "weightless", values = { 0, 1 }, default = 0, doc = "1: no multiplication by w (w may be NULL)" },
+    { name = "raw_out", values = { 0, 1 }, default = 0,
+      doc = "1: extra trailing argument T *raw, written with the new residual x in T" },
     { name = "threads", values = { 32, 64, 128, 256, 512, 1024 }, default = 256, doc = "threads per CTA" },
   },
-  -- mode is part of the problem, not a tuning choice.
-  tune = { skip = { "mode" } },
+  -- The mode and the SliceGPT options are part of the problem, not tuning choices.
+  tune = { skip = { "mode", "norm_dim", "weightless", "raw_out" } },
 }
+
+function F.check(req, p)
+  if p.norm_dim ~= 0 and p.norm_dim < req.d then
+    return string.format("norm_dim=%d is smaller than d=%d: it is the original hidden size of a sliced model, "
+      .. "never below the sliced width (0 means d)", p.norm_dim, req.d)
+  end
+end
 
 function F.plan(req, p)
   return {
