@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli_tuning.h"
 #include "sp_cpu.h"
 #include "sp_exec.h"
 #include "sp_gpu.h"
@@ -15,6 +16,7 @@ typedef struct e2e_opts {
     const char *dir, *backend, *dtype, *json;
     int tokens, warmup;
     double sparsity; /* training-free, for models without routers */
+    cli_tuning_args tuning;
 } e2e_opts;
 
 static void e2e_help(FILE *to) {
@@ -29,7 +31,12 @@ static void e2e_help(FILE *to) {
                 "  --tokens N           decode steps timed per mode (default 32)\n"
                 "  --warmup N           untimed steps first (default 4)\n"
                 "  --sparsity S         training-free sparsity when the model has no routers (default 0.5)\n"
-                "  --json FILE          also write the results as JSON\n");
+                "  --json FILE          also write the results as JSON (on cuda with \"tuning\": each kernel\n"
+                "                       request, its parameters and their source)\n"
+                "%s"
+                "On cuda both modes share one kernel set; a line on standard error counts the kernels by\n"
+                "where their parameters came from.\n",
+                cli_tuning_args_help);
 }
 
 static double now_s(void) {
@@ -78,6 +85,9 @@ static int parse_e2e(int argc, char **argv, e2e_opts *o) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { e2e_help(stdout); exit(0); }
         if (a[0] != '-' && !o->dir) { o->dir = a; continue; }
+        const int t = cli_tuning_arg(&o->tuning, "bench-e2e", argc, argv, &i);
+        if (t < 0) return 2;
+        if (t > 0) continue;
         if (!v) { fprintf(stderr, "sprig bench-e2e: %s needs a value\n", a); return 2; }
         ++i;
         if (!strcmp(a, "--backend")) o->backend = v;
@@ -104,12 +114,19 @@ int cmd_bench_e2e(int argc, char **argv) {
     if (rc) return rc;
     sp_model *model = NULL;
     sp_exec *exec = NULL;
+    sp_runtime_tuning *tuning = NULL;
+    sp_gpu_kernels *kernels = NULL; /* both modes' kernels, parameters from the tuning databases */
     sprig_status s = sp_model_open(o.dir, &model);
     if (s != SPRIG_OK) return cli_error("loading the model", s);
     const int cuda = !strcmp(o.backend, "cuda");
     if (cuda && (s = sp_exec_open_cuda(&exec, 0)) != SPRIG_OK) {
         fprintf(stderr, "sprig bench-e2e: --backend cuda: %s (%s); --backend cpu runs without one\n",
                 sprig_status_name(s), sprig_last_error());
+        sp_model_close(model);
+        return 1;
+    }
+    if (cuda && cli_tuning_kernels_open(&o.tuning, "bench-e2e", exec, &tuning, &kernels)) {
+        sp_exec_close(exec);
         sp_model_close(model);
         return 1;
     }
@@ -130,7 +147,7 @@ int cmd_bench_e2e(int argc, char **argv) {
         }
         if (s == SPRIG_OK) {
             if (cuda) {
-                s = sp_gpu_open(exec, model, ctx, calib ? SP_MLP_THRESHOLD : mode, o.dtype, &r.gpu);
+                s = sp_gpu_open_with(kernels, model, ctx, calib ? SP_MLP_THRESHOLD : mode, o.dtype, &r.gpu);
                 if (s == SPRIG_OK && calib) s = sp_gpu_set_thresholds(r.gpu, calib->thresholds);
             } else {
                 s = sp_cpu_open(model, ctx, calib ? SP_MLP_THRESHOLD : mode, &r.cpu);
@@ -143,6 +160,7 @@ int cmd_bench_e2e(int argc, char **argv) {
         sp_cpu_close(r.cpu);
         sp_cpu_close(calib);
     }
+    if (cuda) cli_tuning_report(&o.tuning, "bench-e2e", tuning);
     if (s != SPRIG_OK) {
         rc = cli_error("timing", s);
     } else {
@@ -156,15 +174,19 @@ int cmd_bench_e2e(int argc, char **argv) {
                 fprintf(stderr, "sprig bench-e2e: cannot write %s\n", o.json);
                 rc = 1;
             } else {
+                char *tj = cuda ? cli_tuning_json(tuning) : NULL;
                 fprintf(fp, "{\"model\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"tokens\":%d,\"warmup\":%d,"
                             "\"dense_ms_per_token\":%.6f,\"%s_ms_per_token\":%.6f,\"%s_mlp_sparsity\":%.6f,"
-                            "\"ratio\":%.6f}\n",
+                            "\"ratio\":%.6f%s%s}\n",
                         o.dir, o.backend, exec ? exec->device : "CPU", o.tokens, o.warmup, ms[0], names[1], ms[1],
-                        names[1], sp[1], ms[1] / ms[0]);
+                        names[1], sp[1], ms[1] / ms[0], tj ? ",\"tuning\":" : "", tj ? tj : "");
+                free(tj);
                 fclose(fp);
             }
         }
     }
+    sp_gpu_kernels_close(kernels); /* after every backend on it */
+    sp_runtime_tuning_close(tuning);
     sp_exec_close(exec);
     sp_model_close(model);
     return rc;

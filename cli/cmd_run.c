@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli_tuning.h"
 #include "sp_cpu.h"
 #include "sp_generate.h"
 #include "sp_gpu.h"
@@ -31,8 +32,12 @@ static void run_help(FILE *to) {
             "  --dense               ignore LTE routers: every neuron\n"
             "  --sparsity S          training-free sparsity in [0,1): per-layer |silu(gate)| thresholds\n"
             "                        calibrated on the prompt\n"
-            "  --json                print one JSON object (tokens, text, speed, sparsity) at the end\n"
-            "At the end: tokens/s and the measured MLP sparsity on standard error.\n");
+            "  --json                print one JSON object (tokens, text, speed, sparsity; with --backend\n"
+            "                        cuda also \"tuning\": each kernel request, its parameters and their source)\n"
+            "%s"
+            "At the end: tokens/s and the measured MLP sparsity on standard error; with --backend cuda\n"
+            "first a line counting the kernels by where their parameters came from.\n",
+            cli_tuning_args_help);
 }
 
 typedef struct run_opts {
@@ -40,6 +45,7 @@ typedef struct run_opts {
     int max_tokens, context, dense, json;
     double temperature, top_p, sparsity;
     unsigned long long seed;
+    cli_tuning_args tuning;
 } run_opts;
 
 typedef struct run_out {
@@ -93,6 +99,9 @@ static int parse_run_args(int argc, char **argv, run_opts *o) {
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const int t = cli_tuning_arg(&o->tuning, "run", argc, argv, &i);
+        if (t < 0) return 2;
+        if (t > 0) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { run_help(stdout); exit(0); }
         else if (!strcmp(a, "--dense")) o->dense = 1;
         else if (!strcmp(a, "--json")) o->json = 1;
@@ -154,11 +163,29 @@ static sprig_status gpu_forward(void *self, int token, int pos, const float **lo
 }
 static double gpu_sparsity(const void *self) { return sp_gpu_mlp_sparsity(self); }
 
-/* --backend cuda: GPU 0 through the driver, the model's weights uploaded. With
- * --sparsity the thresholds are calibrated by the CPU backend on the prompt
- * (cpu is then left open, unused). Prints why and returns nonzero on failure. */
+/* The CUDA backend and what it owns, closed in reverse order of opening. */
+typedef struct run_cuda {
+    sp_exec *exec;
+    sp_runtime_tuning *tuning;   /* NULL with --no-tuning or unusable databases */
+    sp_gpu_kernels *kernels;
+    sp_gpu *gpu;
+} run_cuda;
+
+static void run_cuda_close(run_cuda *c) {
+    sp_gpu_close(c->gpu);
+    sp_gpu_kernels_close(c->kernels);
+    sp_runtime_tuning_close(c->tuning);
+    sp_exec_close(c->exec);
+}
+
+/* --backend cuda: GPU 0 through the driver, the kernels' parameters from the
+ * tuning databases, the model's weights uploaded. With --sparsity the
+ * thresholds are calibrated by the CPU backend on the prompt (cpu is then left
+ * open, unused). Prints why and returns nonzero on failure. */
 static int open_cuda(const run_opts *o, const sp_model *model, int context, const int *prompt, int n_prompt,
-                     sp_exec **exec, sp_gpu **gpu, sp_cpu **cpu) {
+                     run_cuda *c, sp_cpu **cpu) {
+    sp_exec **exec = &c->exec;
+    sp_gpu **gpu = &c->gpu;
     sprig_status s = sp_exec_open_cuda(exec, 0);
     if (s == SPRIG_E_NO_DRIVER || s == SPRIG_E_NO_DEVICE) {
         fprintf(stderr, "sprig run: --backend cuda: %s (%s); --backend cpu runs without one\n",
@@ -166,17 +193,21 @@ static int open_cuda(const run_opts *o, const sp_model *model, int context, cons
         return 1;
     }
     if (s != SPRIG_OK) return cli_error("opening the GPU", s);
-    s = sp_gpu_open(*exec, model, context, o->dense ? SP_MLP_DENSE : SP_MLP_AUTO, o->dtype, gpu);
+    if (cli_tuning_kernels_open(&o->tuning, "run", *exec, &c->tuning, &c->kernels)) return 1;
+    s = sp_gpu_open_with(c->kernels, model, context, o->dense ? SP_MLP_DENSE : SP_MLP_AUTO, o->dtype, gpu);
     if (s == SPRIG_OK && o->sparsity > 0) {
         s = sp_cpu_open(model, n_prompt, SP_MLP_DENSE, cpu);
         if (s == SPRIG_OK) s = sp_cpu_calibrate(*cpu, prompt, n_prompt, o->sparsity);
         if (s == SPRIG_OK) s = sp_gpu_set_thresholds(*gpu, (*cpu)->thresholds);
     }
-    return s == SPRIG_OK ? 0 : cli_error("starting the CUDA backend", s);
+    if (s != SPRIG_OK) return cli_error("starting the CUDA backend", s);
+    cli_tuning_report(&o->tuning, "run", c->tuning);
+    return 0;
 }
 
+/* tuning: the "tuning" member's JSON (--backend cuda), or NULL for none. */
 static void print_json(const run_out *out, const sp_tokenizer *tok, const sp_gen_stats *st, double sparsity,
-                       const char *backend) {
+                       const char *backend, const char *tuning) {
     printf("{\"backend\":\"%s\",\"prompt_tokens\":%d,\"tokens\":[", backend, st->prompt_tokens);
     for (int i = 0; i < out->n; ++i) printf("%s%d", i ? "," : "", out->ids[i]);
     printf("]");
@@ -200,8 +231,9 @@ static void print_json(const run_out *out, const sp_tokenizer *tok, const sp_gen
     }
     const double tps = st->decode_seconds > 0 ? st->generated / st->decode_seconds : 0;
     printf(",\"prompt_seconds\":%.6f,\"decode_seconds\":%.6f,\"tokens_per_second\":%.3f,"
-           "\"mlp_sparsity\":%.4f,\"stopped_at_eos\":%s}\n",
-           st->prompt_seconds, st->decode_seconds, tps, sparsity, st->stopped_at_eos ? "true" : "false");
+           "\"mlp_sparsity\":%.4f,\"stopped_at_eos\":%s%s%s}\n",
+           st->prompt_seconds, st->decode_seconds, tps, sparsity, st->stopped_at_eos ? "true" : "false",
+           tuning ? ",\"tuning\":" : "", tuning ? tuning : "");
 }
 
 int cmd_run(int argc, char **argv) {
@@ -211,8 +243,7 @@ int cmd_run(int argc, char **argv) {
     sp_model *model = NULL;
     sp_tokenizer *tok = NULL;
     sp_cpu *cpu = NULL;
-    sp_exec *exec = NULL;
-    sp_gpu *gpu = NULL;
+    run_cuda cu = {0};
     int *prompt = NULL, n_prompt = 0;
     run_out out = {0};
     sp_sampler sampler = {0};
@@ -234,7 +265,7 @@ int cmd_run(int argc, char **argv) {
     }
     const int cuda = strcmp(o.backend, "cuda") == 0;
     if (cuda) {
-        if ((rc = open_cuda(&o, model, context, prompt, n_prompt, &exec, &gpu, &cpu))) goto done;
+        if ((rc = open_cuda(&o, model, context, prompt, n_prompt, &cu, &cpu))) goto done;
         s = SPRIG_OK;
     } else {
         s = sp_cpu_open(model, context, o.dense ? SP_MLP_DENSE : SP_MLP_AUTO, &cpu);
@@ -247,7 +278,7 @@ int cmd_run(int argc, char **argv) {
         rc = cli_error("decoding", s);
         goto done;
     }
-    sp_backend be = cuda ? (sp_backend){"cuda", gpu, gpu_forward, gpu_sparsity}
+    sp_backend be = cuda ? (sp_backend){"cuda", cu.gpu, gpu_forward, gpu_sparsity}
                          : (sp_backend){"cpu", cpu, cpu_forward, cpu_sparsity};
     sp_gen_stats st;
     int eos[SP_MAX_EOS + 1], n_eos = 0;
@@ -261,7 +292,9 @@ int cmd_run(int argc, char **argv) {
         if (sp_tok_stream_finish(out.stream, &text, &len) == SPRIG_OK && !o.json) fwrite(text, 1, len, stdout);
     }
     if (o.json) {
-        print_json(&out, tok, &st, be.mlp_sparsity(be.self), be.name);
+        char *tuning = cuda ? cli_tuning_json(cu.tuning) : NULL;
+        print_json(&out, tok, &st, be.mlp_sparsity(be.self), be.name, tuning);
+        free(tuning);
     } else {
         printf("\n");
         fprintf(stderr, "[%s] prompt %d tokens in %.3f s; generated %d tokens at %.2f tokens/s; MLP sparsity %.1f%%\n",
@@ -274,8 +307,7 @@ done:
     free(prompt);
     sp_sampler_free(&sampler);
     sp_cpu_close(cpu);
-    sp_gpu_close(gpu);
-    sp_exec_close(exec);
+    run_cuda_close(&cu);
     sp_tok_close(tok);
     sp_model_close(model);
     return rc;
