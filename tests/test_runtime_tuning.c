@@ -11,8 +11,12 @@
  *   (f) rmsnorm / attention_decode (and router score=silu_abs) never cause a lookup,
  *       even with an entry for that very key in the database;
  * plus what the runtime fixes: an interleaved gather_upgate winner gives way to
- * the fastest non-interleaved measured candidate, a layout=n gather_down entry
- * is not used where the backend fixes layout=t, and the summary (JSON, line). */
+ * the fastest non-interleaved measured candidate (an interleaved one gives NaN
+ * logits: the backend uploads W_gate and W_up separately), a layout=n
+ * gather_down entry is not used where the backend fixes layout=t, a fixed param
+ * the tuner skips (dense_gemv accumulate=1) is merged over a tuned answer; the
+ * routed requests of tiny-llama2-lte served by nearest entries (its W_down then
+ * packed for layout=n) with the CPU's logits; and the summary (JSON, line). */
 #define _XOPEN_SOURCE 700
 #include <ftw.h>
 #include <math.h>
