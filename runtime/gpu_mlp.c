@@ -18,9 +18,11 @@
 static sprig_status load_gathers(sp_gpu *g, const gpu_layer *G, gpu_mlp_path *p, const char *extra,
                                  const char *layout, double sparsity) {
     char fixed[128];
-    snprintf(fixed, sizeof fixed, "%s", extra);
+    /* W_gate and W_up are packed as two [f][d] matrices, not row-interleaved */
+    snprintf(fixed, sizeof fixed, "%s%sinterleave=0", extra, *extra ? "," : "");
     SP_TRY(sp_gpu_kernel_get(g->kernels, "gather_upgate", G->a_out, g->f, g->dtype, p->g, fixed, sparsity,
                              &p->upgate));
+    snprintf(fixed, sizeof fixed, "%s", extra);
     if (layout) snprintf(fixed, sizeof fixed, "%s%slayout=%s", extra, *extra ? "," : "", layout);
     return sp_gpu_kernel_get(g->kernels, "gather_down", G->m_out, g->f, g->dtype, p->g, fixed, sparsity, &p->down);
 }

@@ -22,15 +22,6 @@ struct sp_runtime_tuning {
     size_t n, cap;
 };
 
-/* Params the runtime's weight packing needs whatever the database says: the
- * backend uploads W_gate and W_up as two [f][d] matrices (runtime/gpu_weights.c),
- * so an interleaved gather_upgate would read them wrongly. */
-static const struct {
-    const char *family, *params;
-} RT_RUNTIME_FIXED[] = {
-    {"gather_upgate", "interleave=0"},
-};
-
 const char *sp_rt_source_name(sp_rt_source s) {
     static const char *const names[SP_RT_N_SOURCES] = {"exact",   "same_gpu_nearest_shape", "same_arch", "generic_default",
                                                        "untuned", "unusable",               "error"};
@@ -202,12 +193,11 @@ static int rt_variant(sp_runtime_tuning *t, const sprig_request *req, double spa
     return found;
 }
 
-/* What the runtime fixes for this request: its fixed params and RT_RUNTIME_FIXED. */
+/* What the runtime fixes for this request: its fixed params (the backend
+ * fixes everything its weight packing depends on, e.g. gather_upgate's
+ * interleave=0 and gather_down's layout). */
 static void rt_constraints(const sprig_request *req, char *buf, size_t cap) {
-    size_t at = (size_t)snprintf(buf, cap, "%s", req->params ? req->params : "");
-    for (size_t i = 0; i < sizeof RT_RUNTIME_FIXED / sizeof RT_RUNTIME_FIXED[0]; ++i)
-        if (!strcmp(RT_RUNTIME_FIXED[i].family, req->family) && at < cap)
-            at += (size_t)snprintf(buf + at, cap - at, "%s%s", at ? "," : "", RT_RUNTIME_FIXED[i].params);
+    snprintf(buf, cap, "%s", req->params ? req->params : "");
 }
 
 /* The items of constraints on parameters the tuner chose (the dimensions of
