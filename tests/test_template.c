@@ -56,6 +56,9 @@ int main(void) {
         {"no_such_family", 4096, 11008, 1, 32, "fp16", "", "unknown kernel family 'no_such_family'"},
         {"dense_gemv", 4100, 11008, 1, 32, "fp16", "", "d=4100 is not a positive multiple of 8"},
         {"dense_gemv", 4096, 11004, 1, 32, "fp16", "", "f=11004 is not a positive multiple of 8"},
+        /* LLaMA-2-7B sliced 20% / 30% with SliceGPT's round_interval 1: the width round_interval 8 gives */
+        {"gather_upgate", 3276, 11008, 1, 32, "fp16", "", "d=3276 is not a positive multiple of 8 (sprig needs 16-byte rows; for a SliceGPT-sliced model, slice with round_interval 8 (width 3272))"},
+        {"gather_down", 2867, 11008, 1, 32, "fp16", "", "width 2864"},
         {"dense_gemv", 4096, 11008, 1, 32, "fp8", "", "unknown dtype 'fp8'"},
         {"dense_gemv", 4096, 11008, 65, 32, "fp16", "", "batch=65 is outside 1..64"},
         {"dense_gemv", 4096, 11008, 1, 24, "fp16", "", "g=24 is not a supported expert size"},

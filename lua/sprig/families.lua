@@ -63,7 +63,11 @@ function M.check_request(req)
   for _, k in ipairs({ "d", "f" }) do
     local v = req[k]
     if v <= 0 or v % 8 ~= 0 then
-      error(string.format("%s=%d is not a positive multiple of 8 (sprig needs 16-byte rows)", k, v), 0)
+      -- A SliceGPT width sliced with --round-interval 1 (3276 for LLaMA-2-7B at 20%) lands here:
+      -- name the width its default round-interval 8 would have given.
+      local hint = v > 8 and string.format("; for a SliceGPT-sliced model, slice with round_interval 8 (width %d)",
+        v - v % 8) or ""
+      error(string.format("%s=%d is not a positive multiple of 8 (sprig needs 16-byte rows%s)", k, v, hint), 0)
     end
     if v > 1048576 then error(string.format("%s=%d is larger than 1048576", k, v), 0) end
   end
