@@ -1,42 +1,66 @@
-/* sprig bench-e2e: decode speed (ms/token) of one model folder, dense against
- * its LTE routers (or training-free sparsity), measured in the same run. */
+/* sprig bench-e2e: decode speed (ms/token) of one or more model folders, each
+ * dense and sparse (LTE routers or training-free thresholds), all measured in
+ * the same run on the same backend, so that ratios between them mean
+ * something: LTE against dense, a SliceGPT-sliced model against its unsliced
+ * original, sliced + LTE against both. On CUDA each row also gets the bytes a
+ * token reads and the time the measured streaming-read bandwidth allows. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli.h"
 #include "cli_tuning.h"
+#include "sp_error.h"
+#include "sp_bench.h"
 #include "sp_cpu.h"
 #include "sp_exec.h"
 #include "sp_gpu.h"
 #include "sp_model.h"
 
+#define E2E_MAX_MODELS 8
+
 typedef struct e2e_opts {
-    const char *dir, *backend, *dtype, *json;
-    int tokens, warmup;
+    const char *dirs[E2E_MAX_MODELS];
+    int n_dirs;
+    const char *backend, *dtype, *json, *modes, *graph;
+    int tokens, warmup, roof;
     double sparsity; /* training-free, for models without routers */
     cli_tuning_args tuning;
 } e2e_opts;
 
 static void e2e_help(FILE *to) {
-    fprintf(to, "usage: sprig bench-e2e MODEL_DIR [--backend cpu|cuda] [options]\n\n"
-                "Times greedy decoding (batch 1) in milliseconds per token: the model dense,\n"
-                "then sparse (its LTE routers, or --sparsity S training-free thresholds for a\n"
-                "model without routers), in the same run on the same backend, and prints both\n"
-                "and their ratio. Make a 7B-shaped test model with `sprig synth --model llama2-7b --lte 32`.\n\n"
+    fprintf(to, "usage: sprig bench-e2e MODEL_DIR [MODEL_DIR ...] [--backend cpu|cuda] [options]\n\n"
+                "Times greedy decoding (batch 1) in milliseconds per token, for each model folder\n"
+                "(up to %d) dense, then sparse (its LTE routers, or --sparsity S training-free\n"
+                "thresholds for a model without routers), all in the same run on the same backend.\n"
+                "Ratios are against the first row (the first folder, dense). To compare slicing:\n"
+                "  sprig bench-e2e llama2-7b llama2-7b-sliced25 llama2-7b-sliced25-lte\n"
+                "Make such 7B-shaped test models with `sprig synth --model llama2-7b [--slice 0.25]\n"
+                "[--lte 32]`.\n\n"
+                "On cuda each row also shows the weight bytes one token reads (a sparse MLP skips\n"
+                "its share of W_gate, W_up, W_down), the time that takes at the streaming-read\n"
+                "bandwidth measured at the start of the run (the roof), and `of bytes`: the speed-up\n"
+                "over the first row divided by the ratio of bytes read (1.0: as fast as the bytes\n"
+                "saved allow).\n\n"
                 "options:\n"
                 "  --backend cpu|cuda   where to run (default cuda)\n"
                 "  --dtype fp16|bf16    compute type on cuda (default fp16)\n"
-                "  --tokens N           decode steps timed per mode (default 32)\n"
-                "  --warmup N           untimed steps first (default 4)\n"
-                "  --sparsity S         training-free sparsity when the model has no routers (default 0.5)\n"
-                "  --json FILE          also write the results as JSON (on cuda with \"tuning\": each kernel\n"
+                "  --modes LIST         dense, sparse or dense,sparse (default dense,sparse)\n"
+                "  --graph on|off|both  cuda: replay the decode step as a CUDA graph, launch kernel\n"
+                "                       by kernel, or time both (default on)\n"
+                "  --tokens N           decode steps timed per row (default 32)\n"
+                "  --warmup N           untimed steps first (default 4; the graph is captured then)\n"
+                "  --sparsity S         training-free sparsity when a model has no routers (default 0.5)\n"
+                "  --no-roof            cuda: skip the bandwidth measurement\n"
+                "  --json FILE          also write the rows as JSON (on cuda with \"tuning\": each kernel\n"
                 "                       request, its parameters and their source)\n"
                 "%s"
-                "On cuda both modes share one kernel set; a line on standard error counts the kernels by\n"
+                "On cuda every run shares one kernel set; a line on standard error counts the kernels by\n"
                 "where their parameters came from.\n",
-                cli_tuning_args_help);
+                E2E_MAX_MODELS, cli_tuning_args_help);
 }
 
 static double now_s(void) {
@@ -44,6 +68,26 @@ static double now_s(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+/* One timed configuration. Bytes are 0 on the CPU backend (not measured). */
+typedef struct e2e_row {
+    const char *model;            /* the folder as given */
+    char mode[12];                /* "dense", "lte", "threshold" */
+    int graph;                    /* 1 graph, 0 launches, -1 not applicable (cpu) */
+    double ms, sparsity;
+    double weight_bytes;          /* on the device, the embedding excepted */
+    double read_bytes;            /* per token: weight_bytes less the skipped share of the MLP */
+} e2e_row;
+
+typedef struct e2e_bench {
+    const e2e_opts *o;
+    int cuda;
+    sp_exec *exec;
+    sp_gpu_kernels *kernels;      /* every run's kernels, parameters from the tuning databases */
+    double read_gbs;              /* measured streaming-read bandwidth; 0 when not measured */
+    e2e_row rows[E2E_MAX_MODELS * 4];
+    int n_rows;
+} e2e_bench;
 
 /* One backend instance in one MLP mode. */
 typedef struct e2e_run {
@@ -78,13 +122,29 @@ static sprig_status time_decode(e2e_run *r, int vocab, int warmup, int tokens, d
     return SPRIG_OK;
 }
 
+static int has(const char *list, const char *item) {
+    const size_t n = strlen(item);
+    for (const char *p = list; (p = strstr(p, item)) != NULL; p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return 1;
+    return 0;
+}
+
 static int parse_e2e(int argc, char **argv, e2e_opts *o) {
     memset(o, 0, sizeof *o);
-    o->backend = "cuda", o->dtype = "fp16", o->tokens = 32, o->warmup = 4, o->sparsity = 0.5;
+    o->backend = "cuda", o->dtype = "fp16", o->tokens = 32, o->warmup = 4, o->sparsity = 0.5, o->roof = 1;
+    o->modes = "dense,sparse", o->graph = "on";
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { e2e_help(stdout); exit(0); }
-        if (a[0] != '-' && !o->dir) { o->dir = a; continue; }
+        if (a[0] != '-') {
+            if (o->n_dirs == E2E_MAX_MODELS) {
+                fprintf(stderr, "sprig bench-e2e: at most %d model folders per run\n", E2E_MAX_MODELS);
+                return 2;
+            }
+            o->dirs[o->n_dirs++] = a;
+            continue;
+        }
+        if (!strcmp(a, "--no-roof")) { o->roof = 0; continue; }
         const int t = cli_tuning_arg(&o->tuning, "bench-e2e", argc, argv, &i);
         if (t < 0) return 2;
         if (t > 0) continue;
@@ -92,15 +152,25 @@ static int parse_e2e(int argc, char **argv, e2e_opts *o) {
         ++i;
         if (!strcmp(a, "--backend")) o->backend = v;
         else if (!strcmp(a, "--dtype")) o->dtype = v;
+        else if (!strcmp(a, "--modes")) o->modes = v;
+        else if (!strcmp(a, "--graph")) o->graph = v;
         else if (!strcmp(a, "--tokens")) o->tokens = atoi(v);
         else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
         else if (!strcmp(a, "--sparsity")) o->sparsity = atof(v);
         else if (!strcmp(a, "--json")) o->json = v;
         else { fprintf(stderr, "sprig bench-e2e: unknown option '%s' (see --help)\n", a); return 2; }
     }
-    if (!o->dir) { fprintf(stderr, "sprig bench-e2e: give the model folder (see --help)\n"); return 2; }
+    if (!o->n_dirs) { fprintf(stderr, "sprig bench-e2e: give the model folder(s) (see --help)\n"); return 2; }
     if (strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda")) {
         fprintf(stderr, "sprig bench-e2e: --backend must be cpu or cuda\n");
+        return 2;
+    }
+    if (!has(o->modes, "dense") && !has(o->modes, "sparse")) {
+        fprintf(stderr, "sprig bench-e2e: --modes must name dense, sparse or both, not '%s'\n", o->modes);
+        return 2;
+    }
+    if (strcmp(o->graph, "on") && strcmp(o->graph, "off") && strcmp(o->graph, "both")) {
+        fprintf(stderr, "sprig bench-e2e: --graph must be on, off or both\n");
         return 2;
     }
     if (o->tokens < 1 || o->warmup < 0) { fprintf(stderr, "sprig bench-e2e: --tokens >= 1, --warmup >= 0\n"); return 2; }
@@ -108,86 +178,188 @@ static int parse_e2e(int argc, char **argv, e2e_opts *o) {
     return 0;
 }
 
+/* Opens the backend for one row (training-free thresholds calibrated by the
+ * CPU backend on a short fixed prompt first). */
+static sprig_status open_run(e2e_bench *b, const sp_model *model, int sparse, int graph, e2e_run *r) {
+    const e2e_opts *o = b->o;
+    const int ctx = o->warmup + o->tokens + 1, vocab = model->cfg->vocab_size;
+    const int threshold = sparse && !model->cfg->lte.enabled;
+    sp_cpu *calib = NULL;
+    sprig_status s = SPRIG_OK;
+    if (threshold) {
+        int prompt[16];
+        for (int i = 0; i < 16; ++i) prompt[i] = (i * 7919 + 1) % vocab;
+        s = sp_cpu_open(model, 16, SP_MLP_DENSE, &calib);
+        if (s == SPRIG_OK) s = sp_cpu_calibrate(calib, prompt, 16, o->sparsity);
+    }
+    const sp_mlp_mode mode = threshold ? SP_MLP_THRESHOLD : sparse ? SP_MLP_AUTO : SP_MLP_DENSE;
+    if (s == SPRIG_OK && b->cuda) {
+        s = sp_gpu_open_with(b->kernels, model, ctx, mode, o->dtype, &r->gpu);
+        if (s == SPRIG_OK && calib) s = sp_gpu_set_thresholds(r->gpu, calib->thresholds);
+        if (s == SPRIG_OK) sp_gpu_set_graph(r->gpu, graph);
+    } else if (s == SPRIG_OK) {
+        s = sp_cpu_open(model, ctx, mode, &r->cpu);
+        if (s == SPRIG_OK && calib)
+            memcpy(r->cpu->thresholds, calib->thresholds, sizeof(float) * (size_t)model->cfg->num_hidden_layers);
+    }
+    sp_cpu_close(calib);
+    return s;
+}
+
+static sprig_status time_row(e2e_bench *b, const sp_model *model, const char *dir, int sparse, int graph) {
+    e2e_row *row = &b->rows[b->n_rows];
+    memset(row, 0, sizeof *row);
+    row->model = dir;
+    row->graph = b->cuda ? graph : -1;
+    snprintf(row->mode, sizeof row->mode, "%s", !sparse ? "dense" : model->cfg->lte.enabled ? "lte" : "threshold");
+    e2e_run r = {0};
+    sprig_status s = open_run(b, model, sparse, graph, &r);
+    if (s == SPRIG_OK) s = time_decode(&r, model->cfg->vocab_size, b->o->warmup, b->o->tokens, &row->ms, &row->sparsity);
+    if (s == SPRIG_OK && r.gpu) {
+        row->weight_bytes = (double)sp_gpu_weight_bytes(r.gpu);
+        row->read_bytes = row->weight_bytes - row->sparsity * (double)sp_gpu_mlp_weight_bytes(r.gpu);
+    }
+    sp_gpu_close(r.gpu);
+    sp_cpu_close(r.cpu);
+    if (s != SPRIG_OK) return sp_wrap(s, "%s, %s", dir, row->mode);
+    fprintf(stderr, "  %s %s%s: %.3f ms/token\n", dir, row->mode, row->graph == 0 ? " (no graph)" : "", row->ms);
+    ++b->n_rows;
+    return SPRIG_OK;
+}
+
+static sprig_status time_model(e2e_bench *b, const char *dir) {
+    sp_model *model = NULL;
+    sprig_status s = sp_model_open(dir, &model);
+    if (s != SPRIG_OK) return sp_wrap(s, "loading %s", dir);
+    const char *g = b->o->graph;
+    for (int sparse = 0; sparse < 2 && s == SPRIG_OK; ++sparse) {
+        if (!has(b->o->modes, sparse ? "sparse" : "dense")) continue;
+        if (!b->cuda || strcmp(g, "off")) s = time_row(b, model, dir, sparse, 1);
+        if (s == SPRIG_OK && b->cuda && strcmp(g, "on")) s = time_row(b, model, dir, sparse, 0);
+    }
+    sp_model_close(model);
+    return s;
+}
+
+/* ---- reporting ------------------------------------------------------------------- */
+
+static double roof_ms(const e2e_bench *b, const e2e_row *r) {
+    return b->read_gbs > 0 && r->read_bytes > 0 ? r->read_bytes / (b->read_gbs * 1e9) * 1e3 : 0;
+}
+
+static void print_table(const e2e_bench *b) {
+    const e2e_row *first = &b->rows[0];
+    printf("%-28s %-9s %-5s %9s %8s %10s %10s %8s %7s %8s %7s\n", "model", "mode", "graph", "ms/token", "MLP sp",
+           "weights MB", "read MB", "roof ms", "of roof", "speed-up", "of bytes");
+    for (int i = 0; i < b->n_rows; ++i) {
+        const e2e_row *r = &b->rows[i];
+        const char *name = strrchr(r->model, '/') && strrchr(r->model, '/')[1] ? strrchr(r->model, '/') + 1 : r->model;
+        const double roof = roof_ms(b, r), speedup = first->ms / r->ms;
+        printf("%-28.28s %-9s %-5s %9.3f %7.1f%%", name, r->mode, r->graph < 0 ? "-" : r->graph ? "on" : "off", r->ms,
+               100 * r->sparsity);
+        if (r->read_bytes > 0) printf(" %10.1f %10.1f", r->weight_bytes / 1e6, r->read_bytes / 1e6);
+        else printf(" %10s %10s", "-", "-");
+        if (roof > 0) printf(" %8.3f %6.0f%%", roof, 100 * roof / r->ms);
+        else printf(" %8s %7s", "-", "-");
+        printf(" %8.3f", speedup);
+        if (r->read_bytes > 0 && first->read_bytes > 0) printf(" %7.2f\n", speedup / (first->read_bytes / r->read_bytes));
+        else printf(" %7s\n", "-");
+    }
+    printf("(%s backend, %s, %s; %d timed tokens after %d warm-up%s)\n", b->o->backend,
+           b->exec ? b->exec->device : "CPU", b->cuda ? b->o->dtype : "fp32", b->o->tokens, b->o->warmup,
+           b->read_gbs > 0 ? "; roof at the streaming read measured now" : "");
+    if (b->read_gbs > 0) printf("streaming read: %.0f GB/s\n", b->read_gbs);
+}
+
+static char *rows_json(const e2e_bench *b, const sp_runtime_tuning *tuning) {
+    cJSON *root = cJSON_CreateObject(), *rows = cJSON_CreateArray();
+    const e2e_row *first = &b->rows[0];
+    cJSON_AddStringToObject(root, "backend", b->o->backend);
+    cJSON_AddStringToObject(root, "device", b->exec ? b->exec->device : "CPU");
+    cJSON_AddStringToObject(root, "dtype", b->cuda ? b->o->dtype : "fp32");
+    cJSON_AddNumberToObject(root, "tokens", b->o->tokens);
+    cJSON_AddNumberToObject(root, "warmup", b->o->warmup);
+    if (b->read_gbs > 0) cJSON_AddNumberToObject(root, "read_gbs", b->read_gbs);
+    for (int i = 0; i < b->n_rows; ++i) {
+        const e2e_row *r = &b->rows[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", r->model);
+        cJSON_AddStringToObject(o, "mode", r->mode);
+        if (r->graph >= 0) cJSON_AddBoolToObject(o, "graph", r->graph);
+        cJSON_AddNumberToObject(o, "ms_per_token", r->ms);
+        cJSON_AddNumberToObject(o, "mlp_sparsity", r->sparsity);
+        cJSON_AddNumberToObject(o, "speedup_vs_first", first->ms / r->ms);
+        if (r->read_bytes > 0) {
+            cJSON_AddNumberToObject(o, "weight_bytes", r->weight_bytes);
+            cJSON_AddNumberToObject(o, "read_bytes", r->read_bytes);
+            if (first->read_bytes > 0)
+                cJSON_AddNumberToObject(o, "speedup_of_bytes_ratio", (first->ms / r->ms) / (first->read_bytes / r->read_bytes));
+        }
+        if (roof_ms(b, r) > 0) cJSON_AddNumberToObject(o, "roof_ms", roof_ms(b, r));
+        cJSON_AddItemToArray(rows, o);
+    }
+    cJSON_AddItemToObject(root, "rows", rows);
+    if (b->cuda) {
+        char *tj = cli_tuning_json(tuning);
+        cJSON *t = tj ? cJSON_Parse(tj) : NULL;
+        if (t) cJSON_AddItemToObject(root, "tuning", t);
+        free(tj);
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+static int write_json(const e2e_bench *b, const sp_runtime_tuning *tuning) {
+    char *text = rows_json(b, tuning);
+    FILE *fp = text ? fopen(b->o->json, "w") : NULL;
+    int rc = 0;
+    if (!fp || fprintf(fp, "%s\n", text) < 0) {
+        fprintf(stderr, "sprig bench-e2e: cannot write %s\n", b->o->json);
+        rc = 1;
+    }
+    if (fp && fclose(fp) != 0) rc = 1;
+    free(text);
+    return rc;
+}
+
 int cmd_bench_e2e(int argc, char **argv) {
     e2e_opts o;
     int rc = parse_e2e(argc, argv, &o);
     if (rc) return rc;
-    sp_model *model = NULL;
-    sp_exec *exec = NULL;
+    static e2e_bench b; /* rows: a few KB, off the stack */
+    memset(&b, 0, sizeof b);
+    b.o = &o;
+    b.cuda = !strcmp(o.backend, "cuda");
     sp_runtime_tuning *tuning = NULL;
-    sp_gpu_kernels *kernels = NULL; /* both modes' kernels, parameters from the tuning databases */
-    sprig_status s = sp_model_open(o.dir, &model);
-    if (s != SPRIG_OK) return cli_error("loading the model", s);
-    const int cuda = !strcmp(o.backend, "cuda");
-    if (cuda && (s = sp_exec_open_cuda(&exec, 0)) != SPRIG_OK) {
+    sprig_status s = SPRIG_OK;
+    if (b.cuda && (s = sp_exec_open_cuda(&b.exec, 0)) != SPRIG_OK) {
         fprintf(stderr, "sprig bench-e2e: --backend cuda: %s (%s); --backend cpu runs without one\n",
                 sprig_status_name(s), sprig_last_error());
-        sp_model_close(model);
         return 1;
     }
-    if (cuda && cli_tuning_kernels_open(&o.tuning, "bench-e2e", exec, &tuning, &kernels)) {
-        sp_exec_close(exec);
-        sp_model_close(model);
+    if (b.cuda && cli_tuning_kernels_open(&o.tuning, "bench-e2e", b.exec, &tuning, &b.kernels)) {
+        sp_exec_close(b.exec);
         return 1;
     }
-    const int ctx = o.warmup + o.tokens + 1, vocab = model->cfg->vocab_size;
-    const int has_routers = model->cfg->lte.enabled;
-    const char *names[2] = {"dense", has_routers ? "lte" : "threshold"};
-    double ms[2] = {0, 0}, sp[2] = {0, 0};
-    for (int m = 0; m < 2 && s == SPRIG_OK; ++m) {
-        e2e_run r = {0};
-        const sp_mlp_mode mode = m == 0 ? SP_MLP_DENSE : SP_MLP_AUTO;
-        /* training-free thresholds are calibrated by the CPU backend on a short prompt */
-        sp_cpu *calib = NULL;
-        if (m == 1 && !has_routers) {
-            int prompt[16];
-            for (int i = 0; i < 16; ++i) prompt[i] = (i * 7919 + 1) % vocab;
-            s = sp_cpu_open(model, 16, SP_MLP_DENSE, &calib);
-            if (s == SPRIG_OK) s = sp_cpu_calibrate(calib, prompt, 16, o.sparsity);
-        }
-        if (s == SPRIG_OK) {
-            if (cuda) {
-                s = sp_gpu_open_with(kernels, model, ctx, calib ? SP_MLP_THRESHOLD : mode, o.dtype, &r.gpu);
-                if (s == SPRIG_OK && calib) s = sp_gpu_set_thresholds(r.gpu, calib->thresholds);
-            } else {
-                s = sp_cpu_open(model, ctx, calib ? SP_MLP_THRESHOLD : mode, &r.cpu);
-                if (s == SPRIG_OK && calib) memcpy(r.cpu->thresholds, calib->thresholds,
-                                                   sizeof(float) * (size_t)model->cfg->num_hidden_layers);
-            }
-        }
-        if (s == SPRIG_OK) s = time_decode(&r, vocab, o.warmup, o.tokens, &ms[m], &sp[m]);
-        sp_gpu_close(r.gpu);
-        sp_cpu_close(r.cpu);
-        sp_cpu_close(calib);
-    }
-    if (cuda) cli_tuning_report(&o.tuning, "bench-e2e", tuning);
-    if (s != SPRIG_OK) {
-        rc = cli_error("timing", s);
-    } else {
-        printf("%-10s %12s %14s\n", "mode", "ms/token", "MLP sparsity");
-        for (int m = 0; m < 2; ++m) printf("%-10s %12.3f %13.1f%%\n", names[m], ms[m], 100 * sp[m]);
-        printf("%s / dense = %.3f  (%s backend, %s, %d timed tokens after %d warm-up)\n", names[1], ms[1] / ms[0],
-               o.backend, exec ? exec->device : "CPU", o.tokens, o.warmup);
-        if (o.json) {
-            FILE *fp = fopen(o.json, "w");
-            if (!fp) {
-                fprintf(stderr, "sprig bench-e2e: cannot write %s\n", o.json);
-                rc = 1;
-            } else {
-                char *tj = cuda ? cli_tuning_json(tuning) : NULL;
-                fprintf(fp, "{\"model\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"tokens\":%d,\"warmup\":%d,"
-                            "\"dense_ms_per_token\":%.6f,\"%s_ms_per_token\":%.6f,\"%s_mlp_sparsity\":%.6f,"
-                            "\"ratio\":%.6f%s%s}\n",
-                        o.dir, o.backend, exec ? exec->device : "CPU", o.tokens, o.warmup, ms[0], names[1], ms[1],
-                        names[1], sp[1], ms[1] / ms[0], tj ? ",\"tuning\":" : "", tj ? tj : "");
-                free(tj);
-                fclose(fp);
-            }
+    if (b.cuda && o.roof) {
+        /* 1 GiB: far past the L2, as sprig bench measures it */
+        s = sp_bench_read_bandwidth(b.exec, (size_t)1 << 30, 3, 10, &b.read_gbs);
+        if (s != SPRIG_OK) {
+            fprintf(stderr, "sprig bench-e2e: measuring the read bandwidth failed (%s); no roof column\n",
+                    sprig_last_error());
+            b.read_gbs = 0, s = SPRIG_OK;
         }
     }
-    sp_gpu_kernels_close(kernels); /* after every backend on it */
+    for (int i = 0; i < o.n_dirs && s == SPRIG_OK; ++i) s = time_model(&b, o.dirs[i]);
+    if (b.cuda) cli_tuning_report(&o.tuning, "bench-e2e", tuning);
+    if (s != SPRIG_OK) rc = cli_error("timing", s);
+    if (b.n_rows > 0) {
+        print_table(&b);
+        if (o.json) rc |= write_json(&b, tuning);
+    }
+    sp_gpu_kernels_close(b.kernels); /* after every backend on it */
     sp_runtime_tuning_close(tuning);
-    sp_exec_close(exec);
-    sp_model_close(model);
+    sp_exec_close(b.exec);
     return rc;
 }

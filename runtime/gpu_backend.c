@@ -521,6 +521,8 @@ const int *sp_gpu_last_active(const sp_gpu *g) { return g->active; }
 
 size_t sp_gpu_weight_bytes(const sp_gpu *g) { return g->weight_bytes; }
 
+size_t sp_gpu_mlp_weight_bytes(const sp_gpu *g) { return g->mlp_weight_bytes; }
+
 sprig_status sp_gpu_router_scores(sp_gpu *g, int l, float *scores, int *n, float *threshold) {
     *n = 0;
     if (l < 0 || l >= g->L) return sp_fail(SPRIG_E_INVALID, "layer %d is outside 0..%d", l, g->L - 1);

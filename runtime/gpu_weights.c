@@ -143,9 +143,11 @@ static sprig_status upload_layer(sp_gpu *g, int l) {
         SP_TRY(upload_matrix(g, L->o, NULL, 0, &G->wo));
         SP_TRY(upload_matrix(g, L->mlp_norm, NULL, 0, &G->mlp_norm));
     }
+    const size_t before_mlp = g->weight_bytes;
     SP_TRY(upload_matrix(g, L->gate, L->neuron_of, 0, &G->wg));
     SP_TRY(upload_matrix(g, L->up, L->neuron_of, 0, &G->wu));
     SP_TRY(upload_down(g, L->down, L->neuron_of, strcmp(g->down_layout, "n") != 0, &G->wd));
+    g->mlp_weight_bytes += g->weight_bytes - before_mlp;
     if (G->kind == GPU_MLP_LTE) SP_TRY(upload_matrix(g, L->router, NULL, 0, &G->wr));
     return SPRIG_OK;
 }

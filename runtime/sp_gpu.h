@@ -112,6 +112,9 @@ double sp_gpu_mlp_sparsity(const sp_gpu *g);
  * but the embedding table, of which a token reads one row; LTE routers and
  * SliceGPT shortcuts included): the numerator of the bandwidth roof. */
 size_t sp_gpu_weight_bytes(const sp_gpu *g);
+/* Of those, W_gate, W_up and W_down: the share a sparse MLP skips in
+ * proportion to its sparsity. */
+size_t sp_gpu_mlp_weight_bytes(const sp_gpu *g);
 /* Per layer, the number of neurons the last token's MLP used ([n_layers]). */
 const int *sp_gpu_last_active(const sp_gpu *g);
 /* Layer l's router scores for the last token, as the router kernel computed

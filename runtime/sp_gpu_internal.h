@@ -113,6 +113,7 @@ struct sp_gpu {
     sp_dptr lm_head;                   /* [vocab8][head_width], rows past vocab zero */
     gpu_layer *layers;                 /* [L] */
     size_t weight_bytes;               /* on the device, the embedding excepted */
+    size_t mlp_weight_bytes;           /* of which W_gate, W_up, W_down */
     char down_layout[4];               /* "t" or "n": how every layer's wd is packed */
     sp_dptr inv_freq;                  /* fp32 [hd/2] */
     sp_dptr k_cache, v_cache;          /* T [L][max_seq][kvd] */
