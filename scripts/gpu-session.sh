@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The measurements a session with a GPU makes, in stages that each fit one
+# call of the device tool (10 minutes); run them in order, or `all`:
+#
+#   build   configure and build (Release) into ./build
+#   test    every test, the `gpu`-labelled ones included
+#   tune    sprig tune --model llama2-7b (batch 1, 8, 32; sparsity 0-90%)
+#           into $RESULTS/db, resuming where an earlier call stopped
+#   bench   sprig bench --model llama2-7b against cuBLAS and the read roof
+#   e2e     7B-shaped synthetic models: LTE (dense and 50% rows) and
+#           SliceGPT 25% + LTE (sliced alone and sliced + LTE rows), decode
+#           ms/token with and without the CUDA graph, in one bench-e2e run
+#
+# Results go to $RESULTS (default bench/results/<date>_<gpu>), which on the
+# device tool should lie under $OUT so that they come back:
+#   . .device-deps/env.sh && RESULTS=$OUT/r bash scripts/gpu-session.sh build test
+# The synthetic models (about 25 GB) go to $MODELS (default /tmp/sprig-models).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/cuda/bin"
+
+gpu_name() {
+    nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9.\n-' '_' || echo unknown
+}
+RESULTS=${RESULTS:-bench/results/$(date -u +%Y-%m-%d)_$(gpu_name)}
+MODELS=${MODELS:-/tmp/sprig-models}
+export SPRIG_DB_DIR=${SPRIG_DB_DIR:-$RESULTS/db}
+log() { mkdir -p "$RESULTS" && echo "== $(date -u +%H:%M:%S) $*" | tee -a "$RESULTS/session.log"; }
+
+stage_build() {
+    log "build"
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build build -j"$(nproc)" 2>&1 | tail -3
+}
+
+stage_test() {
+    log "test"
+    nvidia-smi | tee "$RESULTS/nvidia-smi.txt" >/dev/null || true
+    # every test; the gpu ones are the point here
+    ctest --test-dir build --output-on-failure -j4 2>&1 | tee "$RESULTS/ctest.txt" | tail -25
+}
+
+stage_tune() {
+    log "tune into $SPRIG_DB_DIR"
+    # no new key after 8 minutes: a later call resumes (finished keys are skipped)
+    ./build/sprig tune --model llama2-7b --total-budget 480 --json >"$RESULTS/tune-llama2-7b.json" \
+        2>"$RESULTS/tune-llama2-7b.log" || log "tune: some keys not tuned yet (run the stage again)"
+    tail -5 "$RESULTS/tune-llama2-7b.log"
+}
+
+stage_bench() {
+    log "bench"
+    ./build/sprig bench --model llama2-7b --out-dir "$RESULTS" 2>&1 | tee "$RESULTS/bench-llama2-7b.txt" | tail -40
+}
+
+synth() { # DIR ARGS...: writes the folder once
+    local dir=$1
+    shift
+    [ -e "$dir/config.json" ] || ./build/sprig synth "$dir" --model llama2-7b "$@"
+}
+
+stage_e2e() {
+    log "e2e: synthesising 7B-shaped models in $MODELS"
+    mkdir -p "$MODELS"
+    synth "$MODELS/llama2-7b-lte" --lte 32 --lte-sparsity 0.5
+    synth "$MODELS/llama2-7b-sliced25-lte" --slice 0.25 --lte 32 --lte-sparsity 0.5
+    log "e2e: bench-e2e"
+    ./build/sprig bench-e2e "$MODELS/llama2-7b-lte" "$MODELS/llama2-7b-sliced25-lte" --graph both --tokens 64 \
+        --json "$RESULTS/e2e-llama2-7b.json" 2>&1 | tee "$RESULTS/e2e-llama2-7b.txt"
+}
+
+[ $# -gt 0 ] || { sed -n '2,17p' "$0"; exit 2; }
+for stage in "$@"; do
+    case $stage in
+    build | test | tune | bench | e2e) "stage_$stage" ;;
+    all) stage_build && stage_test && stage_tune && stage_bench && stage_e2e ;;
+    *) echo "gpu-session.sh: unknown stage '$stage' (build test tune bench e2e all)" >&2; exit 2 ;;
+    esac
+done
