@@ -9,7 +9,8 @@
 #   bench   sprig bench --model llama2-7b against cuBLAS and the read roof
 #   e2e     7B-shaped synthetic models: LTE (dense and 50% rows) and
 #           SliceGPT 25% + LTE (sliced alone and sliced + LTE rows), decode
-#           ms/token with and without the CUDA graph, in one bench-e2e run
+#           ms/token with and without the CUDA graph, in one bench-e2e run;
+#           then transformers (eager and sdpa) on the same folder
 #
 # Results go to $RESULTS (default bench/results/<date>_<gpu>), which on the
 # device tool should lie under $OUT so that they come back:
@@ -67,9 +68,12 @@ stage_e2e() {
     log "e2e: bench-e2e"
     ./build/sprig bench-e2e "$MODELS/llama2-7b-lte" "$MODELS/llama2-7b-sliced25-lte" --graph both --tokens 64 \
         --json "$RESULTS/e2e-llama2-7b.json" 2>&1 | tee "$RESULTS/e2e-llama2-7b.txt"
+    log "e2e: Hugging Face transformers on the same folder (dense), same card, same session"
+    python3 tools/hf_decode_bench.py "$MODELS/llama2-7b-lte" --attn eager sdpa --tokens 32 \
+        --json "$RESULTS/hf-llama2-7b.json" 2>&1 | grep -v -i warn | tee "$RESULTS/hf-llama2-7b.txt"
 }
 
-[ $# -gt 0 ] || { sed -n '2,17p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,18p' "$0"; exit 2; }
 for stage in "$@"; do
     case $stage in
     build | test | tune | bench | e2e) "stage_$stage" ;;
