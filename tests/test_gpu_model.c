@@ -37,14 +37,6 @@ static int argmax(const float *v, int n) {
     return best;
 }
 
-static double rel_err(const float *got, const float *ref, int n) {
-    double e2 = 0, r2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const double d = (double)got[i] - ref[i];
-        e2 += d * d, r2 += (double)ref[i] * ref[i];
-    }
-    return r2 > 0 ? sqrt(e2 / r2) : sqrt(e2);
-}
 
 /* Neurons the CPU used in layer l for its last token (from its expert decisions). */
 static int cpu_active(const sp_cpu *c, int l) {
@@ -171,7 +163,7 @@ static void compare(sp_gpu_kernels *ks, const fixture *fx, run_opts o) {
             tie_at = t;
             break;
         }
-        const double e = rel_err(lg, lc, V);
+        const double e = sp_rel_err_f32(lg, lc, V);
         if (e > worst || isnan(e)) worst = e, worst_at = t;
         ++compared;
     }
@@ -232,7 +224,7 @@ static void graph_matches_launches(sp_gpu_kernels *ks, const fixture *fx, const 
         memcpy(la, pa, sizeof(float) * (size_t)V);
         CHECK_MSG(sp_gpu_forward(b, tok, t, &pb) == SPRIG_OK, "%s", sprig_last_error());
         if (!pb) break;
-        const double e = rel_err(la, pb, V);
+        const double e = sp_rel_err_f32(la, pb, V);
         const int eq = GRAPH_TOL == 0 ? memcmp(la, pb, sizeof(float) * (size_t)V) == 0 : e < GRAPH_TOL;
         CHECK_MSG(eq, "%s %s position %d: graph replay and direct launches differ (rel %.3g)", fx->name, dtype, t, e);
         same += eq;

@@ -238,14 +238,6 @@ static void hook_cases(const char *dir, sp_exec *e) {
     sp_runtime_tuning_close(t);
 }
 
-static double rel_err(const float *got, const float *ref, int n) {
-    double e2 = 0, r2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const double d = (double)got[i] - ref[i];
-        e2 += d * d, r2 += (double)ref[i] * ref[i];
-    }
-    return r2 > 0 ? sqrt(e2 / r2) : sqrt(e2);
-}
 
 /* Opens the model on the kernel set and compares n positions of a fixed token
  * sequence with the CPU backend (DESIGN tolerance for fp16: 1e-2). */
@@ -261,7 +253,7 @@ static void run_model(sp_gpu_kernels *ks, const sp_model *m, const char *what, i
         CHECK_MSG(sp_gpu_forward(g, tok, p, &lg) == SPRIG_OK && sp_cpu_forward(c, tok, p, &lc) == SPRIG_OK, "%s: %s",
                   what, sprig_last_error());
         if (!lg || !lc) break;
-        const double err = rel_err(lg, lc, m->cfg->vocab_size);
+        const double err = sp_rel_err_f32(lg, lc, m->cfg->vocab_size);
         if (!(err <= worst)) worst = err;
     }
     printf("%s: %d positions, worst logits rel err %.3g\n", what, n, worst);

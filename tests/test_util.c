@@ -1,3 +1,4 @@
+#include <math.h>
 #include <string.h>
 
 #include "test_util.h"
@@ -13,4 +14,13 @@ int sp_test_finish(const char *name, int checks_run) {
            sp_test_failures == 1 ? "" : "s");
     (void)checks_run;
     return sp_test_failures ? 1 : 0;
+}
+
+double sp_rel_err_f32(const float *got, const float *ref, int n) {
+    double e2 = 0, r2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const double d = (double)got[i] - ref[i];
+        e2 += d * d, r2 += (double)ref[i] * ref[i];
+    }
+    return r2 > 0 ? sqrt(e2 / r2) : sqrt(e2);
 }

@@ -26,6 +26,8 @@ extern int sp_test_failures;
 
 /* True when haystack contains needle (NULL-safe). */
 int sp_contains(const char *haystack, const char *needle);
+/* ‖got − ref‖ / ‖ref‖ over n floats, in double (‖got − ref‖ when ref is 0). */
+double sp_rel_err_f32(const float *got, const float *ref, int n);
 /* Prints "N passed, M failed" and returns the process exit code. */
 int sp_test_finish(const char *name, int checks_run);
 #endif
