@@ -1,9 +1,12 @@
-/* sprig tune: tune one model's MLP kernels on the GPU in hand into its tuning
- * database (tuner/sp_tune.h), resuming where a killed run stopped.
+/* sprig tune: tune one model's MLP kernels (--model/--shape), or every kernel
+ * a model folder's decode step looks up (--model-dir), on the GPU in hand into
+ * its tuning database (tuner/sp_tune.h), resuming where a killed run stopped.
  *
  * Keys come from tuner/sp_mlp_keys.h (families per batch, the fixed params
- * per sparsity); candidates are measured by tuner/sp_measure.h (compile in
- * parallel, verify against float64, time with CUDA events). */
+ * per sparsity) or tuner/sp_model_keys.h (a folder's config.json and
+ * slicing); candidates are measured by tuner/sp_measure.h (compile in
+ * parallel, verify against float64, time with CUDA events). --list prints the
+ * keys and stops before any GPU is needed. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,17 +14,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <nvrtc.h>
 
 #include "cli.h"
 #include "sp_measure.h"
 #include "sp_mlp_keys.h"
+#include "sp_model_keys.h"
 #include "sp_tune.h"
 
 #define TU_MAX_LIST 32
 
 typedef struct tu_opts {
     cli_kernel_args k;          /* --model/--shape, --g, --template-dir (dtype, batch, family parsed here) */
+    const char *model_dir;      /* --model-dir: keys from the folder's config instead of (d, f) */
+    int list;                   /* --list / --dry-run: print the keys, measure nothing */
+    int batch_given, sparsity_given, g_given;
     const char *dtypes[TU_MAX_LIST];
     int n_dtypes;
     int batches[TU_MAX_LIST];
@@ -41,25 +49,39 @@ typedef struct tu_opts {
 
 static void tu_help(FILE *to) {
     fprintf(to,
-            "usage: sprig tune (--model NAME | --shape D,F) [options]\n\n"
-            "Tunes the MLP kernels of one model shape on GPU 0 (or --device N) and records the\n"
-            "fastest verified candidate per key in the GPU's tuning database. Every candidate\n"
+            "usage: sprig tune (--model NAME | --shape D,F | --model-dir DIR) [options]\n\n"
+            "Tunes the MLP kernels of one model shape, or every kernel a model folder's decode\n"
+            "step looks up, on GPU 0 (or --device N) and records the fastest verified\n"
+            "candidate per key in the GPU's tuning database. Every candidate\n"
             "is compiled (NVRTC, in parallel, through the cubin cache), checked against a\n"
             "float64 reference on random inputs (wrong ones are recorded, never chosen) and\n"
             "timed with CUDA events over rotating weight copies larger than the L2 cache.\n"
             "The database is saved after every key: a killed run resumes where it stopped.\n\n"
-            "Keys, per dtype, batch and sparsity: router (sparse only), gather_upgate,\n"
-            "gather_down, fused_mlp (batch <= 8), dense_gemv op=up/op=down (sparsity 0 only),\n"
-            "and gather_gemm stage=upgate/down from batch 8. At sparsity 0 the gather\n"
-            "families are tuned with all_active=1 (the dense MLP).\n\n"
+            "With --model/--shape, keys per dtype, batch and sparsity: router (sparse only),\n"
+            "gather_upgate, gather_down, fused_mlp (batch <= 8), dense_gemv op=up/op=down\n"
+            "(sparsity 0 only), and gather_gemm stage=upgate/down from batch 8. At sparsity 0\n"
+            "the gather families are tuned with all_active=1 (the dense MLP).\n\n"
+            "With --model-dir the keys are the decode step's own requests, at the widths of\n"
+            "the folder's config.json and SliceGPT slicing (the weights are not read):\n"
+            "dense_gemv op=up for qkv_proj, o_proj (sliced: fused with the attention\n"
+            "shortcut), the sliced MLP shortcut and lm_head; gather_upgate and gather_down\n"
+            "with all_active=1 at sparsity 0; and at sparsity > 0 the routed MLP: with LTE\n"
+            "routers router score=sigmoid and the gathers at the LTE expert size, without\n"
+            "them the gathers at g=1 (threshold mode); the GPU backend looks its routed\n"
+            "kernels up at sparsity 50. Layers of equal widths share keys.\n\n"
             "options:\n"
             "  --model NAME        named shape, e.g. llama2-7b (sprig models lists them)\n"
             "  --shape D,F         model width and MLP width\n"
+            "  --model-dir DIR     a Hugging Face model folder (config.json, optional slicing)\n"
+            "  --list, --dry-run   print the keys that would be tuned (a table, or JSON with\n"
+            "                      --json) and exit; needs no GPU\n"
             "  --dtype LIST        fp16, bf16 or fp16,bf16 (default fp16)\n"
-            "  --batch LIST        tokens per call (default 1,8,32)\n"
-            "  --sparsity LIST     percent of experts inactive (default 0,50,75,90)\n"
-            "  --family LIST       only these families (default: the MLP families above)\n"
-            "  --g N               neurons per expert (default 32)\n"
+            "  --batch LIST        tokens per call (default 1,8,32; --model-dir: 1)\n"
+            "  --sparsity LIST     percent of experts inactive (default 0,50,75,90;\n"
+            "                      --model-dir: 0, plus 50,75,90 when it has LTE routers)\n"
+            "  --family LIST       only these families (default: the MLP families above;\n"
+            "                      --model-dir: dense_gemv,router,gather_upgate,gather_down)\n"
+            "  --g N               neurons per expert (default 32; --model-dir: from its config)\n"
             "  --budget S          search time per key in seconds (default 20; 0: none)\n"
             "  --total-budget S    start no new key after S seconds (default: none)\n"
             "  --exhaustive-limit N  measure every candidate of spaces up to N (default 64)\n"
@@ -74,7 +96,8 @@ static void tu_help(FILE *to) {
             "  --template-dir DIR  render templates from DIR instead of the embedded ones\n"
             "  --json              print the summary as JSON instead of the table\n\n"
             "A progress line goes to stderr when it is a terminal. Exit status: 0 when every\n"
-            "key was tuned or already in the database, 1 otherwise (and without a GPU).\n");
+            "key was tuned or already in the database (--list: when there are keys), 1\n"
+            "otherwise (and without a GPU), 2 for bad options.\n");
 }
 
 /* ---- parsing ----------------------------------------------------------------------------- */
@@ -152,11 +175,13 @@ static int tu_value_opt(tu_opts *o, const char *a, const char *v) {
         return n < 0 ? -1 : (o->n_dtypes = n, 1);
     }
     if (!strcmp(a, "--batch")) {
+        o->batch_given = 1;
         if ((n = tu_number_list(a, v, 1, 64, list)) < 0) return -1;
         for (int i = 0; i < n; ++i) o->batches[i] = (int)list[i];
         return o->n_batches = n, 1;
     }
     if (!strcmp(a, "--sparsity")) {
+        o->sparsity_given = 1;
         if ((n = tu_number_list(a, v, 0, 99, o->sparsities)) < 0) return -1;
         return o->n_sparsities = n, 1;
     }
@@ -167,12 +192,30 @@ static int tu_value_opt(tu_opts *o, const char *a, const char *v) {
     if (!strcmp(a, "--budget")) return tu_number(a, v, 0, 1e7, &o->budget_s) ? -1 : 1;
     if (!strcmp(a, "--total-budget")) return tu_number(a, v, 0, 1e8, &o->total_budget_s) ? -1 : 1;
     if (!strcmp(a, "--db-dir")) return o->db_dir = v, 1;
+    if (!strcmp(a, "--model-dir")) return o->model_dir = v, 1;
     if (!strcmp(a, "--device")) return tu_number(a, v, 0, 255, &x) ? -1 : (o->device = (int)x, 1);
     if (!strcmp(a, "--reps")) return tu_number(a, v, 1, 4096, &x) ? -1 : (o->reps = (int)x, 1);
     if (!strcmp(a, "--seed")) return tu_number(a, v, 0, 1e15, &x) ? -1 : (o->seed = (unsigned long long)x, 1);
     if (!strcmp(a, "--exhaustive-limit"))
         return tu_number(a, v, 0, 1e6, &x) ? -1 : (o->exhaustive_limit = (long)x, 1);
     if (!strcmp(a, "-j")) return tu_number(a, v, 1, 256, &x) ? -1 : (o->jobs = (int)x, 1);
+    return 0;
+}
+
+/* Exactly one of --model, --shape, --model-dir names what to tune. */
+static int tu_check_source(const tu_opts *o) {
+    const int shape = o->k.d != 0 || o->k.f != 0;
+    if (!o->model_dir) return 0;
+    if (o->k.model || shape) {
+        fprintf(stderr, "sprig tune: --model-dir cannot be combined with --%s: give one of --model, --shape, "
+                        "--model-dir\n", o->k.model ? "model" : "shape");
+        return 2;
+    }
+    if (o->g_given) {
+        fprintf(stderr, "sprig tune: --g does not apply to --model-dir: the expert sizes come from the folder's "
+                        "config.json (lte.expert_size; 1 without LTE)\n");
+        return 2;
+    }
     return 0;
 }
 
@@ -187,18 +230,20 @@ static int tu_parse(int argc, char **argv, tu_opts *o) {
         if (!strcmp(a, "--retune")) o->retune = 1;
         else if (!strcmp(a, "--json")) o->json = 1;
         else if (!strcmp(a, "--force")) o->force = 1;
+        else if (!strcmp(a, "--list") || !strcmp(a, "--dry-run")) o->list = 1;
         else if (!strncmp(a, "-j", 2) && a[2]) { /* -j8 */
             if (tu_value_opt(o, "-j", a + 2) < 0) return 2;
         } else if (!strcmp(a, "--dtype") || !strcmp(a, "--batch") || !strcmp(a, "--family") || !strcmp(a, "--sparsity") ||
                    !strcmp(a, "--budget") || !strcmp(a, "--total-budget") || !strcmp(a, "--db-dir") ||
                    !strcmp(a, "--device") || !strcmp(a, "--reps") || !strcmp(a, "--seed") ||
-                   !strcmp(a, "--exhaustive-limit") || !strcmp(a, "-j")) {
+                   !strcmp(a, "--exhaustive-limit") || !strcmp(a, "-j") || !strcmp(a, "--model-dir")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "sprig tune: %s needs a value\n", a);
                 return 2;
             }
             if (tu_value_opt(o, a, argv[++i]) < 0) return 2;
         } else {
+            o->g_given |= !strcmp(a, "--g");
             int r = cli_kernel_arg(&o->k, argc, argv, &i);
             if (r < 0) return 2;
             if (r == 0 || !strcmp(a, "--param")) {
@@ -207,7 +252,7 @@ static int tu_parse(int argc, char **argv, tu_opts *o) {
             }
         }
     }
-    return 0;
+    return tu_check_source(o);
 }
 
 /* ---- progress ------------------------------------------------------------------------------ */
@@ -256,16 +301,122 @@ static void tu_progress(void *ctx, size_t key_index, size_t n_keys, const sp_tun
 
 /* ---- the command ----------------------------------------------------------------------------- */
 
-static int tu_build_keys(sprig_gen *gen, const tu_opts *o, sp_mlp_keys *keys) {
-    sp_mlp_key_request req = {o->k.d, o->k.f, o->k.g, o->dtypes, o->n_dtypes, o->batches, o->n_batches,
-                              o->sparsities, o->n_sparsities, o->n_families ? o->families : NULL, o->n_families};
-    sprig_status s = sp_mlp_keys_build(gen, &req, keys);
-    if (s != SPRIG_OK) return cli_error("choosing tuning keys", s);
+/* The keys to tune, from one shape (sp_mlp_keys) or a model folder (sp_model_keys). */
+typedef struct tu_keys {
+    const sp_tune_key *keys;    /* borrowed from one of the two below */
+    size_t n;
+    char *const *uses;          /* [n] where each key runs (model folders), else NULL */
+    char *const *skipped;
+    size_t n_skipped;
+    sp_mlp_keys mlp;
+    sp_model_keys model;
+} tu_keys;
+
+static void tu_keys_free(tu_keys *k) {
+    sp_mlp_keys_free(&k->mlp);
+    sp_model_keys_free(&k->model);
+}
+
+static sprig_status tu_model_keys(sprig_gen *gen, const tu_opts *o, tu_keys *keys) {
+    sp_model_config *cfg = calloc(1, sizeof *cfg); /* large (per-layer tables) */
+    if (!cfg) return SPRIG_E_NOMEM;
+    sprig_status s = sp_model_keys_config(o->model_dir, cfg);
+    if (s != SPRIG_OK) {
+        free(cfg);
+        return cli_error("reading the model folder", s), s;
+    }
+    sp_model_key_request req = {cfg,
+                                o->dtypes, o->n_dtypes,
+                                o->batch_given ? o->batches : NULL, o->batch_given ? o->n_batches : 0,
+                                o->sparsity_given ? o->sparsities : NULL, o->sparsity_given ? o->n_sparsities : 0,
+                                o->n_families ? o->families : NULL, o->n_families};
+    s = sp_model_keys_build(gen, &req, &keys->model);
+    free(cfg);
+    if (s != SPRIG_OK) return cli_error("choosing tuning keys", s), s;
+    keys->keys = keys->model.keys, keys->n = keys->model.n, keys->uses = keys->model.uses;
+    keys->skipped = keys->model.skipped, keys->n_skipped = keys->model.n_skipped;
+    return SPRIG_OK;
+}
+
+static int tu_build_keys(sprig_gen *gen, tu_opts *o, tu_keys *keys) {
+    if (o->model_dir) {
+        if (tu_model_keys(gen, o, keys) != SPRIG_OK) return 1;
+    } else {
+        if (cli_resolve_model(gen, &o->k)) return 1;
+        sp_mlp_key_request req = {o->k.d, o->k.f, o->k.g, o->dtypes, o->n_dtypes, o->batches, o->n_batches,
+                                  o->sparsities, o->n_sparsities, o->n_families ? o->families : NULL, o->n_families};
+        sprig_status s = sp_mlp_keys_build(gen, &req, &keys->mlp);
+        if (s != SPRIG_OK) return cli_error("choosing tuning keys", s);
+        keys->keys = keys->mlp.keys, keys->n = keys->mlp.n;
+        keys->skipped = keys->mlp.skipped, keys->n_skipped = keys->mlp.n_skipped;
+    }
     for (size_t i = 0; i < keys->n_skipped; ++i) fprintf(stderr, "sprig tune: skipping %s\n", keys->skipped[i]);
     if (keys->n == 0) {
-        fprintf(stderr, "sprig tune: nothing to tune for this shape, batch and sparsity list\n");
+        fprintf(stderr, "sprig tune: nothing to tune for this %s, batch and sparsity list\n",
+                o->model_dir ? "model folder" : "shape");
         return 1;
     }
+    return 0;
+}
+
+/* ---- --list ----------------------------------------------------------------------------------- */
+
+static void tu_list_table(const tu_opts *o, const tu_keys *k) {
+    if (o->model_dir)
+        printf("%zu keys for %s (%s, %s; g=%d dense, g=%d routed)\n", k->n, o->model_dir,
+               k->model.sliced ? "SliceGPT-sliced" : "unsliced", k->model.routed ? "LTE routers" : "no LTE routers",
+               k->model.g_dense, k->model.g_routed);
+    else
+        printf("%zu keys for d=%d, f=%d, g=%d\n", k->n, o->k.d, o->k.f, o->k.g);
+    printf("%4s  %-14s %-14s %-5s %5s %8s %7s %7s %4s  %s\n", "#", "family", "fixed", "dtype", "batch", "sparsity",
+           "d", "f", "g", "used by");
+    for (size_t i = 0; i < k->n; ++i) {
+        const sp_tune_key *x = &k->keys[i];
+        printf("%4zu  %-14s %-14s %-5s %5d %8g %7d %7d %4d  %s\n", i + 1, x->family, x->fixed ? x->fixed : "",
+               x->dtype, x->batch, x->sparsity, x->d, x->f, x->g, k->uses ? k->uses[i] : "-");
+    }
+}
+
+static int tu_list_json(const tu_opts *o, const tu_keys *k) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *src = cJSON_AddObjectToObject(root, "source");
+    if (o->model_dir) {
+        cJSON_AddStringToObject(src, "model_dir", o->model_dir);
+        cJSON_AddBoolToObject(src, "sliced", k->model.sliced);
+        cJSON_AddBoolToObject(src, "lte_routers", k->model.routed);
+        cJSON_AddNumberToObject(src, "g_dense", k->model.g_dense);
+        cJSON_AddNumberToObject(src, "g_routed", k->model.g_routed);
+    } else {
+        cJSON_AddNumberToObject(src, "d", o->k.d);
+        cJSON_AddNumberToObject(src, "f", o->k.f);
+        cJSON_AddNumberToObject(src, "g", o->k.g);
+    }
+    cJSON *keys = cJSON_AddArrayToObject(root, "keys");
+    for (size_t i = 0; keys && i < k->n; ++i) {
+        const sp_tune_key *x = &k->keys[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "family", x->family);
+        cJSON_AddStringToObject(e, "fixed", x->fixed ? x->fixed : "");
+        cJSON_AddStringToObject(e, "dtype", x->dtype);
+        cJSON_AddNumberToObject(e, "batch", x->batch);
+        cJSON_AddNumberToObject(e, "sparsity", x->sparsity);
+        cJSON_AddNumberToObject(e, "d", x->d);
+        cJSON_AddNumberToObject(e, "f", x->f);
+        cJSON_AddNumberToObject(e, "g", x->g);
+        if (k->uses) cJSON_AddStringToObject(e, "uses", k->uses[i]);
+        cJSON_AddItemToArray(keys, e);
+    }
+    cJSON *skipped = cJSON_AddArrayToObject(root, "skipped");
+    for (size_t i = 0; skipped && i < k->n_skipped; ++i)
+        cJSON_AddItemToArray(skipped, cJSON_CreateString(k->skipped[i]));
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!text) {
+        fprintf(stderr, "sprig tune: out of memory\n");
+        return 1;
+    }
+    printf("%s\n", text);
+    free(text);
     return 0;
 }
 
@@ -300,7 +451,7 @@ static int tu_open_db(const tu_opts *o, const sp_exec *e, sp_db **db) {
     return 0;
 }
 
-static int tu_run_keys(const tu_opts *o, sprig_gen *gen, sp_exec *e, sp_db *db, const sp_mlp_keys *keys) {
+static int tu_run_keys(const tu_opts *o, sprig_gen *gen, sp_exec *e, sp_db *db, const tu_keys *keys) {
     sp_measure_opts mo;
     sp_measure_opts_init(&mo);
     mo.reps = o->reps, mo.warmup = o->warmup, mo.seed = o->seed, mo.jobs = o->jobs;
@@ -316,7 +467,10 @@ static int tu_run_keys(const tu_opts *o, sprig_gen *gen, sp_exec *e, sp_db *db, 
     to.total_budget_s = o->total_budget_s;
     to.retune = o->retune;
     to.measure = tu_measure, to.prepare = tu_prepare, to.progress = tu_progress, to.ctx = &run;
-    if (!o->json)
+    if (!o->json && o->model_dir)
+        printf("tuning %zu keys (model %s) on %s (sm_%d%d, %d SMs) into %s\n", keys->n, o->model_dir, e->device,
+               e->cc_major, e->cc_minor, e->sm_count, db->path);
+    else if (!o->json)
         printf("tuning %zu keys (d=%d, f=%d, g=%d) on %s (sm_%d%d, %d SMs) into %s\n", keys->n, o->k.d, o->k.f,
                o->k.g, e->device, e->cc_major, e->cc_minor, e->sm_count, db->path);
     fflush(stdout);
@@ -346,17 +500,24 @@ int cmd_tune(int argc, char **argv) {
     sprig_gen *gen = NULL;
     sprig_status s = sprig_gen_open(&gen, o.k.template_dir);
     if (s != SPRIG_OK) return cli_error("starting the generator", s);
-    sp_mlp_keys keys = {0};
+    tu_keys keys;
+    memset(&keys, 0, sizeof keys);
     sp_exec *e = NULL;
     sp_db *db = NULL;
-    rc = cli_resolve_model(gen, &o.k);
-    if (!rc) rc = tu_build_keys(gen, &o, &keys);
+    rc = tu_build_keys(gen, &o, &keys);
+    if (!rc && o.list) {
+        if (o.json) rc = tu_list_json(&o, &keys);
+        else tu_list_table(&o, &keys);
+        tu_keys_free(&keys);
+        sprig_gen_close(gen);
+        return rc;
+    }
     if (!rc) rc = tu_open_device(&o, &e);
     if (!rc) rc = tu_open_db(&o, e, &db);
     if (!rc) rc = tu_run_keys(&o, gen, e, db, &keys);
     sp_db_close(db);
     sp_exec_close(e);
-    sp_mlp_keys_free(&keys);
+    tu_keys_free(&keys);
     sprig_gen_close(gen);
     return rc;
 }
