@@ -2,15 +2,16 @@
 # The measurements a session with a GPU makes, in stages that each fit one
 # call of the device tool (10 minutes); run them in order, or `all`:
 #
-#   build   configure and build (Release) into ./build
-#   test    every test, the `gpu`-labelled ones included
-#   tune    sprig tune --model llama2-7b (batch 1, 8, 32; sparsity 0-90%)
-#           into $RESULTS/db, resuming where an earlier call stopped
-#   bench   sprig bench --model llama2-7b against cuBLAS and the read roof
-#   e2e     7B-shaped synthetic models: LTE (dense and 50% rows) and
-#           SliceGPT 25% + LTE (sliced alone and sliced + LTE rows), decode
-#           ms/token with and without the CUDA graph, in one bench-e2e run;
-#           then transformers (eager and sdpa) on the same folder
+#   build     configure and build (Release) into ./build
+#   test      every test, the `gpu`-labelled ones included
+#   tune      sprig tune --model llama2-7b (batch 1, 8, 32; sparsity 0-90%)
+#             into $RESULTS/db, resuming where an earlier call stopped
+#   bench     sprig bench --model llama2-7b against cuBLAS and the read roof
+#   synth     two 7B-shaped synthetic folders: LTE, and SliceGPT 25% + LTE
+#   tune-e2e  sprig tune --model-dir on both (every kernel their decode looks up)
+#   e2e       bench-e2e on both in one run: dense, LTE, sliced, sliced + LTE
+#             rows, with and without the CUDA graph
+#   hf        transformers (eager and sdpa) on the LTE folder (dense model)
 #
 # Results go to $RESULTS (default bench/results/<date>_<gpu>), which on the
 # device tool should lie under $OUT so that they come back:
@@ -60,24 +61,42 @@ synth() { # DIR ARGS...: writes the folder once
     [ -e "$dir/config.json" ] || ./build/sprig synth "$dir" --model llama2-7b "$@"
 }
 
-stage_e2e() {
-    log "e2e: synthesising 7B-shaped models in $MODELS"
+stage_synth() {
+    log "synth: 7B-shaped models in $MODELS"
     mkdir -p "$MODELS"
     synth "$MODELS/llama2-7b-lte" --lte 32 --lte-sparsity 0.5
     synth "$MODELS/llama2-7b-sliced25-lte" --slice 0.25 --lte 32 --lte-sparsity 0.5
-    log "e2e: bench-e2e"
+}
+
+stage_tune_e2e() {
+    log "tune-e2e: every kernel the two folders' decode steps look up (batch 1, sparsity 0 and 50)"
+    for m in llama2-7b-lte llama2-7b-sliced25-lte; do
+        ./build/sprig tune --model-dir "$MODELS/$m" --sparsity 0,50 --total-budget 240 --json \
+            >"$RESULTS/tune-$m.json" 2>"$RESULTS/tune-$m.log" || log "tune-e2e: $m not finished (run again)"
+        tail -3 "$RESULTS/tune-$m.log"
+    done
+}
+
+stage_e2e() {
+    log "e2e: bench-e2e (rows: dense, LTE, sliced, sliced + LTE; graph on and off)"
     ./build/sprig bench-e2e "$MODELS/llama2-7b-lte" "$MODELS/llama2-7b-sliced25-lte" --graph both --tokens 64 \
         --json "$RESULTS/e2e-llama2-7b.json" 2>&1 | tee "$RESULTS/e2e-llama2-7b.txt"
-    log "e2e: Hugging Face transformers on the same folder (dense), same card, same session"
+}
+
+stage_hf() {
+    log "hf: Hugging Face transformers on the same (dense) folder, same card, same session"
     python3 tools/hf_decode_bench.py "$MODELS/llama2-7b-lte" --attn eager sdpa --tokens 32 \
         --json "$RESULTS/hf-llama2-7b.json" 2>&1 | grep -v -i warn | tee "$RESULTS/hf-llama2-7b.txt"
 }
 
-[ $# -gt 0 ] || { sed -n '2,18p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,21p' "$0"; exit 2; }
 for stage in "$@"; do
     case $stage in
-    build | test | tune | bench | e2e) "stage_$stage" ;;
-    all) stage_build && stage_test && stage_tune && stage_bench && stage_e2e ;;
-    *) echo "gpu-session.sh: unknown stage '$stage' (build test tune bench e2e all)" >&2; exit 2 ;;
+    build | test | tune | bench | synth | e2e | hf) "stage_$stage" ;;
+    tune-e2e) stage_tune_e2e ;;
+    all) stage_build && stage_test && stage_tune && stage_bench && stage_synth && stage_tune_e2e && stage_e2e &&
+        stage_hf ;;
+    *) echo "gpu-session.sh: unknown stage '$stage' (build test tune bench synth tune-e2e e2e hf all)" >&2
+        exit 2 ;;
     esac
 done
