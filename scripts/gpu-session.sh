@@ -89,7 +89,7 @@ stage_hf() {
         --json "$RESULTS/hf-llama2-7b.json" 2>&1 | grep -v -i warn | tee "$RESULTS/hf-llama2-7b.txt"
 }
 
-[ $# -gt 0 ] || { sed -n '2,20p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,19p' "$0"; exit 2; }
 for stage in "$@"; do
     case $stage in
     build | test | tune | bench | synth | e2e | hf) "stage_$stage" ;;
