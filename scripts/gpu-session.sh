@@ -14,7 +14,8 @@
 #   hf        transformers (eager and sdpa) on the LTE folder (dense model)
 #
 # Results go to $RESULTS (default bench/results/<date>_<gpu>), which on the
-# device tool should lie under $OUT so that they come back:
+# device tool should lie under $OUT so that they come back. Prepare the
+# dependencies once here (scripts/device-deps.sh), carry ".device-deps", run:
 #   . .device-deps/env.sh && RESULTS=$OUT/r bash scripts/gpu-session.sh build test
 # The synthetic models (about 25 GB) go to $MODELS (default /tmp/sprig-models).
 set -euo pipefail
@@ -89,7 +90,7 @@ stage_hf() {
         --json "$RESULTS/hf-llama2-7b.json" 2>&1 | grep -v -i warn | tee "$RESULTS/hf-llama2-7b.txt"
 }
 
-[ $# -gt 0 ] || { sed -n '2,19p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,20p' "$0"; exit 2; }
 for stage in "$@"; do
     case $stage in
     build | test | tune | bench | synth | e2e | hf) "stage_$stage" ;;
