@@ -16,6 +16,14 @@ sp_cuda_api sp_cu;
 #define SP_CU_STR_(x) #x
 #define SP_CU_STR(x) SP_CU_STR_(x)
 
+/* The names handed to dlsym, in table order (sp_cuda_symbol_names shows them). */
+#define SP_CU_NAME(name) SP_CU_STR(name),
+static const char *const cu_names[] = {SP_CU_FUNCS(SP_CU_NAME)};
+#undef SP_CU_NAME
+#define CU_N_FUNCS ((int)(sizeof cu_names / sizeof cu_names[0]))
+_Static_assert(sizeof(sp_cuda_api) == sizeof cu_names / sizeof cu_names[0] * sizeof(void (*)(void)),
+               "one name per slot of sp_cuda_api");
+
 static pthread_once_t cu_once = PTHREAD_ONCE_INIT;
 static void *cu_lib;
 static sprig_status cu_load_status;
@@ -59,9 +67,10 @@ static void cu_load_once(void) {
         return;
     }
     int ok = 1;
-#define SP_CU_RESOLVE(name) ok = ok && cu_resolve((void **)&sp_cu.name, SP_CU_STR(name));
-    SP_CU_FUNCS(SP_CU_RESOLVE)
-#undef SP_CU_RESOLVE
+#define SP_CU_SLOT(name) (void **)&sp_cu.name,
+    void **const slots[] = {SP_CU_FUNCS(SP_CU_SLOT)};
+#undef SP_CU_SLOT
+    for (int i = 0; i < CU_N_FUNCS && ok; ++i) ok = cu_resolve(slots[i], cu_names[i]);
     if (!ok) {
         memset(&sp_cu, 0, sizeof sp_cu);
         dlclose(cu_lib);
@@ -70,6 +79,11 @@ static void cu_load_once(void) {
         return;
     }
     cu_load_status = SPRIG_OK;
+}
+
+int sp_cuda_symbol_names(const char **names, int cap) {
+    for (int i = 0; i < CU_N_FUNCS && i < cap; ++i) names[i] = cu_names[i];
+    return CU_N_FUNCS;
 }
 
 sprig_status sp_cuda_load(void) {

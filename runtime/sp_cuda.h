@@ -53,6 +53,12 @@ sprig_status sp_cuda_load(void);
  * the driver is a stub, too old for the toolkit, or otherwise unusable. */
 sprig_status sp_cuda_init(void);
 
+/* The symbol names sp_cuda_load hands to dlsym, in table order (the
+ * versioned ones cuda.h maps each name to: "cuMemAlloc_v2", ...), so a test
+ * can pin them without a driver. Stores at most cap names; returns the count
+ * of table entries. */
+int sp_cuda_symbol_names(const char **names, int cap);
+
 /* "CUDA_ERROR_OUT_OF_MEMORY" etc. Always a valid string, also when the
  * driver is not loaded (then "CUresult <n>"). */
 const char *sp_cu_error_name(CUresult r);

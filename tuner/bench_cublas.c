@@ -31,6 +31,12 @@ typedef struct cb_api {
 
 #define CB_MAX_SETS 64
 
+/* The names handed to dlsym, in table order (sp_cublas_symbol_names shows them). */
+#define CB_NAME(name) CB_STR(name),
+static const char *const cb_names[] = {CB_FUNCS(CB_NAME)};
+#undef CB_NAME
+#define CB_N_FUNCS ((int)(sizeof cb_names / sizeof cb_names[0]))
+
 static cb_api cb;
 static void *cb_lib;
 static pthread_once_t cb_once = PTHREAD_ONCE_INIT;
@@ -45,13 +51,14 @@ static void cb_load_once(void) {
         return;
     }
     int ok = 1;
-#define CB_RESOLVE(name)                                                                                    \
-    if (ok && !(*(void **)&cb.name = dlsym(cb_lib, CB_STR(name)))) {                                         \
-        snprintf(cb_error, sizeof cb_error, "libcublas lacks %s", CB_STR(name));                            \
-        ok = 0;                                                                                             \
-    }
-    CB_FUNCS(CB_RESOLVE)
-#undef CB_RESOLVE
+#define CB_SLOT(name) (void **)&cb.name,
+    void **const slots[] = {CB_FUNCS(CB_SLOT)};
+#undef CB_SLOT
+    for (int i = 0; i < CB_N_FUNCS && ok; ++i)
+        if (!(*slots[i] = dlsym(cb_lib, cb_names[i]))) {
+            snprintf(cb_error, sizeof cb_error, "libcublas lacks %s", cb_names[i]);
+            ok = 0;
+        }
     if (!ok) {
         dlclose(cb_lib);
         cb_lib = NULL;
@@ -59,9 +66,14 @@ static void cb_load_once(void) {
     }
 }
 
-static sprig_status cb_load(void) {
+sprig_status sp_cublas_load(void) {
     pthread_once(&cb_once, cb_load_once);
     return cb_lib ? SPRIG_OK : sp_fail(SPRIG_E_NO_DRIVER, "%s", cb_error);
+}
+
+int sp_cublas_symbol_names(const char **names, int cap) {
+    for (int i = 0; i < CB_N_FUNCS && i < cap; ++i) names[i] = cb_names[i];
+    return CB_N_FUNCS;
 }
 
 struct sp_cublas_baseline {
@@ -98,7 +110,7 @@ sprig_status sp_cublas_baseline_open(sp_exec *e, const char *dtype, sp_cublas_ba
     *out = NULL;
     sp_device *dev = sp_exec_cuda_device(e);
     if (!dev) return sp_fail(SPRIG_E_INVALID, "the cuBLAS baseline needs a CUDA executor");
-    SP_TRY(cb_load());
+    SP_TRY(sp_cublas_load());
     sp_cublas_baseline *b = calloc(1, sizeof *b);
     SP_CHECK_ALLOC(b);
     b->dev = dev;
@@ -130,8 +142,11 @@ typedef struct cb_run {
     CUdeviceptr x, gate, up, h, y;
 } cb_run;
 
+/* Up to n_sets inclusive: a set whose allocation failed half-way holds
+ * buffers too (the rest are 0, which sp_buf_free ignores). */
 static void cb_run_free(cb_run *r) {
-    for (int i = 0; i < r->n_sets; ++i) sp_buf_free(r->Wg[i]), sp_buf_free(r->Wu[i]), sp_buf_free(r->Wd[i]);
+    for (int i = 0; i <= r->n_sets && i < CB_MAX_SETS; ++i)
+        sp_buf_free(r->Wg[i]), sp_buf_free(r->Wu[i]), sp_buf_free(r->Wd[i]);
     sp_buf_free(r->x), sp_buf_free(r->gate), sp_buf_free(r->up), sp_buf_free(r->h), sp_buf_free(r->y);
 }
 
@@ -215,6 +230,10 @@ sprig_status sp_cublas_time_mlp(void *ctx, const sp_bench_operands *ops, double 
     SP_CHECK_ALLOC(r);
     r->b = b, r->ops = ops;
     sprig_status st = cb_run_alloc(r);
+    /* The uploads ran on the legacy stream, which b->stream (non-blocking)
+     * does not wait for, and a pageable cuMemcpyHtoD may return before its
+     * DMA has landed: wait for them before cuBLAS reads the operands. */
+    if (st == SPRIG_OK) st = sp_device_sync(b->dev);
     if (st == SPRIG_OK) st = cb_enqueue(r, 0, b->stream); /* one checked run first */
     if (st == SPRIG_OK && sp_cu.cuStreamSynchronize(b->stream) != CUDA_SUCCESS)
         st = sp_fail(SPRIG_E_CUDA, "the cuBLAS MLP failed (asynchronous error)");

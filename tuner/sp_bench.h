@@ -140,5 +140,11 @@ void sp_cublas_baseline_close(sp_cublas_baseline *b);
 /* sp_bench_baseline_fn: gate and up with cublasGemmEx (dtype in, fp32
  * compute), SwiGLU, down with cublasGemmEx; ctx is the sp_cublas_baseline. */
 sprig_status sp_cublas_time_mlp(void *ctx, const sp_bench_operands *ops, double *median_us, double *rel_err);
+/* dlopens libcublas and resolves its entry points, once per process (no GPU
+ * needed). SPRIG_E_NO_DRIVER, with the reason, when it cannot. */
+sprig_status sp_cublas_load(void);
+/* The symbol names handed to dlsym (cublas_v2.h's: "cublasCreate_v2", ...), in
+ * table order; stores at most cap, returns the count. */
+int sp_cublas_symbol_names(const char **names, int cap);
 
 #endif
