@@ -119,9 +119,16 @@ sprig_status sp_module_load(const sp_device *dev, const sprig_binary *bin, sp_mo
     CUresult r = sp_cu.cuModuleLoadDataEx(&m->mod, bin->image, 2, opts, vals);
     if (r != CUDA_SUCCESS) {
         free(m);
-        return sp_fail(SPRIG_E_CUDA, "loading a %s for %s on %s (sm_%d%d) failed: %s%s%s",
+        /* NVRTC's output needs a driver at least as new as the toolkit it came
+         * with; say so, since the driver's own error rarely does. */
+        char old[160] = "";
+        const int drv = dev->props.driver_version;
+        if (drv > 0 && drv < CUDA_VERSION)
+            snprintf(old, sizeof old, " (the driver is CUDA %d.%d, older than this build's toolkit %d.%d)",
+                     drv / 1000, drv % 1000 / 10, CUDA_VERSION / 1000, CUDA_VERSION % 1000 / 10);
+        return sp_fail(SPRIG_E_CUDA, "loading a %s for %s on %s (sm_%d%d) failed: %s%s%s%s",
                        bin->is_ptx ? "PTX module" : "cubin", bin->arch, dev->props.name, dev->props.cc_major,
-                       dev->props.cc_minor, sp_cu_error_name(r), log[0] ? ": " : "", log);
+                       dev->props.cc_minor, sp_cu_error_name(r), old, log[0] ? ": " : "", log);
     }
     *out = m;
     for (int k = 0; k < bin->n_kernels; ++k) {
@@ -155,7 +162,11 @@ sprig_status sp_module_function(sp_module *mod, const char *name, CUfunction *ou
         sp_module_func *f = &mod->funcs[mod->n_funcs++];
         snprintf(f->name, sizeof f->name, "%s", name);
         f->fn = *out;
-        f->smem_limit = DEV_DEFAULT_SMEM;
+        /* The driver's own limit: 48 KiB less the kernel's static shared
+         * memory, so static + dynamic over 48 KiB is opted in too. */
+        if (sp_cu.cuFuncGetAttribute(&f->smem_limit, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, *out) !=
+            CUDA_SUCCESS)
+            f->smem_limit = DEV_DEFAULT_SMEM;
     }
     return SPRIG_OK;
 }
@@ -189,7 +200,7 @@ sprig_status sp_module_prepare(sp_module *mod, const sprig_plan *plan) {
         SP_TRY(sp_module_function(mod, l->name, &fn));
         sp_module_func *f = mod_find(mod, fn);
         if (f && (int)l->smem_bytes > f->smem_limit) SP_TRY(mod_raise_smem(mod, f, l));
-        if (!f && l->smem_bytes > DEV_DEFAULT_SMEM) /* uncached (cache full): set every time */
+        if (!f && l->smem_bytes > 0) /* uncached (cache full): set every time */
             SP_CHECK_CU(sp_cu.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                                  (int)l->smem_bytes));
     }

@@ -60,7 +60,7 @@ void sp_device_arch(const sp_device *dev, char *buf, size_t cap);
 typedef struct sp_module_func {
     char name[64];
     CUfunction fn;
-    int smem_limit;           /* max dynamic smem configured so far (48 KiB default) */
+    int smem_limit;           /* max dynamic smem allowed now (the driver's: 48 KiB less static, until raised) */
 } sp_module_func;
 
 typedef struct sp_module {
