@@ -215,6 +215,10 @@ static sprig_status time_row(e2e_bench *b, const sp_model *model, const char *di
     e2e_run r = {0};
     sprig_status s = open_run(b, model, sparse, graph, &r);
     if (s == SPRIG_OK) s = time_decode(&r, model->cfg->vocab_size, b->o->warmup, b->o->tokens, &row->ms, &row->sparsity);
+    if (s == SPRIG_OK && r.gpu && graph && sp_gpu_graph_note(r.gpu)[0]) {
+        fprintf(stderr, "sprig bench-e2e: %s\n", sp_gpu_graph_note(r.gpu));
+        row->graph = 0; /* it ran without one */
+    }
     if (s == SPRIG_OK && r.gpu) {
         row->weight_bytes = (double)sp_gpu_weight_bytes(r.gpu);
         row->read_bytes = row->weight_bytes - row->sparsity * (double)sp_gpu_mlp_weight_bytes(r.gpu);

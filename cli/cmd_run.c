@@ -172,6 +172,7 @@ typedef struct run_cuda {
 } run_cuda;
 
 static void run_cuda_close(run_cuda *c) {
+    if (c->gpu && sp_gpu_graph_note(c->gpu)[0]) fprintf(stderr, "sprig run: %s\n", sp_gpu_graph_note(c->gpu));
     sp_gpu_close(c->gpu);
     sp_gpu_kernels_close(c->kernels);
     sp_runtime_tuning_close(c->tuning);

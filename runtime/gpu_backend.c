@@ -451,21 +451,28 @@ static sprig_status run_token(sp_gpu *g) {
     return gemv(g, g->gemv_lm, g->lm_head, g->xb, g->logits);
 }
 
-/* Captures run_token once, then replays it. */
+/* Captures run_token once, then replays it. A capture the executor or the
+ * driver cannot make is not fatal: the backend says why (sp_gpu_graph_note)
+ * and launches kernel by kernel from then on. */
 static sprig_status run_token_graph(sp_gpu *g) {
     if (!g->graph) {
-        SP_TRY(sp_exec_capture_begin(g->exec));
-        const sprig_status s = run_token(g);
-        const sprig_status e = sp_exec_capture_end(g->exec, &g->graph); /* ends the capture either way */
-        if (s != SPRIG_OK) {
-            sp_exec_graph_free(g->exec, g->graph);
-            g->graph = NULL;
-            return s;
+        sprig_status s = sp_exec_capture_begin(g->exec), e = SPRIG_OK;
+        if (s == SPRIG_OK) {
+            s = run_token(g);
+            e = sp_exec_capture_end(g->exec, &g->graph); /* ends the capture either way */
         }
-        if (e != SPRIG_OK) return sp_wrap(e, "capturing the decode step");
+        if (s == SPRIG_OK && e == SPRIG_OK) return sp_exec_graph_launch(g->exec, g->graph);
+        snprintf(g->graph_note, sizeof g->graph_note, "no CUDA graph, launching kernel by kernel: %s",
+                 sprig_last_error());
+        sp_exec_graph_free(g->exec, g->graph);
+        g->graph = NULL;
+        g->use_graph = 0;
+        return run_token(g); /* a launch that failed inside the capture fails here again, plainly */
     }
     return sp_exec_graph_launch(g->exec, g->graph);
 }
+
+const char *sp_gpu_graph_note(const sp_gpu *g) { return g->graph_note; }
 
 void sp_gpu_set_graph(sp_gpu *g, int on) {
     g->use_graph = on != 0;

@@ -99,6 +99,9 @@ sprig_status sp_gpu_forward(sp_gpu *g, int token, int pos, const float **logits)
 /* Whether sp_gpu_forward captures and replays a graph (on, the default) or
  * launches each kernel every token (off: to compare, or to debug a kernel). */
 void sp_gpu_set_graph(sp_gpu *g, int on);
+/* "" while graphs work; after a capture failed (the backend then launches
+ * kernel by kernel), why. */
+const char *sp_gpu_graph_note(const sp_gpu *g);
 
 /* Training-free sparsity: per-layer thresholds on |silu(x·W_gate)| (e.g. from
  * sp_cpu_calibrate: sp_cpu.thresholds), [n_layers]. Switches every layer's MLP

@@ -140,6 +140,7 @@ struct sp_gpu {
     /* the decode step captured once as a graph, replayed per token */
     int use_graph;                     /* sp_gpu_set_graph; default on */
     sp_exec_graph *graph;              /* NULL until the first token (and after a mode change) */
+    char graph_note[512];              /* why there is no graph, after a capture failed; else "" */
     /* host side */
     uint16_t *logits16;                /* [vocab8] */
     float *logits_f;                   /* [vocab] */

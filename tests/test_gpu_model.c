@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "sp_cpu.h"
+#include "sp_error.h"
 #include "sp_gpu.h"
 #include "sp_half.h"
 #include "sp_safetensors.h"
@@ -234,6 +235,49 @@ static void graph_matches_launches(sp_gpu_kernels *ks, const fixture *fx, const 
            GRAPH_TOL, same, positions);
     free(la);
 done:
+    sp_gpu_close(a);
+    sp_gpu_close(b);
+}
+
+/* An executor that cannot capture (here: capture_begin fails on purpose) costs
+ * the graph, not the run: every token still works, launched kernel by kernel,
+ * with the same logits as a backend that never tried, and the reason is kept. */
+static sprig_status refuse_capture(sp_exec *e) {
+    (void)e;
+    return sp_fail(SPRIG_E_CUDA, "capture refused on purpose by the test");
+}
+
+static void graph_failure_falls_back(sp_gpu_kernels *ks, sp_exec *e, const fixture *fx) {
+    const int V = fx->m->cfg->vocab_size, positions = 3;
+    sp_exec_ops refusing = *e->ops;
+    refusing.capture_begin = refuse_capture;
+    const sp_exec_ops *saved = e->ops;
+    sp_gpu *a = NULL, *b = NULL;
+    CHECK(sp_gpu_open_with(ks, fx->m, positions, SP_MLP_AUTO, "fp16", &a) == SPRIG_OK);
+    CHECK(sp_gpu_open_with(ks, fx->m, positions, SP_MLP_AUTO, "fp16", &b) == SPRIG_OK);
+    if (!a || !b) goto done;
+    sp_gpu_set_graph(b, 0);
+    float *la = malloc(sizeof(float) * (size_t)V);
+    int tok = (int)sp_tensor_int_at(fx->tokens, 0);
+    for (int t = 0; t < positions; ++t) {
+        const float *pa = NULL, *pb = NULL;
+        e->ops = &refusing;
+        const sprig_status s = sp_gpu_forward(a, tok, t, &pa);
+        e->ops = saved;
+        CHECK_MSG(s == SPRIG_OK && pa, "position %d without a graph: %s", t, sprig_last_error());
+        if (!pa) break;
+        memcpy(la, pa, sizeof(float) * (size_t)V);
+        CHECK(sp_gpu_forward(b, tok, t, &pb) == SPRIG_OK && pb);
+        if (!pb) break;
+        CHECK_MSG(sp_rel_err_f32(la, pb, V) <= GRAPH_TOL, "position %d: %.3g", t, sp_rel_err_f32(la, pb, V));
+        tok = argmax(la, V);
+    }
+    CHECK_MSG(sp_contains(sp_gpu_graph_note(a), "capture refused on purpose"), "note: '%s'", sp_gpu_graph_note(a));
+    CHECK(sp_gpu_graph_note(b)[0] == 0);
+    printf("%s: a refused capture falls back to launches: %s\n", fx->name, sp_gpu_graph_note(a));
+    free(la);
+done:
+    e->ops = saved;
     sp_gpu_close(a);
     sp_gpu_close(b);
 }
@@ -469,7 +513,10 @@ int main(int argc, char **argv) {
         fixture fx;
         if (fixture_open(&fx, root, models[i])) {
             compare(ks, &fx, fp16);
-            if (!strcmp(models[i], "tiny-llama2")) graph_matches_launches(ks, &fx, "fp16", 6);
+            if (!strcmp(models[i], "tiny-llama2")) {
+                graph_matches_launches(ks, &fx, "fp16", 6);
+                graph_failure_falls_back(ks, e, &fx);
+            }
             if (!strcmp(models[i], "tiny-llama2-lte")) {
                 compare(ks, &fx, (run_opts){SP_MLP_DENSE, "fp16", 0, 1e-2, extra});
                 compare(ks, &fx, (run_opts){SP_MLP_AUTO, "fp16", 0.5, 5e-2, extra});
