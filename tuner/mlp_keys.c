@@ -67,17 +67,15 @@ static sprig_status mk_skip(sp_mlp_keys *k, const char *family, const char *fixe
     return SPRIG_OK;
 }
 
-/* Whether the family can serve the key: its tuning space is non-empty. */
-static int mk_servable(sprig_gen *gen, const sp_tune_key *key, char *why, size_t cap) {
+int sp_tune_key_servable(sprig_gen *gen, const sp_tune_key *key, char *why, size_t cap) {
     sprig_request req = {key->family, key->d, key->f, key->dtype, key->batch, key->g, key->fixed};
     sp_space *s = NULL;
-    sprig_status st = sp_space_build(gen, &req, &s);
-    int ok = st == SPRIG_OK && s->n > 0;
-    sp_space_free(s);
-    if (st != SPRIG_OK) {
+    if (sp_space_build(gen, &req, &s) != SPRIG_OK) {
         snprintf(why, cap, "%s", sprig_last_error());
-        return 0;
+        return -1;
     }
+    const int ok = s->n > 0;
+    sp_space_free(s);
     if (ok) return 1;
     /* Empty space: the family's own reason for rejecting its defaults says why. */
     char *defaults = NULL;
@@ -116,7 +114,7 @@ static sprig_status mk_add(sprig_gen *gen, const sp_mlp_key_request *r, const ch
         if (k->n == cap) return sp_fail(SPRIG_E_INTERNAL, "MLP keys: more keys than counted");
         sp_tune_key key = {family, r->d, r->f, dtype, batch, r->g, sparsity, fixed};
         char why[512];
-        if (mk_servable(gen, &key, why, sizeof why)) k->keys[k->n++] = key;
+        if (sp_tune_key_servable(gen, &key, why, sizeof why) == 1) k->keys[k->n++] = key;
         else SP_TRY(mk_skip(k, family, fixed, dtype, batch, sparsity, why));
     }
     return SPRIG_OK;

@@ -218,25 +218,6 @@ static sprig_status md_skip(sp_model_keys *k, const char *fmt, ...) {
     return SPRIG_OK;
 }
 
-/* Whether the family can serve key: 1 yes, 0 no (an empty space; why says
- * the family's reason), SPRIG_E_INVALID-style failure (-1) when the generator
- * rejects the request itself (sprig_last_error says why). */
-static int md_servable(sprig_gen *gen, const sp_tune_key *key, char *why, size_t cap) {
-    sprig_request req = {key->family, key->d, key->f, key->dtype, key->batch, key->g, key->fixed};
-    sp_space *s = NULL;
-    if (sp_space_build(gen, &req, &s) != SPRIG_OK) return -1;
-    const int ok = s->n > 0;
-    sp_space_free(s);
-    if (ok) return 1;
-    char *defaults = NULL;
-    snprintf(why, cap, "the family rejects every parameter combination for this key");
-    if (sp_space_defaults(gen, &req, &defaults, NULL) == SPRIG_OK &&
-        sp_space_check(gen, &req, defaults) == SPRIG_E_INVALID)
-        snprintf(why, cap, "%s", sprig_last_error());
-    free(defaults);
-    return 0;
-}
-
 /* The convention's fixed params for use x at sparsity (into buf); 0 when the
  * family has no matching variant there. */
 static int md_fixed(const md_use *x, double sparsity, char *buf, size_t cap) {
@@ -271,9 +252,8 @@ static sprig_status md_add_family(md_ctx *c, const char *dtype, int batch, doubl
         sp_tune_key key = {family, x->d, x->f, dtype, batch, x->g, sparsity, fixed};
         char why[512], where[96];
         md_use_where(x, where, sizeof where);
-        const int ok = md_servable(c->gen, &key, why, sizeof why);
+        const int ok = sp_tune_key_servable(c->gen, &key, why, sizeof why);
         if (ok < 0) {
-            snprintf(why, sizeof why, "%s", sprig_last_error()); /* sp_fail rewrites the message it is given */
             return sp_fail(SPRIG_E_INVALID, "%s: %s %s d=%d f=%d g=%d (%s, batch %d) cannot be generated, so the GPU "
                            "backend cannot run this model: %s", where, family, fixed, x->d, x->f, x->g, dtype, batch,
                            why);
