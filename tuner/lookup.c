@@ -42,13 +42,13 @@ sprig_status sp_db_set_add(sp_db_set *set, sp_db *db, int owned) {
     return SPRIG_OK;
 }
 
-static void add_note(sp_db_set *set, const char *text) {
-    size_t old = set->notes ? strlen(set->notes) : 0, add = strlen(text);
-    char *grown = realloc(set->notes, old + add + 2);
+void sp_notes_append(char **notes, const char *text) {
+    size_t old = *notes ? strlen(*notes) : 0, add = strlen(text);
+    char *grown = realloc(*notes, old + add + 2);
     if (!grown) return; /* notes are advisory */
     if (old) grown[old++] = '\n';
     memcpy(grown + old, text, add + 1);
-    set->notes = grown;
+    *notes = grown;
 }
 
 static int has_suffix(const char *s, const char *suffix) {
@@ -84,7 +84,7 @@ sprig_status sp_db_set_add_dir(sp_db_set *set, const char *dir) {
             if (sp_db_load_file(&db, path, NULL) != SPRIG_OK) {
                 char note[1200];
                 snprintf(note, sizeof note, "skipped %s", sprig_last_error());
-                add_note(set, note);
+                sp_notes_append(&set->notes, note);
             } else if ((st = sp_db_set_add(set, db, 1)) != SPRIG_OK) {
                 sp_db_close(db);
             }

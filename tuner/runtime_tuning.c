@@ -30,14 +30,7 @@ const char *sp_rt_source_name(sp_rt_source s) {
 
 /* ---- small helpers -------------------------------------------------------------- */
 
-static void rt_note(sp_runtime_tuning *t, const char *text) {
-    size_t old = t->notes ? strlen(t->notes) : 0, add = strlen(text);
-    char *grown = realloc(t->notes, old + add + 2);
-    if (!grown) return; /* notes are advisory */
-    if (old) grown[old++] = '\n';
-    memcpy(grown + old, text, add + 1);
-    t->notes = grown;
-}
+static void rt_note(sp_runtime_tuning *t, const char *text) { sp_notes_append(&t->notes, text); }
 
 /* The value of key in "k=v,k=v" (spaces around items ignored); 1 when present. */
 static int rt_param(const char *params, const char *key, char *out, size_t cap) {

@@ -125,6 +125,9 @@ sprig_status sp_db_set_add(sp_db_set *set, sp_db *db, int owned);
  * and named in set->notes; a missing folder adds nothing. */
 sprig_status sp_db_set_add_dir(sp_db_set *set, const char *dir);
 void sp_db_set_free(sp_db_set *set);
+/* Appends a line of text to *notes (malloc'ed, NULL for none yet); notes are
+ * advisory, so out of memory drops the line. */
+void sp_notes_append(char **notes, const char *text);
 
 typedef enum sp_lookup_source {
     SP_LOOKUP_EXACT = 0,          /* this GPU, this shape and buckets */
