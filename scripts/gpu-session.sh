@@ -6,7 +6,8 @@
 #   test      every test, the `gpu`-labelled ones included
 #   tune      sprig tune --model llama2-7b (batch 1, 8, 32; sparsity 0-90%)
 #             into $RESULTS/db, resuming where an earlier call stopped
-#   bench     sprig bench --model llama2-7b against cuBLAS and the read roof
+#   bench     sprig bench --model llama2-7b against cuBLAS and the read roof,
+#             then tools/torch_mlp_bench.py (PyTorch's dense and gather paths)
 #   synth     two 7B-shaped synthetic folders: LTE, and SliceGPT 25% + LTE
 #   tune-e2e  sprig tune --model-dir on both (every kernel their decode looks up)
 #   e2e       bench-e2e on both in one run: dense, LTE, sliced, sliced + LTE
@@ -54,6 +55,9 @@ stage_tune() {
 stage_bench() {
     log "bench"
     ./build/sprig bench --model llama2-7b --out-dir "$RESULTS" 2>&1 | tee "$RESULTS/bench-llama2-7b.txt" | tail -40
+    log "bench: PyTorch baselines (cuBLAS 3-call, index_select gather, prepacked) on the same card"
+    python3 tools/torch_mlp_bench.py --d 4096 --f 11008 --g 32 --sparsity 0 50 75 90 \
+        --json "$RESULTS/torch-mlp-llama2-7b.json" 2>&1 | tee "$RESULTS/torch-mlp-llama2-7b.txt"
 }
 
 synth() { # DIR ARGS...: writes the folder once
@@ -90,7 +94,7 @@ stage_hf() {
         --json "$RESULTS/hf-llama2-7b.json" 2>&1 | grep -v -i warn | tee "$RESULTS/hf-llama2-7b.txt"
 }
 
-[ $# -gt 0 ] || { sed -n '2,20p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,21p' "$0"; exit 2; }
 for stage in "$@"; do
     case $stage in
     build | test | tune | bench | synth | e2e | hf) "stage_$stage" ;;
