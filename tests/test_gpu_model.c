@@ -540,7 +540,10 @@ int main(int argc, char **argv) {
                 /* the first two at every position; the other widths on the first `extra` */
                 compare(ks, &fx, (run_opts){SP_MLP_AUTO, "fp16", 0, 1e-2, i < 2 ? 0 : extra});
                 if (i == 0) compare(ks, &fx, (run_opts){SP_MLP_AUTO, "fp16", 0.5, 5e-2, extra});
-                if (i == 1) graph_matches_launches(ks, &fx, "fp16", 4);
+                if (i == 1) {
+                    graph_matches_launches(ks, &fx, "fp16", 4);
+                    compare(ks, &fx, (run_opts){SP_MLP_AUTO, "bf16", 0, 5e-2, extra});
+                }
             }
             fixture_close(&fx);
         }
