@@ -16,6 +16,11 @@ static int n_experts(const sp_model_config *cfg) {
     return cfg->lte.enabled ? cfg->lte.n_experts : 0;
 }
 
+/* Room per layer for either kind of decision: E experts or f neurons. */
+static int decisions_stride(const sp_model_config *cfg) {
+    return (n_experts(cfg) > cfg->intermediate_size ? n_experts(cfg) : cfg->intermediate_size) + 1;
+}
+
 sprig_status sp_cpu_open(const sp_model *model, int max_seq, sp_mlp_mode mode, sp_cpu **out) {
     *out = NULL;
     const sp_model_config *cfg = model->cfg;
@@ -31,12 +36,13 @@ sprig_status sp_cpu_open(const sp_model *model, int max_seq, sp_mlp_mode mode, s
              NEW(c->att, max_seq) && NEW(c->att_out, qd > d ? qd : d) && /* also the MLP output */ NEW(c->gate, f) && NEW(c->up, f) && NEW(c->h, f) &&
              NEW(c->scores, n_experts(cfg) + 1) && NEW(c->row, widest > cfg->vocab_size ? widest : cfg->vocab_size) &&
              NEW(c->logits, cfg->vocab_size) && NEW(c->inv_freq, cfg->head_dim / 2 + 1) &&
-             NEW(c->thresholds, L) && NEW(c->last_active, (size_t)L * (n_experts(cfg) + 1)) &&
+             NEW(c->thresholds, L) && NEW(c->last_active, (size_t)L * decisions_stride(cfg)) &&
              NEW(c->shortcut_out, d) && NEW(c->shortcut_acc, d);
     if (!ok) {
         sp_cpu_close(c);
         return sp_fail(SPRIG_E_NOMEM, "out of memory for the CPU backend (max_seq %d)", max_seq);
     }
+    c->decisions_stride = decisions_stride(cfg);
     sp_rope_inv_freq(cfg, c->inv_freq);
     *out = c;
     return SPRIG_OK;
@@ -120,7 +126,7 @@ static int choose_neurons(sp_cpu *c, int l, unsigned char *use) {
     int n = 0;
     if (c->mode != SP_MLP_DENSE && c->mode != SP_MLP_THRESHOLD && L->router) {
         const int E = cfg->lte.n_experts, g = cfg->lte.expert_size;
-        unsigned char *act = c->last_active + (size_t)l * (E + 1);
+        unsigned char *act = c->last_active + (size_t)l * c->decisions_stride;
         memset(use, 0, (size_t)f);
         for (int e = 0; e < E; ++e) {
             const double s = dot_row(L->router, e, c->xb, c->row);
@@ -134,9 +140,10 @@ static int choose_neurons(sp_cpu *c, int l, unsigned char *use) {
         return n;
     }
     if (c->mode == SP_MLP_THRESHOLD) {
+        unsigned char *act = c->last_active + (size_t)l * c->decisions_stride;
         for (int i = 0; i < f; ++i) {
             c->gate[i] = (float)dot_row(L->gate, i, c->xb, c->row);
-            use[i] = fabsf(silu(c->gate[i])) > c->thresholds[l];
+            use[i] = act[i] = fabsf(silu(c->gate[i])) > c->thresholds[l];
             n += use[i];
         }
         return n;
@@ -307,4 +314,8 @@ sprig_status sp_cpu_calibrate(sp_cpu *c, const int *tokens, int n, double sparsi
 
 double sp_cpu_mlp_sparsity(const sp_cpu *c) {
     return c->mlp_total > 0 ? 1.0 - c->mlp_active / c->mlp_total : 0.0;
+}
+
+const unsigned char *sp_cpu_decisions(const sp_cpu *c, int l) {
+    return l >= 0 && l < c->model->cfg->num_hidden_layers ? c->last_active + (size_t)l * c->decisions_stride : NULL;
 }

@@ -25,7 +25,8 @@ typedef struct sp_cpu {
     double *inv_freq;        /* [head_dim/2], llama3 scaling applied */
     /* measured MLP sparsity: neurons computed / neurons present, summed */
     double mlp_active, mlp_total;
-    unsigned char *last_active; /* [n_layers][E+1]: the last token's expert decisions (LTE layers) */
+    unsigned char *last_active; /* the last token's decisions, per layer (sp_cpu_decisions) */
+    int decisions_stride;    /* entries per layer in last_active: max(E, f) + 1 */
     float *record;           /* calibration only: |silu(gate)| [n_layers][record_n][f] */
     int record_t, record_n;
     /* SliceGPT models: the shortcut product x @ Q [d] and its double accumulators [d] */
@@ -45,6 +46,11 @@ sprig_status sp_cpu_forward(sp_cpu *c, int token, int pos, const float **logits)
  * threshold to the `sparsity` quantile of |silu(gate)| it saw, and switches
  * the MLP to SP_MLP_THRESHOLD. Resets the KV cache use (start again at pos 0). */
 sprig_status sp_cpu_calibrate(sp_cpu *c, const int *tokens, int n, double sparsity);
+
+/* Layer l's decisions for the last token, 1 = active: per expert e (LTE
+ * layers, [E]) or per stored neuron i (threshold mode, [f]); NULL for l out
+ * of range. Dense layers leave theirs untouched. */
+const unsigned char *sp_cpu_decisions(const sp_cpu *c, int l);
 
 /* Fraction of MLP neurons skipped so far (0 when dense). */
 double sp_cpu_mlp_sparsity(const sp_cpu *c);

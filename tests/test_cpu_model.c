@@ -51,7 +51,7 @@ static void check_model(const char *root, const char *name) {
                 if (!m->layers[l].router) continue;
                 sp_tensor_row(active, (int64_t)r * T + t, row);
                 for (int e = 0; e < E; ++e, ++decisions)
-                    decision_errors += (row[e] > 0.5f) != (c->last_active[(size_t)l * (E + 1) + e] != 0);
+                    decision_errors += (row[e] > 0.5f) != (sp_cpu_decisions(c, l)[e] != 0);
                 ++r;
             }
             free(row);

@@ -47,7 +47,7 @@ static int count_decision_errors(const sp_cpu *c, const sp_tensor *active, int T
         if (!m->layers[l].router) continue;
         sp_tensor_row(active, (int64_t)r++ * T + t, row);
         for (int e = 0; e < E; ++e, ++*decisions)
-            errors += (row[e] > 0.5f) != (c->last_active[(size_t)l * (E + 1) + e] != 0);
+            errors += (row[e] > 0.5f) != (sp_cpu_decisions(c, l)[e] != 0);
     }
     free(row);
     return errors;
