@@ -138,14 +138,11 @@ static void check_db(sprig_gen *gen, const char *dir, const sp_tune_key *keys, s
             sp_space_free(s);
             continue;
         }
-        sprig_request r0 = req;
-        r0.params = s->params[0];
-        sprig_plan *plan = NULL;
-        CHECK(sprig_gen_render(gen, &r0, &plan) == SPRIG_OK);
+        uint64_t hash = 0;
+        CHECK(sp_space_template_hash(gen, &req, s, &hash) == SPRIG_OK);
         sp_db_key dk;
-        CHECK(sp_db_key_make(&dk, k->family, plan ? plan->template_hash : 0, k->d, k->f, k->dtype, k->batch,
-                             k->sparsity, k->g, k->fixed) == SPRIG_OK);
-        sprig_plan_free(plan);
+        CHECK(sp_db_key_make(&dk, k->family, hash, k->d, k->f, k->dtype, k->batch, k->sparsity, k->g, k->fixed) ==
+              SPRIG_OK);
         sp_space_free(s);
         const sp_db_entry *e = sp_db_find(db, &dk);
         CHECK_MSG(e != NULL, "key %zu (%s) missing from the reloaded database", i, k->family);

@@ -167,19 +167,15 @@ sprig_status sp_mlp_lookup(sprig_gen *gen, const sp_db_set *set, const sp_gpu_id
     if (!gen || !set || !gpu || !family || !out) return sp_fail(SPRIG_E_INVALID, "sp_mlp_lookup: NULL argument");
     if (v >= sp_mlp_fixed(family, sparsity, v, fixed, sizeof fixed))
         return sp_fail(SPRIG_E_INVALID, "%s has no variant %d at sparsity %g", family, v, sparsity);
-    /* The defaults with the fixed params: the generic choice, and the template hash. */
+    /* The defaults with the fixed params: the generic choice; the template hash as sprig tune records it. */
     sprig_request req = {family, d, f, dtype, batch, g, fixed};
     char *defaults = NULL;
     int valid = 0;
     SP_TRY(sp_space_defaults(gen, &req, &defaults, &valid));
-    sprig_request dreq = req;
-    dreq.params = defaults;
-    sprig_plan *plan = NULL;
-    sprig_status st = sprig_gen_render(gen, &dreq, &plan);
+    uint64_t hash = 0;
+    sprig_status st = sp_space_template_hash(gen, &req, NULL, &hash);
     sp_db_key key;
-    if (st == SPRIG_OK)
-        st = sp_db_key_make(&key, family, plan->template_hash, d, f, dtype, batch, sparsity, g, fixed);
-    sprig_plan_free(plan);
+    if (st == SPRIG_OK) st = sp_db_key_make(&key, family, hash, d, f, dtype, batch, sparsity, g, fixed);
     if (st == SPRIG_OK) {
         mk_valid_ctx vc = {gen, req};
         st = sp_db_lookup(set, gpu, &key, mk_valid, &vc, out);

@@ -75,4 +75,15 @@ sprig_status sp_space_defaults(sprig_gen *gen, const sprig_request *req, char **
  * Returns SPRIG_OK (valid) or SPRIG_E_INVALID with the reason. */
 sprig_status sp_space_check(sprig_gen *gen, const sprig_request *req, const char *params);
 
+/* The template hash a tuning key records (sp_db_key.template_hash), one
+ * definition for the tuner and every lookup: that of the plan rendered with
+ * the family's defaults and req->params (fixed) applied, or, when the family
+ * rejects those defaults for this problem, with the space's first candidate.
+ * (A plan's hash covers the template files it includes, which can depend on
+ * its parameters: gather_down's layout t includes the split-K finalize.)
+ * space may be NULL (then built when needed). SPRIG_E_INVALID when the key
+ * has no valid parameters at all. */
+sprig_status sp_space_template_hash(sprig_gen *gen, const sprig_request *req, const sp_space *space,
+                                    uint64_t *out);
+
 #endif

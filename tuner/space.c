@@ -368,3 +368,29 @@ sprig_status sp_space_check(sprig_gen *gen, const sprig_request *req, const char
     lua_settop(L, top);
     return st;
 }
+
+sprig_status sp_space_template_hash(sprig_gen *gen, const sprig_request *req, const sp_space *space,
+                                    uint64_t *out) {
+    char *defaults = NULL;
+    int valid = 0;
+    SP_TRY(sp_space_defaults(gen, req, &defaults, &valid));
+    sp_space *built = NULL;
+    sprig_request r = *req;
+    sprig_status s = SPRIG_OK;
+    if (valid) {
+        r.params = defaults;
+    } else {
+        if (!space && (s = sp_space_build(gen, req, &built)) == SPRIG_OK) space = built;
+        if (s == SPRIG_OK && space->n == 0)
+            s = sp_fail(SPRIG_E_INVALID, "%s: no valid parameters for d=%d f=%d (%s)", req->family, req->d, req->f,
+                        req->params ? req->params : "");
+        if (s == SPRIG_OK) r.params = space->params[0];
+    }
+    sprig_plan *plan = NULL;
+    if (s == SPRIG_OK) s = sprig_gen_render(gen, &r, &plan);
+    if (s == SPRIG_OK) *out = plan->template_hash;
+    sprig_plan_free(plan);
+    sp_space_free(built);
+    free(defaults);
+    return s;
+}

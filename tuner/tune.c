@@ -63,18 +63,15 @@ static void row_fail(sp_tune_row *row, sp_tune_outcome outcome, const char *why)
     snprintf(row->message, sizeof row->message, "%s", why);
 }
 
-/* Builds the key's space and its db key (the template hash comes from
- * rendering one candidate). */
+/* Builds the key's space and its db key (the template hash as every lookup
+ * computes it: sp_space_template_hash). */
 static sprig_status prepare_key(const sp_tune_opts *o, const sp_tune_key *k, sp_space **space, sp_db_key *dbk) {
     sprig_request req = request_of(k, k->fixed ? k->fixed : "");
     SP_TRY(sp_space_build(o->gen, &req, space));
     if ((*space)->n == 0)
         return sp_fail(SPRIG_E_INVALID, "the tuning space is empty: the family rejects every combination for this key");
-    req.params = (*space)->params[0];
-    sprig_plan *plan = NULL;
-    SP_TRY(sprig_gen_render(o->gen, &req, &plan));
-    uint64_t hash = plan->template_hash;
-    sprig_plan_free(plan);
+    uint64_t hash = 0;
+    SP_TRY(sp_space_template_hash(o->gen, &req, *space, &hash));
     return sp_db_key_make(dbk, k->family, hash, k->d, k->f, k->dtype, k->batch, k->sparsity, k->g, k->fixed);
 }
 
