@@ -42,27 +42,7 @@ static void spit(const char *path, const char *text, size_t len) {
     fclose(fp);
 }
 
-/* Number of files in dir whose name contains needle. */
-static int count_files(const char *dir, const char *needle) {
-    DIR *dp = opendir(dir);
-    int n = 0;
-    for (struct dirent *de; dp && (de = readdir(dp));)
-        if (de->d_name[0] != '.' && strstr(de->d_name, needle)) ++n;
-    if (dp) closedir(dp);
-    return n;
-}
 
-static void remove_dir(const char *dir) {
-    DIR *dp = opendir(dir);
-    for (struct dirent *de; dp && (de = readdir(dp));) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (unlink(path) != 0) remove_dir(path); /* a folder left by a failed case */
-    }
-    if (dp) closedir(dp);
-    rmdir(dir);
-}
 
 static void path_for(const char *dir, const sp_gpu_id *gpu, char *buf, size_t cap) {
     char name[300];
@@ -150,8 +130,8 @@ static void test_round_trip(const char *dir) {
     CHECK(db->n == 2);
     CHECK_MSG(sp_db_save(db) == SPRIG_OK, "%s", sprig_last_error());
     sp_db_close(db);
-    CHECK_MSG(count_files(dir, ".tmp") == 0, "temp files left behind");
-    CHECK(count_files(dir, ".json") == 1);
+    CHECK_MSG(sp_test_count_files(dir, ".tmp") == 0, "temp files left behind");
+    CHECK(sp_test_count_files(dir, ".json") == 1);
 
     db = NULL;
     CHECK_MSG(sp_db_open(&db, dir, &H100, 0) == SPRIG_OK, "%s", sprig_last_error());
@@ -259,7 +239,7 @@ static void test_unusable(const char *dir) {
         db->force = 1;
         put(db, "dense_gemv", HASH, 4096, 11008, "fp16", 1, 0, "op=up", "op=up,threads=128", 22);
         CHECK_MSG(sp_db_save(db) == SPRIG_OK, "%s", sprig_last_error());
-        CHECK(count_files(dir, ".bad-") == 1);
+        CHECK(sp_test_count_files(dir, ".bad-") == 1);
         sp_db_close(db);
         db = NULL;
         CHECK(sp_db_open(&db, dir, &H100, 0) == SPRIG_OK && db && db->n == 1);
@@ -377,7 +357,7 @@ static void test_lookup(const char *dir) {
     lookup(&set, &H100, "fp16", 4096, 11008, 1, 0, "", HASH, &r);
     CHECK(r.source == SP_LOOKUP_GENERIC_DEFAULT && r.params[0] == '\0');
     sp_db_set_free(&set);
-    remove_dir(sub);
+    sp_test_remove_dir(sub);
 }
 
 int main(void) {
@@ -390,6 +370,6 @@ int main(void) {
     test_round_trip(dir);
     test_unusable(dir);
     test_lookup(dir);
-    remove_dir(dir);
+    sp_test_remove_dir(dir);
     return sp_test_finish("test_db", 0);
 }

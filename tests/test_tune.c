@@ -403,26 +403,7 @@ static const sp_tune_key KEYS[] = {
 
 static const sp_gpu_id GPU = {"Synthetic GPU", 9, 0, 132};
 
-static int count_files(const char *dir, const char *needle) {
-    DIR *dp = opendir(dir);
-    int n = 0;
-    for (struct dirent *de; dp && (de = readdir(dp));)
-        if (de->d_name[0] != '.' && strstr(de->d_name, needle)) ++n;
-    if (dp) closedir(dp);
-    return n;
-}
 
-static void remove_dir(const char *dir) {
-    DIR *dp = opendir(dir);
-    for (struct dirent *de; dp && (de = readdir(dp));) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (unlink(path) != 0) remove_dir(path); /* a folder left by a failed case */
-    }
-    if (dp) closedir(dp);
-    rmdir(dir);
-}
 
 /* Runs the keys into dir's db with the fake; returns the status. */
 static sprig_status run_keys(sprig_gen *gen, const char *dir, fake *f, const sp_tune_key *keys, size_t n,
@@ -471,7 +452,7 @@ static void test_tune_resume(sprig_gen *gen, const char *root) {
     CHECK(sum.n == N_KEYS && sum.rows[0].outcome == SP_TUNE_TUNED && sum.rows[1].outcome == SP_TUNE_TUNED);
     CHECK(sum.rows[2].outcome == SP_TUNE_ABORTED && sum.rows[3].outcome == SP_TUNE_NOT_RUN);
     sp_tune_summary_free(&sum);
-    CHECK(count_files(killed, ".tmp") == 0);
+    CHECK(sp_test_count_files(killed, ".tmp") == 0);
     sp_db *db = NULL;
     CHECK(sp_db_open(&db, killed, &GPU, 0) == SPRIG_OK && db && db->n == 2);
     sp_db_close(db);
@@ -513,8 +494,8 @@ static void test_tune_resume(sprig_gen *gen, const char *root) {
     }
     sp_db_close(a);
     sp_db_close(b);
-    remove_dir(full);
-    remove_dir(killed);
+    sp_test_remove_dir(full);
+    sp_test_remove_dir(killed);
 }
 
 /* Keys that fail on their own do not stop the run; nothing is saved for them. */
@@ -581,7 +562,7 @@ static void test_tune_failures(sprig_gen *gen, const char *root) {
         sp_tune_summary_free(&sum);
         sp_db_close(forced);
     }
-    remove_dir(dir);
+    sp_test_remove_dir(dir);
 }
 
 int main(void) {
@@ -600,7 +581,7 @@ int main(void) {
     test_budget();
     test_tune_resume(gen, root);
     test_tune_failures(gen, root);
-    remove_dir(root);
+    sp_test_remove_dir(root);
     sprig_gen_close(gen);
     return sp_test_finish("test_tune", 0);
 }

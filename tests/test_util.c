@@ -1,5 +1,8 @@
 #include <math.h>
+#include <dirent.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "test_util.h"
 
@@ -23,4 +26,25 @@ double sp_rel_err_f32(const float *got, const float *ref, int n) {
         e2 += d * d, r2 += (double)ref[i] * ref[i];
     }
     return r2 > 0 ? sqrt(e2 / r2) : sqrt(e2);
+}
+
+int sp_test_count_files(const char *dir, const char *needle) {
+    DIR *dp = opendir(dir);
+    int n = 0;
+    for (struct dirent *de; dp && (de = readdir(dp));)
+        if (de->d_name[0] != '.' && strstr(de->d_name, needle)) ++n;
+    if (dp) closedir(dp);
+    return n;
+}
+
+void sp_test_remove_dir(const char *dir) {
+    DIR *dp = opendir(dir);
+    for (struct dirent *de; dp && (de = readdir(dp));) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (unlink(path) != 0) sp_test_remove_dir(path); /* a folder left by a failed case */
+    }
+    if (dp) closedir(dp);
+    rmdir(dir);
 }

@@ -28,6 +28,10 @@ extern int sp_test_failures;
 int sp_contains(const char *haystack, const char *needle);
 /* ‖got − ref‖ / ‖ref‖ over n floats, in double (‖got − ref‖ when ref is 0). */
 double sp_rel_err_f32(const float *got, const float *ref, int n);
+/* Number of files in dir whose name contains needle (hidden ones not counted). */
+int sp_test_count_files(const char *dir, const char *needle);
+/* Removes dir and everything below it (a test's scratch folder). */
+void sp_test_remove_dir(const char *dir);
 /* Prints "N passed, M failed" and returns the process exit code. */
 int sp_test_finish(const char *name, int checks_run);
 #endif
