@@ -285,8 +285,8 @@ static sprig_status load_kernels(sp_gpu *g) {
     SP_TRY(sp_gpu_kernel_get(ks, "attention_decode", g->d, g->f, g->dtype, 1, attn, 0, &g->attn));
     for (int l = 0; l < g->L; ++l) {
         gpu_layer *G = &g->layers[l];
-        const gpu_layer *P = l ? &g->layers[l - 1] : NULL;
-        if (P && P->a_in == G->a_in && P->a_out == G->a_out && P->m_out == G->m_out) {
+        if (sp_gpu_same_widths(g, l)) {
+            const gpu_layer *P = G - 1;
             G->gemv_qkv = P->gemv_qkv, G->gemv_o = P->gemv_o, G->gemv_sc = P->gemv_sc;
             G->norm_mid = P->norm_mid, G->norm_out = P->norm_out;
             continue;

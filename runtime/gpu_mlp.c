@@ -40,13 +40,6 @@ static sprig_status take_layout(sp_gpu *g, const gpu_mlp_path *p) {
 /* The layout to force: none until the first main path has chosen one. */
 static const char *forced_layout(const sp_gpu *g) { return g->down_layout[0] ? g->down_layout : NULL; }
 
-/* Whether layer l has the widths of layer l - 1 (then it shares its kernels). */
-static int same_widths(const sp_gpu *g, int l) {
-    if (l == 0) return 0;
-    const gpu_layer *a = &g->layers[l - 1], *b = &g->layers[l];
-    return a->a_in == b->a_in && a->a_out == b->a_out && a->m_out == b->m_out;
-}
-
 static sprig_status prepare_layer(sp_gpu *g, int l, int any_dense, int any_lte) {
     gpu_layer *G = &g->layers[l];
     const sp_lte_config *lte = &g->cfg->lte;
@@ -78,7 +71,7 @@ sprig_status sp_gpu_mlp_prepare(sp_gpu *g) {
     }
     for (int l = 0; l < g->L; ++l) {
         gpu_layer *G = &g->layers[l];
-        if (same_widths(g, l)) {
+        if (sp_gpu_same_widths(g, l)) {
             G->dense = G[-1].dense, G->lte = G[-1].lte;
             continue;
         }
@@ -94,7 +87,7 @@ sprig_status sp_gpu_mlp_prepare_threshold(sp_gpu *g) {
                                         "but W_down is packed for layout=%s", g->down_layout);
     for (int l = 0; l < g->L; ++l) {
         gpu_layer *G = &g->layers[l];
-        if (same_widths(g, l)) {
+        if (sp_gpu_same_widths(g, l)) {
             G->thr = G[-1].thr;
             continue;
         }

@@ -154,6 +154,13 @@ struct sp_gpu {
 sprig_status sp_gpu_upload_weights(sp_gpu *g);
 void sp_gpu_free_weights(sp_gpu *g);
 
+/* Whether layer l has the widths of layer l - 1 (then it shares its kernels). */
+static inline int sp_gpu_same_widths(const sp_gpu *g, int l) {
+    if (l == 0) return 0;
+    const gpu_layer *a = &g->layers[l - 1], *b = &g->layers[l];
+    return a->a_in == b->a_in && a->a_out == b->a_out && a->m_out == b->m_out;
+}
+
 /* gpu_mlp.c */
 /* Loads every layer's dense and (if the model has routers and the mode wants
  * them) LTE paths for its widths, and decides g->down_layout from the first
