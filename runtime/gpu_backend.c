@@ -51,8 +51,7 @@ const char *sp_gpu_kernels_key(const sp_gpu_kernels *ks, int i) {
     return ks && i >= 0 && i < ks->n ? ks->items[i]->plan->key : NULL;
 }
 
-/* out = fixed, then every item of tuned whose key fixed does not set. */
-static sprig_status merge_params(const char *fixed, const char *tuned, char *out, size_t cap) {
+sprig_status sp_gpu_merge_params(const char *fixed, const char *tuned, char *out, size_t cap) {
     size_t n = (size_t)snprintf(out, cap, "%s", fixed ? fixed : "");
     for (const char *p = tuned ? tuned : ""; *p;) {
         const char *end = strchr(p, ','), *eq = strchr(p, '=');
@@ -118,7 +117,7 @@ static sprig_status render(sp_gpu_kernels *ks, sprig_request *req, const char *f
     char params[1024], tuned[512];
     req->params = fixed;
     sp_gpu_choose_params(ks, req, sparsity, tuned, sizeof tuned);
-    SP_TRY(merge_params(fixed, tuned, params, sizeof params));
+    SP_TRY(sp_gpu_merge_params(fixed, tuned, params, sizeof params));
     req->params = params;
     sprig_status s = sprig_gen_render(ks->gen, req, plan);
     if (s == SPRIG_E_INVALID && *tuned) {

@@ -71,6 +71,10 @@ typedef struct sp_gpu_tuning {
                   size_t why_cap);
     void *ctx;           /* borrowed: must outlive the kernel set */
 } sp_gpu_tuning;
+/* The parameters the backend renders for a request: out = fixed, then every
+ * item of tuned whose key fixed does not set (fixed parameters always win).
+ * SPRIG_E_INVALID when out would not fit in cap. */
+sprig_status sp_gpu_merge_params(const char *fixed, const char *tuned, char *out, size_t cap);
 /* Installs t (copied; NULL: defaults again) for the kernels loaded after the call. */
 void sp_gpu_kernels_set_tuning(sp_gpu_kernels *k, const sp_gpu_tuning *t);
 

@@ -73,23 +73,6 @@ static int rt_satisfies(const char *params, const char *defaults, const char *co
     return 1;
 }
 
-/* out = fixed, then every item of tuned whose key fixed does not set: the
- * backend's merge (runtime/gpu_backend.c), so the summary shows what it renders. */
-static int rt_merge(const char *fixed, const char *tuned, char *out, size_t cap) {
-    size_t n = (size_t)snprintf(out, cap, "%s", fixed ? fixed : "");
-    char key[64], unused[64];
-    for (const char *p = tuned ? tuned : ""; *p;) {
-        const char *end = strchr(p, ','), *eq = strchr(p, '=');
-        const size_t len = end ? (size_t)(end - p) : strlen(p);
-        const size_t klen = eq && eq < p + len ? (size_t)(eq - p) : len;
-        snprintf(key, sizeof key, "%.*s", (int)klen, p);
-        if (len && !rt_param(fixed, key, unused, sizeof unused))
-            n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%.*s", n ? "," : "", (int)len, p);
-        p = end ? end + 1 : p + len;
-    }
-    return n < cap;
-}
-
 /* ---- opening -------------------------------------------------------------------- */
 
 static sprig_status rt_add_dir(sp_runtime_tuning *t, const char *dir) {
@@ -302,7 +285,7 @@ static void rt_answer(sp_runtime_tuning *t, const sprig_request *req, double spa
     char constraints[256], chosen[512], merged[sizeof c->params];
     rt_constraints(req, constraints, sizeof constraints);
     if (!rt_pick(t, req, conv_fixed, constraints, &r, chosen, sizeof chosen, c) ||
-        !rt_merge(constraints, chosen, merged, sizeof merged) || !rt_renders(t, req, merged, c)) {
+        sp_gpu_merge_params(constraints, chosen, merged, sizeof merged) != SPRIG_OK || !rt_renders(t, req, merged, c)) {
         c->source = SP_RT_UNUSABLE;
         return;
     }
