@@ -178,42 +178,44 @@ static int parse_e2e(int argc, char **argv, e2e_opts *o) {
     return 0;
 }
 
-/* Opens the backend for one row (training-free thresholds calibrated by the
- * CPU backend on a short fixed prompt first). */
-static sprig_status open_run(e2e_bench *b, const sp_model *model, int sparse, int graph, e2e_run *r) {
-    const e2e_opts *o = b->o;
-    const int ctx = o->warmup + o->tokens + 1, vocab = model->cfg->vocab_size;
-    const int threshold = sparse && !model->cfg->lte.enabled;
-    sp_cpu *calib = NULL;
-    sprig_status s = SPRIG_OK;
-    if (threshold) {
-        int prompt[16];
-        for (int i = 0; i < 16; ++i) prompt[i] = (i * 7919 + 1) % vocab;
-        s = sp_cpu_open(model, 16, SP_MLP_DENSE, &calib);
-        if (s == SPRIG_OK) s = sp_cpu_calibrate(calib, prompt, 16, o->sparsity);
-    }
-    const sp_mlp_mode mode = threshold ? SP_MLP_THRESHOLD : sparse ? SP_MLP_AUTO : SP_MLP_DENSE;
-    if (s == SPRIG_OK && b->cuda) {
-        s = sp_gpu_open_with(b->kernels, model, ctx, mode, o->dtype, &r->gpu);
-        if (s == SPRIG_OK && calib) s = sp_gpu_set_thresholds(r->gpu, calib->thresholds);
-        if (s == SPRIG_OK) sp_gpu_set_graph(r->gpu, graph);
-    } else if (s == SPRIG_OK) {
-        s = sp_cpu_open(model, ctx, mode, &r->cpu);
-        if (s == SPRIG_OK && calib)
-            memcpy(r->cpu->thresholds, calib->thresholds, sizeof(float) * (size_t)model->cfg->num_hidden_layers);
-    }
-    sp_cpu_close(calib);
-    return s;
+/* Training-free thresholds for a model without routers: the CPU backend
+ * calibrates them once per model on a short fixed prompt (the caller frees
+ * the result with sp_cpu_close; thresholds in ->thresholds). */
+static sprig_status calibrate(const e2e_bench *b, const sp_model *model, sp_cpu **out) {
+    const int vocab = model->cfg->vocab_size;
+    int prompt[16];
+    for (int i = 0; i < 16; ++i) prompt[i] = (i * 7919 + 1) % vocab;
+    SP_TRY(sp_cpu_open(model, 16, SP_MLP_DENSE, out));
+    return sp_cpu_calibrate(*out, prompt, 16, b->o->sparsity);
 }
 
-static sprig_status time_row(e2e_bench *b, const sp_model *model, const char *dir, int sparse, int graph) {
+/* Opens the backend for one row; thresholds (NULL unless a threshold row)
+ * switch its MLP to the threshold rule. */
+static sprig_status open_run(e2e_bench *b, const sp_model *model, int sparse, const float *thresholds, int graph,
+                             e2e_run *r) {
+    const e2e_opts *o = b->o;
+    const int ctx = o->warmup + o->tokens + 1;
+    const sp_mlp_mode mode = thresholds ? SP_MLP_THRESHOLD : sparse ? SP_MLP_AUTO : SP_MLP_DENSE;
+    if (b->cuda) {
+        SP_TRY(sp_gpu_open_with(b->kernels, model, ctx, mode, o->dtype, &r->gpu));
+        if (thresholds) SP_TRY(sp_gpu_set_thresholds(r->gpu, thresholds));
+        sp_gpu_set_graph(r->gpu, graph);
+        return SPRIG_OK;
+    }
+    SP_TRY(sp_cpu_open(model, ctx, mode, &r->cpu));
+    if (thresholds) memcpy(r->cpu->thresholds, thresholds, sizeof(float) * (size_t)model->cfg->num_hidden_layers);
+    return SPRIG_OK;
+}
+
+static sprig_status time_row(e2e_bench *b, const sp_model *model, const char *dir, int sparse,
+                             const float *thresholds, int graph) {
     e2e_row *row = &b->rows[b->n_rows];
     memset(row, 0, sizeof *row);
     row->model = dir;
     row->graph = b->cuda ? graph : -1;
     snprintf(row->mode, sizeof row->mode, "%s", !sparse ? "dense" : model->cfg->lte.enabled ? "lte" : "threshold");
     e2e_run r = {0};
-    sprig_status s = open_run(b, model, sparse, graph, &r);
+    sprig_status s = open_run(b, model, sparse, thresholds, graph, &r);
     if (s == SPRIG_OK) s = time_decode(&r, model->cfg->vocab_size, b->o->warmup, b->o->tokens, &row->ms, &row->sparsity);
     if (s == SPRIG_OK && r.gpu && graph && sp_gpu_graph_note(r.gpu)[0]) {
         fprintf(stderr, "sprig bench-e2e: %s\n", sp_gpu_graph_note(r.gpu));
@@ -236,11 +238,16 @@ static sprig_status time_model(e2e_bench *b, const char *dir) {
     sprig_status s = sp_model_open(dir, &model);
     if (s != SPRIG_OK) return sp_wrap(s, "loading %s", dir);
     const char *g = b->o->graph;
+    sp_cpu *calib = NULL; /* thresholds, for the sparse rows of a model without routers */
+    if (has(b->o->modes, "sparse") && !model->cfg->lte.enabled && (s = calibrate(b, model, &calib)) != SPRIG_OK)
+        s = sp_wrap(s, "%s, calibrating thresholds", dir);
     for (int sparse = 0; sparse < 2 && s == SPRIG_OK; ++sparse) {
         if (!has(b->o->modes, sparse ? "sparse" : "dense")) continue;
-        if (!b->cuda || strcmp(g, "off")) s = time_row(b, model, dir, sparse, 1);
-        if (s == SPRIG_OK && b->cuda && strcmp(g, "on")) s = time_row(b, model, dir, sparse, 0);
+        const float *thr = sparse && calib ? calib->thresholds : NULL;
+        if (!b->cuda || strcmp(g, "off")) s = time_row(b, model, dir, sparse, thr, 1);
+        if (s == SPRIG_OK && b->cuda && strcmp(g, "on")) s = time_row(b, model, dir, sparse, thr, 0);
     }
+    sp_cpu_close(calib);
     sp_model_close(model);
     return s;
 }
