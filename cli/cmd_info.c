@@ -50,8 +50,7 @@ static void info_collect(info_state *st) {
     if (st->driver == SPRIG_OK || st->driver == SPRIG_E_NO_DEVICE) {
         /* The driver loaded and initialised (NO_DEVICE may also mean cuInit said
          * so); its version is known either way. */
-        if (sp_cu.cuDriverGetVersion && sp_cu.cuDriverGetVersion(&st->driver_version) != CUDA_SUCCESS)
-            st->driver_version = 0;
+        st->driver_version = sp_driver_version();
     }
     if (st->driver != SPRIG_OK) {
         snprintf(st->reason, sizeof st->reason, "%s", sprig_last_error());
@@ -79,7 +78,7 @@ static int info_exit_code(const info_state *st) {
 }
 
 static void info_print_text(const info_state *st) {
-    printf("sprig 0.1.0\n");
+    printf("sprig %s\n", sprig_version());
     if (st->nvrtc_major >= 0) printf("NVRTC %d.%d, compiles for:", st->nvrtc_major, st->nvrtc_minor);
     else printf("NVRTC (version unknown), compiles for:");
     for (int i = 0; i < st->n_archs; ++i) printf(" sm_%d", st->archs[i]);
@@ -128,7 +127,7 @@ static int info_print_json(const info_state *st) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return 1;
     char buf[32];
-    cJSON_AddStringToObject(root, "sprig", "0.1.0");
+    cJSON_AddStringToObject(root, "sprig", sprig_version());
     cJSON *nv = cJSON_AddObjectToObject(root, "nvrtc");
     snprintf(buf, sizeof buf, "%d.%d", st->nvrtc_major, st->nvrtc_minor);
     if (st->nvrtc_major >= 0) cJSON_AddStringToObject(nv, "version", buf);

@@ -20,6 +20,8 @@
 #include <xxhash.h>
 
 #include "sp_cache.h"
+#include "sp_error.h"
+#include "sp_file.h"
 
 #define SC_MAGIC "SPRIGBIN"
 #define SC_FORMAT 1u
@@ -154,37 +156,6 @@ static void sc_entry_path(char *out, size_t cap, const char *dir, const char *he
     snprintf(out, cap, "%s/%s.sprigbin", dir, hex);
 }
 
-/* Reads the whole file (bounded); NULL when missing or unreadable. */
-static unsigned char *sc_read_file(const char *path, size_t *len, int *missing) {
-    *missing = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        *missing = errno == ENOENT;
-        return NULL;
-    }
-    struct stat sb;
-    unsigned char *data = NULL;
-    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size <= SC_MAX_ENTRY) {
-        size_t n = (size_t)sb.st_size, got = 0;
-        data = malloc(n ? n : 1);
-        while (data && got < n) {
-            ssize_t r = read(fd, data + got, n - got);
-            if (r <= 0) {
-                if (r < 0 && errno == EINTR) continue;
-                break;
-            }
-            got += (size_t)r;
-        }
-        if (data && got != n) {
-            free(data);
-            data = NULL;
-        }
-        *len = n;
-    }
-    close(fd);
-    return data;
-}
-
 /* Copies a fixed-width, NUL-padded field into a C string of cap bytes. */
 static int sc_get_text(sc_reader *r, size_t width, char *out, size_t cap) {
     const unsigned char *c = sc_get(r, width);
@@ -237,11 +208,12 @@ int sp_cache_load(const char *dir, const char *hex, sprig_binary *bin) {
     sc_entry_path(path, sizeof path, dir, hex);
     size_t len = 0;
     int missing = 0;
-    unsigned char *data = sc_read_file(path, &len, &missing);
-    if (!data) {
+    char *text = NULL;
+    if (sp_file_read(path, SC_MAX_ENTRY, &text, &len, &missing) != SPRIG_OK) {
         if (!missing) unlink(path); /* unreadable or oversized: make room for a good one */
         return 0;
     }
+    const unsigned char *data = (const unsigned char *)text;
     int ok = 0;
     sc_reader hr = {data, len, 0, 0};
     const unsigned char *magic = sc_get(&hr, 8);
@@ -252,7 +224,7 @@ int sp_cache_load(const char *dir, const char *hex, sprig_binary *bin) {
         sc_reader pr = {data + SC_HEADER_BYTES, (size_t)payload, 0, 0};
         ok = sc_parse_payload(&pr, hex, bin) == 0;
     }
-    free(data);
+    free(text);
     if (!ok) {
         free(bin->log);
         free(bin->image);
@@ -305,17 +277,6 @@ static unsigned char *sc_serialize(const char *hex, const sprig_binary *bin, siz
     return b.p;
 }
 
-static int sc_write_all(int fd, const unsigned char *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 int sp_cache_store(const char *dir, const char *hex, const sprig_binary *bin) {
     if (!bin->image || bin->image_size == 0 || bin->n_kernels > SPRIG_MAX_KERNELS) return 0;
     if (sp_mkdir_p(dir) != 0) return 0;
@@ -323,18 +284,9 @@ int sp_cache_store(const char *dir, const char *hex, const sprig_binary *bin) {
     unsigned char *data = sc_serialize(hex, bin, &len);
     if (!data) return 0;
     /* A unique temp name per writer (threads, processes), renamed into place. */
-    char tmp[4200], path[4200];
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp.XXXXXX", dir, hex);
+    char path[4200];
     sc_entry_path(path, sizeof path, dir, hex);
-    int fd = mkstemp(tmp);
-    int stored = 0;
-    if (fd >= 0) {
-        int ok = sc_write_all(fd, data, len) == 0;
-        ok = fchmod(fd, 0644) == 0 && ok;
-        ok = close(fd) == 0 && ok;
-        stored = ok && rename(tmp, path) == 0;
-        if (!stored) unlink(tmp);
-    }
+    const int stored = sp_file_write_atomic(path, data, len) == SPRIG_OK;
     free(data);
     return stored;
 }

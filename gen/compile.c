@@ -14,6 +14,9 @@
 #include "sp_cache.h"
 #include "sp_error.h"
 
+/* NVRTC results: the message carries nvrtcGetErrorString, the statement, file and line. */
+#define SP_CHECK_NVRTC(stmt) SP_CHECK_RESULT(SPRIG_E_COMPILE, "NVRTC", nvrtcResult, NVRTC_SUCCESS, nvrtcGetErrorString, stmt)
+
 #define CP_MAX_ARCHS 64
 
 /* ---- architectures --------------------------------------------------------- */

@@ -11,34 +11,18 @@
 
 #include "embedded.h"
 #include "sp_error.h"
-#include "sp_gen.h"
+#include "sp_file.h"
+#include "gen_internal.h"
 
-static char *read_whole_file(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    char *buf = NULL;
-    if (fseek(fp, 0, SEEK_END) == 0) {
-        long n = ftell(fp);
-        if (n >= 0 && fseek(fp, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
-            if (fread(buf, 1, (size_t)n, fp) != (size_t)n) {
-                free(buf);
-                buf = NULL;
-            } else {
-                buf[n] = '\0';
-                if (len) *len = (size_t)n;
-            }
-        }
-    }
-    fclose(fp);
-    return buf;
-}
+/* Template overrides are source files: nothing legitimate comes near this. */
+#define GEN_MAX_TEMPLATE_BYTES ((size_t)16 << 20)
 
 char *sp_gen_read_file(const sprig_gen *gen, const char *path, size_t *len) {
     if (gen->template_dir && strncmp(path, "templates/", 10) == 0) {
         char full[4096];
         snprintf(full, sizeof full, "%s/%s", gen->template_dir, path + 10);
-        char *text = read_whole_file(full, len);
-        if (text) return text;
+        char *text = NULL;
+        if (sp_file_read(full, GEN_MAX_TEMPLATE_BYTES, &text, len, NULL) == SPRIG_OK) return text;
     }
     const sp_embedded_file *f = sp_embedded_find(path);
     if (!f) return NULL;

@@ -8,7 +8,7 @@
 
 #include "lua_json.h"
 #include "sp_error.h"
-#include "sp_gen.h"
+#include "gen_internal.h"
 
 void sprig_plan_free(sprig_plan *plan) {
     if (!plan) return;

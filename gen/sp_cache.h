@@ -14,6 +14,8 @@
 
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 #define SP_CACHE_KEY_HEX 33 /* 32 hex digits and NUL */
 
 /* The cache folder: opt_dir if not NULL ("" = disabled), else $SPRIG_CACHE_DIR
@@ -39,4 +41,5 @@ int sp_cache_store(const char *dir, const char *hex, const sprig_binary *bin);
 /* mkdir -p with mode 0755; returns 0 on success (or when it exists). */
 int sp_mkdir_p(const char *path);
 
+#pragma GCC visibility pop
 #endif

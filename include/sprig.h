@@ -10,9 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sprig_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the public API: exported from libsprig */
 
 typedef enum sprig_status {
     SPRIG_OK = 0,
@@ -28,6 +31,9 @@ typedef enum sprig_status {
     SPRIG_E_VERIFY,     /* a kernel produced a wrong result */
     SPRIG_E_INTERNAL    /* a bug in sprig */
 } sprig_status;
+
+/* The library's version ("0.1.0"), as SPRIG_VERSION was when it was built. */
+const char *sprig_version(void);
 
 const char *sprig_status_name(sprig_status s);
 const char *sprig_last_error(void);
@@ -128,6 +134,8 @@ int sprig_supported_archs(int *archs, int max);
  * arch gets 90, is_ptx 1 for "compute_", suffix (at least 2 chars) "", "a" or
  * "f"; any output may be NULL. */
 sprig_status sprig_parse_arch(const char *text, int *arch, int *is_ptx, char *suffix);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 
 #include "sp_bench.h"
 #include "sp_error.h"
+#include "sp_file.h"
 
 void sp_bench_report_free(sp_bench_report *r) {
     if (!r) return;
@@ -284,19 +285,5 @@ char *sp_bench_svg(const sp_bench_report *r) {
 
 sprig_status sp_bench_write_file(const char *path, const char *text) {
     if (!path || !text) return sp_fail(SPRIG_E_INVALID, "sp_bench_write_file: NULL argument");
-    size_t len = strlen(path) + 32;
-    char *tmp = malloc(len);
-    SP_CHECK_ALLOC(tmp);
-    snprintf(tmp, len, "%s.tmp-%ld", path, (long)getpid());
-    FILE *fp = fopen(tmp, "w");
-    int ok = fp && fputs(text, fp) >= 0;
-    if (fp && fclose(fp) != 0) ok = 0;
-    if (ok && rename(tmp, path) != 0) ok = 0;
-    if (!ok) {
-        remove(tmp);
-        free(tmp);
-        return sp_fail(SPRIG_E_IO, "cannot write %s", path);
-    }
-    free(tmp);
-    return SPRIG_OK;
+    return sp_file_write_atomic(path, text, strlen(text));
 }

@@ -15,6 +15,10 @@
 
 #include "sp_db.h"
 #include "sp_error.h"
+#include "sp_file.h"
+
+/* A tuning database of every key sprig knows is a few MB; far past that is not one. */
+#define DB_MAX_FILE_BYTES ((size_t)256 << 20)
 
 /* ---- keys ------------------------------------------------------------------------ */
 
@@ -325,47 +329,6 @@ static char *db_to_text(const sp_db *db) {
     return text;
 }
 
-/* ---- atomic write -------------------------------------------------------------------- */
-
-static sprig_status write_all(int fd, const char *text, size_t len, const char *path) {
-    while (len > 0) {
-        ssize_t w = write(fd, text, len);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return sp_fail(SPRIG_E_IO, "cannot write %s: %s", path, strerror(errno));
-        text += w;
-        len -= (size_t)w;
-    }
-    return SPRIG_OK;
-}
-
-/* Temp file in the same folder, fsync, rename over path, fsync the folder:
- * a reader (or a crash) sees the old file or the new one, never a mix. */
-static sprig_status atomic_write(const char *path, const char *text) {
-    char tmp[4200], dir[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    else snprintf(dir, sizeof dir, ".");
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return sp_fail(SPRIG_E_IO, "cannot create %s: %s", tmp, strerror(errno));
-    sprig_status st = write_all(fd, text, strlen(text), tmp);
-    if (st == SPRIG_OK && fsync(fd) != 0) st = sp_fail(SPRIG_E_IO, "cannot fsync %s: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && st == SPRIG_OK) st = sp_fail(SPRIG_E_IO, "cannot close %s: %s", tmp, strerror(errno));
-    if (st == SPRIG_OK && rename(tmp, path) != 0)
-        st = sp_fail(SPRIG_E_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (st != SPRIG_OK) {
-        unlink(tmp);
-        return st;
-    }
-    int dfd = open(dir, O_RDONLY);
-    if (dfd >= 0) { /* best effort: makes the rename itself durable */
-        fsync(dfd);
-        close(dfd);
-    }
-    return SPRIG_OK;
-}
-
 sprig_status sp_db_save(sp_db *db) {
     if (!db || !db->path) return sp_fail(SPRIG_E_INVALID, "sp_db_save: no database");
     if (db->load_failed && !db->force)
@@ -387,7 +350,7 @@ sprig_status sp_db_save(sp_db *db) {
     }
     char *text = db_to_text(db);
     SP_CHECK_ALLOC(text);
-    sprig_status st = atomic_write(db->path, text);
+    sprig_status st = sp_file_write_atomic(db->path, text, strlen(text));
     free(text);
     return st;
 }
@@ -564,30 +527,6 @@ static sprig_status read_root(reader *r, const cJSON *root, sp_db *db) {
     return SPRIG_OK;
 }
 
-static char *read_file(const char *path, size_t *len, int *missing) {
-    *missing = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        *missing = errno == ENOENT;
-        return NULL;
-    }
-    char *buf = NULL;
-    if (fseek(fp, 0, SEEK_END) == 0) {
-        long n = ftell(fp);
-        if (n >= 0 && fseek(fp, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
-            if (fread(buf, 1, (size_t)n, fp) != (size_t)n) {
-                free(buf);
-                buf = NULL;
-            } else {
-                buf[n] = '\0';
-                *len = (size_t)n;
-            }
-        }
-    }
-    fclose(fp);
-    return buf;
-}
-
 /* Parses text into db; on SPRIG_E_FORMAT, r->why says why. */
 static sprig_status parse_db(reader *r, const char *text, size_t len, sp_db *db) {
     if (len == 0) return bad(r, "the file is empty");
@@ -620,9 +559,10 @@ static sprig_status load(const char *path, const sp_gpu_id *expect, sp_db **out,
         return sp_fail(SPRIG_E_NOMEM, "out of memory");
     }
     size_t len = 0;
-    char *text = read_file(path, &len, missing);
-    if (!text) {
-        sprig_status st = *missing ? SPRIG_OK : sp_fail(SPRIG_E_IO, "cannot read tuning database %s: %s", path, strerror(errno));
+    char *text = NULL;
+    sprig_status rs = sp_file_read(path, DB_MAX_FILE_BYTES, &text, &len, missing);
+    if (rs != SPRIG_OK) {
+        sprig_status st = *missing ? SPRIG_OK : sp_wrap(rs, "tuning database");
         if (st == SPRIG_OK && expect) db->gpu = *expect;
         if (st == SPRIG_OK) *out = db;
         else sp_db_close(db);

@@ -31,6 +31,8 @@
 #include "sp_exec.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 typedef struct sp_bench_row {
     int batch;
     double sparsity;          /* percent of experts inactive (the target) */
@@ -147,4 +149,5 @@ sprig_status sp_cublas_load(void);
  * table order; stores at most cap, returns the count. */
 int sp_cublas_symbol_names(const char **names, int cap);
 
+#pragma GCC visibility pop
 #endif

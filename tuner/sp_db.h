@@ -22,6 +22,8 @@
 #include "sp_search.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 #define SP_DB_FORMAT "sprig-tuning-db"
 #define SP_DB_VERSION 1
 
@@ -160,4 +162,5 @@ typedef struct sp_lookup_result {
 sprig_status sp_db_lookup(const sp_db_set *set, const sp_gpu_id *gpu, const sp_db_key *key,
                           sp_lookup_valid_fn valid, void *valid_ctx, sp_lookup_result *out);
 
+#pragma GCC visibility pop
 #endif

@@ -35,6 +35,8 @@
 #include "sp_tune.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 typedef struct sp_measure_opts {
     int warmup;                /* untimed runs before timing (3) */
     int reps;                  /* timed samples per measurement (30) */
@@ -75,4 +77,5 @@ typedef struct sp_measure_stats {
 
 void sp_measure_get_stats(const sp_measure *m, sp_measure_stats *out);
 
+#pragma GCC visibility pop
 #endif

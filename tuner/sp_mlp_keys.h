@@ -22,6 +22,8 @@
 #include "sp_tune.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 #define SP_MLP_MAX_VARIANTS 2
 
 /* The fixed parameters of variant v (0 or 1) of family at sparsity; returns
@@ -79,4 +81,5 @@ sprig_status sp_mlp_lookup(sprig_gen *gen, const sp_db_set *set, const sp_gpu_id
                            int d, int f, const char *dtype, int batch, int g, double sparsity,
                            sp_lookup_result *out);
 
+#pragma GCC visibility pop
 #endif

@@ -32,6 +32,8 @@
 #include "sp_tune.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 /* The families the decode step looks up, in key order: "dense_gemv, router,
  * gather_upgate, gather_down". */
 extern const char *const sp_model_key_families;
@@ -81,4 +83,5 @@ typedef struct sp_model_keys {
 sprig_status sp_model_keys_build(sprig_gen *gen, const sp_model_key_request *req, sp_model_keys *out);
 void sp_model_keys_free(sp_model_keys *k);
 
+#pragma GCC visibility pop
 #endif

@@ -11,6 +11,8 @@
 #include "sp_error.h"
 #include "sp_reference.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 typedef struct sp_rng {
     uint64_t s;
 } sp_rng;
@@ -53,4 +55,5 @@ static inline sprig_status sp_rng_fill(sp_rng *r, int bf16, double scale, size_t
     return SPRIG_OK;
 }
 
+#pragma GCC visibility pop
 #endif

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 /* ---- storage types (bit-exact, runtime/sp_half.h) ------------------------------------- */
 /* bf16 = 0: IEEE fp16, 1: bfloat16; round to nearest even. */
 uint16_t sp_ref_to_bits(int bf16, float v);
@@ -62,4 +64,5 @@ void sp_ref_transpose(const void *in, void *out, int rows, int cols, size_t size
  * g up rows. Wg, Wu [f][d]; elements of `size` bytes. */
 void sp_ref_interleave_gate_up(const void *Wg, const void *Wu, void *out, int f, int d, int g, size_t size);
 
+#pragma GCC visibility pop
 #endif

@@ -35,6 +35,8 @@
 #include "sp_gpu.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 /* Where a request's parameters came from. The first four are the lookup's
  * sources (sp_lookup_source, same order); the rest mean "backend defaults". */
 typedef enum sp_rt_source {
@@ -114,4 +116,5 @@ cJSON *sp_runtime_tuning_summary_json(const sp_runtime_tuning *t);
  * c same_arch, d generic_default, e untuned[, f unusable][, g error]; db files: ..." */
 void sp_runtime_tuning_summary_line(const sp_runtime_tuning *t, char *buf, size_t cap);
 
+#pragma GCC visibility pop
 #endif

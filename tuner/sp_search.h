@@ -18,6 +18,8 @@
 #include "sp_space.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 /* What measuring one candidate found. */
 typedef enum sp_verdict {
     SP_VERDICT_OK = 0,          /* matched the reference; timings valid */
@@ -105,4 +107,5 @@ void sp_search_result_free(sp_search_result *r);
 /* The winning median: the confirmed one when confirmed, else the first. */
 double sp_trial_median_us(const sp_trial *t);
 
+#pragma GCC visibility pop
 #endif

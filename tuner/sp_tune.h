@@ -21,6 +21,8 @@
 #include "sp_space.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 /* One tuning problem, as the caller states it (the db key buckets it). */
 typedef struct sp_tune_key {
     const char *family;
@@ -101,4 +103,5 @@ char *sp_tune_summary_json(const sp_tune_summary *s);
 /* The summary as an aligned text table. */
 void sp_tune_summary_print(const sp_tune_summary *s, FILE *to);
 
+#pragma GCC visibility pop
 #endif

@@ -12,7 +12,10 @@
 
 #include <cuda.h>
 
+#include "sp_error.h"
 #include "sprig.h"
+
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
 
 /* Every driver entry point sprig uses. Types come from cuda.h via typeof, so
  * a prototype change in the toolkit is a compile error, not a silent ABI bug. */
@@ -63,4 +66,8 @@ int sp_cuda_symbol_names(const char **names, int cap);
  * driver is not loaded (then "CUresult <n>"). */
 const char *sp_cu_error_name(CUresult r);
 
+/* CUDA driver results: "CUDA error CUDA_ERROR_...: `statement` at file:line". */
+#define SP_CHECK_CU(stmt) SP_CHECK_RESULT(SPRIG_E_CUDA, "CUDA", CUresult, CUDA_SUCCESS, sp_cu_error_name, stmt)
+
+#pragma GCC visibility pop
 #endif

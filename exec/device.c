@@ -18,6 +18,12 @@ sprig_status sp_device_count(int *count) {
     return SPRIG_OK;
 }
 
+int sp_driver_version(void) {
+    int v = 0;
+    if (sp_cuda_load() != SPRIG_OK || sp_cu.cuDriverGetVersion(&v) != CUDA_SUCCESS) v = 0;
+    return v;
+}
+
 /* Optional attributes read as 0 when the driver does not report them. */
 static int dev_attr(CUdevice d, CUdevice_attribute a) {
     int v = 0;

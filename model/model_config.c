@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "sp_error.h"
+#include "sp_file.h"
 #include "sp_model_config.h"
 
 #define MC_ARCH "LlamaForCausalLM"
@@ -362,24 +363,12 @@ sprig_status sp_model_config_parse(const char *json, size_t len, const char *lab
 
 sprig_status sp_model_config_load(const char *path, sp_model_config *out) {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f) return sp_fail(SPRIG_E_IO, "cannot open '%s': %s", path, strerror(errno));
-    char *buf = malloc(MC_MAX_CONFIG_BYTES);
-    if (!buf) {
-        fclose(f);
-        return sp_fail(SPRIG_E_NOMEM, "out of memory reading '%s'", path);
-    }
-    size_t n = fread(buf, 1, MC_MAX_CONFIG_BYTES, f);
-    int err = ferror(f), more = !err && n == MC_MAX_CONFIG_BYTES && fgetc(f) != EOF;
-    fclose(f);
-    sprig_status s;
-    if (err)
-        s = sp_fail(SPRIG_E_IO, "cannot read '%s'", path);
-    else if (more)
-        s = sp_fail(SPRIG_E_FORMAT, "%s: larger than %u bytes; not a config.json", path,
-                    MC_MAX_CONFIG_BYTES);
-    else
-        s = sp_model_config_parse(buf, n, path, out);
+    char *buf = NULL;
+    size_t n = 0;
+    sprig_status s = sp_file_read(path, MC_MAX_CONFIG_BYTES, &buf, &n, NULL);
+    if (s == SPRIG_E_FORMAT) return sp_wrap(s, "not a config.json");
+    if (s != SPRIG_OK) return s;
+    s = sp_model_config_parse(buf, n, path, out);
     free(buf);
     return s;
 }

@@ -15,7 +15,8 @@
 #include <pcre2.h>
 
 #include "sp_error.h"
-#include "sp_tok_internal.h"
+#include "sp_file.h"
+#include "tokenizer_internal.h"
 #include "sp_tokenizer.h"
 
 /* ---- configuration ------------------------------------------------------------- */
@@ -65,6 +66,8 @@ typedef struct tk_info {
 } tk_info;
 
 #define TK_MAX_STEPS 16
+/* A tokenizer.json is tens of MB at most (large vocabularies with merges). */
+#define TK_MAX_FILE_BYTES ((size_t)1 << 30)
 
 struct sp_tokenizer {
     char *label;
@@ -765,17 +768,12 @@ sprig_status sp_tok_open_json(const char *json, size_t len, const char *label, s
 
 sprig_status sp_tok_open(const char *path, sp_tokenizer **out) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return sp_fail(SPRIG_E_IO, "cannot open tokenizer %s: %s", path, strerror(errno));
-    sp_tk_buf buf = {0};
-    char chunk[1 << 16];
-    size_t got;
-    sprig_status st = SPRIG_OK;
-    while (st == SPRIG_OK && (got = fread(chunk, 1, sizeof chunk, f)) > 0) st = sp_tk_buf_append(&buf, chunk, got);
-    if (st == SPRIG_OK && ferror(f)) st = sp_fail(SPRIG_E_IO, "cannot read tokenizer %s: %s", path, strerror(errno));
-    fclose(f);
-    if (st == SPRIG_OK) st = sp_tok_open_json(buf.data ? buf.data : "", buf.len, path, out);
-    sp_tk_buf_free(&buf);
+    char *text = NULL;
+    size_t len = 0;
+    sprig_status st = sp_file_read(path, TK_MAX_FILE_BYTES, &text, &len, NULL);
+    if (st != SPRIG_OK) return sp_wrap(st, "tokenizer");
+    st = sp_tok_open_json(text, len, path, out);
+    free(text);
     return st;
 }
 

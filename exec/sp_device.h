@@ -11,6 +11,8 @@
 #include "sp_cuda.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 /* What sprig needs to know about a GPU (tuning-database key, roofs, launch limits). */
 typedef struct sp_device_props {
     int ordinal;
@@ -36,6 +38,10 @@ typedef struct sp_device {
  * (with the reason in sprig_last_error) when there is nothing to use; a count
  * of 0 is reported as SPRIG_E_NO_DEVICE too. */
 sprig_status sp_device_count(int *count);
+
+/* The driver's CUDA version (cuDriverGetVersion: 12040 = 12.4), or 0 when no
+ * driver can be loaded or it does not say. */
+int sp_driver_version(void);
 
 /* Properties of GPU `ordinal` without creating a context (for `sprig info`). */
 sprig_status sp_device_query(int ordinal, sp_device_props *props);
@@ -103,4 +109,5 @@ sprig_status sp_buf_copy(CUdeviceptr dst, CUdeviceptr src, size_t bytes);
 sprig_status sp_buf_fill(CUdeviceptr p, unsigned char byte, size_t bytes);
 static inline sprig_status sp_buf_zero(CUdeviceptr p, size_t bytes) { return sp_buf_fill(p, 0, bytes); }
 
+#pragma GCC visibility pop
 #endif

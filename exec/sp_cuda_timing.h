@@ -16,6 +16,8 @@
 #include "sp_cuda.h"
 #include "sp_exec.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 /* Enqueues one launch sequence on stream using argument/weight set `set`. A
  * non-OK return (a refused launch) aborts the timing and is returned. */
 typedef sprig_status (*sp_cuda_enqueue_fn)(void *ctx, int set, CUstream stream);
@@ -43,4 +45,5 @@ sprig_status sp_cuda_time(CUstream stream, sp_cuda_enqueue_fn fn, void *ctx, con
 /* Median of n samples (sorts them in place); 0 when n == 0. */
 double sp_timing_median(double *samples, int n);
 
+#pragma GCC visibility pop
 #endif

@@ -35,6 +35,8 @@
 #include "sp_safetensors.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 #define SP_MAX_LAYERS 1024
 #define SP_MAX_EOS 16
 
@@ -120,4 +122,5 @@ typedef const sp_tensor *(*sp_tensor_lookup_fn)(const void *ctx, const char *nam
 sprig_status sp_model_config_check_tensors(const sp_model_config *cfg, sp_tensor_lookup_fn lookup,
                                            const void *ctx);
 
+#pragma GCC visibility pop
 #endif

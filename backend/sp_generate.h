@@ -6,6 +6,8 @@
 
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 /* temperature 0: greedy (argmax). Otherwise softmax(logits / T) restricted to
  * the smallest set of tokens whose probability reaches top_p (nucleus). */
 typedef struct sp_sampler {
@@ -42,4 +44,5 @@ typedef struct sp_gen_stats {
 sprig_status sp_generate(const sp_backend *be, const int *prompt, int n_prompt, int max_new, int context,
                          sp_sampler *sampler, const int *eos, int n_eos,
                          sprig_status (*on_token)(void *ctx, int token), void *ctx, sp_gen_stats *stats);
+#pragma GCC visibility pop
 #endif

@@ -17,6 +17,8 @@
 
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 #define SP_MAX_DIMS 4
 /* The header may be at most this large (the limit the reference implementation uses). */
 #define SP_ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
@@ -100,4 +102,5 @@ long long sp_tensor_int_at(const sp_tensor *t, size_t i);
 /* Writes "4096x4096" (or "scalar" for ndim 0) into buf; returns buf. */
 char *sp_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap);
 
+#pragma GCC visibility pop
 #endif

@@ -6,6 +6,8 @@
 #include "sp_model.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 /* How the MLP chooses its neurons. */
 typedef enum sp_mlp_mode {
     SP_MLP_AUTO = 0,     /* LTE routers where the model has them, else dense */
@@ -54,4 +56,5 @@ const unsigned char *sp_cpu_decisions(const sp_cpu *c, int l);
 
 /* Fraction of MLP neurons skipped so far (0 when dense). */
 double sp_cpu_mlp_sparsity(const sp_cpu *c);
+#pragma GCC visibility pop
 #endif

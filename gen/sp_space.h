@@ -13,6 +13,8 @@
 
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 typedef struct sp_space_dim {
     char *name;      /* owned */
     int n_values;
@@ -86,4 +88,5 @@ sprig_status sp_space_check(sprig_gen *gen, const sprig_request *req, const char
 sprig_status sp_space_template_hash(sprig_gen *gen, const sprig_request *req, const sp_space *space,
                                     uint64_t *out);
 
+#pragma GCC visibility pop
 #endif

@@ -10,7 +10,7 @@
 #include <xxhash.h>
 
 #include "sp_error.h"
-#include "sp_tok_internal.h"
+#include "tokenizer_internal.h"
 
 /* ---- arena ------------------------------------------------------------------ */
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "sp_error.h"
-#include "sp_gpu_internal.h"
+#include "gpu_internal.h"
 #include "sp_half.h"
 
 static uint16_t to_t(const sp_gpu *g, float v) { return g->bf16 ? sp_f32_to_bf16(v) : sp_f32_to_f16(v); }

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "sp_error.h"
+#include "sp_file.h"
 #include "sp_model_files.h"
 #include "sp_slicegpt.h"
 
@@ -45,30 +46,6 @@ static char *mf_path(const char *dir, const char *file) {
 }
 
 static int mf_exists(const char *path) { return access(path, F_OK) == 0; }
-
-/* Reads a whole (small) file; *out is malloc'ed and NUL-terminated. */
-static sprig_status mf_read_file(const char *path, size_t cap, char **out, size_t *len) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return sp_fail(SPRIG_E_IO, "cannot open '%s': %s", path, strerror(errno));
-    char *buf = malloc(cap + 1);
-    if (!buf) {
-        fclose(f);
-        return sp_fail(SPRIG_E_NOMEM, "out of memory reading '%s'", path);
-    }
-    size_t n = fread(buf, 1, cap, f);
-    int err = ferror(f), more = !err && n == cap && fgetc(f) != EOF;
-    fclose(f);
-    if (err || more) {
-        free(buf);
-        return err ? sp_fail(SPRIG_E_IO, "cannot read '%s'", path)
-                   : sp_fail(SPRIG_E_FORMAT, "%s: larger than %zu bytes", path, cap);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return SPRIG_OK;
-}
 
 static int mf_cmp_entry(const void *a, const void *b) {
     return strcmp(((const mf_entry *)a)->name, ((const mf_entry *)b)->name);
@@ -158,7 +135,7 @@ static sprig_status mf_open_shards(sp_model_files *mf, const cJSON *map, char **
 static sprig_status mf_open_sharded(sp_model_files *mf, const char *index_path) {
     char *text = NULL;
     size_t len = 0;
-    SP_TRY(mf_read_file(index_path, MF_MAX_INDEX_BYTES, &text, &len));
+    SP_TRY(sp_file_read(index_path, MF_MAX_INDEX_BYTES, &text, &len, NULL));
     cJSON *root = cJSON_ParseWithLength(text, len + 1);
     free(text);
     if (!root) return sp_fail(SPRIG_E_FORMAT, "%s: not valid JSON", index_path);

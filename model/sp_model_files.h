@@ -16,6 +16,8 @@
 #include "sp_safetensors.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 typedef struct sp_model_files sp_model_files;
 
 /* Opens the folder `dir`. Missing config.json / weights / shard: SPRIG_E_IO
@@ -47,4 +49,5 @@ const char *sp_model_files_dir(const sp_model_files *mf);
 /* sp_tensor_lookup_fn adapter over sp_model_files_find (ctx is the sp_model_files). */
 const sp_tensor *sp_model_files_lookup(const void *ctx, const char *name);
 
+#pragma GCC visibility pop
 #endif

@@ -36,6 +36,8 @@
 
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 typedef struct sp_tokenizer sp_tokenizer;
 
 /* Reads tokenizer.json at path. Missing/unreadable file: SPRIG_E_IO; not JSON,
@@ -101,4 +103,5 @@ sprig_status sp_tok_stream_push(sp_tok_stream *s, int32_t id, const char **text,
 sprig_status sp_tok_stream_finish(sp_tok_stream *s, const char **text, size_t *len);
 void sp_tok_stream_close(sp_tok_stream *s);
 
+#pragma GCC visibility pop
 #endif

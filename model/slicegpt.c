@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "sp_error.h"
+#include "sp_file.h"
 #include "sp_slicegpt.h"
 
 #define SL_MAX_JSON_BYTES (16u << 20)
@@ -280,35 +281,12 @@ sprig_status sp_slice_parse(const char *json, size_t len, const char *label, con
 
 /* ---- finding it in a folder ------------------------------------------------------------ */
 
-static sprig_status sl_read_file(const char *path, char **out, size_t *len) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return sp_fail(SPRIG_E_IO, "cannot open '%s': %s", path, strerror(errno));
-    char *buf = malloc(SL_MAX_JSON_BYTES + 1);
-    if (!buf) {
-        fclose(f);
-        return sp_fail(SPRIG_E_NOMEM, "out of memory reading '%s'", path);
-    }
-    size_t n = fread(buf, 1, SL_MAX_JSON_BYTES, f);
-    int err = ferror(f), more = !err && n == SL_MAX_JSON_BYTES && fgetc(f) != EOF;
-    fclose(f);
-    if (err || more) {
-        free(buf);
-        return err ? sp_fail(SPRIG_E_IO, "cannot read '%s'", path)
-                   : sp_fail(SPRIG_E_FORMAT, "%s: larger than %u bytes", path, SL_MAX_JSON_BYTES);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return SPRIG_OK;
-}
-
 static sprig_status sl_load_file(const char *dir, const char *file, sp_model_config *cfg) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     char *text;
     size_t len;
-    SP_TRY(sl_read_file(path, &text, &len));
+    SP_TRY(sp_file_read(path, SL_MAX_JSON_BYTES, &text, &len, NULL));
     sprig_status s = sp_slice_parse(text, len, path, cfg, &cfg->slice);
     free(text);
     return s;
@@ -357,7 +335,7 @@ static sprig_status sl_config_key(const char *dir, cJSON **out) {
     char path[4096], *text;
     size_t len;
     snprintf(path, sizeof path, "%s/config.json", dir);
-    SP_TRY(sl_read_file(path, &text, &len));
+    SP_TRY(sp_file_read(path, SL_MAX_JSON_BYTES, &text, &len, NULL));
     cJSON *root = cJSON_ParseWithLength(text, len + 1);
     free(text);
     if (!root) return sp_fail(SPRIG_E_FORMAT, "%s: not valid JSON", path);

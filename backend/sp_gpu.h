@@ -43,6 +43,8 @@
 #include "sp_model.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 /* Rendered and loaded kernels, keyed by plan key, plus the generator that
  * renders them. Several backends on one executor may share one (the shapes of
  * different models often coincide; the emulator compiles each plan once). */
@@ -130,4 +132,5 @@ const int *sp_gpu_last_active(const sp_gpu *g);
  * active when score > it; threshold mode: |silu(score)| > it). scores must hold
  * intermediate_size floats; *n = 0 for a dense layer. For diagnostics and tests. */
 sprig_status sp_gpu_router_scores(sp_gpu *g, int l, float *scores, int *n, float *threshold);
+#pragma GCC visibility pop
 #endif

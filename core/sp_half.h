@@ -4,8 +4,11 @@
 #define SP_HALF_H
 #include <stdint.h>
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 float sp_f16_to_f32(uint16_t h);
 uint16_t sp_f32_to_f16(float f);
 float sp_bf16_to_f32(uint16_t b);
 uint16_t sp_f32_to_bf16(float f);
+#pragma GCC visibility pop
 #endif

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "sp_error.h"
-#include "sp_gpu_internal.h"
+#include "gpu_internal.h"
 
 /* The gather pair of a path for layer G's widths (gate/up read a_out, down
  * writes m_out); the down kernel's layout is forced when `layout` is set. */

@@ -8,7 +8,7 @@
 #include <cjson/cJSON.h>
 
 #include "sp_error.h"
-#include "sp_gpu_internal.h"
+#include "gpu_internal.h"
 #include "sp_half.h"
 
 /* ---- tuning parameters ----------------------------------------------------------

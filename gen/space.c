@@ -7,7 +7,7 @@
 #include <lauxlib.h>
 
 #include "sp_error.h"
-#include "sp_gen.h"
+#include "gen_internal.h"
 #include "sp_space.h"
 
 void sp_space_free(sp_space *s) {

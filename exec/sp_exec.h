@@ -12,6 +12,8 @@
 
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 typedef uint64_t sp_dptr;
 typedef struct sp_exec sp_exec;
 typedef struct sp_exec_module sp_exec_module; /* one plan, compiled and loaded */
@@ -130,4 +132,5 @@ static inline sprig_status sp_exec_time(sp_exec *e, sp_exec_module *m, const spr
     sp_exec_step step = {m, plan, arg_sets};
     return e->ops->time_seq(e, &step, 1, n_sets, warmup, reps, out);
 }
+#pragma GCC visibility pop
 #endif

@@ -61,6 +61,8 @@
 #include "sp_model_config.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 #define SP_SLICE_ROUND 8       /* widths must be multiples of this */
 #define SP_SLICE_NORM_EPS 1e-5 /* slicegpt/modules.py RMSN */
 
@@ -89,4 +91,5 @@ void sp_slice_const(const sp_model_config *cfg, int width, sp_slice_config *out)
  * returned string; NULL when out of memory. */
 char *sp_slice_to_json(const sp_model_config *cfg, const sp_slice_config *s);
 
+#pragma GCC visibility pop
 #endif

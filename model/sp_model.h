@@ -10,6 +10,8 @@
 #include "sp_model_files.h"
 #include "sprig.h"
 
+#pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
+
 /* Widths: d = hidden_size, or for a SliceGPT model (cfg->slice.enabled) the
  * layer's sliced widths: q/k/v read attn_in, o writes attn_out, gate/up/router
  * read mlp_in, down writes mlp_out (see sp_slicegpt.h). */
@@ -48,4 +50,5 @@ void sp_tensor_row(const sp_tensor *t, int64_t r, float *out);
 void sp_rope_inv_freq(const sp_model_config *cfg, double *inv_freq);
 /* y[r] = Σ_c W[r][c] x[c] for r < rows of W (accumulated in double). */
 void sp_matvec(const sp_tensor *W, const float *x, float *y);
+#pragma GCC visibility pop
 #endif
