@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "sp_cpu.h"
+#include "backend_internal.h"
 #include "sp_error.h"
 
 #define NEW(ptr, n) ((ptr) = calloc((size_t)(n), sizeof *(ptr)))
@@ -310,6 +311,13 @@ sprig_status sp_cpu_calibrate(sp_cpu *c, const int *tokens, int n, double sparsi
     c->mlp_active = c->mlp_total = 0;
     if (s == SPRIG_OK) c->mode = SP_MLP_THRESHOLD;
     return s;
+}
+
+sprig_status sp_cpu_set_thresholds(sp_cpu *c, const float *thresholds) {
+    memcpy(c->thresholds, thresholds, sizeof(float) * (size_t)c->model->cfg->num_hidden_layers);
+    c->mode = SP_MLP_THRESHOLD;
+    c->mlp_active = c->mlp_total = 0;
+    return SPRIG_OK;
 }
 
 double sp_cpu_mlp_sparsity(const sp_cpu *c) {

@@ -38,7 +38,7 @@ static int by_prob_desc(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
-int sp_sample(sp_sampler *s, const float *logits) {
+static int sp_sample(sp_sampler *s, const float *logits) {
     int best = 0;
     for (int i = 1; i < s->vocab; ++i)
         if (logits[i] > logits[best]) best = i;
@@ -65,7 +65,7 @@ static double now_seconds(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-sprig_status sp_generate(const sp_backend *be, const int *prompt, int n_prompt, int max_new, int context,
+sprig_status sp_generate(sp_backend *be, const int *prompt, int n_prompt, int max_new, int context,
                          sp_sampler *sampler, const int *eos, int n_eos,
                          sprig_status (*on_token)(void *ctx, int token), void *ctx, sp_gen_stats *stats) {
     memset(stats, 0, sizeof *stats);
@@ -75,7 +75,7 @@ sprig_status sp_generate(const sp_backend *be, const int *prompt, int n_prompt, 
     if (n_prompt + max_new > context) max_new = context - n_prompt;
     const float *logits = NULL;
     double t0 = now_seconds();
-    for (int i = 0; i < n_prompt; ++i) SP_TRY(be->forward(be->self, prompt[i], i, &logits));
+    for (int i = 0; i < n_prompt; ++i) SP_TRY(sp_backend_forward(be, prompt[i], i, &logits));
     stats->prompt_tokens = n_prompt;
     stats->prompt_seconds = now_seconds() - t0;
     t0 = now_seconds();
@@ -89,7 +89,7 @@ sprig_status sp_generate(const sp_backend *be, const int *prompt, int n_prompt, 
             stats->stopped_at_eos = 1;
             break;
         }
-        if (i + 1 < max_new) SP_TRY(be->forward(be->self, tok, n_prompt + i, &logits));
+        if (i + 1 < max_new) SP_TRY(sp_backend_forward(be, tok, n_prompt + i, &logits));
     }
     stats->decode_seconds = now_seconds() - t0;
     return SPRIG_OK;

@@ -1,183 +1,15 @@
-/* The GPU backend: the kernel set, opening a model on an executor, and the
- * per-token launch sequence (see sp_gpu.h for the sequence and the choices). */
+/* The GPU backend: opening a model on an executor (its kernels come from a
+ * kernel set, gpu_kernels.c) and the per-token launch sequence (see sp_gpu.h
+ * for the sequence and the choices). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
+#include "backend_internal.h"
 #include "sp_error.h"
 #include "gpu_internal.h"
 #include "sp_half.h"
-
-/* ---- tuning parameters ----------------------------------------------------------
- * The one place that decides a kernel's tuning parameters: the installed
- * tuning (the database), else the family's defaults on a GPU, and the
- * cheapest plans on the CPU emulator, where every CUDA thread is a fiber and
- * the cost is per thread launched: small CTAs and few splits. Those are the
- * same templates with other parameters, so the emulated tests still run the
- * generated code. */
-static const char *emulator_params(const char *family) {
-    static const struct {
-        const char *family, *params;
-    } emu[] = {
-        {"dense_gemv", "threads=64,rows_per_warp=4"},
-        {"rmsnorm", "threads=64"},
-        {"attention_decode", "threads=32,splits=2"},
-        {"router", "threads=64,ksplit=2,compact_threads=256"},
-        {"gather_upgate", "threads=64,rows_per_warp=4"},
-        {"gather_down", "threads=64,cols_per_cta=64,splits=2"},
-    };
-    for (size_t i = 0; i < sizeof emu / sizeof emu[0]; ++i)
-        if (strcmp(emu[i].family, family) == 0) return emu[i].params;
-    return "";
-}
-
-void sp_gpu_choose_params(const sp_gpu_kernels *ks, const sprig_request *req, double sparsity, char *buf,
-                          size_t cap) {
-    char why[512] = "";
-    if (ks->tuning.choose && ks->tuning.choose(ks->tuning.ctx, req, sparsity, buf, cap, why, sizeof why)) return;
-    const int emulated = ks->exec && ks->exec->kind && strcmp(ks->exec->kind, "emulator") == 0;
-    snprintf(buf, cap, "%s", emulated ? emulator_params(req->family) : "");
-}
-
-void sp_gpu_kernels_set_tuning(sp_gpu_kernels *ks, const sp_gpu_tuning *t) {
-    if (t) ks->tuning = *t;
-    else memset(&ks->tuning, 0, sizeof ks->tuning);
-}
-
-const char *sp_gpu_kernels_key(const sp_gpu_kernels *ks, int i) {
-    return ks && i >= 0 && i < ks->n ? ks->items[i]->plan->key : NULL;
-}
-
-sprig_status sp_gpu_merge_params(const char *fixed, const char *tuned, char *out, size_t cap) {
-    size_t n = (size_t)snprintf(out, cap, "%s", fixed ? fixed : "");
-    for (const char *p = tuned ? tuned : ""; *p;) {
-        const char *end = strchr(p, ','), *eq = strchr(p, '=');
-        const size_t len = end ? (size_t)(end - p) : strlen(p);
-        const size_t klen = eq && eq < p + len ? (size_t)(eq - p) : len;
-        int taken = 0;
-        for (const char *q = fixed ? fixed : ""; *q && !taken;) {
-            taken = strncmp(q, p, klen) == 0 && q[klen] == '=';
-            q = strchr(q, ',');
-            q = q ? q + 1 : "";
-        }
-        if (len && !taken) n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%.*s", n ? "," : "", (int)len, p);
-        p = end ? end + 1 : p + len;
-    }
-    if (n >= cap) return sp_fail(SPRIG_E_INVALID, "kernel parameters too long: %s + %s", fixed, tuned);
-    return SPRIG_OK;
-}
-
-int sp_gpu_plan_param(const sprig_plan *plan, const char *key, char *buf, size_t cap) {
-    cJSON *obj = cJSON_Parse(plan->params_json);
-    const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
-    int found = 1;
-    if (cJSON_IsString(v)) snprintf(buf, cap, "%s", v->valuestring);
-    else if (cJSON_IsNumber(v)) snprintf(buf, cap, "%g", v->valuedouble);
-    else found = 0;
-    cJSON_Delete(obj);
-    return found;
-}
-
-/* ---- the kernel set ------------------------------------------------------------ */
-sprig_status sp_gpu_kernels_open(sp_exec *exec, sp_gpu_kernels **out) {
-    *out = NULL;
-    sp_gpu_kernels *ks = calloc(1, sizeof *ks);
-    SP_CHECK_ALLOC(ks);
-    ks->exec = exec;
-    sprig_status s = sprig_gen_open(&ks->gen, NULL);
-    if (s != SPRIG_OK) {
-        free(ks);
-        return s;
-    }
-    *out = ks;
-    return SPRIG_OK;
-}
-
-void sp_gpu_kernels_close(sp_gpu_kernels *ks) {
-    if (!ks) return;
-    for (int i = 0; i < ks->n; ++i) {
-        sp_gpu_kernel *k = ks->items[i];
-        sp_exec_free(ks->exec, k->ws);
-        sp_exec_unload(ks->exec, k->mod);
-        sprig_plan_free(k->plan);
-        free(k);
-    }
-    free(ks->items);
-    sprig_gen_close(ks->gen);
-    free(ks);
-}
-
-int sp_gpu_kernels_count(const sp_gpu_kernels *ks) { return ks ? ks->n : 0; }
-
-static sprig_status render(sp_gpu_kernels *ks, sprig_request *req, const char *fixed, double sparsity,
-                           sprig_plan **plan) {
-    char params[1024], tuned[512];
-    req->params = fixed;
-    sp_gpu_choose_params(ks, req, sparsity, tuned, sizeof tuned);
-    SP_TRY(sp_gpu_merge_params(fixed, tuned, params, sizeof params));
-    req->params = params;
-    sprig_status s = sprig_gen_render(ks->gen, req, plan);
-    if (s == SPRIG_E_INVALID && *tuned) {
-        /* tuned parameters that do not fit this exact problem: the defaults always do */
-        req->params = fixed;
-        s = sprig_gen_render(ks->gen, req, plan);
-    }
-    req->params = NULL;
-    return s;
-}
-
-/* Takes ownership of plan: loads it (with a zeroed workspace) or frees it on failure. */
-static sprig_status load(sp_gpu_kernels *ks, sprig_plan *plan, sp_gpu_kernel **out) {
-    sp_gpu_kernel *k = calloc(1, sizeof *k);
-    if (!k || (ks->n == ks->cap && !(ks->items = realloc(ks->items, sizeof *ks->items * (size_t)(ks->cap = ks->cap ? 2 * ks->cap : 16))))) {
-        free(k);
-        sprig_plan_free(plan);
-        return sp_fail(SPRIG_E_NOMEM, "out of memory");
-    }
-    k->plan = plan;
-    sprig_status s = sp_exec_load(ks->exec, plan, &k->mod);
-    if (s == SPRIG_OK && plan->workspace_bytes) {
-        s = sp_exec_alloc(ks->exec, &k->ws, plan->workspace_bytes);
-        if (s == SPRIG_OK) s = sp_exec_fill(ks->exec, k->ws, 0, plan->workspace_bytes);
-    }
-    if (s != SPRIG_OK) {
-        sp_exec_free(ks->exec, k->ws);
-        sp_exec_unload(ks->exec, k->mod);
-        free(k);
-        sprig_plan_free(plan);
-        return s;
-    }
-    ks->items[ks->n++] = k;
-    *out = k;
-    return SPRIG_OK;
-}
-
-sprig_status sp_gpu_kernel_get(sp_gpu_kernels *ks, const char *family, int d, int f, const char *dtype, int g,
-                               const char *fixed, double sparsity, sp_gpu_kernel **out) {
-    *out = NULL;
-    sprig_request req = {family, d, f, dtype, 1, g, NULL};
-    sprig_plan *plan = NULL;
-    sprig_status s = render(ks, &req, fixed, sparsity, &plan);
-    if (s != SPRIG_OK)
-        return sp_wrap(s, "kernel %s (d=%d, f=%d, %s, g=%d, %s)", family, d, f, dtype, g, fixed);
-    for (int i = 0; i < ks->n; ++i)
-        if (strcmp(ks->items[i]->plan->key, plan->key) == 0) {
-            sprig_plan_free(plan);
-            *out = ks->items[i];
-            return SPRIG_OK;
-        }
-    char key[256];
-    snprintf(key, sizeof key, "%s", plan->key);
-    s = load(ks, plan, out);
-    return s == SPRIG_OK ? s : sp_wrap(s, "kernel %s", key);
-}
-
-sprig_status sp_gpu_kernel_launch(sp_gpu_kernels *ks, sp_gpu_kernel *k, void **args) {
-    return sp_exec_launch(ks->exec, k->mod, k->plan, args);
-}
 
 /* ---- opening a model ----------------------------------------------------------- */
 
@@ -342,7 +174,7 @@ static sprig_status open_gpu(sp_gpu *g) {
     return sp_gpu_upload_weights(g);
 }
 
-sprig_status sp_gpu_open_with(sp_gpu_kernels *kernels, const sp_model *model, int max_seq, sp_mlp_mode mode,
+sprig_status sp_gpu_open(sp_gpu_kernels *kernels, const sp_model *model, int max_seq, sp_mlp_mode mode,
                               const char *dtype, sp_gpu **out) {
     *out = NULL;
     if (max_seq < 1) return sp_fail(SPRIG_E_INVALID, "max_seq must be positive");
@@ -364,20 +196,6 @@ sprig_status sp_gpu_open_with(sp_gpu_kernels *kernels, const sp_model *model, in
     return SPRIG_OK;
 }
 
-sprig_status sp_gpu_open(sp_exec *exec, const sp_model *model, int max_seq, sp_mlp_mode mode, const char *dtype,
-                         sp_gpu **out) {
-    *out = NULL;
-    sp_gpu_kernels *ks = NULL;
-    SP_TRY(sp_gpu_kernels_open(exec, &ks));
-    sprig_status s = sp_gpu_open_with(ks, model, max_seq, mode, dtype, out);
-    if (s != SPRIG_OK) {
-        sp_gpu_kernels_close(ks);
-        return s;
-    }
-    (*out)->own_kernels = 1;
-    return SPRIG_OK;
-}
-
 void sp_gpu_close(sp_gpu *g) {
     if (!g) return;
     sp_exec *e = g->exec;
@@ -392,7 +210,6 @@ void sp_gpu_close(sp_gpu *g) {
     free(g->active);
     free(g->counts_host);
     free(g->thresholds);
-    if (g->own_kernels) sp_gpu_kernels_close(g->kernels);
     free(g);
 }
 

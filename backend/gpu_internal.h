@@ -1,6 +1,7 @@
-/* Internals of the GPU backend shared by gpu_backend.c (the kernel set, open,
- * the decode step), gpu_weights.c (packing and upload) and gpu_mlp.c (the MLP
- * kernels per mode). Not part of any public interface. */
+/* Internals of the GPU backend shared by gpu_kernels.c (the kernel set),
+ * gpu_backend.c (open, the decode step), gpu_weights.c (packing and upload)
+ * and gpu_mlp.c (the MLP kernels per mode). Not exported from the layer.
+ * Calls go one way: gpu_backend -> gpu_mlp, gpu_weights -> gpu_kernels. */
 #ifndef SP_GPU_INTERNAL_H
 #define SP_GPU_INTERNAL_H
 
@@ -23,7 +24,7 @@ struct sp_gpu_kernels {
     sprig_gen *gen;      /* owned */
     int n, cap;
     sp_gpu_kernel **items;
-    sp_gpu_tuning tuning;  /* choose NULL: defaults */
+    sp_tuning_hook tuning; /* choose NULL: the executor's defaults */
 };
 
 /* Renders (family, shape, params), or finds it by plan key, and loads it.
@@ -37,8 +38,8 @@ sprig_status sp_gpu_kernel_get(sp_gpu_kernels *ks, const char *family, int d, in
 sprig_status sp_gpu_kernel_launch(sp_gpu_kernels *ks, sp_gpu_kernel *k, void **args);
 
 /* The tuning parameters for one request (req->params: the fixed ones), into
- * buf: the installed tuning's choice, else cheap plans under the emulator,
- * else "" (the family's defaults). */
+ * buf: the installed hook's choice, else the executor's defaults
+ * (sp_exec_default_params; "" on a GPU: the family's defaults). */
 void sp_gpu_choose_params(const sp_gpu_kernels *ks, const sprig_request *req, double sparsity, char *buf,
                           size_t cap);
 
@@ -94,7 +95,6 @@ typedef struct gpu_layer {
 
 struct sp_gpu {
     sp_gpu_kernels *kernels;
-    int own_kernels;
     sp_exec *exec;                     /* = kernels->exec */
     const sp_model *model;             /* borrowed */
     const sp_model_config *cfg;

@@ -3,17 +3,11 @@
 #ifndef SP_CPU_H
 #define SP_CPU_H
 
+#include "sp_mlp_mode.h"
 #include "sp_model.h"
 #include "sprig.h"
 
 #pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
-
-/* How the MLP chooses its neurons. */
-typedef enum sp_mlp_mode {
-    SP_MLP_AUTO = 0,     /* LTE routers where the model has them, else dense */
-    SP_MLP_DENSE,        /* every neuron, routers ignored */
-    SP_MLP_THRESHOLD     /* training-free: keep neurons with |silu(gate)| > t_layer */
-} sp_mlp_mode;
 
 typedef struct sp_cpu {
     const sp_model *model;   /* borrowed */

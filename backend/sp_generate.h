@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "sp_backend.h"
 #include "sprig.h"
 
 #pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
@@ -20,17 +21,6 @@ typedef struct sp_sampler {
 
 sprig_status sp_sampler_init(sp_sampler *s, int vocab, float temperature, float top_p, uint64_t seed);
 void sp_sampler_free(sp_sampler *s);
-int sp_sample(sp_sampler *s, const float *logits);
-
-/* What a backend offers the decode loop. */
-typedef struct sp_backend {
-    const char *name;
-    void *self;
-    /* Runs `token` at position `pos`; *logits [vocab] stays valid until the next call. */
-    sprig_status (*forward)(void *self, int token, int pos, const float **logits);
-    /* Fraction of MLP neurons skipped so far. */
-    double (*mlp_sparsity)(const void *self);
-} sp_backend;
 
 typedef struct sp_gen_stats {
     int prompt_tokens, generated;
@@ -41,7 +31,7 @@ typedef struct sp_gen_stats {
 /* Feeds the prompt, then samples up to max_new tokens, stopping after any of
  * eos[0..n_eos). on_token (may be NULL) sees each generated token as it comes.
  * context: the largest number of positions the backend holds. */
-sprig_status sp_generate(const sp_backend *be, const int *prompt, int n_prompt, int max_new, int context,
+sprig_status sp_generate(sp_backend *be, const int *prompt, int n_prompt, int max_new, int context,
                          sp_sampler *sampler, const int *eos, int n_eos,
                          sprig_status (*on_token)(void *ctx, int token), void *ctx, sp_gen_stats *stats);
 #pragma GCC visibility pop

@@ -1,6 +1,6 @@
 /* The GPU backend of the runtime: the decode step of a LLaMA-family model as a
  * fixed sequence of generated kernels, written against sp_exec so the same
- * code runs on a GPU (runtime/exec_cuda.c) and, in the tests, on the CPU
+ * code runs on a GPU (exec/exec_cuda.c) and, in the tests, on the CPU
  * emulator (tests/emu).
  *
  * Per token (one launch sequence, identical from token to token: the token id
@@ -38,61 +38,25 @@
 #ifndef SP_GPU_H
 #define SP_GPU_H
 
-#include "sp_cpu.h"
 #include "sp_exec.h"
+#include "sp_gpu_kernels.h"
+#include "sp_mlp_mode.h"
 #include "sp_model.h"
 #include "sprig.h"
 
 #pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
 
-/* Rendered and loaded kernels, keyed by plan key, plus the generator that
- * renders them. Several backends on one executor may share one (the shapes of
- * different models often coincide; the emulator compiles each plan once). */
-typedef struct sp_gpu_kernels sp_gpu_kernels;
-
-/* exec is borrowed and must outlive the set. The caller owns *out. */
-sprig_status sp_gpu_kernels_open(sp_exec *exec, sp_gpu_kernels **out);
-/* Unloads every kernel. Every backend using the set must be closed first. */
-void sp_gpu_kernels_close(sp_gpu_kernels *k);
-/* How many distinct plans the set has loaded (compiled) so far. */
-int sp_gpu_kernels_count(const sp_gpu_kernels *k);
-/* The plan key of loaded kernel i (0 <= i < count), e.g. to show or test
- * which parameters were used; NULL outside the range. */
-const char *sp_gpu_kernels_key(const sp_gpu_kernels *k, int i);
-
-/* Where the kernels get their tuning parameters (the tuning database, through
- * tuner/sp_runtime_tuning.h). choose gets the request (req->params: the
- * parameters the problem fixes, e.g. "op=up" or "all_active=1") and the share
- * of MLP neurons the backend expects to skip (percent; 0 for dense MLPs and
- * for the attention-side kernels); it writes the parameters to use to buf and
- * returns 1, or returns 0 for the family's defaults. why (may be "") gets one
- * line saying where they came from. Parameters that turn out not to fit the
- * exact problem fall back to the defaults; fixed parameters always win. */
-typedef struct sp_gpu_tuning {
-    int (*choose)(void *ctx, const sprig_request *req, double sparsity, char *buf, size_t cap, char *why,
-                  size_t why_cap);
-    void *ctx;           /* borrowed: must outlive the kernel set */
-} sp_gpu_tuning;
-/* The parameters the backend renders for a request: out = fixed, then every
- * item of tuned whose key fixed does not set (fixed parameters always win).
- * SPRIG_E_INVALID when out would not fit in cap. */
-sprig_status sp_gpu_merge_params(const char *fixed, const char *tuned, char *out, size_t cap);
-/* Installs t (copied; NULL: defaults again) for the kernels loaded after the call. */
-void sp_gpu_kernels_set_tuning(sp_gpu_kernels *k, const sp_gpu_tuning *t);
-
 typedef struct sp_gpu sp_gpu;
 
 /* Packs and uploads the model's weights, allocates the KV cache for max_seq
- * positions and loads every kernel the mode needs. dtype: "fp16" or "bf16".
+ * positions and loads every kernel the mode needs from the kernel set
+ * (borrowed; it must outlive the backend). dtype: "fp16" or "bf16".
  * mode: SP_MLP_AUTO (LTE routers where present, else dense), SP_MLP_DENSE, or
  * SP_MLP_THRESHOLD (then sp_gpu_set_thresholds must come before the first
- * forward). exec and model are borrowed and must outlive the backend.
+ * forward). model is borrowed and must outlive the backend.
  * The caller owns *out (sp_gpu_close). */
-sprig_status sp_gpu_open(sp_exec *exec, const sp_model *model, int max_seq, sp_mlp_mode mode, const char *dtype,
-                         sp_gpu **out);
-/* The same, with a shared kernel set (borrowed; must outlive the backend). */
-sprig_status sp_gpu_open_with(sp_gpu_kernels *kernels, const sp_model *model, int max_seq, sp_mlp_mode mode,
-                              const char *dtype, sp_gpu **out);
+sprig_status sp_gpu_open(sp_gpu_kernels *kernels, const sp_model *model, int max_seq, sp_mlp_mode mode,
+                         const char *dtype, sp_gpu **out);
 void sp_gpu_close(sp_gpu *g);
 
 /* Runs token at position pos (0-based, in order) and returns the logits
@@ -110,20 +74,13 @@ void sp_gpu_set_graph(sp_gpu *g, int on);
 const char *sp_gpu_graph_note(const sp_gpu *g);
 
 /* Training-free sparsity: per-layer thresholds on |silu(x·W_gate)| (e.g. from
- * sp_cpu_calibrate: sp_cpu.thresholds), [n_layers]. Switches every layer's MLP
+ * sp_calibrate_thresholds), [n_layers]. Switches every layer's MLP
  * to the threshold rule and resets the sparsity counters. */
 sprig_status sp_gpu_set_thresholds(sp_gpu *g, const float *thresholds);
 
 /* Fraction of MLP neurons skipped so far (0 when dense), counted exactly as
  * the CPU backend counts: active experts * g per routed layer, f per dense one. */
 double sp_gpu_mlp_sparsity(const sp_gpu *g);
-/* Bytes of weights on the device that a dense decode step reads (everything
- * but the embedding table, of which a token reads one row; LTE routers and
- * SliceGPT shortcuts included): the numerator of the bandwidth roof. */
-size_t sp_gpu_weight_bytes(const sp_gpu *g);
-/* Of those, W_gate, W_up and W_down: the share a sparse MLP skips in
- * proportion to its sparsity. */
-size_t sp_gpu_mlp_weight_bytes(const sp_gpu *g);
 /* Per layer, the number of neurons the last token's MLP used ([n_layers]). */
 const int *sp_gpu_last_active(const sp_gpu *g);
 /* Layer l's router scores for the last token, as the router kernel computed

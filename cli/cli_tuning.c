@@ -39,7 +39,7 @@ int cli_tuning_kernels_open(const cli_tuning_args *a, const char *cmd, sp_exec *
         return cli_error("opening the kernel set", s);
     }
     if (*t) {
-        sp_gpu_tuning hook = sp_runtime_tuning_hook(*t);
+        sp_tuning_hook hook = sp_runtime_tuning_hook(*t);
         sp_gpu_kernels_set_tuning(*ks, &hook);
     }
     return 0;

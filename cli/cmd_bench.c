@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "sp_bench.h"
 #include "sp_cache.h"
+#include "sp_file.h"
 
 #define BE_MAX_LIST 32
 

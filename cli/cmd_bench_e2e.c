@@ -14,10 +14,9 @@
 #include "cli.h"
 #include "cli_tuning.h"
 #include "sp_error.h"
+#include "sp_backend.h"
 #include "sp_bench.h"
-#include "sp_cpu.h"
 #include "sp_exec.h"
-#include "sp_gpu.h"
 #include "sp_model.h"
 
 #define E2E_MAX_MODELS 8
@@ -89,16 +88,6 @@ typedef struct e2e_bench {
     int n_rows;
 } e2e_bench;
 
-/* One backend instance in one MLP mode. */
-typedef struct e2e_run {
-    sp_cpu *cpu;
-    sp_gpu *gpu;
-} e2e_run;
-
-static sprig_status run_forward(e2e_run *r, int token, int pos, const float **logits) {
-    return r->gpu ? sp_gpu_forward(r->gpu, token, pos, logits) : sp_cpu_forward(r->cpu, token, pos, logits);
-}
-
 static int argmax(const float *v, int n) {
     int b = 0;
     for (int i = 1; i < n; ++i)
@@ -107,18 +96,18 @@ static int argmax(const float *v, int n) {
 }
 
 /* Decodes warmup + tokens greedy steps from token 1 and returns ms per timed token. */
-static sprig_status time_decode(e2e_run *r, int vocab, int warmup, int tokens, double *ms, double *sparsity) {
+static sprig_status time_decode(sp_backend *be, int vocab, int warmup, int tokens, double *ms, double *sparsity) {
     const float *logits = NULL;
     int tok = 1 % vocab;
     double t0 = 0;
     for (int pos = 0; pos < warmup + tokens; ++pos) {
         if (pos == warmup) t0 = now_s();
-        sprig_status s = run_forward(r, tok, pos, &logits);
+        sprig_status s = sp_backend_forward(be, tok, pos, &logits);
         if (s != SPRIG_OK) return s;
         tok = argmax(logits, vocab);
     }
     *ms = (now_s() - t0) * 1e3 / tokens;
-    *sparsity = r->gpu ? sp_gpu_mlp_sparsity(r->gpu) : sp_cpu_mlp_sparsity(r->cpu);
+    *sparsity = sp_backend_mlp_sparsity(be);
     return SPRIG_OK;
 }
 
@@ -178,32 +167,28 @@ static int parse_e2e(int argc, char **argv, e2e_opts *o) {
     return 0;
 }
 
-/* Training-free thresholds for a model without routers: the CPU backend
- * calibrates them once per model on a short fixed prompt (the caller frees
- * the result with sp_cpu_close; thresholds in ->thresholds). */
-static sprig_status calibrate(const e2e_bench *b, const sp_model *model, sp_cpu **out) {
+/* Training-free thresholds for a model without routers, calibrated once per
+ * model on a short fixed prompt (the caller frees *out, [n_layers]). */
+static sprig_status calibrate(const e2e_bench *b, const sp_model *model, float **out) {
     const int vocab = model->cfg->vocab_size;
     int prompt[16];
     for (int i = 0; i < 16; ++i) prompt[i] = (i * 7919 + 1) % vocab;
-    SP_TRY(sp_cpu_open(model, 16, SP_MLP_DENSE, out));
-    return sp_cpu_calibrate(*out, prompt, 16, b->o->sparsity);
+    *out = malloc(sizeof(float) * (size_t)model->cfg->num_hidden_layers);
+    SP_CHECK_ALLOC(*out);
+    return sp_calibrate_thresholds(model, prompt, 16, b->o->sparsity, *out);
 }
 
 /* Opens the backend for one row; thresholds (NULL unless a threshold row)
  * switch its MLP to the threshold rule. */
 static sprig_status open_run(e2e_bench *b, const sp_model *model, int sparse, const float *thresholds, int graph,
-                             e2e_run *r) {
+                             sp_backend **be) {
     const e2e_opts *o = b->o;
     const int ctx = o->warmup + o->tokens + 1;
     const sp_mlp_mode mode = thresholds ? SP_MLP_THRESHOLD : sparse ? SP_MLP_AUTO : SP_MLP_DENSE;
-    if (b->cuda) {
-        SP_TRY(sp_gpu_open_with(b->kernels, model, ctx, mode, o->dtype, &r->gpu));
-        if (thresholds) SP_TRY(sp_gpu_set_thresholds(r->gpu, thresholds));
-        sp_gpu_set_graph(r->gpu, graph);
-        return SPRIG_OK;
-    }
-    SP_TRY(sp_cpu_open(model, ctx, mode, &r->cpu));
-    if (thresholds) memcpy(r->cpu->thresholds, thresholds, sizeof(float) * (size_t)model->cfg->num_hidden_layers);
+    SP_TRY(b->cuda ? sp_backend_open_gpu(b->kernels, model, ctx, mode, o->dtype, be)
+                   : sp_backend_open_cpu(model, ctx, mode, be));
+    if (thresholds) SP_TRY(sp_backend_set_thresholds(*be, thresholds));
+    sp_backend_set_graph(*be, graph);
     return SPRIG_OK;
 }
 
@@ -214,19 +199,20 @@ static sprig_status time_row(e2e_bench *b, const sp_model *model, const char *di
     row->model = dir;
     row->graph = b->cuda ? graph : -1;
     snprintf(row->mode, sizeof row->mode, "%s", !sparse ? "dense" : model->cfg->lte.enabled ? "lte" : "threshold");
-    e2e_run r = {0};
-    sprig_status s = open_run(b, model, sparse, thresholds, graph, &r);
-    if (s == SPRIG_OK) s = time_decode(&r, model->cfg->vocab_size, b->o->warmup, b->o->tokens, &row->ms, &row->sparsity);
-    if (s == SPRIG_OK && r.gpu && graph && sp_gpu_graph_note(r.gpu)[0]) {
-        fprintf(stderr, "sprig bench-e2e: %s\n", sp_gpu_graph_note(r.gpu));
+    sp_backend *be = NULL;
+    sprig_status s = open_run(b, model, sparse, thresholds, graph, &be);
+    if (s == SPRIG_OK) s = time_decode(be, model->cfg->vocab_size, b->o->warmup, b->o->tokens, &row->ms, &row->sparsity);
+    if (s == SPRIG_OK && graph && sp_backend_note(be)[0]) {
+        fprintf(stderr, "sprig bench-e2e: %s\n", sp_backend_note(be));
         row->graph = 0; /* it ran without one */
     }
-    if (s == SPRIG_OK && r.gpu) {
-        row->weight_bytes = (double)sp_gpu_weight_bytes(r.gpu);
-        row->read_bytes = row->weight_bytes - row->sparsity * (double)sp_gpu_mlp_weight_bytes(r.gpu);
+    if (s == SPRIG_OK) {
+        size_t all = 0, mlp = 0;
+        sp_backend_weight_bytes(be, &all, &mlp);
+        row->weight_bytes = (double)all;
+        row->read_bytes = all ? row->weight_bytes - row->sparsity * (double)mlp : 0;
     }
-    sp_gpu_close(r.gpu);
-    sp_cpu_close(r.cpu);
+    sp_backend_close(be);
     if (s != SPRIG_OK) return sp_wrap(s, "%s, %s", dir, row->mode);
     fprintf(stderr, "  %s %s%s: %.3f ms/token\n", dir, row->mode, row->graph == 0 ? " (no graph)" : "", row->ms);
     ++b->n_rows;
@@ -238,16 +224,16 @@ static sprig_status time_model(e2e_bench *b, const char *dir) {
     sprig_status s = sp_model_open(dir, &model);
     if (s != SPRIG_OK) return sp_wrap(s, "loading %s", dir);
     const char *g = b->o->graph;
-    sp_cpu *calib = NULL; /* thresholds, for the sparse rows of a model without routers */
+    float *calib = NULL; /* thresholds, for the sparse rows of a model without routers */
     if (has(b->o->modes, "sparse") && !model->cfg->lte.enabled && (s = calibrate(b, model, &calib)) != SPRIG_OK)
         s = sp_wrap(s, "%s, calibrating thresholds", dir);
     for (int sparse = 0; sparse < 2 && s == SPRIG_OK; ++sparse) {
         if (!has(b->o->modes, sparse ? "sparse" : "dense")) continue;
-        const float *thr = sparse && calib ? calib->thresholds : NULL;
+        const float *thr = sparse ? calib : NULL;
         if (!b->cuda || strcmp(g, "off")) s = time_row(b, model, dir, sparse, thr, 1);
         if (s == SPRIG_OK && b->cuda && strcmp(g, "on")) s = time_row(b, model, dir, sparse, thr, 0);
     }
-    sp_cpu_close(calib);
+    free(calib);
     sp_model_close(model);
     return s;
 }

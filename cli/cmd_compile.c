@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "sp_cache.h"
+#include "sp_file.h"
 
 #define CC_MAX_ARCHS 64
 #define CC_MAX_PLANS 64

@@ -7,9 +7,9 @@
 
 #include "cli.h"
 #include "cli_tuning.h"
-#include "sp_cpu.h"
+#include "sp_backend.h"
+#include "sp_error.h"
 #include "sp_generate.h"
-#include "sp_gpu.h"
 #include "sp_tokenizer.h"
 
 static void run_help(FILE *to) {
@@ -154,56 +154,47 @@ static int prompt_ids(const run_opts *o, const sp_tokenizer *tok, int **ids, int
     return 0;
 }
 
-static sprig_status cpu_forward(void *self, int token, int pos, const float **logits) {
-    return sp_cpu_forward(self, token, pos, logits);
-}
-static double cpu_sparsity(const void *self) { return sp_cpu_mlp_sparsity(self); }
-static sprig_status gpu_forward(void *self, int token, int pos, const float **logits) {
-    return sp_gpu_forward(self, token, pos, logits);
-}
-static double gpu_sparsity(const void *self) { return sp_gpu_mlp_sparsity(self); }
-
-/* The CUDA backend and what it owns, closed in reverse order of opening. */
+/* What the CUDA backend needs besides itself, closed in reverse order of opening. */
 typedef struct run_cuda {
     sp_exec *exec;
     sp_runtime_tuning *tuning;   /* NULL with --no-tuning or unusable databases */
     sp_gpu_kernels *kernels;
-    sp_gpu *gpu;
 } run_cuda;
 
 static void run_cuda_close(run_cuda *c) {
-    if (c->gpu && sp_gpu_graph_note(c->gpu)[0]) fprintf(stderr, "sprig run: %s\n", sp_gpu_graph_note(c->gpu));
-    sp_gpu_close(c->gpu);
     sp_gpu_kernels_close(c->kernels);
     sp_runtime_tuning_close(c->tuning);
     sp_exec_close(c->exec);
 }
 
 /* --backend cuda: GPU 0 through the driver, the kernels' parameters from the
- * tuning databases, the model's weights uploaded. With --sparsity the
- * thresholds are calibrated by the CPU backend on the prompt (cpu is then left
- * open, unused). Prints why and returns nonzero on failure. */
-static int open_cuda(const run_opts *o, const sp_model *model, int context, const int *prompt, int n_prompt,
-                     run_cuda *c, sp_cpu **cpu) {
-    sp_exec **exec = &c->exec;
-    sp_gpu **gpu = &c->gpu;
-    sprig_status s = sp_exec_open_cuda(exec, 0);
+ * tuning databases. Prints why and returns nonzero on failure. */
+static int open_cuda(const run_opts *o, run_cuda *c) {
+    sprig_status s = sp_exec_open_cuda(&c->exec, 0);
     if (s == SPRIG_E_NO_DRIVER || s == SPRIG_E_NO_DEVICE) {
         fprintf(stderr, "sprig run: --backend cuda: %s (%s); --backend cpu runs without one\n",
                 s == SPRIG_E_NO_DRIVER ? "no CUDA driver found" : "no CUDA GPU found", sprig_last_error());
         return 1;
     }
     if (s != SPRIG_OK) return cli_error("opening the GPU", s);
-    if (cli_tuning_kernels_open(&o->tuning, "run", *exec, &c->tuning, &c->kernels)) return 1;
-    s = sp_gpu_open_with(c->kernels, model, context, o->dense ? SP_MLP_DENSE : SP_MLP_AUTO, o->dtype, gpu);
-    if (s == SPRIG_OK && o->sparsity > 0) {
-        s = sp_cpu_open(model, n_prompt, SP_MLP_DENSE, cpu);
-        if (s == SPRIG_OK) s = sp_cpu_calibrate(*cpu, prompt, n_prompt, o->sparsity);
-        if (s == SPRIG_OK) s = sp_gpu_set_thresholds(*gpu, (*cpu)->thresholds);
-    }
-    if (s != SPRIG_OK) return cli_error("starting the CUDA backend", s);
-    cli_tuning_report(&o->tuning, "run", c->tuning);
-    return 0;
+    return cli_tuning_kernels_open(&o->tuning, "run", c->exec, &c->tuning, &c->kernels);
+}
+
+/* The backend the options ask for, its MLP mode set: with --sparsity the
+ * thresholds are calibrated on the prompt by the CPU reference (for either
+ * backend, so both skip the same neurons). */
+static sprig_status open_backend(const run_opts *o, const sp_model *model, int context, const int *prompt,
+                                 int n_prompt, run_cuda *cu, sp_backend **be) {
+    const sp_mlp_mode mode = o->dense ? SP_MLP_DENSE : SP_MLP_AUTO;
+    SP_TRY(cu->kernels ? sp_backend_open_gpu(cu->kernels, model, context, mode, o->dtype, be)
+                       : sp_backend_open_cpu(model, context, mode, be));
+    if (o->sparsity <= 0) return SPRIG_OK;
+    float *thresholds = malloc(sizeof(float) * (size_t)model->cfg->num_hidden_layers);
+    SP_CHECK_ALLOC(thresholds);
+    sprig_status s = sp_calibrate_thresholds(model, prompt, n_prompt, o->sparsity, thresholds);
+    if (s == SPRIG_OK) s = sp_backend_set_thresholds(*be, thresholds);
+    free(thresholds);
+    return s;
 }
 
 /* tuning: the "tuning" member's JSON (--backend cuda), or NULL for none. */
@@ -243,7 +234,7 @@ int cmd_run(int argc, char **argv) {
     if (rc) return rc;
     sp_model *model = NULL;
     sp_tokenizer *tok = NULL;
-    sp_cpu *cpu = NULL;
+    sp_backend *be = NULL;
     run_cuda cu = {0};
     int *prompt = NULL, n_prompt = 0;
     run_out out = {0};
@@ -265,27 +256,21 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     const int cuda = strcmp(o.backend, "cuda") == 0;
-    if (cuda) {
-        if ((rc = open_cuda(&o, model, context, prompt, n_prompt, &cu, &cpu))) goto done;
-        s = SPRIG_OK;
-    } else {
-        s = sp_cpu_open(model, context, o.dense ? SP_MLP_DENSE : SP_MLP_AUTO, &cpu);
-        if (s == SPRIG_OK && o.sparsity > 0) s = sp_cpu_calibrate(cpu, prompt, n_prompt, o.sparsity);
-    }
+    if (cuda && (rc = open_cuda(&o, &cu))) goto done;
+    s = open_backend(&o, model, context, prompt, n_prompt, &cu, &be);
+    if (s == SPRIG_OK && cuda) cli_tuning_report(&o.tuning, "run", cu.tuning);
     if (s == SPRIG_OK) s = sp_sampler_init(&sampler, cfg->vocab_size, (float)o.temperature, (float)o.top_p, o.seed);
-    if (s != SPRIG_OK) { rc = cli_error("starting the backend", s); goto done; }
+    if (s != SPRIG_OK) { rc = cli_error(cuda ? "starting the CUDA backend" : "starting the backend", s); goto done; }
     out.as_ids = o.tokens != NULL, out.json = o.json;
     if (!out.as_ids && tok && (s = sp_tok_stream_open(tok, 1, &out.stream)) != SPRIG_OK) {
         rc = cli_error("decoding", s);
         goto done;
     }
-    sp_backend be = cuda ? (sp_backend){"cuda", cu.gpu, gpu_forward, gpu_sparsity}
-                         : (sp_backend){"cpu", cpu, cpu_forward, cpu_sparsity};
     sp_gen_stats st;
     int eos[SP_MAX_EOS + 1], n_eos = 0;
     for (int i = 0; i < cfg->n_eos; ++i) eos[n_eos++] = cfg->eos_token_ids[i];
     if (!n_eos && tok && sp_tok_eos_id(tok) >= 0) eos[n_eos++] = sp_tok_eos_id(tok);
-    s = sp_generate(&be, prompt, n_prompt, o.max_tokens, context, &sampler, eos, n_eos, emit_token, &out, &st);
+    s = sp_generate(be, prompt, n_prompt, o.max_tokens, context, &sampler, eos, n_eos, emit_token, &out, &st);
     if (s != SPRIG_OK) { rc = cli_error("generating", s); goto done; }
     if (out.stream) {
         const char *text;
@@ -294,20 +279,21 @@ int cmd_run(int argc, char **argv) {
     }
     if (o.json) {
         char *tuning = cuda ? cli_tuning_json(cu.tuning) : NULL;
-        print_json(&out, tok, &st, be.mlp_sparsity(be.self), be.name, tuning);
+        print_json(&out, tok, &st, sp_backend_mlp_sparsity(be), be->name, tuning);
         free(tuning);
     } else {
         printf("\n");
         fprintf(stderr, "[%s] prompt %d tokens in %.3f s; generated %d tokens at %.2f tokens/s; MLP sparsity %.1f%%\n",
-                be.name, st.prompt_tokens, st.prompt_seconds, st.generated,
-                st.decode_seconds > 0 ? st.generated / st.decode_seconds : 0.0, 100 * be.mlp_sparsity(be.self));
+                be->name, st.prompt_tokens, st.prompt_seconds, st.generated,
+                st.decode_seconds > 0 ? st.generated / st.decode_seconds : 0.0, 100 * sp_backend_mlp_sparsity(be));
     }
 done:
     sp_tok_stream_close(out.stream);
     free(out.ids);
     free(prompt);
     sp_sampler_free(&sampler);
-    sp_cpu_close(cpu);
+    if (be && sp_backend_note(be)[0]) fprintf(stderr, "sprig run: %s\n", sp_backend_note(be));
+    sp_backend_close(be);
     run_cuda_close(&cu);
     sp_tok_close(tok);
     sp_model_close(model);

@@ -38,6 +38,7 @@ function(sprig_layer name)
     COMMENT "Layer ${name}: merging its objects, hiding what it does not export")
   set_source_files_properties(${merged} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
   add_library(sprig_${name} STATIC ${merged})
+  add_dependencies(sprig_${name} ${objects}) # the objects must exist before ld -r merges them
   set_target_properties(sprig_${name} PROPERTIES LINKER_LANGUAGE C)
   target_include_directories(sprig_${name} INTERFACE ${CMAKE_SOURCE_DIR}/${name} ${L_INCLUDES})
   target_link_libraries(sprig_${name} INTERFACE ${L_LIBS} ${L_PRIVATE_LIBS})

@@ -11,11 +11,6 @@
 #include "sp_error.h"
 #include "sp_file.h"
 
-int sp_file_is_regular(const char *path) {
-    struct stat sb;
-    return path && stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 /* Reads exactly n bytes (retrying short reads); 0 on success. */
 static int read_all(int fd, char *buf, size_t n) {
     size_t got = 0;
@@ -103,4 +98,26 @@ sprig_status sp_file_write_atomic(const char *path, const void *data, size_t len
     }
     free(tmp), free(dir);
     return st;
+}
+
+static int mkdir_one(const char *path) {
+    if (mkdir(path, 0755) == 0) return 0;
+    struct stat sb;
+    if (errno == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return 0;
+    return -1;
+}
+
+int sp_mkdir_p(const char *path) {
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf) return -1;
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i < len; ++i) {
+        if (buf[i] != '/') continue;
+        buf[i] = '\0';
+        int rc = mkdir_one(buf);
+        buf[i] = '/';
+        if (rc != 0) return -1;
+    }
+    return mkdir_one(buf);
 }

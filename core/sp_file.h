@@ -27,8 +27,8 @@ sprig_status sp_file_read(const char *path, size_t max_bytes, char **out, size_t
  * (O_EXCL, never following a link), fsync'ed, then renamed over path. */
 sprig_status sp_file_write_atomic(const char *path, const void *data, size_t len);
 
-/* Whether path is a regular file (following links); 0 for anything else. */
-int sp_file_is_regular(const char *path);
+/* mkdir -p with mode 0755; returns 0 on success (or when it exists). */
+int sp_mkdir_p(const char *path);
 
 #pragma GCC visibility pop
 #endif

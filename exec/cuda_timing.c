@@ -23,7 +23,8 @@ static int ct_cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-double sp_timing_median(double *samples, int n) {
+/* Median of n samples (sorts them in place); 0 when n == 0. */
+static double sp_timing_median(double *samples, int n) {
     if (n <= 0) return 0.0;
     qsort(samples, (size_t)n, sizeof *samples, ct_cmp_double);
     return n % 2 ? samples[n / 2] : 0.5 * (samples[n / 2 - 1] + samples[n / 2]);

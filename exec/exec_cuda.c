@@ -1,4 +1,4 @@
-/* The CUDA executor: sp_exec over the driver API (runtime/device.c). Plans are
+/* The CUDA executor: sp_exec over the driver API (exec/device.c). Plans are
  * compiled with NVRTC for the device's architecture through the cubin cache. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* Timing GPU work with CUDA events: the engine behind the CUDA executor's
- * time_seq (runtime/exec_cuda.c) and the cuBLAS baseline of `sprig bench`.
+ * time_seq (exec/exec_cuda.c) and the cuBLAS baseline of `sprig bench`.
  *
  * The work is a callback that enqueues one launch sequence on a stream using
  * rotation set `set`. After warm-up, a probe estimates one sequence's time;
@@ -41,9 +41,6 @@ void sp_cuda_time_opts_init(sp_cuda_time_opts *o);
  * default stream before the call is waited for first. */
 sprig_status sp_cuda_time(CUstream stream, sp_cuda_enqueue_fn fn, void *ctx, const sp_cuda_time_opts *o,
                           sp_timing *out);
-
-/* Median of n samples (sorts them in place); 0 when n == 0. */
-double sp_timing_median(double *samples, int n);
 
 #pragma GCC visibility pop
 #endif

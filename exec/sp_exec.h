@@ -1,5 +1,5 @@
 /* An executor: where generated kernels run. Two implementations share this
- * interface: the CUDA driver (runtime/exec_cuda.c) and, in the tests, the CPU
+ * interface: the CUDA driver (exec/exec_cuda.c) and, in the tests, the CPU
  * emulator (tests/emu/exec_emu.cpp), so code written against it (the GPU
  * backend of the runtime, the tuner's verification) is exercised on machines
  * without a GPU too. Addresses are 64-bit device addresses (host pointers
@@ -87,6 +87,12 @@ typedef struct sp_exec_ops {
     sprig_status (*capture_end)(sp_exec *e, sp_exec_graph **out);
     sprig_status (*graph_launch)(sp_exec *e, sp_exec_graph *g);
     void (*graph_free)(sp_exec *e, sp_exec_graph *g);
+    /* The parameters ("k=v,...") this executor runs family's kernels with when
+     * nothing is tuned, or "" for the family's own defaults. NULL: always "".
+     * A GPU takes the defaults; the CPU emulator, whose cost is per thread
+     * launched, asks for small CTAs and few splits (the same templates with
+     * other parameters, so the emulated tests still run the generated code). */
+    const char *(*default_params)(const sp_exec *e, const char *family);
 } sp_exec_ops;
 
 struct sp_exec {
@@ -126,6 +132,10 @@ static inline sprig_status sp_exec_capture_begin(sp_exec *e) { return e->ops->ca
 static inline sprig_status sp_exec_capture_end(sp_exec *e, sp_exec_graph **g) { return e->ops->capture_end(e, g); }
 static inline sprig_status sp_exec_graph_launch(sp_exec *e, sp_exec_graph *g) { return e->ops->graph_launch(e, g); }
 static inline void sp_exec_graph_free(sp_exec *e, sp_exec_graph *g) { if (g) e->ops->graph_free(e, g); }
+static inline const char *sp_exec_default_params(const sp_exec *e, const char *family) {
+    const char *p = e && e->ops->default_params ? e->ops->default_params(e, family) : NULL;
+    return p ? p : "";
+}
 /* One plan: arg_sets[n_sets] argument lists (see time_seq). */
 static inline sprig_status sp_exec_time(sp_exec *e, sp_exec_module *m, const sprig_plan *plan, void **const *arg_sets,
                                         int n_sets, int warmup, int reps, sp_timing *out) {

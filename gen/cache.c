@@ -19,6 +19,7 @@
 
 #include <xxhash.h>
 
+#include "cache_internal.h"
 #include "sp_cache.h"
 #include "sp_error.h"
 #include "sp_file.h"
@@ -73,30 +74,6 @@ void sp_cache_key(const char *source, size_t source_len, const char *const *opts
     }
     snprintf(hex, SP_CACHE_KEY_HEX, "%016llx%016llx", (unsigned long long)h.high64,
              (unsigned long long)h.low64);
-}
-
-/* ---- mkdir -p ------------------------------------------------------------ */
-
-static int sc_mkdir_one(const char *path) {
-    if (mkdir(path, 0755) == 0) return 0;
-    struct stat sb;
-    if (errno == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return 0;
-    return -1;
-}
-
-int sp_mkdir_p(const char *path) {
-    char buf[4096];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof buf) return -1;
-    memcpy(buf, path, len + 1);
-    for (size_t i = 1; i < len; ++i) {
-        if (buf[i] != '/') continue;
-        buf[i] = '\0';
-        int rc = sc_mkdir_one(buf);
-        buf[i] = '/';
-        if (rc != 0) return -1;
-    }
-    return sc_mkdir_one(buf);
 }
 
 /* ---- little-endian packing ---------------------------------------------- */

@@ -11,6 +11,7 @@
 
 #include <nvrtc.h>
 
+#include "cache_internal.h"
 #include "sp_cache.h"
 #include "sp_error.h"
 

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "model_internal.h"
 #include "sp_error.h"
 #include "sp_file.h"
 #include "sp_model_config.h"

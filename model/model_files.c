@@ -172,6 +172,11 @@ static sprig_status mf_open_weights(sp_model_files *mf) {
     return s;
 }
 
+/* sp_tensor_lookup_fn adapter over sp_model_files_find (ctx is the sp_model_files). */
+static const sp_tensor *sp_model_files_lookup(const void *ctx, const char *name) {
+    return sp_model_files_find(ctx, name);
+}
+
 static sprig_status mf_open(sp_model_files *mf) {
     struct stat sb;
     if (stat(mf->dir, &sb) != 0)
@@ -234,14 +239,5 @@ sprig_status sp_model_files_get(const sp_model_files *mf, const char *name, cons
 
 size_t sp_model_files_count(const sp_model_files *mf) { return mf ? mf->n : 0; }
 
-const sp_tensor *sp_model_files_tensor(const sp_model_files *mf, size_t i) {
-    return mf && i < mf->n ? mf->entries[i].t : NULL;
-}
-
 size_t sp_model_files_n_shards(const sp_model_files *mf) { return mf ? mf->n_shards : 0; }
 
-const char *sp_model_files_dir(const sp_model_files *mf) { return mf ? mf->dir : NULL; }
-
-const sp_tensor *sp_model_files_lookup(const void *ctx, const char *name) {
-    return sp_model_files_find(ctx, name);
-}

@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "model_internal.h"
 #include "sp_error.h"
 #include "sp_safetensors.h"
 
@@ -437,8 +438,6 @@ const char *sp_st_metadata(const sp_safetensors *st, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(st->metadata, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
-
-const char *sp_st_label(const sp_safetensors *st) { return st ? st->label : NULL; }
 
 /* ---- writing ------------------------------------------------------------------------ */
 

@@ -41,13 +41,9 @@ sprig_status sp_model_files_get(const sp_model_files *mf, const char *name, cons
 
 /* Visible tensors in name order: 0 <= i < sp_model_files_count(mf). */
 size_t sp_model_files_count(const sp_model_files *mf);
-const sp_tensor *sp_model_files_tensor(const sp_model_files *mf, size_t i);
 
 size_t sp_model_files_n_shards(const sp_model_files *mf);
-const char *sp_model_files_dir(const sp_model_files *mf);
 
-/* sp_tensor_lookup_fn adapter over sp_model_files_find (ctx is the sp_model_files). */
-const sp_tensor *sp_model_files_lookup(const void *ctx, const char *name);
 
 #pragma GCC visibility pop
 #endif

@@ -34,9 +34,7 @@ typedef enum sp_dtype {
     SP_DTYPE_COUNT
 } sp_dtype;
 
-const char *sp_dtype_name(sp_dtype t);   /* "F16", "BF16", ... as spelled in the header */
 size_t sp_dtype_size(sp_dtype t);        /* bytes per element */
-int sp_dtype_is_float(sp_dtype t);       /* F16, BF16, F32 */
 
 /* One tensor, valid while its file is open. data points into the mapping and
  * is NOT necessarily aligned to the element size (the format does not promise
@@ -76,9 +74,6 @@ const sp_tensor *sp_st_tensor(const sp_safetensors *st, size_t i);
 /* A "__metadata__" string value, or NULL if absent or not a string. */
 const char *sp_st_metadata(const sp_safetensors *st, const char *key);
 
-/* The path (or label) the file was opened with. */
-const char *sp_st_label(const sp_safetensors *st);
-
 /* ---- writing (tests, synthetic model folders) ------------------------------------
  * Fills buf with bytes [offset, offset + n) of tensor t's data; used for
  * tensors whose data pointer is NULL, so large files can be streamed. */
@@ -98,9 +93,6 @@ sprig_status sp_st_write(const char *path, const sp_tensor *tensors, size_t n,
 /* Element i of an I32 or I64 tensor, read alignment-safely; 0 for other dtypes.
  * i must be below the element count. */
 long long sp_tensor_int_at(const sp_tensor *t, size_t i);
-
-/* Writes "4096x4096" (or "scalar" for ndim 0) into buf; returns buf. */
-char *sp_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap);
 
 #pragma GCC visibility pop
 #endif

@@ -1,6 +1,6 @@
-/* Internals shared by runtime/tokenizer.c (the pipeline: added tokens,
+/* Internals shared by model/tokenizer.c (the pipeline: added tokens,
  * normalizer, pre-tokenizer, post-processor, decoder) and
- * runtime/tokenizer_bpe.c (string arena, hash maps, UTF-8, the BPE model).
+ * model/tokenizer_bpe.c (string arena, hash maps, UTF-8, the BPE model).
  * Not part of any public interface. */
 #ifndef SP_TOK_INTERNAL_H
 #define SP_TOK_INTERNAL_H

@@ -1,5 +1,5 @@
 /* The tests' names for the library's float64 references (tuner/reference.c)
- * and storage-type conversions (runtime/half.c): one implementation, which
+ * and storage-type conversions (core/half.c): one implementation, which
  * the tuner verifies candidates with and the tests check kernels with. */
 #include "ref.h"
 #include "sp_half.h"

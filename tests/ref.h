@@ -1,7 +1,7 @@
 /* Float64 CPU references for the kernel families (docs/kernel-abi.md), written
  * from the math alone so they share no code or shortcut with the templates.
  * These are the tests' names for the library's references (tuner/sp_reference.h,
- * which the tuner verifies candidates with) and conversions (runtime/sp_half.h).
+ * which the tuner verifies candidates with) and conversions (core/sp_half.h).
  *
  * Inputs are float arrays whose values are already rounded to the storage
  * type (fp16/bf16), so the reference sees exactly the operands the GPU reads;

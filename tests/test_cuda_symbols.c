@@ -7,7 +7,7 @@
  * with three. Resolving the wrong one links and loads fine and then corrupts
  * arguments on the first call. test_cuda_stub shows every name resolves; this
  * test shows each is the right generation:
- *   - the driver table (runtime/sp_cuda.h): the strings sp_cuda_load passes to
+ *   - the driver table (exec/sp_cuda.h): the strings sp_cuda_load passes to
  *     dlsym equal the versioned names listed here by hand (from cuda.h 13.0:
  *     `#define cuMemAlloc cuMemAlloc_v2`, ...), in table order, and each
  *     member's type is the prototype of that versioned symbol (compile time);

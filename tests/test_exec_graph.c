@@ -1,5 +1,5 @@
 /* Graph capture on an executor (sp_exec_capture_begin/_end, graph_launch,
- * graph_free; runtime/sp_exec.h), on the CPU emulator's executor with real
+ * graph_free; exec/sp_exec.h), on the CPU emulator's executor with real
  * generated kernels: rmsnorm (mode=embed: the row to embed is read from
  * device memory, as the runtime reads its token) feeding dense_gemv op=up.
  *
@@ -95,7 +95,7 @@ static sprig_plan *render(sprig_gen *gen, const char *family, int d, int f, cons
 static int setup(fixture *fx) {
     memset(fx, 0, sizeof *fx);
     if (sprig_gen_open(&fx->gen, NULL) != SPRIG_OK || sp_exec_open_emu(&fx->e) != SPRIG_OK) return 0;
-    /* the emulator's parameters of the GPU backend (runtime/gpu_backend.c) */
+    /* the emulator's parameters of the GPU backend (backend/gpu_backend.c) */
     fx->norm = render(fx->gen, "rmsnorm", D, D, "mode=embed,threads=64");
     fx->gemv = render(fx->gen, "dense_gemv", D, F, "op=up,threads=64,rows_per_warp=4");
     if (!fx->norm || !fx->gemv) return 0;

@@ -1,5 +1,5 @@
 /* The problem parameters the SliceGPT decode step needs from rmsnorm and
- * dense_gemv (runtime/sp_slicegpt.h, docs/kernel-abi.md):
+ * dense_gemv (model/sp_slicegpt.h, docs/kernel-abi.md):
  *   rmsnorm   mode=set (x = src), norm_dim (the divisor: the ORIGINAL hidden
  *             size D over a sliced width d), weightless (no w, w may be NULL),
  *             raw_out (an extra trailing T *raw = the new residual in T);

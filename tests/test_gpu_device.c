@@ -1,4 +1,4 @@
-/* The driver layer itself (runtime/sp_cuda.h, runtime/sp_device.h).
+/* The driver layer itself (exec/sp_cuda.h, exec/sp_device.h).
  *
  * `test_gpu_device` (label gpu): device properties, buffers (round trips,
  * fills, copies, zero-byte cases), module loading and kernel lookup with

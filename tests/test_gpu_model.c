@@ -146,7 +146,7 @@ static void compare(sp_gpu_kernels *ks, const fixture *fx, run_opts o) {
     sp_cpu *c = NULL;
     sp_gpu *g = NULL;
     CHECK_MSG(sp_cpu_open(fx->m, T + N + 1, o.mode, &c) == SPRIG_OK, "%s: %s", what, sprig_last_error());
-    CHECK_MSG(sp_gpu_open_with(ks, fx->m, T + N + 1, o.mode, o.dtype, &g) == SPRIG_OK, "%s: %s", what,
+    CHECK_MSG(sp_gpu_open(ks, fx->m, T + N + 1, o.mode, o.dtype, &g) == SPRIG_OK, "%s: %s", what,
               sprig_last_error());
     if (!c || !g) goto done;
     int *prompt = malloc(sizeof(int) * (size_t)T);
@@ -227,8 +227,8 @@ done:
 static void graph_matches_launches(sp_gpu_kernels *ks, const fixture *fx, const char *dtype, int positions) {
     const int V = fx->m->cfg->vocab_size;
     sp_gpu *a = NULL, *b = NULL;
-    CHECK_MSG(sp_gpu_open_with(ks, fx->m, positions, SP_MLP_AUTO, dtype, &a) == SPRIG_OK, "%s", sprig_last_error());
-    CHECK_MSG(sp_gpu_open_with(ks, fx->m, positions, SP_MLP_AUTO, dtype, &b) == SPRIG_OK, "%s", sprig_last_error());
+    CHECK_MSG(sp_gpu_open(ks, fx->m, positions, SP_MLP_AUTO, dtype, &a) == SPRIG_OK, "%s", sprig_last_error());
+    CHECK_MSG(sp_gpu_open(ks, fx->m, positions, SP_MLP_AUTO, dtype, &b) == SPRIG_OK, "%s", sprig_last_error());
     if (!a || !b) goto done;
     sp_gpu_set_graph(b, 0);
     float *la = malloc(sizeof(float) * (size_t)V);
@@ -268,8 +268,8 @@ static void graph_failure_falls_back(sp_gpu_kernels *ks, sp_exec *e, const fixtu
     refusing.capture_begin = refuse_capture;
     const sp_exec_ops *saved = e->ops;
     sp_gpu *a = NULL, *b = NULL;
-    CHECK(sp_gpu_open_with(ks, fx->m, positions, SP_MLP_AUTO, "fp16", &a) == SPRIG_OK);
-    CHECK(sp_gpu_open_with(ks, fx->m, positions, SP_MLP_AUTO, "fp16", &b) == SPRIG_OK);
+    CHECK(sp_gpu_open(ks, fx->m, positions, SP_MLP_AUTO, "fp16", &a) == SPRIG_OK);
+    CHECK(sp_gpu_open(ks, fx->m, positions, SP_MLP_AUTO, "fp16", &b) == SPRIG_OK);
     if (!a || !b) goto done;
     sp_gpu_set_graph(b, 0);
     float *la = malloc(sizeof(float) * (size_t)V);
@@ -300,9 +300,9 @@ done:
 /* Arguments the backend must refuse with a message, not a crash. */
 static void bad_input(sp_gpu_kernels *ks, const fixture *fx) {
     sp_gpu *g = NULL;
-    CHECK(sp_gpu_open_with(ks, fx->m, 4, SP_MLP_AUTO, "fp32", &g) == SPRIG_E_INVALID && !g);
-    CHECK(sp_gpu_open_with(ks, fx->m, 0, SP_MLP_AUTO, "fp16", &g) == SPRIG_E_INVALID && !g);
-    CHECK(sp_gpu_open_with(ks, fx->m, 4, SP_MLP_AUTO, "fp16", &g) == SPRIG_OK && g);
+    CHECK(sp_gpu_open(ks, fx->m, 4, SP_MLP_AUTO, "fp32", &g) == SPRIG_E_INVALID && !g);
+    CHECK(sp_gpu_open(ks, fx->m, 0, SP_MLP_AUTO, "fp16", &g) == SPRIG_E_INVALID && !g);
+    CHECK(sp_gpu_open(ks, fx->m, 4, SP_MLP_AUTO, "fp16", &g) == SPRIG_OK && g);
     if (!g) return;
     const float *out;
     CHECK(sp_gpu_forward(g, fx->m->cfg->vocab_size, 0, &out) == SPRIG_E_INVALID);
@@ -311,7 +311,7 @@ static void bad_input(sp_gpu_kernels *ks, const fixture *fx) {
     CHECK(sp_contains(sprig_last_error(), "context"));
     sp_gpu_close(g);
     /* threshold mode without thresholds */
-    CHECK(sp_gpu_open_with(ks, fx->m, 4, SP_MLP_THRESHOLD, "fp16", &g) == SPRIG_OK && g);
+    CHECK(sp_gpu_open(ks, fx->m, 4, SP_MLP_THRESHOLD, "fp16", &g) == SPRIG_OK && g);
     if (g) CHECK(sp_gpu_forward(g, 1, 0, &out) == SPRIG_E_INVALID);
     sp_gpu_close(g);
 }

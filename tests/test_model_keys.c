@@ -462,9 +462,9 @@ static int check_exact(sp_exec *e, const char *db_dir, const char *model_dir, sp
     CHECK(sp_gpu_kernels_open(e, &ks) == SPRIG_OK);
     sp_gpu *g = NULL;
     if (m && t && ks) {
-        sp_gpu_tuning hook = sp_runtime_tuning_hook(t);
+        sp_tuning_hook hook = sp_runtime_tuning_hook(t);
         sp_gpu_kernels_set_tuning(ks, &hook);
-        CHECK_MSG(sp_gpu_open_with(ks, m, 4, mode, "fp16", &g) == SPRIG_OK, "%s: %s", model_dir, sprig_last_error());
+        CHECK_MSG(sp_gpu_open(ks, m, 4, mode, "fp16", &g) == SPRIG_OK, "%s: %s", model_dir, sprig_last_error());
     }
     char line[2048] = "";
     if (t) sp_runtime_tuning_summary_line(t, line, sizeof line);

@@ -26,6 +26,7 @@
 
 #include "exec_emu.h"
 #include "sp_cache.h"
+#include "sp_file.h"
 #include "sp_cpu.h"
 #include "sp_db.h"
 #include "sp_gpu.h"
@@ -244,7 +245,7 @@ static void hook_cases(const char *dir, sp_exec *e) {
 static void run_model(sp_gpu_kernels *ks, const sp_model *m, const char *what, int n) {
     sp_gpu *g = NULL;
     sp_cpu *c = NULL;
-    CHECK_MSG(sp_gpu_open_with(ks, m, n, SP_MLP_AUTO, "fp16", &g) == SPRIG_OK, "%s: %s", what, sprig_last_error());
+    CHECK_MSG(sp_gpu_open(ks, m, n, SP_MLP_AUTO, "fp16", &g) == SPRIG_OK, "%s: %s", what, sprig_last_error());
     CHECK_MSG(sp_cpu_open(m, n, SP_MLP_AUTO, &c) == SPRIG_OK, "%s: %s", what, sprig_last_error());
     double worst = g && c ? 0 : INFINITY;
     for (int p = 0; g && c && p < n; ++p) {
@@ -281,7 +282,7 @@ static void model_cases(const char *dir, const char *bad_dir, sp_exec *e, const 
     CHECK(sp_gpu_kernels_open(e, &ks) == SPRIG_OK);
     if (!m || !t || !ks) goto done;
     /* (b), (c): the tuned gather_upgate is loaded and the model still computes the CPU's logits */
-    sp_gpu_tuning hook = sp_runtime_tuning_hook(t);
+    sp_tuning_hook hook = sp_runtime_tuning_hook(t);
     sp_gpu_kernels_set_tuning(ks, &hook);
     run_model(ks, m, "tiny-llama2 tuned", 4);
     for (int i = 0; i < sp_gpu_kernels_count(ks); ++i) printf("  plan %s\n", sp_gpu_kernels_key(ks, i));

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "tuner_internal.h"
 #include "sp_bench.h"
 #include "sp_error.h"
 #include "sp_mlp_keys.h"
@@ -76,7 +77,7 @@ static const char BN_READ_SRC[] =
     "    if (acc == 0x9E3779B9u) sink[0] = acc;\n"
     "}\n";
 
-sprig_status sp_bench_read_plan(size_t n16, sprig_plan **out) {
+static sprig_status sp_bench_read_plan(size_t n16, sprig_plan **out) {
     SP_TRY(bn_fixed_plan("stream_read", BN_READ_SRC, "sprig_stream_read", out));
     size_t ctas = (n16 + 255) / 256;
     (*out)->kernels[0].grid[0] = (unsigned)(ctas > 1024 ? 1024 : ctas ? ctas : 1);

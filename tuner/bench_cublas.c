@@ -12,6 +12,7 @@
 
 #include <cublas_v2.h>
 
+#include "tuner_internal.h"
 #include "sp_bench.h"
 #include "sp_cuda_timing.h"
 #include "sp_device.h"
@@ -106,6 +107,17 @@ static sprig_status cb_compile_swiglu(sp_cublas_baseline *b, const char *arch, c
     return st;
 }
 
+static sprig_status cb_create_stream(sp_cublas_baseline *b) {
+    SP_CHECK_CU(sp_cu.cuStreamCreate(&b->stream, CU_STREAM_NON_BLOCKING));
+    return SPRIG_OK;
+}
+
+/* Waits for the baseline's stream: a fault inside cuBLAS or the SwiGLU surfaces here. */
+static sprig_status cb_sync(sp_cublas_baseline *b) {
+    SP_CHECK_CU(sp_cu.cuStreamSynchronize(b->stream));
+    return SPRIG_OK;
+}
+
 sprig_status sp_cublas_baseline_open(sp_exec *e, const char *dtype, sp_cublas_baseline **out) {
     *out = NULL;
     sp_device *dev = sp_exec_cuda_device(e);
@@ -121,8 +133,7 @@ sprig_status sp_cublas_baseline_open(sp_exec *e, const char *dtype, sp_cublas_ba
         b->handle = NULL;
         st = sp_fail(SPRIG_E_CUDA, "cublasCreate failed (status %d)", (int)cs);
     }
-    if (st == SPRIG_OK && sp_cu.cuStreamCreate(&b->stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS)
-        st = sp_fail(SPRIG_E_CUDA, "cannot create a stream for cuBLAS");
+    if (st == SPRIG_OK) st = cb_create_stream(b);
     if (st == SPRIG_OK) st = cb_compile_swiglu(b, e->arch, dtype);
     if (st != SPRIG_OK) {
         sp_cublas_baseline_close(b);
@@ -235,8 +246,7 @@ sprig_status sp_cublas_time_mlp(void *ctx, const sp_bench_operands *ops, double 
      * DMA has landed: wait for them before cuBLAS reads the operands. */
     if (st == SPRIG_OK) st = sp_device_sync(b->dev);
     if (st == SPRIG_OK) st = cb_enqueue(r, 0, b->stream); /* one checked run first */
-    if (st == SPRIG_OK && sp_cu.cuStreamSynchronize(b->stream) != CUDA_SUCCESS)
-        st = sp_fail(SPRIG_E_CUDA, "the cuBLAS MLP failed (asynchronous error)");
+    if (st == SPRIG_OK && (st = cb_sync(b)) != SPRIG_OK) st = sp_wrap(st, "the cuBLAS MLP failed");
     if (st == SPRIG_OK) st = cb_check(r, rel_err);
     if (st == SPRIG_OK) {
         sp_cuda_time_opts o;

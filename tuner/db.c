@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "tuner_internal.h"
 #include "sp_db.h"
 #include "sp_error.h"
 #include "sp_file.h"

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tuner_internal.h"
 #include "sp_db.h"
 #include "sp_error.h"
 

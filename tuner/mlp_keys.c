@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tuner_internal.h"
 #include "sp_error.h"
 #include "sp_mlp_keys.h"
 #include "sp_space.h"

@@ -9,13 +9,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tuner_internal.h"
 #include "sp_error.h"
 #include "sp_mlp_keys.h"
 #include "sp_model_keys.h"
 #include "sp_slicegpt.h"
 #include "sp_space.h"
 
-const char *const sp_model_key_families = "dense_gemv, router, gather_upgate, gather_down";
+/* The families the decode step looks up, in key order. */
+static const char *const sp_model_key_families = "dense_gemv, router, gather_upgate, gather_down";
 
 static const char *const MD_FAMILIES[] = {"dense_gemv", "router", "gather_upgate", "gather_down"};
 #define MD_N_FAMILIES (sizeof MD_FAMILIES / sizeof MD_FAMILIES[0])

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tuner_internal.h"
 #include "sp_error.h"
 #include "sp_mlp_keys.h"
 #include "sp_runtime_tuning.h"
@@ -121,8 +122,8 @@ void sp_runtime_tuning_close(sp_runtime_tuning *t) {
     free(t);
 }
 
-sp_gpu_tuning sp_runtime_tuning_hook(sp_runtime_tuning *t) {
-    sp_gpu_tuning h = {sp_runtime_tuning_choose, t};
+sp_tuning_hook sp_runtime_tuning_hook(sp_runtime_tuning *t) {
+    sp_tuning_hook h = {sp_runtime_tuning_choose, t};
     return h;
 }
 
@@ -285,7 +286,7 @@ static void rt_answer(sp_runtime_tuning *t, const sprig_request *req, double spa
     char constraints[256], chosen[512], merged[sizeof c->params];
     rt_constraints(req, constraints, sizeof constraints);
     if (!rt_pick(t, req, conv_fixed, constraints, &r, chosen, sizeof chosen, c) ||
-        sp_gpu_merge_params(constraints, chosen, merged, sizeof merged) != SPRIG_OK || !rt_renders(t, req, merged, c)) {
+        sp_tuning_merge_params(constraints, chosen, merged, sizeof merged) != SPRIG_OK || !rt_renders(t, req, merged, c)) {
         c->source = SP_RT_UNUSABLE;
         return;
     }
@@ -335,12 +336,7 @@ int sp_runtime_tuning_choose(void *ctx, const sprig_request *req, double sparsit
 
 /* ---- reporting ------------------------------------------------------------------- */
 
-const sp_gpu_id *sp_runtime_tuning_gpu(const sp_runtime_tuning *t) { return t ? &t->gpu : NULL; }
 size_t sp_runtime_tuning_n_files(const sp_runtime_tuning *t) { return t ? t->set.n : 0; }
-const char *sp_runtime_tuning_file(const sp_runtime_tuning *t, size_t i) {
-    return t && i < t->set.n ? t->set.dbs[i]->path : NULL;
-}
-const char *sp_runtime_tuning_dirs(const sp_runtime_tuning *t) { return t ? t->dirs : ""; }
 const char *sp_runtime_tuning_notes(const sp_runtime_tuning *t) { return t && t->notes ? t->notes : ""; }
 int sp_runtime_tuning_lookups(const sp_runtime_tuning *t) { return t ? t->lookups : 0; }
 size_t sp_runtime_tuning_count(const sp_runtime_tuning *t) { return t ? t->n : 0; }

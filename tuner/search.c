@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tuner_internal.h"
 #include "sp_error.h"
 #include "sp_search.h"
 

@@ -126,12 +126,6 @@ sprig_status sp_bench_run(sp_exec *e, sprig_gen *gen, const sp_bench_opts *o, sp
  * (rounded down to 16) from one buffer, median of reps runs. */
 sprig_status sp_bench_read_bandwidth(sp_exec *e, size_t bytes, int warmup, int reps, double *gbs);
 
-/* The fixed kernels (not families): the streaming read, and the SwiGLU of
- * the cuBLAS baseline (h = silu(gate) * up over n elements of dtype).
- * Caller frees with sprig_plan_free. */
-sprig_status sp_bench_read_plan(size_t n16, sprig_plan **out);
-sprig_status sp_bench_swiglu_plan(const char *dtype, size_t n, sprig_plan **out);
-
 /* ---- the cuBLAS baseline (tuner/bench_cublas.c; CUDA executors only) ------------------------ */
 typedef struct sp_cublas_baseline sp_cublas_baseline;
 /* Loads libcublas (dlopen), creates a handle on e's GPU and compiles the SwiGLU

@@ -34,8 +34,6 @@ typedef struct sp_gpu_id {
     int sm_count;
 } sp_gpu_id;
 
-int sp_gpu_id_equal(const sp_gpu_id *a, const sp_gpu_id *b);
-
 /* One tuning problem. Built with sp_db_key_make (which buckets and
  * canonicalises), compared field by field. */
 typedef struct sp_db_key {
@@ -58,7 +56,6 @@ sprig_status sp_db_key_make(sp_db_key *key, const char *family, uint64_t templat
                             const char *dtype, int batch, double sparsity_percent, int g, const char *fixed);
 /* "family|hash16|d=4096,f=11008|fp16|b=1|s=0|g=32" plus "|fixed" when fixed is not empty. */
 void sp_db_key_string(const sp_db_key *key, char *buf, size_t cap);
-int sp_db_key_equal(const sp_db_key *a, const sp_db_key *b);
 
 typedef struct sp_db_entry {
     sp_db_key key;
@@ -127,9 +124,6 @@ sprig_status sp_db_set_add(sp_db_set *set, sp_db *db, int owned);
  * and named in set->notes; a missing folder adds nothing. */
 sprig_status sp_db_set_add_dir(sp_db_set *set, const char *dir);
 void sp_db_set_free(sp_db_set *set);
-/* Appends a line of text to *notes (malloc'ed, NULL for none yet); notes are
- * advisory, so out of memory drops the line. */
-void sp_notes_append(char **notes, const char *text);
 
 typedef enum sp_lookup_source {
     SP_LOOKUP_EXACT = 0,          /* this GPU, this shape and buckets */

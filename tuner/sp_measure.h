@@ -1,4 +1,4 @@
-/* Measuring one tuning candidate on an executor (a GPU through runtime/
+/* Measuring one tuning candidate on an executor (a GPU through exec/
  * exec_cuda.c, or the CPU emulator in the tests): the sp_tune_measure_fn and
  * sp_tune_prepare_fn that `sprig tune` plugs into sp_tune_run.
  *

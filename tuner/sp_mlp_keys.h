@@ -63,11 +63,6 @@ typedef struct sp_mlp_keys {
 sprig_status sp_mlp_keys_build(sprig_gen *gen, const sp_mlp_key_request *req, sp_mlp_keys *out);
 void sp_mlp_keys_free(sp_mlp_keys *k);
 
-/* Whether the family can serve key (its tuning space is not empty): 1; 0 when
- * it cannot (why: the family's reason); -1 when the generator rejects the
- * request itself (why: the generator's message). */
-int sp_tune_key_servable(sprig_gen *gen, const sp_tune_key *key, char *why, size_t cap);
-
 /* ---- lookup ------------------------------------------------------------------------------ */
 
 /* Finds the params to run family (variant v, as in sp_mlp_fixed) with for

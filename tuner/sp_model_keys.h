@@ -1,5 +1,5 @@
 /* The tuning keys of a whole model folder: every kernel the GPU backend's
- * decode step (runtime/gpu_backend.c, runtime/gpu_mlp.c) looks up in the
+ * decode step (backend/gpu_backend.c, backend/gpu_mlp.c) looks up in the
  * tuning database, at the model's own widths, SliceGPT-sliced ones included,
  * keyed as tuner/runtime_tuning.c looks them up (the convention of
  * sp_mlp_keys.h), so a tuned model is served by exact entries.
@@ -33,10 +33,6 @@
 #include "sprig.h"
 
 #pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
-
-/* The families the decode step looks up, in key order: "dense_gemv, router,
- * gather_upgate, gather_down". */
-extern const char *const sp_model_key_families;
 
 /* Reads dir/config.json and the folder's SliceGPT slicing (sp_slice_load)
  * into *cfg, without opening the weights. No such folder, or no config.json:

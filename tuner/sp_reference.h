@@ -14,7 +14,7 @@
 
 #pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
 
-/* ---- storage types (bit-exact, runtime/sp_half.h) ------------------------------------- */
+/* ---- storage types (bit-exact, core/sp_half.h) ------------------------------------- */
 /* bf16 = 0: IEEE fp16, 1: bfloat16; round to nearest even. */
 uint16_t sp_ref_to_bits(int bf16, float v);
 float sp_ref_from_bits(int bf16, uint16_t bits);

@@ -1,10 +1,10 @@
-/* The runtime's GPU backend, tuned: a hook (runtime/sp_gpu.h sp_gpu_tuning)
+/* The runtime's GPU backend, tuned: a hook (backend/sp_tuning_hook.h)
  * that answers each kernel request of the backend from the tuning databases.
  *
  *   sp_runtime_tuning *t;   sp_runtime_tuning_open(exec, NULL, "tuner/defaults", &t);
  *   sp_gpu_kernels *ks;     sp_gpu_kernels_open(exec, &ks);
- *   sp_gpu_tuning hook = sp_runtime_tuning_hook(t);  sp_gpu_kernels_set_tuning(ks, &hook);
- *   sp_gpu_open_with(ks, model, ...);  ...  sp_gpu_close(g);
+ *   sp_tuning_hook hook = sp_runtime_tuning_hook(t);  sp_gpu_kernels_set_tuning(ks, &hook);
+ *   sp_gpu_open(ks, model, ...);  ...  sp_gpu_close(g);
  *   sp_gpu_kernels_close(ks);  sp_runtime_tuning_close(t);      (in this order)
  *
  * Each request (family, d, f, dtype, g, the params the backend fixes, the
@@ -32,7 +32,7 @@
 
 #include "sp_db.h"
 #include "sp_exec.h"
-#include "sp_gpu.h"
+#include "sp_tuning_hook.h"
 #include "sprig.h"
 
 #pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
@@ -83,18 +83,13 @@ void sp_runtime_tuning_close(sp_runtime_tuning *t);
 
 /* The hook for sp_gpu_kernels_set_tuning; t is its ctx (borrowed: t must
  * outlive the kernel set). */
-sp_gpu_tuning sp_runtime_tuning_hook(sp_runtime_tuning *t);
+sp_tuning_hook sp_runtime_tuning_hook(sp_runtime_tuning *t);
 /* The hook's choose (ctx = the sp_runtime_tuning), callable directly. */
 int sp_runtime_tuning_choose(void *ctx, const sprig_request *req, double sparsity, char *buf, size_t cap, char *why,
                              size_t why_cap);
 
-/* The GPU the lookups are for. */
-const sp_gpu_id *sp_runtime_tuning_gpu(const sp_runtime_tuning *t);
 /* The database files loaded, in precedence order (borrowed; n may be 0). */
 size_t sp_runtime_tuning_n_files(const sp_runtime_tuning *t);
-const char *sp_runtime_tuning_file(const sp_runtime_tuning *t, size_t i);
-/* The folders consulted, "; "-separated (borrowed). */
-const char *sp_runtime_tuning_dirs(const sp_runtime_tuning *t);
 /* Skipped files and lookup errors, one per line; "" when none (borrowed). */
 const char *sp_runtime_tuning_notes(const sp_runtime_tuning *t);
 /* How many database lookups the hook has made (requests of untuned

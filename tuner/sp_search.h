@@ -28,9 +28,6 @@ typedef enum sp_verdict {
     SP_VERDICT_LAUNCH_FAILED    /* compiled but could not run (e.g. too many resources) */
 } sp_verdict;
 
-const char *sp_verdict_name(sp_verdict v);           /* "ok", "wrong", "compile_failed", "launch_failed" */
-int sp_verdict_parse(const char *name, sp_verdict *out); /* 1 on success */
-
 typedef struct sp_measurement {
     sp_verdict verdict;
     double rel_err;            /* ||out - ref|| / ||ref|| (NaN output: set verdict WRONG) */

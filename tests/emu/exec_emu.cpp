@@ -50,7 +50,7 @@ struct emu_impl {
 static emu_impl *impl_of(sp_exec *e) { return (emu_impl *)e->impl; }
 static void *host(sp_dptr p) { return (void *)(uintptr_t)p; }
 
-/* The same rules and messages as the CUDA executor (runtime/exec_cuda.c). */
+/* The same rules and messages as the CUDA executor (exec/exec_cuda.c). */
 static sprig_status emu_refuse(const char *op) {
     return sp_fail(SPRIG_E_INVALID,
                    "%s while capturing a graph is not allowed: only launches may come between capture_begin and "
@@ -281,9 +281,28 @@ static sprig_status emu_time_seq(sp_exec *e, const sp_exec_step *steps, int n_st
     return SPRIG_OK;
 }
 
+/* Every CUDA thread is a fiber here and the cost is per thread launched:
+ * small CTAs and few splits keep the emulated tests quick. */
+static const char *emu_default_params(const sp_exec *, const char *family) {
+    static const struct {
+        const char *family, *params;
+    } cheap[] = {
+        {"dense_gemv", "threads=64,rows_per_warp=4"},
+        {"rmsnorm", "threads=64"},
+        {"attention_decode", "threads=32,splits=2"},
+        {"router", "threads=64,ksplit=2,compact_threads=256"},
+        {"gather_upgate", "threads=64,rows_per_warp=4"},
+        {"gather_down", "threads=64,cols_per_cta=64,splits=2"},
+    };
+    for (const auto &c : cheap)
+        if (strcmp(c.family, family) == 0) return c.params;
+    return "";
+}
+
 static const sp_exec_ops kEmuOps = {emu_alloc,  emu_free,         emu_upload,      emu_download,     emu_fill,
                                     emu_load,   emu_unload,       emu_launch,      emu_sync,         emu_close,
-                                    emu_time_seq, emu_capture_begin, emu_capture_end, emu_graph_launch, emu_graph_free};
+                                    emu_time_seq, emu_capture_begin, emu_capture_end, emu_graph_launch, emu_graph_free,
+                                    emu_default_params};
 
 extern "C" sprig_status sp_exec_open_emu(sp_exec **out) {
     *out = nullptr;

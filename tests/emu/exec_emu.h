@@ -1,4 +1,4 @@
-/* The emulator as an sp_exec (see runtime/sp_exec.h): "device" memory is host
+/* The emulator as an sp_exec (see exec/sp_exec.h): "device" memory is host
  * memory, plans compile with the host C++ compiler. Test-only. */
 #ifndef SP_EXEC_EMU_H
 #define SP_EXEC_EMU_H
