@@ -216,22 +216,41 @@ void sp_gpu_close(sp_gpu *g) {
 /* ---- the decode step ----------------------------------------------------------- */
 
 /* rmsnorm: x = src-mode(x), xb = norm(x) * w; sliced: weightless, and x as T
- * to g->cat (docs/kernel-abi.md) */
+ * to g->cat (raw_out=1; docs/kernel-abi.md) */
 static sprig_status norm(sp_gpu *g, sp_gpu_kernel *k, sp_dptr src, sp_dptr w) {
-    void *args[] = {&g->x, &src, &g->io, &w, &g->xb, &g->norm_eps, &g->cat};
-    return sp_gpu_kernel_launch(g->kernels, k, args);
+    sp_kargs a;
+    sp_kargs_init(&a, k->plan);
+    sp_kargs_ptr(&a, "x", g->x);
+    sp_kargs_ptr(&a, "src", src);
+    sp_kargs_ptr(&a, "row", g->io); /* the token id, io[0] (read by mode=embed only) */
+    sp_kargs_ptr(&a, "w", w);
+    sp_kargs_ptr(&a, "out", g->xb);
+    sp_kargs_f32(&a, "eps", g->norm_eps);
+    if (sp_kargs_has(&a, "raw")) sp_kargs_ptr(&a, "raw", g->cat);
+    return sp_gpu_kernel_launch(g->kernels, k, &a);
 }
 
 static sprig_status gemv(sp_gpu *g, sp_gpu_kernel *k, sp_dptr W, sp_dptr x, sp_dptr y) {
-    void *args[] = {&W, &x, &y};
-    return sp_gpu_kernel_launch(g->kernels, k, args);
+    sp_kargs a;
+    sp_kargs_init(&a, k->plan);
+    sp_kargs_ptr(&a, "W", W);
+    sp_kargs_ptr(&a, "x", x);
+    sp_kargs_ptr(&a, "y", y);
+    return sp_gpu_kernel_launch(g->kernels, k, &a);
 }
 
 static sprig_status attention(sp_gpu *g, int l, sp_dptr out) {
     const size_t at = (size_t)l * g->max_seq * g->kvd * 2;
-    sp_dptr kc = g->k_cache + at, vc = g->v_cache + at, pos = g->io + sizeof(int);
-    void *args[] = {&g->qkv, &g->inv_freq, &kc, &vc, &pos, &g->attn->ws, &out};
-    return sp_gpu_kernel_launch(g->kernels, g->attn, args);
+    sp_kargs a;
+    sp_kargs_init(&a, g->attn->plan);
+    sp_kargs_ptr(&a, "qkv", g->qkv);
+    sp_kargs_ptr(&a, "inv_freq", g->inv_freq);
+    sp_kargs_ptr(&a, "k_cache", g->k_cache + at);
+    sp_kargs_ptr(&a, "v_cache", g->v_cache + at);
+    sp_kargs_ptr(&a, "pos", g->io + sizeof(int));
+    sp_kargs_ptr(&a, "ws", g->attn->ws);
+    sp_kargs_ptr(&a, "out", out);
+    return sp_gpu_kernel_launch(g->kernels, g->attn, &a);
 }
 
 static sprig_status run_layer(sp_gpu *g, int l) {

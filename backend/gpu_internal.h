@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "sp_gpu.h"
+#include "sp_kargs.h"
 
 /* One plan, compiled and loaded, with its workspace (zeroed once, as the ABI
  * says; a plan that accumulates into it leaves it zeroed again). Owned by the
@@ -34,8 +35,8 @@ struct sp_gpu_kernels {
  * returned kernel is owned by the set. */
 sprig_status sp_gpu_kernel_get(sp_gpu_kernels *ks, const char *family, int d, int f, const char *dtype, int g,
                                const char *fixed, double sparsity, sp_gpu_kernel **out);
-/* Launches the kernel's plan with one argument list (docs/kernel-abi.md). */
-sprig_status sp_gpu_kernel_launch(sp_gpu_kernels *ks, sp_gpu_kernel *k, void **args);
+/* Launches the kernel's plan with its arguments bound by name (sp_kargs.h). */
+sprig_status sp_gpu_kernel_launch(sp_gpu_kernels *ks, sp_gpu_kernel *k, sp_kargs *args);
 
 /* The tuning parameters for one request (req->params: the fixed ones), into
  * buf: the installed hook's choice, else the executor's defaults

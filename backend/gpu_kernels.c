@@ -158,6 +158,6 @@ sprig_status sp_gpu_kernel_get(sp_gpu_kernels *ks, const char *family, int d, in
     return s == SPRIG_OK ? s : sp_wrap(s, "kernel %s", key);
 }
 
-sprig_status sp_gpu_kernel_launch(sp_gpu_kernels *ks, sp_gpu_kernel *k, void **args) {
-    return sp_exec_launch(ks->exec, k->mod, k->plan, args);
+sprig_status sp_gpu_kernel_launch(sp_gpu_kernels *ks, sp_gpu_kernel *k, sp_kargs *args) {
+    return sp_kargs_launch(ks->exec, k->mod, args);
 }

@@ -99,26 +99,47 @@ sprig_status sp_gpu_mlp_prepare_threshold(sp_gpu *g) {
     return SPRIG_OK;
 }
 
-static sprig_status launch_gathers(sp_gpu *g, const gpu_layer *G, gpu_mlp_path *p, sp_dptr *union_count) {
-    void *up[] = {(void *)&G->wg, (void *)&G->wu, &g->xb, &g->union_ids, union_count, &g->mask, &g->h};
-    SP_TRY(sp_gpu_kernel_launch(g->kernels, p->upgate, up));
-    void *down[] = {(void *)&G->wd, &g->h, &g->union_ids, union_count, &p->down->ws, &g->proj};
-    return sp_gpu_kernel_launch(g->kernels, p->down, down);
+static sprig_status launch_gathers(sp_gpu *g, const gpu_layer *G, gpu_mlp_path *p, sp_dptr union_count) {
+    sp_kargs up;
+    sp_kargs_init(&up, p->upgate->plan);
+    sp_kargs_ptr(&up, "Wg", G->wg);
+    sp_kargs_ptr(&up, "Wu", G->wu);
+    sp_kargs_ptr(&up, "x", g->xb);
+    sp_kargs_ptr(&up, "union_ids", g->union_ids);
+    sp_kargs_ptr(&up, "union_count", union_count);
+    sp_kargs_ptr(&up, "mask", g->mask);
+    sp_kargs_ptr(&up, "h", g->h);
+    SP_TRY(sp_gpu_kernel_launch(g->kernels, p->upgate, &up));
+    sp_kargs down;
+    sp_kargs_init(&down, p->down->plan);
+    sp_kargs_ptr(&down, "Wd", G->wd);
+    sp_kargs_ptr(&down, "h", g->h);
+    sp_kargs_ptr(&down, "union_ids", g->union_ids);
+    sp_kargs_ptr(&down, "union_count", union_count);
+    sp_kargs_ptr(&down, "ws", p->down->ws);
+    sp_kargs_ptr(&down, "y", g->proj);
+    return sp_gpu_kernel_launch(g->kernels, p->down, &down);
 }
 
 sprig_status sp_gpu_mlp_launch(sp_gpu *g, int l) {
     gpu_layer *G = &g->layers[l];
-    sp_dptr union_count = g->union_counts + sizeof(int) * (size_t)l;
-    if (G->kind == GPU_MLP_DENSE) return launch_gathers(g, G, &G->dense, &union_count);
+    const sp_dptr union_count = g->union_counts + sizeof(int) * (size_t)l;
+    if (G->kind == GPU_MLP_DENSE) return launch_gathers(g, G, &G->dense, union_count);
     gpu_mlp_path *p = G->kind == GPU_MLP_LTE ? &G->lte : &G->thr;
-    float threshold = G->kind == GPU_MLP_LTE ? g->lte_threshold : g->thresholds[l];
+    sp_kargs route;
+    sp_kargs_init(&route, p->router->plan);
     /* LTE: the router's rows are the experts; threshold mode: W_gate's rows are the neurons (g = 1) */
-    const sp_dptr *wr = G->kind == GPU_MLP_LTE ? &G->wr : &G->wg;
-    sp_dptr scores = g->scores + sizeof(float) * (size_t)l * g->f;
-    void *route[] = {(void *)wr, &g->xb, &scores, &threshold, &g->ids, &g->counts, &g->union_ids, &union_count,
-                     &g->mask};
-    SP_TRY(sp_gpu_kernel_launch(g->kernels, p->router, route));
-    return launch_gathers(g, G, p, &union_count);
+    sp_kargs_ptr(&route, "Wr", G->kind == GPU_MLP_LTE ? G->wr : G->wg);
+    sp_kargs_ptr(&route, "x", g->xb);
+    sp_kargs_ptr(&route, "scores", g->scores + sizeof(float) * (size_t)l * g->f);
+    sp_kargs_f32(&route, "threshold", G->kind == GPU_MLP_LTE ? g->lte_threshold : g->thresholds[l]);
+    sp_kargs_ptr(&route, "ids", g->ids);
+    sp_kargs_ptr(&route, "counts", g->counts);
+    sp_kargs_ptr(&route, "union_ids", g->union_ids);
+    sp_kargs_ptr(&route, "union_count", union_count);
+    sp_kargs_ptr(&route, "mask", g->mask);
+    SP_TRY(sp_gpu_kernel_launch(g->kernels, p->router, &route));
+    return launch_gathers(g, G, p, union_count);
 }
 
 int sp_gpu_mlp_active(const sp_gpu *g, int l, const int *union_counts) {

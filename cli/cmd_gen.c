@@ -23,7 +23,16 @@ static int print_plan_json(const sprig_plan *p) {
         printf("%s{\"name\":\"%s\",\"grid\":[%u,%u,%u],\"block\":[%u,%u,%u],\"smem_bytes\":%u}", k ? "," : "",
                l->name, l->grid[0], l->grid[1], l->grid[2], l->block[0], l->block[1], l->block[2], l->smem_bytes);
     }
-    printf("]}\n");
+    static const char *const dirs[] = {"in", "out", "inout", "scratch"};
+    printf("],\"args\":[");
+    for (int i = 0; i < p->n_args; ++i) {
+        const sprig_arg *a = &p->args[i];
+        printf("%s{\"name\":\"%s\",\"type\":\"%s\",\"role\":\"%s\",\"dir\":\"%s\",\"pointer\":%s,"
+               "\"optional\":%s,\"count\":%zu,\"rows\":%zu,\"cols\":%zu,\"align\":%d,\"fan_in\":%d}",
+               i ? "," : "", a->name, a->type, a->role, dirs[a->dir], a->pointer ? "true" : "false",
+               a->optional ? "true" : "false", a->count, a->rows, a->cols, a->align, a->fan_in);
+    }
+    printf("],\"verify\":\"%s\"}\n", p->verify);
     return 0;
 }
 

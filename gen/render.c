@@ -84,6 +84,64 @@ static sprig_status read_kernels(lua_State *L, int plan_idx, sprig_plan *plan) {
     return SPRIG_OK;
 }
 
+static sprig_arg_dir arg_dir(const char *dir) {
+    if (!strcmp(dir, "out")) return SPRIG_ARG_OUT;
+    if (!strcmp(dir, "inout")) return SPRIG_ARG_INOUT;
+    if (!strcmp(dir, "scratch")) return SPRIG_ARG_SCRATCH;
+    return SPRIG_ARG_IN;
+}
+
+static lua_Integer int_field(lua_State *L, int idx, const char *name) {
+    lua_getfield(L, idx, name);
+    lua_Integer v = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static void text_field(lua_State *L, int idx, const char *name, char *out, size_t cap) {
+    lua_getfield(L, idx, name);
+    snprintf(out, cap, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_pop(L, 1);
+}
+
+/* The declared argument list (lua/sprig/args.lua has already checked it). */
+static sprig_status read_args(lua_State *L, int plan_idx, sprig_plan *plan) {
+    lua_getfield(L, plan_idx, "args");
+    int at = lua_gettop(L);
+    int n = (int)lua_rawlen(L, at);
+    if (n < 1 || n > SPRIG_MAX_ARGS) {
+        lua_pop(L, 1);
+        return sp_fail(SPRIG_E_INTERNAL, "family %s declared %d arguments (1..%d allowed)", plan->family, n,
+                       SPRIG_MAX_ARGS);
+    }
+    plan->n_args = n;
+    for (int i = 0; i < n; ++i) {
+        lua_rawgeti(L, at, i + 1);
+        int k = lua_gettop(L);
+        sprig_arg *a = &plan->args[i];
+        char dir[16];
+        text_field(L, k, "name", a->name, sizeof a->name);
+        text_field(L, k, "type", a->type, sizeof a->type);
+        text_field(L, k, "role", a->role, sizeof a->role);
+        text_field(L, k, "dir", dir, sizeof dir);
+        a->dir = arg_dir(dir);
+        lua_getfield(L, k, "pointer");
+        a->pointer = lua_toboolean(L, -1);
+        lua_getfield(L, k, "optional");
+        a->optional = lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        a->count = (size_t)int_field(L, k, "count");
+        a->rows = (size_t)int_field(L, k, "rows");
+        a->cols = (size_t)int_field(L, k, "cols");
+        a->align = (int)int_field(L, k, "align");
+        a->fan_in = (int)int_field(L, k, "fan_in");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    text_field(L, plan_idx, "verify", plan->verify, sizeof plan->verify);
+    return SPRIG_OK;
+}
+
 /* XXH3 over every file the render read (template, includes, family spec). */
 static uint64_t hash_files(sprig_gen *gen, lua_State *L, int plan_idx) {
     XXH3_state_t *st = XXH3_createState();
@@ -146,6 +204,7 @@ static sprig_status fill_plan(sprig_gen *gen, int plan_idx, sprig_plan *plan) {
     cJSON_Delete(obj);
     SP_CHECK_ALLOC(plan->params_json);
     plan->template_hash = hash_files(gen, L, plan_idx);
+    SP_TRY(read_args(L, plan_idx, plan));
     return read_kernels(L, plan_idx, plan);
 }
 

@@ -70,6 +70,30 @@ typedef struct sprig_launch {
     unsigned smem_bytes;
 } sprig_launch;
 
+#define SPRIG_MAX_ARGS 16
+
+typedef enum sprig_arg_dir {
+    SPRIG_ARG_IN = 0,    /* read only */
+    SPRIG_ARG_OUT,       /* written (not read) */
+    SPRIG_ARG_INOUT,     /* read, then written */
+    SPRIG_ARG_SCRATCH    /* a workspace the plan owns the contents of (zeroed once when allocated) */
+} sprig_arg_dir;
+
+/* One kernel argument, as the family's spec declares it (lua/sprig/args.lua,
+ * docs/kernel-abi.md): every kernel of a plan takes the plan's list in order. */
+typedef struct sprig_arg {
+    char name[32];         /* the parameter's name in the kernel's signature */
+    char type[4];          /* element type: "T" (the request's dtype), "f32", "i32", "u8" */
+    char role[24];         /* what it holds ("w_gate", "x", "union_ids", "output", ...: docs/kernel-abi.md) */
+    sprig_arg_dir dir;
+    int pointer;           /* 1: a device pointer; 0: passed by value */
+    int optional;          /* 1: this plan does not use it (it may be NULL) */
+    size_t count;          /* elements the kernel may touch (pointers) */
+    size_t rows, cols;     /* the same as a matrix (rows * cols == count) */
+    int align;             /* bytes the address must be a multiple of */
+    int fan_in;            /* weights: the length of the dot products they enter (0: not a weight) */
+} sprig_arg;
+
 /* The result of rendering: CUDA source plus everything needed to launch it.
  * Owned by the caller; free with sprig_plan_free. */
 typedef struct sprig_plan {
@@ -82,6 +106,10 @@ typedef struct sprig_plan {
     int n_kernels;
     sprig_launch kernels[SPRIG_MAX_KERNELS];
     size_t workspace_bytes;/* device scratch the plan needs (0 if none) */
+    int n_args;
+    sprig_arg args[SPRIG_MAX_ARGS]; /* the kernels' argument list, in order */
+    char verify[24];       /* how the tuner checks its outputs: a reference kind ("gemv", "router",
+                              "swiglu", "down", "mlp"), "lua" (the spec's own reference) or "" (none) */
 } sprig_plan;
 
 sprig_status sprig_gen_render(sprig_gen *gen, const sprig_request *req, sprig_plan **out);

@@ -22,6 +22,8 @@
 --                       head_dim/vec lanes own one position each, online softmax in fp32
 --                       per group, groups merged in shared memory
 --   sprig_attn_combine  (splits > 1) merges the splits' (max, sum, acc) partials
+local A = require("sprig.args")
+
 local F = {
   name = "attention_decode",
   summary = "decode attention (batch 1, GQA) over a KV cache, with RoPE and the cache append fused in",
@@ -91,6 +93,20 @@ function F.plan(req, p)
     workspace = s.HEADS * p.splits * (s.HD + 2) * 4
   end
   return { kernels = kernels, workspace = workspace, values = s }
+end
+
+-- The caches hold max_seq positions, which the request does not carry (0: not known here).
+function F.args(req, p, v)
+  local hd, kvd = p.head_dim, p.kv_heads * p.head_dim
+  return {
+    A.ptr("qkv", "T", { (p.heads + 2 * p.kv_heads) * hd }, { dir = "inout", role = "qkv" }),
+    A.ptr("inv_freq", "f32", { hd // 2 }, { role = "inv_freq" }),
+    A.ptr("k_cache", "T", { 0, kvd }, { dir = "inout", role = "k_cache", align = A.vec_align(p.vec) }),
+    A.ptr("v_cache", "T", { 0, kvd }, { dir = "inout", role = "v_cache", align = A.vec_align(p.vec) }),
+    A.ptr("pos", "i32", { 1 }, { role = "pos" }),
+    A.ptr("ws", "f32", { (v.workspace_bytes or 0) // 4 }, { dir = "scratch", optional = p.splits == 1 }),
+    A.ptr("out", "T", { p.heads * hd }, { dir = "out", role = "attn_out" }),
+  }
 end
 
 return F

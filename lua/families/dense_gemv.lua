@@ -9,6 +9,8 @@
 --   sprig_dense_gemv(const T *W, const T *x, T *y)
 -- A warp owns rows_per_warp rows and walks K with VEC-wide loads, unrolled;
 -- every K that is a multiple of 8 works (the last chunk is guarded).
+local A = require("sprig.args")
+
 local F = {
   name = "dense_gemv",
   summary = "dense GEMV/skinny GEMM y = W x (baseline, attention, lm_head, sliced shapes)",
@@ -47,5 +49,17 @@ function F.plan(req, p)
     values = { N = N, K = K },
   }
 end
+
+-- W [N][K] and x [B][K] are read VEC elements at a time.
+function F.args(req, p, v)
+  local al = A.vec_align(p.vec)
+  return {
+    A.ptr("W", "T", { v.N, v.K }, { role = "weight", fan_in = v.K, align = al }),
+    A.ptr("x", "T", { req.batch, v.K }, { align = al }),
+    A.ptr("y", "T", { req.batch, v.N }, { dir = p.accumulate == 1 and "inout" or "out" }),
+  }
+end
+
+F.verify = "gemv"
 
 return F

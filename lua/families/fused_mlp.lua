@@ -14,6 +14,8 @@
 -- sprig_fused_mlp_finalize: y = T(ws) (re-zeroing ws for atomic), or the
 --   fixed-order sum of the partials of the CTAs that had rows.
 -- The grid is sized for every expert active; CTAs past union_count*g return.
+local A = require("sprig.args")
+
 local F = {
   name = "fused_mlp",
   summary = "fused MLP: gate/up -> SwiGLU -> down in one kernel plus a split-K finalize (decode, batch 1..8)",
@@ -97,5 +99,24 @@ function F.plan(req, p)
     values = s,
   }
 end
+
+function F.args(req, p, v)
+  local E, B, al = req.f // req.g, req.batch, A.vec_align(p.vec)
+  local il, routed = p.interleave == 1, p.all_active == 0
+  return {
+    il and A.ptr("Wg", "T", { 2 * req.f, req.d }, { role = "w_gate_up", fan_in = req.d, align = al })
+       or A.ptr("Wg", "T", { req.f, req.d }, { role = "w_gate", fan_in = req.d, align = al }),
+    A.ptr("Wu", "T", { req.f, req.d }, { role = "w_up", fan_in = req.d, align = al, optional = il }),
+    A.ptr("WdT", "T", { req.f, req.d }, { role = "w_down_t", fan_in = req.f, align = al }),
+    A.ptr("x", "T", { B, req.d }, { role = "x", align = al }),
+    A.ptr("union_ids", "i32", { E }, { role = "union_ids", optional = not routed }),
+    A.ptr("union_count", "i32", { 1 }, { role = "union_count", optional = not routed }),
+    A.ptr("mask", "u8", { B, E }, { role = "mask", optional = not routed }),
+    A.ptr("ws", "f32", { v.workspace_bytes // 4 }, { dir = "scratch", align = 16 }),
+    A.ptr("y", "T", { B, req.d }, { dir = "out", role = "y", align = 8 }),
+  }
+end
+
+F.verify = "mlp"
 
 return F

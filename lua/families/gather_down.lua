@@ -19,6 +19,8 @@
 -- layout=n: Wd = W_down [d][f] as stored. A warp owns rows_per_warp output
 --   columns; its lanes split the (union slot × g/vec) pieces of those rows,
 --   dot them with h and warp-reduce; one kernel writes y (deterministic).
+local A = require("sprig.args")
+
 local F = {
   name = "gather_down",
   summary = "gather down: y over the active experts only, split-K with atomic or deterministic reduction "
@@ -168,5 +170,24 @@ function F.plan(req, p)
   if p.layout == "t" then return plan_t(req, p) end
   return plan_n(req, p)
 end
+
+-- ws is read and written as float4 and y stored four values at a time by the finalize.
+function F.args(req, p, v)
+  local E, B, al = req.f // req.g, req.batch, A.vec_align(p.vec)
+  local ws = (v.workspace_bytes or 0) // 4
+  local wd = p.layout == "t"
+    and A.ptr("Wd", "T", { req.f, req.d }, { role = "w_down_t", fan_in = req.f, align = al })
+    or A.ptr("Wd", "T", { req.d, req.f }, { role = "w_down", fan_in = req.f, align = al })
+  return {
+    wd,
+    A.ptr("h", "T", { B, req.f }, { role = "h", align = al }),
+    A.ptr("union_ids", "i32", { E }, { role = "union_ids", optional = p.all_active == 1 }),
+    A.ptr("union_count", "i32", { 1 }, { role = "union_count", optional = p.all_active == 1 }),
+    A.ptr("ws", "f32", { ws }, { dir = "scratch", align = 16, optional = ws == 0 }),
+    A.ptr("y", "T", { B, req.d }, { dir = "out", role = "y", align = 8 }),
+  }
+end
+
+F.verify = "down"
 
 return F

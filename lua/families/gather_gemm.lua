@@ -23,6 +23,8 @@
 -- sparse union gives many CTAs and every SM many 16-byte weight loads in
 -- flight; all token tiles in one warp, so each weight byte is read once;
 -- down splits K over about 4 CTAs per SM and reduces with atomics.
+local A = require("sprig.args")
+
 local F = {
   name = "gather_gemm",
   summary = "tensor-core gather GEMM (mma.sync m16n8k16) over active expert blocks, batch 8-64, g % 16 == 0",
@@ -132,5 +134,33 @@ function F.plan(req, p)
   end
   return { kernels = kernels, workspace = workspace, values = s }
 end
+
+-- Weights, x and h are read as 16-byte vectors; stage=down takes gather_down's
+-- arguments (layout n), stage=upgate gather_upgate's (not interleaved).
+function F.args(req, p, v)
+  local E, B = req.f // req.g, req.batch
+  if p.stage == "upgate" then
+    return {
+      A.ptr("Wg", "T", { req.f, req.d }, { role = "w_gate", fan_in = req.d, align = 16 }),
+      A.ptr("Wu", "T", { req.f, req.d }, { role = "w_up", fan_in = req.d, align = 16 }),
+      A.ptr("x", "T", { B, req.d }, { role = "x", align = 16 }),
+      A.ptr("union_ids", "i32", { E }, { role = "union_ids" }),
+      A.ptr("union_count", "i32", { 1 }, { role = "union_count" }),
+      A.ptr("mask", "u8", { B, E }, { role = "mask" }),
+      A.ptr("h", "T", { B, req.f }, { dir = "out", role = "h" }),
+    }
+  end
+  local ws = (v.workspace_bytes or 0) // 4
+  return {
+    A.ptr("Wd", "T", { req.d, req.f }, { role = "w_down", fan_in = req.f, align = 16 }),
+    A.ptr("h", "T", { B, req.f }, { role = "h", align = 16 }),
+    A.ptr("union_ids", "i32", { E }, { role = "union_ids" }),
+    A.ptr("union_count", "i32", { 1 }, { role = "union_count" }),
+    A.ptr("ws", "f32", { ws }, { dir = "scratch", align = 16, optional = ws == 0 }),
+    A.ptr("y", "T", { B, req.d }, { dir = "out", role = "y", align = 8 }),
+  }
+end
+
+function F.verify(req, p) return p.stage == "upgate" and "swiglu" or "down" end
 
 return F

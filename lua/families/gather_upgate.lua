@@ -8,6 +8,8 @@
 -- for every token in one pass over K (each warp a slice of K; slices are added in
 -- a fixed order through shared memory); the grid covers all f rows (worst case)
 -- and CTAs past union_count*g return at once.
+local A = require("sprig.args")
+
 local F = {
   name = "gather_upgate",
   summary = "gather up/gate: SwiGLU h over the active experts only (decode, batch 1..64)",
@@ -67,5 +69,23 @@ function F.plan(req, p)
                   block = { p.threads, 1, 1 }, smem = 0 } },
   }
 end
+
+function F.args(req, p)
+  local E, B, al = req.f // req.g, req.batch, A.vec_align(p.vec)
+  local il, routed = p.interleave == 1, p.all_active == 0
+  return {
+    il and A.ptr("Wg", "T", { 2 * req.f, req.d }, { role = "w_gate_up", fan_in = req.d, align = al })
+       or A.ptr("Wg", "T", { req.f, req.d }, { role = "w_gate", fan_in = req.d, align = al }),
+    A.ptr("Wu", "T", { req.f, req.d }, { role = "w_up", fan_in = req.d, align = al, optional = il }),
+    -- staged into shared memory with 16-byte copies when x_smem=1
+    A.ptr("x", "T", { B, req.d }, { role = "x", align = p.x_smem == 1 and 16 or al }),
+    A.ptr("union_ids", "i32", { E }, { role = "union_ids", optional = not routed }),
+    A.ptr("union_count", "i32", { 1 }, { role = "union_count", optional = not routed }),
+    A.ptr("mask", "u8", { B, E }, { role = "mask", optional = not routed }),
+    A.ptr("h", "T", { B, req.f }, { dir = "out", role = "h" }),
+  }
+end
+
+F.verify = "swiglu"
 
 return F

@@ -21,6 +21,8 @@
 --   sprig_rmsnorm(float *x, const T *src, const int *row, const T *w, T *out, float eps, T *raw)  (raw_out=1)
 -- One CTA per token: the threads stride the row, a warp + shared-memory reduction
 -- gives the sum of squares, a second pass writes out.
+local A = require("sprig.args")
+
 local F = {
   name = "rmsnorm",
   summary = "RMSNorm of the fp32 residual stream, fused with the residual add, set or the embedding lookup",
@@ -50,6 +52,22 @@ function F.plan(req, p)
   return {
     kernels = { { name = "sprig_rmsnorm", grid = { req.batch, 1, 1 }, block = { p.threads, 1, 1 }, smem = 0 } },
   }
+end
+
+-- src is the embedding table with mode=embed, whose row count the request does
+-- not carry (0: not known here); raw exists only with raw_out=1.
+function F.args(req, p)
+  local B = req.batch
+  local list = {
+    A.ptr("x", "f32", { B, req.d }, { dir = "inout", role = "residual" }),
+    A.ptr("src", "T", p.mode == "embed" and { 0, req.d } or { B, req.d }, { role = "src", optional = p.mode == "none" }),
+    A.ptr("row", "i32", { B }, { role = "row", optional = p.mode ~= "embed" }),
+    A.ptr("w", "T", { req.d }, { role = "norm_weight", optional = p.weightless == 1 }),
+    A.ptr("out", "T", { B, req.d }, { dir = "out", role = "normed" }),
+    A.scalar("eps", "f32", { role = "eps" }),
+  }
+  if p.raw_out == 1 then list[#list + 1] = A.ptr("raw", "T", { B, req.d }, { dir = "out", role = "raw" }) end
+  return list
 end
 
 return F

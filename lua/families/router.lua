@@ -13,6 +13,8 @@
 --   sprig_router_compact  one CTA: per E-chunk, a ballot per (token, warp), a scan of the
 --                         per-warp counts, then a scatter; writes ids/counts/mask and the
 --                         batch union. No atomics, so the output is deterministic.
+local A = require("sprig.args")
+
 local F = {
   name = "router",
   summary = "router scores + threshold + compaction into per-token and union expert ids (LTE, training-free)",
@@ -65,5 +67,24 @@ function F.plan(req, p)
     },
   }
 end
+
+-- LTE reads its router [E][d]; training-free mode W_gate itself (g = 1, E = f).
+function F.args(req, p)
+  local E, B, al = req.f // req.g, req.batch, A.vec_align(p.vec)
+  return {
+    A.ptr("Wr", "T", { E, req.d }, { role = p.score == "sigmoid" and "w_router" or "w_gate", fan_in = req.d,
+                                       align = al }),
+    A.ptr("x", "T", { B, req.d }, { role = "x", align = al }),
+    A.ptr("scores", "f32", { B, E }, { dir = "out", role = "scores" }),
+    A.scalar("threshold", "f32", { role = "threshold" }),
+    A.ptr("ids", "i32", { B, E }, { dir = "out", role = "ids" }),
+    A.ptr("counts", "i32", { B }, { dir = "out", role = "counts" }),
+    A.ptr("union_ids", "i32", { E }, { dir = "out", role = "union_ids" }),
+    A.ptr("union_count", "i32", { 1 }, { dir = "out", role = "union_count" }),
+    A.ptr("mask", "u8", { B, E }, { dir = "out", role = "mask" }),
+  }
+end
+
+F.verify = "router"
 
 return F

@@ -10,6 +10,17 @@
 --   plan(req, p)              -- { kernels = {{name=, grid={x,y,z}, block={x,y,z},
 --                             --   smem=}}, workspace = bytes, values = {...} }
 --                             -- values are extra names the template sees
+--   args(req, p, v)           -- the kernels' argument list (lua/sprig/args.lua),
+--                             -- v: the values the template saw
+--   verify                    -- how the tuner checks the outputs: a reference
+--                             -- kind the C side implements ("gemv", "router",
+--                             -- "swiglu", "down", "mlp"), or a function
+--                             -- (req, p) returning one; absent with reference
+--   reference(req, p, inputs) -- instead of verify: the outputs in Lua, from
+--                             -- the inputs ({name = {values}}), as
+--                             -- {name = {values}} (small elementwise families)
+local args = require("sprig.args")
+
 local M = {}
 
 M.NAMES = {
@@ -133,6 +144,17 @@ function M.resolve(fam, given)
       table.concat(names, ", ")), 0)
   end
   return p
+end
+
+-- The declared argument list (normalized) and the verify kind of a plan.
+function M.signature(fam, req, p, values)
+  if not fam.args then error(string.format("%s: the spec declares no args()", fam.name), 0) end
+  local list = args.normalize(fam.name, fam.args(req, p, values))
+  if #list > 16 then error(string.format("%s: %d arguments, more than 16", fam.name, #list), 0) end
+  local verify = fam.verify
+  if type(verify) == "function" then verify = verify(req, p) end
+  if fam.reference then verify = "lua" end
+  return list, verify or ""
 end
 
 -- The canonical name of one exact kernel: same request, same key.

@@ -46,9 +46,12 @@ function M.render(req, load_file, require_spec)
   local ordered = {}
   for i, decl in ipairs(fam.params) do ordered[i] = { decl.name, p[decl.name] } end
   files[#files + 1] = "lua/families/" .. fam.name .. ".lua"
+  values.workspace_bytes = plan.workspace or 0
+  local declared, verify = families.signature(fam, req, p, values)
   return {
     source = source, key = families.key(fam, req, p), family = fam.name,
     params = ordered, kernels = plan.kernels, workspace = plan.workspace or 0, files = files,
+    args = declared, verify = verify,
   }
 end
 
