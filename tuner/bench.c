@@ -14,11 +14,11 @@
 #include "sp_bench.h"
 #include "sp_error.h"
 #include "sp_mlp_keys.h"
-#include "sp_operands.h"
+#include "operands.h"
+#include "sp_kargs.h"
 #include "sp_reference.h"
 
-#define BN_MAX_SETS 64
-#define BN_MAX_ARGS 10
+#define BN_MAX_SETS SP_OPS_MAX_SETS
 #define BN_MAX_STAGES 3
 #define BN_GUARD 4096
 
@@ -159,21 +159,14 @@ sprig_status sp_bench_read_bandwidth(sp_exec *e, size_t bytes, int warmup, int r
     return st == SPRIG_OK ? SPRIG_OK : sp_wrap(st, "measuring the streaming-read bandwidth");
 }
 
-/* ---- host operands -------------------------------------------------------------------------- */
+/* ---- operands ------------------------------------------------------------------------------ */
 
-enum { SL_G, SL_U, SL_IL, SL_DN, SL_DT, SL_R, BN_SLOTS };
-
-typedef struct bn_host {
-    int d, f, g, E, bf16;
-    float *Wg, *Wu, *Wd, *Wr;      /* values rounded to the dtype */
-    uint16_t *bits[BN_SLOTS];      /* per slot: what is uploaded */
-    size_t bytes[BN_SLOTS];
-} bn_host;
-
+/* The weights and x come from the tuner's operand store (operands.h) by role;
+ * the activations that pass between stages (routing lists, h, y) live in
+ * buffers of the bench's own, which a producing stage writes and the next
+ * one reads. */
 typedef struct bn_batch {
     int B;
-    float *x;                      /* [B][d] */
-    uint16_t *xb;
     double *h64;                   /* [B][f]: SwiGLU of every neuron */
     double *scores;                /* [B][E]: router scores */
     double *y_dense;               /* [B][d]: the dense MLP (lazily) */
@@ -182,16 +175,15 @@ typedef struct bn_batch {
 } bn_batch;
 
 typedef struct bn_dev {
-    sp_dptr w[BN_SLOTS][BN_MAX_SETS];
-    int have[BN_SLOTS];
-    sp_dptr x, h, y, scores, ids, counts, uids, ucount, mask;
+    sp_dptr h, y, scores, ids, counts, uids, ucount, mask;
 } bn_dev;
 
 typedef struct bn_ctx {
     sp_exec *e;
     sprig_gen *gen;
     const sp_bench_opts *o;
-    bn_host host;
+    sp_operands *ops;
+    int d, f, g, E, bf16;
     bn_batch b;
     bn_dev dev;
     int max_batch;
@@ -208,66 +200,62 @@ static void bn_log(const bn_ctx *c, const char *fmt, ...) {
     c->o->log(c->o->log_ctx, line);
 }
 
-static sprig_status bn_host_build(bn_ctx *c) {
-    bn_host *h = &c->host;
-    const sp_bench_opts *o = c->o;
-    h->d = o->d, h->f = o->f, h->g = o->g, h->E = o->f / o->g, h->bf16 = !strcmp(o->dtype, "bf16");
-    size_t fd = (size_t)h->f * h->d;
-    sp_rng r = sp_rng_make(o->seed, 11, (uint64_t)h->d << 32 | (uint64_t)h->f, (uint64_t)h->bf16);
-    SP_TRY(sp_rng_fill(&r, h->bf16, 1.0 / sqrt((double)h->d), fd, &h->Wg, &h->bits[SL_G]));
-    SP_TRY(sp_rng_fill(&r, h->bf16, 1.0 / sqrt((double)h->d), fd, &h->Wu, &h->bits[SL_U]));
-    SP_TRY(sp_rng_fill(&r, h->bf16, 1.0 / sqrt((double)h->f), fd, &h->Wd, &h->bits[SL_DN]));
-    SP_TRY(sp_rng_fill(&r, h->bf16, 1.0 / sqrt((double)h->d), (size_t)h->E * h->d, &h->Wr, &h->bits[SL_R]));
-    h->bits[SL_IL] = malloc(4 * fd);
-    h->bits[SL_DT] = malloc(2 * fd);
-    SP_CHECK_ALLOC(h->bits[SL_IL]);
-    SP_CHECK_ALLOC(h->bits[SL_DT]);
-    sp_ref_interleave_gate_up(h->bits[SL_G], h->bits[SL_U], h->bits[SL_IL], h->f, h->d, h->g, 2);
-    sp_ref_transpose(h->bits[SL_DN], h->bits[SL_DT], h->d, h->f, 2);
-    for (int s = 0; s < BN_SLOTS; ++s) h->bytes[s] = 2 * fd;
-    h->bytes[SL_IL] = 4 * fd;
-    h->bytes[SL_R] = 2 * (size_t)h->E * h->d;
-    return SPRIG_OK;
+/* A logical MLP operand of the current problem (w_gate, w_up, w_down, w_router, x). */
+static sprig_status bn_operand(bn_ctx *c, const char *role, sp_operand *out) {
+    sprig_arg a = {0};
+    snprintf(a.name, sizeof a.name, "%s", role);
+    snprintf(a.role, sizeof a.role, "%s", role);
+    snprintf(a.type, sizeof a.type, "T");
+    a.pointer = 1;
+    a.rows = !strcmp(role, "x") ? (size_t)c->b.B : !strcmp(role, "w_down") ? (size_t)c->d
+             : !strcmp(role, "w_router") ? (size_t)c->E : (size_t)c->f;
+    a.cols = !strcmp(role, "w_down") ? (size_t)c->f : (size_t)c->d;
+    a.count = a.rows * a.cols;
+    return sp_operands_host(c->ops, &a, out);
 }
 
 static void bn_batch_free(bn_batch *b) {
-    free(b->x), free(b->xb), free(b->h64), free(b->scores), free(b->y_dense), free(b->ref_mask), free(b->y_ref);
+    free(b->h64), free(b->scores), free(b->y_dense), free(b->ref_mask), free(b->y_ref);
     memset(b, 0, sizeof *b);
 }
 
 static sprig_status bn_batch_build(bn_ctx *c, int B) {
     bn_batch_free(&c->b);
     bn_batch *b = &c->b;
-    const bn_host *h = &c->host;
     b->B = B;
-    sp_rng r = sp_rng_make(c->o->seed, 12, (uint64_t)h->d << 32 | (uint64_t)B, (uint64_t)h->bf16);
-    SP_TRY(sp_rng_fill(&r, h->bf16, 1.0, (size_t)B * h->d, &b->x, &b->xb));
-    b->h64 = malloc(sizeof(double) * (size_t)B * h->f);
-    b->scores = malloc(sizeof(double) * (size_t)B * h->E);
+    SP_TRY(sp_operands_set(c->ops, c->d, c->f, c->g, c->bf16, B));
+    sp_operand wg, wu, wr, x;
+    SP_TRY(bn_operand(c, "w_gate", &wg));
+    SP_TRY(bn_operand(c, "w_up", &wu));
+    SP_TRY(bn_operand(c, "w_router", &wr));
+    SP_TRY(bn_operand(c, "x", &x));
+    b->h64 = malloc(sizeof(double) * (size_t)B * c->f);
+    b->scores = malloc(sizeof(double) * (size_t)B * c->E);
     SP_CHECK_ALLOC(b->h64);
     SP_CHECK_ALLOC(b->scores);
-    sp_ref_swiglu(h->Wg, h->Wu, b->x, NULL, B, h->d, h->f, 1, b->h64);
-    sp_ref_router_scores(h->Wr, b->x, b->scores, h->E, h->d, B);
-    return sp_exec_upload(c->e, c->dev.x, b->xb, 2 * (size_t)B * h->d);
+    sp_ref_swiglu(wg.vals, wu.vals, x.vals, NULL, B, c->d, c->f, 1, b->h64);
+    sp_ref_router_scores(wr.vals, x.vals, b->scores, c->E, c->d, B);
+    return SPRIG_OK;
 }
 
 /* The float64 MLP output for a mask [B][E] (NULL: dense), cached per mask. */
 static sprig_status bn_reference(bn_ctx *c, const unsigned char *mask, const double **out) {
     bn_batch *b = &c->b;
-    const bn_host *h = &c->host;
-    size_t be = (size_t)b->B * h->E, bf = (size_t)b->B * h->f;
+    size_t be = (size_t)b->B * c->E, bf = (size_t)b->B * c->f;
     if (!mask && b->y_dense) return *out = b->y_dense, SPRIG_OK;
     if (mask && b->ref_mask && !memcmp(mask, b->ref_mask, be)) return *out = b->y_ref, SPRIG_OK;
-    double *y = malloc(sizeof(double) * (size_t)b->B * h->d), *hm = malloc(sizeof(double) * bf);
+    sp_operand wd;
+    SP_TRY(bn_operand(c, "w_down", &wd));
+    double *y = malloc(sizeof(double) * (size_t)b->B * c->d), *hm = malloc(sizeof(double) * bf);
     if (!y || !hm) {
         free(y), free(hm);
         return sp_fail(SPRIG_E_NOMEM, "out of host memory for the reference");
     }
     for (size_t i = 0; i < bf; ++i) {
-        size_t t = i / (size_t)h->f, n = i % (size_t)h->f;
-        hm[i] = !mask || mask[t * h->E + n / h->g] ? b->h64[i] : 0.0;
+        size_t t = i / (size_t)c->f, n = i % (size_t)c->f;
+        hm[i] = !mask || mask[t * c->E + n / c->g] ? b->h64[i] : 0.0;
     }
-    sp_ref_down(h->Wd, hm, mask, b->B, h->d, h->f, h->g, y);
+    sp_ref_down(wd.vals, hm, mask, b->B, c->d, c->f, c->g, y);
     free(hm);
     if (!mask) return *out = b->y_dense = y, SPRIG_OK;
     free(b->y_ref), free(b->ref_mask);
@@ -279,20 +267,16 @@ static sprig_status bn_reference(bn_ctx *c, const unsigned char *mask, const dou
     return SPRIG_OK;
 }
 
-/* ---- device buffers ---------------------------------------------------------------------------- */
-
 static sprig_status bn_dev_alloc(bn_ctx *c) {
-    const bn_host *h = &c->host;
     bn_dev *d = &c->dev;
     sp_exec *e = c->e;
-    size_t B = (size_t)c->max_batch, be = B * h->E;
-    SP_TRY(sp_exec_alloc(e, &d->x, 2 * B * h->d));
-    SP_TRY(sp_exec_alloc(e, &d->h, 2 * B * h->f + BN_GUARD));
-    SP_TRY(sp_exec_alloc(e, &d->y, 2 * B * h->d + BN_GUARD));
+    size_t B = (size_t)c->max_batch, be = B * c->E;
+    SP_TRY(sp_exec_alloc(e, &d->h, 2 * B * c->f + BN_GUARD));
+    SP_TRY(sp_exec_alloc(e, &d->y, 2 * B * c->d + BN_GUARD));
     SP_TRY(sp_exec_alloc(e, &d->scores, sizeof(float) * be));
     SP_TRY(sp_exec_alloc(e, &d->ids, sizeof(int) * be));
     SP_TRY(sp_exec_alloc(e, &d->counts, sizeof(int) * B));
-    SP_TRY(sp_exec_alloc(e, &d->uids, sizeof(int) * (size_t)h->E));
+    SP_TRY(sp_exec_alloc(e, &d->uids, sizeof(int) * (size_t)c->E));
     SP_TRY(sp_exec_alloc(e, &d->ucount, sizeof(int)));
     SP_TRY(sp_exec_alloc(e, &d->mask, be));
     return SPRIG_OK;
@@ -300,38 +284,24 @@ static sprig_status bn_dev_alloc(bn_ctx *c) {
 
 static void bn_dev_free(bn_ctx *c) {
     bn_dev *d = &c->dev;
-    for (int s = 0; s < BN_SLOTS; ++s)
-        for (int i = 0; i < d->have[s]; ++i) sp_exec_free(c->e, d->w[s][i]);
-    sp_dptr all[] = {d->x, d->h, d->y, d->scores, d->ids, d->counts, d->uids, d->ucount, d->mask};
+    sp_dptr all[] = {d->h, d->y, d->scores, d->ids, d->counts, d->uids, d->ucount, d->mask};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i) sp_exec_free(c->e, all[i]);
     memset(d, 0, sizeof *d);
 }
 
-static sprig_status bn_ensure_copies(bn_ctx *c, int slot, int n) {
-    bn_dev *d = &c->dev;
-    for (; d->have[slot] < n; ++d->have[slot]) {
-        sp_dptr p = 0;
-        SP_TRY(sp_exec_alloc(c->e, &p, c->host.bytes[slot]));
-        d->w[slot][d->have[slot]] = p;
-        SP_TRY(sp_exec_upload(c->e, p, c->host.bits[slot], c->host.bytes[slot]));
-    }
-    return SPRIG_OK;
-}
-
 /* Every expert active for every token: what the dense gather_gemm reads. */
 static sprig_status bn_route_all(bn_ctx *c) {
-    const bn_host *h = &c->host;
-    size_t be = (size_t)c->b.B * h->E;
-    int *ids = malloc(sizeof(int) * (size_t)h->E);
+    size_t be = (size_t)c->b.B * c->E;
+    int *ids = malloc(sizeof(int) * (size_t)c->E);
     unsigned char *mask = malloc(be);
     if (!ids || !mask) {
         free(ids), free(mask);
         return sp_fail(SPRIG_E_NOMEM, "out of memory");
     }
-    for (int e = 0; e < h->E; ++e) ids[e] = e;
+    for (int e = 0; e < c->E; ++e) ids[e] = e;
     memset(mask, 1, be);
-    sprig_status st = sp_exec_upload(c->e, c->dev.uids, ids, sizeof(int) * (size_t)h->E);
-    if (st == SPRIG_OK) st = sp_exec_upload(c->e, c->dev.ucount, &h->E, sizeof(int));
+    sprig_status st = sp_exec_upload(c->e, c->dev.uids, ids, sizeof(int) * (size_t)c->E);
+    if (st == SPRIG_OK) st = sp_exec_upload(c->e, c->dev.ucount, &c->E, sizeof(int));
     if (st == SPRIG_OK) st = sp_exec_upload(c->e, c->dev.mask, mask, be);
     free(ids), free(mask);
     return st;
@@ -346,10 +316,8 @@ typedef struct bn_stage {
     sprig_plan *plan;
     sp_exec_module *mod;
     sp_dptr ws;
-    int interleave, layout_t, all_active;
-    uint64_t vals[BN_MAX_SETS][BN_MAX_ARGS];
-    void *ptrs[BN_MAX_SETS][BN_MAX_ARGS];
-    void **sets[BN_MAX_SETS];
+    sp_kargs sets[BN_MAX_SETS];   /* bound per rotation set */
+    void **lists[BN_MAX_SETS];
 } bn_stage;
 
 typedef struct bn_pipe {
@@ -369,31 +337,15 @@ static void bn_pipe_free(bn_ctx *c, bn_pipe *p) {
     p->n = 0;
 }
 
-static int bn_json_int(const cJSON *o, const char *name) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsNumber(v) ? v->valueint : cJSON_IsString(v) ? atoi(v->valuestring) : 0;
-}
-
-static void bn_stage_layout(bn_stage *s) {
-    cJSON *p = cJSON_Parse(s->plan->params_json ? s->plan->params_json : "{}");
-    const cJSON *layout = cJSON_GetObjectItemCaseSensitive(p, "layout");
-    s->interleave = bn_json_int(p, "interleave");
-    s->all_active = bn_json_int(p, "all_active");
-    /* gather_down layout t unless it says n; gather_gemm's down stage reads W_down as stored. */
-    s->layout_t = !strcmp(s->family, "gather_gemm") ? 0 : !(cJSON_IsString(layout) && !strcmp(layout->valuestring, "n"));
-    cJSON_Delete(p);
-}
-
 /* Looks the stage's params up, renders, compiles and loads it. A failure
  * that belongs to the pipeline (cannot serve, does not compile) is written
  * to why and returns SPRIG_OK with st->mod NULL. */
 static sprig_status bn_stage_open(bn_ctx *c, bn_stage *st, const char *family, int v, double sparsity, int batch,
                                   char *why, size_t cap) {
-    const bn_host *h = &c->host;
     memset(st, 0, sizeof *st);
     st->family = family, st->v = v;
     sp_lookup_result lr;
-    sprig_status s = sp_mlp_lookup(c->gen, c->o->dbs, c->o->gpu, family, v, h->d, h->f, c->o->dtype, batch, h->g,
+    sprig_status s = sp_mlp_lookup(c->gen, c->o->dbs, c->o->gpu, family, v, c->d, c->f, c->o->dtype, batch, c->g,
                                    sparsity, &lr);
     if (s == SPRIG_E_INVALID) {
         snprintf(why, cap, "%s: %s", family, sprig_last_error());
@@ -401,12 +353,9 @@ static sprig_status bn_stage_open(bn_ctx *c, bn_stage *st, const char *family, i
     }
     SP_TRY(s);
     st->source = lr.source;
-    sprig_request req = {family, h->d, h->f, c->o->dtype, batch, h->g, lr.params};
+    sprig_request req = {family, c->d, c->f, c->o->dtype, batch, c->g, lr.params};
     s = sprig_gen_render(c->gen, &req, &st->plan);
-    if (s == SPRIG_OK) {
-        bn_stage_layout(st);
-        s = sp_exec_load(c->e, st->plan, &st->mod);
-    }
+    if (s == SPRIG_OK) s = sp_exec_load(c->e, st->plan, &st->mod);
     if (s == SPRIG_OK && st->plan->workspace_bytes) { /* the ABI: zeroed once */
         s = sp_exec_alloc(c->e, &st->ws, st->plan->workspace_bytes);
         if (s == SPRIG_OK) s = sp_exec_fill(c->e, st->ws, 0, st->plan->workspace_bytes);
@@ -422,76 +371,60 @@ static sprig_status bn_stage_open(bn_ctx *c, bn_stage *st, const char *family, i
     return SPRIG_OK;
 }
 
-/* The slots stage s reads. */
-static int bn_stage_slots(const bn_stage *s, int *slots) {
-    int n = 0;
-    if (!strcmp(s->family, "router")) slots[n++] = SL_R;
-    else if (!strcmp(s->family, "gather_down")) slots[n++] = s->layout_t ? SL_DT : SL_DN;
-    else if (!strcmp(s->family, "gather_gemm")) {
-        if (s->v == 0) slots[n++] = SL_G, slots[n++] = SL_U;
-        else slots[n++] = SL_DN;
-    } else { /* gather_upgate, fused_mlp */
-        if (s->interleave) slots[n++] = SL_IL;
-        else slots[n++] = SL_G, slots[n++] = SL_U;
-        if (!strcmp(s->family, "fused_mlp")) slots[n++] = SL_DT;
-    }
-    return n;
+/* The bench's own buffer for an argument that passes between stages. */
+static int bn_shared(const bn_ctx *c, const char *role, sp_dptr *out) {
+    const bn_dev *d = &c->dev;
+    static const char *const roles[] = {"h", "y", "scores", "ids", "counts", "union_ids", "union_count", "mask"};
+    const sp_dptr bufs[] = {d->h, d->y, d->scores, d->ids, d->counts, d->uids, d->ucount, d->mask};
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; ++i)
+        if (!strcmp(role, roles[i])) return *out = bufs[i], 1;
+    return 0;
 }
 
-/* Argument list of stage s for weight set k (docs/kernel-abi.md order). */
-static int bn_stage_values(const bn_dev *d, const bn_stage *s, int k, uint64_t *a) {
-    const int aa = s->all_active;
-    const sp_dptr uids = aa ? 0 : d->uids, ucount = aa ? 0 : d->ucount, mask = aa ? 0 : d->mask;
-    if (!strcmp(s->family, "router")) {
-        a[0] = d->w[SL_R][k], a[1] = d->x, a[2] = d->scores, a[3] = (uint64_t)-1, a[4] = d->ids;
-        a[5] = d->counts, a[6] = d->uids, a[7] = d->ucount, a[8] = d->mask;
-        return 9;
+/* Binds every argument of stage s for rotation set k (the store's weights and
+ * x, the shared activations, the stage's workspace, the router's threshold). */
+static sprig_status bn_bind(bn_ctx *c, bn_pipe *p, bn_stage *s, int k) {
+    sp_kargs *a = &s->sets[k];
+    sp_kargs_init(a, s->plan);
+    for (int i = 0; i < s->plan->n_args; ++i) {
+        const sprig_arg *arg = &s->plan->args[i];
+        sp_dptr dp = 0;
+        if (!arg->pointer) {
+            if (strcmp(arg->role, "threshold") != 0)
+                return sp_fail(SPRIG_E_INVALID, "%s: no value for argument '%s'", s->family, arg->name);
+            sp_kargs_f32(a, arg->name, p->thr);
+            continue;
+        }
+        if (arg->dir == SPRIG_ARG_SCRATCH) dp = s->ws;
+        else if (bn_shared(c, arg->role, &dp)) (void)0;
+        else if (arg->dir == SPRIG_ARG_IN && sp_operands_knows(arg)) SP_TRY(sp_operands_device(c->ops, arg, k, &dp));
+        else if (!arg->optional)
+            return sp_fail(SPRIG_E_INVALID, "%s: no operand for argument '%s' (role %s)", s->family, arg->name,
+                           arg->role);
+        sp_kargs_ptr(a, arg->name, dp);
     }
-    const int down = !strcmp(s->family, "gather_down") || (!strcmp(s->family, "gather_gemm") && s->v == 1);
-    if (down) {
-        a[0] = s->layout_t ? d->w[SL_DT][k] : d->w[SL_DN][k];
-        a[1] = d->h, a[2] = uids, a[3] = ucount, a[4] = s->ws, a[5] = d->y;
-        return 6;
-    }
-    int n = 0;
-    a[n++] = s->interleave ? d->w[SL_IL][k] : d->w[SL_G][k];
-    a[n++] = s->interleave ? 0 : d->w[SL_U][k];
-    const int fused = !strcmp(s->family, "fused_mlp");
-    if (fused) a[n++] = d->w[SL_DT][k];
-    a[n++] = d->x, a[n++] = uids, a[n++] = ucount, a[n++] = mask;
-    if (fused) a[n++] = s->ws;
-    a[n++] = fused ? d->y : d->h;
-    return n;
+    return sp_kargs_finish(a, &s->lists[k]);
 }
 
 /* Weight copies so that one set of the pipeline's weights times n_sets
  * exceeds twice the L2; then every stage's argument lists. */
 static sprig_status bn_pipe_args(bn_ctx *c, bn_pipe *p, int *n_sets) {
-    int used[BN_SLOTS] = {0};
     size_t per_set = 0;
-    for (int i = 0; i < p->n; ++i) {
-        int slots[4], ns = bn_stage_slots(&p->st[i], slots);
-        for (int k = 0; k < ns; ++k) {
-            if (!used[slots[k]]) per_set += c->host.bytes[slots[k]];
-            used[slots[k]] = 1;
+    const sprig_arg *seen[BN_MAX_STAGES * SPRIG_MAX_ARGS];
+    int n_seen = 0;
+    for (int i = 0; i < p->n; ++i)
+        for (int j = 0; j < p->st[i].plan->n_args; ++j) {
+            const sprig_arg *a = &p->st[i].plan->args[j];
+            if (a->dir != SPRIG_ARG_IN || !a->pointer || a->optional || !sp_operands_is_weight(a)) continue;
+            int dup = 0;
+            for (int k = 0; k < n_seen && !dup; ++k) dup = !strcmp(seen[k]->role, a->role) && seen[k]->count == a->count;
+            if (dup) continue;
+            seen[n_seen++] = a;
+            per_set += a->count * 2;
         }
-    }
-    size_t want = per_set ? (2 * c->e->l2_bytes + per_set) / per_set : 1;
-    if (want < (size_t)c->o->min_sets) want = (size_t)c->o->min_sets;
-    if (want > BN_MAX_SETS) want = BN_MAX_SETS;
-    while (want > 1 && want * per_set > c->o->max_rotation_bytes) --want;
-    for (int s = 0; s < BN_SLOTS; ++s)
-        if (used[s]) SP_TRY(bn_ensure_copies(c, s, (int)want));
-    for (int i = 0; i < p->n; ++i) {
-        bn_stage *s = &p->st[i];
-        for (int k = 0; k < (int)want; ++k) {
-            int na = bn_stage_values(&c->dev, s, k, s->vals[k]);
-            for (int a = 0; a < na; ++a)
-                s->ptrs[k][a] = s->vals[k][a] == (uint64_t)-1 ? (void *)&p->thr : (void *)&s->vals[k][a];
-            s->sets[k] = s->ptrs[k];
-        }
-    }
-    *n_sets = (int)want;
+    *n_sets = sp_operands_rotation(c->e, per_set, c->o->min_sets, c->o->max_rotation_bytes);
+    for (int i = 0; i < p->n; ++i)
+        for (int k = 0; k < *n_sets; ++k) SP_TRY(bn_bind(c, p, &p->st[i], k));
     return SPRIG_OK;
 }
 
@@ -503,7 +436,7 @@ static int bn_cmp_double(const void *a, const void *b) {
 /* The router's threshold leaving `sparsity` percent of the batch's (token,
  * expert) scores below it, between two neighbouring float64 scores. */
 static sprig_status bn_threshold(const bn_ctx *c, double sparsity, float *thr) {
-    size_t n = (size_t)c->b.B * c->host.E;
+    size_t n = (size_t)c->b.B * c->E;
     double *q = malloc(sizeof(double) * n);
     SP_CHECK_ALLOC(q);
     memcpy(q, c->b.scores, sizeof(double) * n);
@@ -527,7 +460,7 @@ typedef struct bn_result {
 static sprig_status bn_launch_all(bn_ctx *c, bn_pipe *p, char *why, size_t cap, int *launched) {
     *launched = 0;
     for (int i = 0; i < p->n; ++i) {
-        sprig_status s = sp_exec_launch(c->e, p->st[i].mod, p->st[i].plan, p->st[i].sets[0]);
+        sprig_status s = sp_exec_launch(c->e, p->st[i].mod, p->st[i].plan, p->st[i].lists[0]);
         if (s != SPRIG_OK) {
             snprintf(why, cap, "%s: launch refused: %s", p->st[i].family, sprig_last_error());
             return SPRIG_OK;
@@ -540,9 +473,8 @@ static sprig_status bn_launch_all(bn_ctx *c, bn_pipe *p, char *why, size_t cap, 
 /* Checks y against the float64 MLP for the mask the pipeline routed with. */
 static sprig_status bn_check(bn_ctx *c, int routed, double *rel, double *active, double *bytes, char *why,
                              size_t cap) {
-    const bn_host *h = &c->host;
     int B = c->b.B;
-    size_t be = (size_t)B * h->E, ybytes = 2 * (size_t)B * h->d;
+    size_t be = (size_t)B * c->E, ybytes = 2 * (size_t)B * c->d;
     unsigned char *mask = routed ? malloc(be) : NULL;
     uint16_t *y = malloc(ybytes + BN_GUARD);
     sprig_status st = (routed && !mask) || !y ? sp_fail(SPRIG_E_NOMEM, "out of memory") : SPRIG_OK;
@@ -553,8 +485,8 @@ static sprig_status bn_check(bn_ctx *c, int routed, double *rel, double *active,
     if (st == SPRIG_OK) {
         double d2 = 0, r2 = 0;
         long bad = 0;
-        for (size_t i = 0; i < (size_t)B * h->d; ++i) {
-            double o = sp_ref_from_bits(h->bf16, y[i]);
+        for (size_t i = 0; i < (size_t)B * c->d; ++i) {
+            double o = sp_ref_from_bits(c->bf16, y[i]);
             if (!isfinite(o)) ++bad;
             else d2 += (o - ref[i]) * (o - ref[i]), r2 += ref[i] * ref[i];
         }
@@ -562,21 +494,21 @@ static sprig_status bn_check(bn_ctx *c, int routed, double *rel, double *active,
         const unsigned char *guard = (const unsigned char *)y + ybytes;
         int guard_ok = 1;
         for (int i = 0; i < BN_GUARD; ++i) guard_ok &= guard[i] == 0xFF;
-        if (bad) snprintf(why, cap, "wrong: %ld of %zu outputs NaN/inf", bad, (size_t)B * h->d);
+        if (bad) snprintf(why, cap, "wrong: %ld of %zu outputs NaN/inf", bad, (size_t)B * c->d);
         else if (!(*rel < c->o->tolerance)) snprintf(why, cap, "wrong: rel_err %.3g", *rel);
         else if (!guard_ok) snprintf(why, cap, "wrong: wrote past the end of y");
         /* The union of active experts and the bytes the MLP must read. */
-        int U = h->E;
+        int U = c->E;
         if (mask) {
             U = 0;
-            for (int e = 0; e < h->E; ++e) {
+            for (int e = 0; e < c->E; ++e) {
                 int any = 0;
-                for (int t = 0; t < B && !any; ++t) any = mask[(size_t)t * h->E + e];
+                for (int t = 0; t < B && !any; ++t) any = mask[(size_t)t * c->E + e];
                 U += any;
             }
         }
-        *active = (double)U / h->E;
-        *bytes = 3.0 * U * h->g * h->d * 2 + (routed ? (double)c->host.bytes[SL_R] : 0) + 2.0 * B * h->d;
+        *active = (double)U / c->E;
+        *bytes = 3.0 * U * c->g * c->d * 2 + (routed ? 2.0 * c->E * c->d : 0) + 2.0 * B * c->d;
     }
     free(mask), free(y);
     return st;
@@ -586,15 +518,15 @@ static sprig_status bn_run_pipe(bn_ctx *c, bn_pipe *p, int routed, bn_result *r)
     memset(r, 0, sizeof *r);
     int n_sets = 1, launched = 0;
     SP_TRY(bn_pipe_args(c, p, &n_sets));
-    const size_t ybytes = 2 * (size_t)c->b.B * c->host.d;
+    const size_t ybytes = 2 * (size_t)c->b.B * c->d;
     SP_TRY(sp_exec_fill(c->e, c->dev.y, 0xFF, ybytes + BN_GUARD));
-    SP_TRY(sp_exec_fill(c->e, c->dev.h, 0xFF, 2 * (size_t)c->b.B * c->host.f + BN_GUARD));
+    SP_TRY(sp_exec_fill(c->e, c->dev.h, 0xFF, 2 * (size_t)c->b.B * c->f + BN_GUARD));
     SP_TRY(bn_launch_all(c, p, r->why, sizeof r->why, &launched));
     if (!launched) return SPRIG_OK;
     SP_TRY(bn_check(c, routed, &r->rel, &r->active_frac, &r->bytes, r->why, sizeof r->why));
     if (r->why[0]) return SPRIG_OK;
     sp_exec_step steps[BN_MAX_STAGES];
-    for (int i = 0; i < p->n; ++i) steps[i] = (sp_exec_step){p->st[i].mod, p->st[i].plan, p->st[i].sets};
+    for (int i = 0; i < p->n; ++i) steps[i] = (sp_exec_step){p->st[i].mod, p->st[i].plan, p->st[i].lists};
     SP_TRY(sp_exec_fill(c->e, c->dev.y, 0xFF, ybytes + BN_GUARD));
     sp_timing t;
     SP_TRY(sp_exec_time_seq(c->e, steps, p->n, n_sets, c->o->warmup, c->o->reps, &t));
@@ -719,8 +651,12 @@ static sprig_status bn_baseline(bn_ctx *c, double *us, double *rel, char *why, s
     if (!c->o->baseline) return SPRIG_OK;
     const double *ref = NULL;
     SP_TRY(bn_reference(c, NULL, &ref));
-    const bn_host *h = &c->host;
-    sp_bench_operands ops = {h->d, h->f, h->bf16, c->b.B, h->bits[SL_G], h->bits[SL_U], h->bits[SL_DN], c->b.xb,
+    sp_operand wg, wu, wd, x;
+    SP_TRY(bn_operand(c, "w_gate", &wg));
+    SP_TRY(bn_operand(c, "w_up", &wu));
+    SP_TRY(bn_operand(c, "w_down", &wd));
+    SP_TRY(bn_operand(c, "x", &x));
+    sp_bench_operands ops = {c->d, c->f, c->bf16, c->b.B, wg.bits, wu.bits, wd.bits, x.bits,
                              ref, c->e->l2_bytes, c->o->warmup, c->o->reps, c->o->tolerance};
     sprig_status st = c->o->baseline(c->o->baseline_ctx, &ops, us, rel);
     if (st == SPRIG_E_NOMEM || st == SPRIG_E_CUDA) return sp_wrap(st, "timing the dense baseline");
@@ -741,7 +677,8 @@ static sprig_status bn_run(bn_ctx *c, sp_bench_report *out) {
         out->read_bytes = (double)(o->read_bytes / 16 * 16);
         bn_log(c, "streaming read: %.4g GB/s over %.3g GiB", out->read_gbs, out->read_bytes / 1073741824.0);
     }
-    SP_TRY(bn_host_build(c));
+    c->d = o->d, c->f = o->f, c->g = o->g, c->E = o->f / o->g, c->bf16 = !strcmp(o->dtype, "bf16");
+    SP_TRY(sp_operands_open(c->e, o->seed, &c->ops));
     for (int i = 0; i < o->n_batches; ++i) c->max_batch = o->batches[i] > c->max_batch ? o->batches[i] : c->max_batch;
     SP_TRY(bn_dev_alloc(c));
     out->rows = calloc((size_t)o->n_batches * o->n_sparsities, sizeof *out->rows);
@@ -777,9 +714,7 @@ sprig_status sp_bench_run(sp_exec *e, sprig_gen *gen, const sp_bench_opts *o, sp
     sprig_status st = bn_run(c, out);
     bn_batch_free(&c->b);
     bn_dev_free(c);
-    bn_host *h = &c->host;
-    free(h->Wg), free(h->Wu), free(h->Wd), free(h->Wr);
-    for (int s = 0; s < BN_SLOTS; ++s) free(h->bits[s]);
+    sp_operands_close(c->ops);
     free(c);
     return st;
 }

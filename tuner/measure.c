@@ -1,16 +1,21 @@
 /* Measuring tuning candidates (see sp_measure.h).
  *
- * Three caches, each rebuilt only when what it depends on changes:
- *   weights (d, f, dtype):  W_gate, W_up, W_down and their packed layouts,
- *                           the router for the current g;
- *   tokens  (batch, d, f):  x [B][d], x_f [B][f] (dense_gemv op=down), and the
- *                           dense float64 SwiGLU h of every neuron (lazily);
- *   problem (the key):      routing, the down kernels' input h, the float64
- *                           references (each computed once, when first needed)
- *                           and every device buffer.
- * A candidate is a "variant" of its family (which layout, which op), read
- * from the rendered plan's parameters; the variant decides the argument list,
- * the weight slots it reads and how its output is checked. */
+ * Nothing here knows a family by name: a candidate's plan says what its
+ * kernels take (sprig_plan.args: names, roles, types, sizes, directions) and
+ * how its outputs are checked (sprig_plan.verify). Inputs come by role from
+ * the operand store (operands.h: weights, x, generic weights/activations) or
+ * from the key's routing (union_ids, union_count, mask, and the down kernels'
+ * compact h); outputs get private buffers with a poisoned guard; arguments
+ * are bound by name (sp_kargs.h). The references are computed once per key
+ * and kind:
+ *   gemv       y = W x (+ y as it was, for an inout y) from the bound W and x
+ *   router R   scores = W x, the rule R (sigmoid | silu_abs) at the key's
+ *              threshold, per-token ids/counts and the union
+ *   swiglu     the compact h of the key's routing, from w_gate and w_up
+ *   down       y from the compact h input and w_down
+ *   mlp        y of the whole MLP (w_gate, w_up, w_down) for the routing
+ *   lua        the family's own reference(), run by the generator, over
+ *              every input argument (small elementwise kernels) */
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -19,17 +24,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
+#include "operands.h"
 #include "sp_error.h"
+#include "sp_gen_reference.h"
+#include "sp_kargs.h"
 #include "sp_measure.h"
-#include "sp_operands.h"
 #include "sp_reference.h"
 
-#define MZ_MAX_SETS 64
-#define MZ_MAX_ARGS 10
 #define MZ_GUARD 4096            /* poisoned bytes after every output */
-#define MZ_POISON 0xFF           /* NaN in fp16 and bf16, -1 as int */
+#define MZ_POISON 0xFF           /* NaN in fp16, bf16 and f32, -1 as int */
 
 void sp_measure_opts_init(sp_measure_opts *o) {
     memset(o, 0, sizeof *o);
@@ -41,33 +44,26 @@ void sp_measure_opts_init(sp_measure_opts *o) {
     o->max_rotation_bytes = (size_t)4 << 30;
 }
 
-/* ---- operands: seeded per shape (sp_operands.h) ----------------------------------------- */
-
 static void *mz_alloc(size_t bytes) { return malloc(bytes ? bytes : 1); }
 
-/* ---- the caches ----------------------------------------------------------------------- */
+/* ---- the key's problem ------------------------------------------------------------------- */
 
-typedef struct mz_weights {
-    int d, f, bf16;              /* valid when f > 0 */
-    float *Wg, *Wu, *Wd;         /* [f][d], [f][d], W_down [d][f]: values rounded to the dtype */
-    uint16_t *Wgb, *Wub, *Wdb;
-    uint16_t *WdTb;              /* W_downᵀ [f][d] (lazily) */
-    uint16_t *il;                /* gate/up interleaved [E][2][g][d] for il_g (lazily) */
-    int il_g;
-    float *Wr;                   /* router [E][d] for wr_g (lazily) */
-    uint16_t *Wrb;
-    int wr_g;
-} mz_weights;
+/* A reference output, computed once per key (kind + output name). */
+typedef struct mz_ref {
+    char kind[24], output[32];
+    double *vals;
+    size_t count;
+} mz_ref;
 
-typedef struct mz_tokens {
-    int B, d, f, bf16;           /* valid when B > 0 */
-    float *x, *xf;               /* [B][d], [B][f] */
-    uint16_t *xb, *xfb;
-    double *h64;                 /* [B][f]: SwiGLU of every neuron (lazily) */
-} mz_tokens;
+/* An output buffer of the key's plans, by argument name (sized for the largest). */
+typedef struct mz_out {
+    char name[32];
+    sp_dptr p;
+    size_t bytes;
+} mz_out;
 
-/* Weight slots a variant may read; each has up to MZ_MAX_SETS device copies. */
-enum { SLOT_G, SLOT_U, SLOT_IL, SLOT_DN, SLOT_DT, SLOT_R, MZ_SLOTS };
+#define MZ_MAX_REFS 8
+#define MZ_MAX_OUTS 16
 
 typedef struct mz_problem {
     int valid;
@@ -78,51 +74,33 @@ typedef struct mz_problem {
     unsigned char *mask;         /* [B][E] */
     int *ids, *counts, *uids, U;
     uint16_t *hin;               /* down kernels' input: compact h [B][f], NaN past the union */
-    /* references, each computed once */
-    double *ref_up, *ref_down;   /* dense_gemv: [B][f], [B][d] */
-    double *scores;              /* router: [B][E] */
-    float thr[2];                /* router threshold per rule (sigmoid, silu_abs) */
+    double *hin_vals;            /* the same in dense neuron order, 0 where masked [B][f] */
+    double *scores;              /* router: float64 scores [B][E] of the bound weights */
+    float thr[2];                /* threshold per rule (sigmoid, silu_abs) */
     int have_thr[2];
-    double *hc;                  /* compact h [B][f] (first U*g columns) */
-    double *y_mlp;               /* y of the whole MLP [B][d] */
-    double *y_down;              /* y from hin [B][d] */
-    /* device */
-    sp_dptr w[MZ_SLOTS][MZ_MAX_SETS];
-    int w_have[MZ_SLOTS];
-    sp_dptr dx, dxf, duids, ducount, dmask, dhin, dout;
-    sp_dptr r_scores, r_ids, r_counts, r_uids, r_ucount, r_mask;
+    mz_ref refs[MZ_MAX_REFS];
+    int n_refs;
+    mz_out outs[MZ_MAX_OUTS];
+    int n_outs;
+    sp_dptr duids, ducount, dmask, dhin;
 } mz_problem;
 
 struct sp_measure {
     sp_exec *e;
     sprig_gen *gen;
     sp_measure_opts o;
-    mz_weights w;
-    mz_tokens t;
+    sp_operands *ops;
     mz_problem p;
     sp_measure_stats stats;
 };
 
-static void mz_weights_free(mz_weights *w) {
-    free(w->Wg), free(w->Wu), free(w->Wd), free(w->Wgb), free(w->Wub), free(w->Wdb);
-    free(w->WdTb), free(w->il), free(w->Wr), free(w->Wrb);
-    memset(w, 0, sizeof *w);
-}
-
-static void mz_tokens_free(mz_tokens *t) {
-    free(t->x), free(t->xf), free(t->xb), free(t->xfb), free(t->h64);
-    memset(t, 0, sizeof *t);
-}
-
 static void mz_problem_free(sp_measure *m) {
     mz_problem *p = &m->p;
-    for (int s = 0; s < MZ_SLOTS; ++s)
-        for (int i = 0; i < p->w_have[s]; ++i) sp_exec_free(m->e, p->w[s][i]);
-    sp_dptr dev[] = {p->dx, p->dxf, p->duids, p->ducount, p->dmask, p->dhin, p->dout,
-                     p->r_scores, p->r_ids, p->r_counts, p->r_uids, p->r_ucount, p->r_mask};
+    for (int i = 0; i < p->n_outs; ++i) sp_exec_free(m->e, p->outs[i].p);
+    sp_dptr dev[] = {p->duids, p->ducount, p->dmask, p->dhin};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; ++i) sp_exec_free(m->e, dev[i]);
-    free(p->mask), free(p->ids), free(p->counts), free(p->uids), free(p->hin);
-    free(p->ref_up), free(p->ref_down), free(p->scores), free(p->hc), free(p->y_mlp), free(p->y_down);
+    for (int i = 0; i < p->n_refs; ++i) free(p->refs[i].vals);
+    free(p->mask), free(p->ids), free(p->counts), free(p->uids), free(p->hin), free(p->hin_vals), free(p->scores);
     memset(p, 0, sizeof *p);
 }
 
@@ -134,10 +112,16 @@ sprig_status sp_measure_open(sp_measure **out, sp_exec *exec, sprig_gen *gen, co
     m->e = exec, m->gen = gen;
     if (opts) m->o = *opts;
     else sp_measure_opts_init(&m->o);
-    if (m->o.reps < 1 || m->o.warmup < 0 || m->o.tolerance <= 0 || m->o.min_sets < 1 || m->o.min_sets > MZ_MAX_SETS) {
+    if (m->o.reps < 1 || m->o.warmup < 0 || m->o.tolerance <= 0 || m->o.min_sets < 1 ||
+        m->o.min_sets > SP_OPS_MAX_SETS) {
         free(m);
         return sp_fail(SPRIG_E_INVALID, "sp_measure_open: reps >= 1, warmup >= 0, tolerance > 0, min_sets 1..%d",
-                       MZ_MAX_SETS);
+                       SP_OPS_MAX_SETS);
+    }
+    sprig_status s = sp_operands_open(exec, m->o.seed, &m->ops);
+    if (s != SPRIG_OK) {
+        free(m);
+        return s;
     }
     *out = m;
     return SPRIG_OK;
@@ -146,60 +130,11 @@ sprig_status sp_measure_open(sp_measure **out, sp_exec *exec, sprig_gen *gen, co
 void sp_measure_close(sp_measure *m) {
     if (!m) return;
     mz_problem_free(m);
-    mz_weights_free(&m->w);
-    mz_tokens_free(&m->t);
+    sp_operands_close(m->ops);
     free(m);
 }
 
 void sp_measure_get_stats(const sp_measure *m, sp_measure_stats *out) { *out = m->stats; }
-
-/* ---- building the caches ---------------------------------------------------------------- */
-
-static sprig_status mz_weights_for(sp_measure *m, int d, int f, int bf16) {
-    mz_weights *w = &m->w;
-    if (w->f == f && w->d == d && w->bf16 == bf16) return SPRIG_OK;
-    mz_weights_free(w);
-    size_t n = (size_t)d * f;
-    sp_rng r = sp_rng_make(m->o.seed, 1, (uint64_t)d << 32 | (uint64_t)f, (uint64_t)bf16);
-    /* Scaled like a real layer: uniform in ±1/sqrt(fan-in). */
-    SP_TRY(sp_rng_fill(&r, bf16, 1.0 / sqrt((double)d), n, &w->Wg, &w->Wgb));
-    SP_TRY(sp_rng_fill(&r, bf16, 1.0 / sqrt((double)d), n, &w->Wu, &w->Wub));
-    SP_TRY(sp_rng_fill(&r, bf16, 1.0 / sqrt((double)f), n, &w->Wd, &w->Wdb));
-    w->d = d, w->f = f, w->bf16 = bf16;
-    return SPRIG_OK;
-}
-
-static sprig_status mz_router_weights(sp_measure *m, int g) {
-    mz_weights *w = &m->w;
-    if (w->Wr && w->wr_g == g) return SPRIG_OK;
-    free(w->Wr), free(w->Wrb);
-    w->Wr = NULL, w->Wrb = NULL;
-    int E = w->f / g;
-    sp_rng r = sp_rng_make(m->o.seed, 2, (uint64_t)w->d << 32 | (uint64_t)E, (uint64_t)w->bf16);
-    SP_TRY(sp_rng_fill(&r, w->bf16, 1.0 / sqrt((double)w->d), (size_t)E * w->d, &w->Wr, &w->Wrb));
-    w->wr_g = g;
-    return SPRIG_OK;
-}
-
-static sprig_status mz_tokens_for(sp_measure *m, int B, int d, int f, int bf16) {
-    mz_tokens *t = &m->t;
-    if (t->B == B && t->d == d && t->f == f && t->bf16 == bf16) return SPRIG_OK;
-    mz_tokens_free(t);
-    sp_rng r = sp_rng_make(m->o.seed, 3, (uint64_t)d << 32 | (uint64_t)f, (uint64_t)B << 1 | (uint64_t)bf16);
-    SP_TRY(sp_rng_fill(&r, bf16, 1.0, (size_t)B * d, &t->x, &t->xb));
-    SP_TRY(sp_rng_fill(&r, bf16, 1.0, (size_t)B * f, &t->xf, &t->xfb));
-    t->B = B, t->d = d, t->f = f, t->bf16 = bf16;
-    return SPRIG_OK;
-}
-
-static sprig_status mz_dense_h(sp_measure *m) {
-    mz_tokens *t = &m->t;
-    if (t->h64) return SPRIG_OK;
-    t->h64 = mz_alloc(sizeof(double) * (size_t)t->B * t->f);
-    SP_CHECK_ALLOC(t->h64);
-    sp_ref_swiglu(m->w.Wg, m->w.Wu, t->x, NULL, t->B, t->d, t->f, 1, t->h64);
-    return SPRIG_OK;
-}
 
 /* Every token gets exactly n_on experts, a seeded random subset. */
 static sprig_status mz_routing(sp_measure *m) {
@@ -253,67 +188,106 @@ static sprig_status mz_problem_for(sp_measure *m, const sp_tune_key *k) {
     snprintf(p->fixed, sizeof p->fixed, "%s", k->fixed ? k->fixed : "");
     p->d = k->d, p->f = k->f, p->B = k->batch, p->g = k->g, p->E = k->f / k->g, p->sparsity = k->sparsity;
     p->bf16 = !strcmp(k->dtype, "bf16");
-    SP_TRY(mz_weights_for(m, p->d, p->f, p->bf16));
-    SP_TRY(mz_tokens_for(m, p->B, p->d, p->f, p->bf16));
+    SP_TRY(sp_operands_set(m->ops, p->d, p->f, p->g, p->bf16, p->B));
     SP_TRY(mz_routing(m));
     p->valid = 1;
     ++m->stats.problems_built;
     return SPRIG_OK;
 }
 
-/* ---- variants --------------------------------------------------------------------------- */
+/* ---- what a plan asks for ---------------------------------------------------------------- */
 
-typedef enum mz_kind { MZ_GEMV, MZ_ROUTER, MZ_UPGATE, MZ_DOWN, MZ_FUSED } mz_kind;
+typedef enum mz_kind { MZ_GEMV, MZ_ROUTER, MZ_SWIGLU, MZ_DOWN, MZ_MLP, MZ_LUA } mz_kind;
 
-typedef struct mz_variant {
+typedef struct mz_verify {
     mz_kind kind;
-    int op_up;        /* dense_gemv */
-    int silu;         /* router: score=silu_abs */
-    int interleave;   /* gate/up layout [E][2][g][d] */
-    int all_active;   /* routing arguments NULL */
-    int layout_t;     /* down: W_downᵀ [f][d] */
-} mz_variant;
+    int silu;                    /* router: rule silu_abs (else sigmoid) */
+    char name[24];               /* the plan's verify string, for the reference cache */
+} mz_verify;
 
-static const char *mz_json_str(const cJSON *o, const char *name) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-static int mz_json_int(const cJSON *o, const char *name) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsNumber(v) ? v->valueint : cJSON_IsString(v) ? atoi(v->valuestring) : 0;
-}
-
-/* Reads the variant from the plan's resolved parameters. SPRIG_E_INVALID
- * for a family the tuner cannot measure. */
-static sprig_status mz_variant_of(const sprig_plan *plan, mz_variant *v) {
+/* The plan's verify kind; SPRIG_E_INVALID for a plan the tuner cannot check. */
+static sprig_status mz_verify_of(const sprig_plan *plan, mz_verify *v) {
     memset(v, 0, sizeof *v);
-    cJSON *p = cJSON_Parse(plan->params_json ? plan->params_json : "{}");
-    if (!p) return sp_fail(SPRIG_E_INTERNAL, "plan %s: params_json is not JSON", plan->key);
-    const char *fam = plan->family;
-    sprig_status st = SPRIG_OK;
-    if (!strcmp(fam, "dense_gemv")) {
-        v->kind = MZ_GEMV, v->op_up = strcmp(mz_json_str(p, "op"), "down") != 0;
-    } else if (!strcmp(fam, "router")) {
-        v->kind = MZ_ROUTER, v->silu = !strcmp(mz_json_str(p, "score"), "silu_abs");
-    } else if (!strcmp(fam, "gather_upgate") || !strcmp(fam, "fused_mlp")) {
-        v->kind = fam[0] == 'g' ? MZ_UPGATE : MZ_FUSED;
-        v->interleave = mz_json_int(p, "interleave"), v->all_active = mz_json_int(p, "all_active");
-        v->layout_t = 1;
-    } else if (!strcmp(fam, "gather_down")) {
-        v->kind = MZ_DOWN, v->all_active = mz_json_int(p, "all_active");
-        v->layout_t = strcmp(mz_json_str(p, "layout"), "n") != 0;
-    } else if (!strcmp(fam, "gather_gemm")) {
-        /* stage=upgate: the gather_upgate ABI (not interleaved); down: gather_down with layout n. */
-        v->kind = strcmp(mz_json_str(p, "stage"), "down") ? MZ_UPGATE : MZ_DOWN;
-    } else {
-        st = sp_fail(SPRIG_E_INVALID, "the tuner cannot measure family '%s' (no reference for it)", fam);
-    }
-    cJSON_Delete(p);
-    return st;
+    snprintf(v->name, sizeof v->name, "%s", plan->verify);
+    char kind[24] = "", rule[24] = "";
+    sscanf(plan->verify, "%23s %23s", kind, rule);
+    static const struct {
+        const char *name;
+        mz_kind kind;
+    } kinds[] = {{"gemv", MZ_GEMV}, {"router", MZ_ROUTER}, {"swiglu", MZ_SWIGLU},
+                 {"down", MZ_DOWN}, {"mlp", MZ_MLP},       {"lua", MZ_LUA}};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; ++i)
+        if (!strcmp(kind, kinds[i].name)) {
+            v->kind = kinds[i].kind;
+            v->silu = !strcmp(rule, "silu_abs");
+            return SPRIG_OK;
+        }
+    return sp_fail(SPRIG_E_INVALID, "the tuner cannot check family '%s' (its spec names no reference%s%s)",
+                   plan->family, kind[0] ? ": unknown kind " : "", kind);
 }
 
-/* ---- references (each once per key) ------------------------------------------------------- */
+static const sprig_arg *mz_arg_role(const sprig_plan *plan, const char *role, int output) {
+    for (int i = 0; i < plan->n_args; ++i) {
+        const sprig_arg *a = &plan->args[i];
+        const int out = a->dir == SPRIG_ARG_OUT || a->dir == SPRIG_ARG_INOUT;
+        if (out == output && !strcmp(a->role, role)) return a;
+    }
+    return NULL;
+}
+
+/* The input weight and activation of a GEMV-shaped plan (gemv, router). */
+static sprig_status mz_gemv_inputs(const sprig_plan *plan, const sprig_arg **W, const sprig_arg **x) {
+    *W = *x = NULL;
+    for (int i = 0; i < plan->n_args; ++i) {
+        const sprig_arg *a = &plan->args[i];
+        if (a->dir != SPRIG_ARG_IN || !a->pointer) continue;
+        if (sp_operands_is_weight(a) && !*W) *W = a;
+        else if (!sp_operands_is_weight(a) && !*x) *x = a;
+    }
+    if (!*W || !*x || !(*W)->cols || (*x)->count % (*W)->cols)
+        return sp_fail(SPRIG_E_INVALID, "%s: a GEMV check needs a weight and an input it multiplies", plan->family);
+    return SPRIG_OK;
+}
+
+/* ---- references (each once per key) ---------------------------------------------------------- */
+
+static mz_ref *mz_find_ref(mz_problem *p, const char *kind, const char *output) {
+    for (int i = 0; i < p->n_refs; ++i)
+        if (!strcmp(p->refs[i].kind, kind) && !strcmp(p->refs[i].output, output)) return &p->refs[i];
+    return NULL;
+}
+
+static sprig_status mz_new_ref(sp_measure *m, const char *kind, const char *output, size_t n, mz_ref **out) {
+    mz_problem *p = &m->p;
+    if (p->n_refs == MZ_MAX_REFS) return sp_fail(SPRIG_E_INTERNAL, "measure: too many references for one key");
+    mz_ref *r = &p->refs[p->n_refs];
+    memset(r, 0, sizeof *r);
+    r->vals = mz_alloc(sizeof(double) * n);
+    SP_CHECK_ALLOC(r->vals);
+    snprintf(r->kind, sizeof r->kind, "%s", kind);
+    snprintf(r->output, sizeof r->output, "%s", output);
+    r->count = n;
+    ++p->n_refs;
+    ++m->stats.references_computed;
+    *out = r;
+    return SPRIG_OK;
+}
+
+/* A logical MLP operand (for the references of the swiglu/down/mlp kinds). */
+static sprig_status mz_logical(sp_measure *m, const char *role, sp_operand *out) {
+    const mz_problem *p = &m->p;
+    sprig_arg a = {0};
+    snprintf(a.name, sizeof a.name, "%s", role);
+    snprintf(a.role, sizeof a.role, "%s", role);
+    snprintf(a.type, sizeof a.type, "T");
+    a.pointer = 1;
+    if (!strcmp(role, "x")) a.rows = (size_t)p->B, a.cols = (size_t)p->d;
+    else if (!strcmp(role, "w_down")) a.rows = (size_t)p->d, a.cols = (size_t)p->f;
+    else a.rows = (size_t)p->f, a.cols = (size_t)p->d;
+    a.count = a.rows * a.cols;
+    a.fan_in = !strcmp(role, "x") ? 0 : (int)a.cols;
+    return sp_operands_host(m->ops, &a, out);
+}
 
 static int mz_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -340,23 +314,17 @@ static sprig_status mz_threshold(sp_measure *m, int silu) {
     return SPRIG_OK;
 }
 
-static sprig_status mz_new_ref(sp_measure *m, double **out, size_t n) {
-    *out = mz_alloc(sizeof(double) * n);
-    SP_CHECK_ALLOC(*out);
-    ++m->stats.references_computed;
-    return SPRIG_OK;
-}
-
 /* h with the key's mask applied, in dense neuron order [B][f] (caller frees). */
 static sprig_status mz_masked_h(sp_measure *m, double **out) {
     mz_problem *p = &m->p;
-    SP_TRY(mz_dense_h(m));
-    double *hm = mz_alloc(sizeof(double) * (size_t)p->B * p->f);
-    SP_CHECK_ALLOC(hm);
-    for (int t = 0; t < p->B; ++t)
-        for (int n = 0; n < p->f; ++n)
-            hm[(size_t)t * p->f + n] = p->mask[(size_t)t * p->E + n / p->g] ? m->t.h64[(size_t)t * p->f + n] : 0.0;
-    *out = hm;
+    sp_operand wg, wu, x;
+    SP_TRY(mz_logical(m, "w_gate", &wg));
+    SP_TRY(mz_logical(m, "w_up", &wu));
+    SP_TRY(mz_logical(m, "x", &x));
+    double *h = mz_alloc(sizeof(double) * (size_t)p->B * p->f);
+    SP_CHECK_ALLOC(h);
+    sp_ref_swiglu(wg.vals, wu.vals, x.vals, p->mask, p->B, p->d, p->f, p->g, h);
+    *out = h;
     return SPRIG_OK;
 }
 
@@ -364,13 +332,11 @@ static sprig_status mz_masked_h(sp_measure *m, double **out) {
  * exactly 0 for its inactive ones, NaN past the union (never to be read). */
 static sprig_status mz_down_input(sp_measure *m) {
     mz_problem *p = &m->p;
+    if (p->hin) return SPRIG_OK;
     size_t bf = (size_t)p->B * p->f;
     p->hin = mz_alloc(2 * bf);
-    double *hd = calloc(bf, sizeof(double));
-    if (!p->hin || !hd) {
-        free(hd);
-        return sp_fail(SPRIG_E_NOMEM, "out of host memory for the down kernels' input");
-    }
+    p->hin_vals = calloc(bf, sizeof(double));
+    if (!p->hin || !p->hin_vals) return sp_fail(SPRIG_E_NOMEM, "out of host memory for the down kernels' input");
     sp_rng r = sp_rng_make(m->o.seed, 5, (uint64_t)p->B << 32 | (uint64_t)p->f, (uint64_t)p->U);
     for (size_t i = 0; i < bf; ++i) p->hin[i] = 0xFFFF;
     for (int t = 0; t < p->B; ++t)
@@ -378,240 +344,250 @@ static sprig_status mz_down_input(sp_measure *m) {
             int e = p->uids[c / p->g], n = e * p->g + c % p->g;
             uint16_t b = p->mask[(size_t)t * p->E + e] ? sp_ref_to_bits(p->bf16, (float)sp_rng_uniform(&r)) : 0;
             p->hin[(size_t)t * p->f + c] = b;
-            hd[(size_t)t * p->f + n] = sp_ref_from_bits(p->bf16, b);
+            p->hin_vals[(size_t)t * p->f + n] = sp_ref_from_bits(p->bf16, b);
         }
-    sprig_status st = mz_new_ref(m, &p->y_down, (size_t)p->B * p->d);
-    if (st == SPRIG_OK) sp_ref_down(m->w.Wd, hd, p->mask, p->B, p->d, p->f, p->g, p->y_down);
-    free(hd);
-    return st;
+    return SPRIG_OK;
 }
 
-static sprig_status mz_reference(sp_measure *m, const mz_variant *v) {
+/* Host values of every input argument, for the Lua reference. */
+static sprig_status mz_lua_reference(sp_measure *m, const sprig_plan *plan, const char *params, mz_ref **refs,
+                                     int *n_refs) {
     mz_problem *p = &m->p;
-    const mz_weights *w = &m->w;
-    const mz_tokens *t = &m->t;
-    switch (v->kind) {
-    case MZ_GEMV:
-        if (v->op_up && !p->ref_up) {
-            SP_TRY(mz_new_ref(m, &p->ref_up, (size_t)p->B * p->f));
-            sp_ref_gemv(w->Wg, t->x, p->ref_up, p->f, p->d, p->B);
-        } else if (!v->op_up && !p->ref_down) {
-            SP_TRY(mz_new_ref(m, &p->ref_down, (size_t)p->B * p->d));
-            sp_ref_gemv(w->Wd, t->xf, p->ref_down, p->d, p->f, p->B);
+    const char *in_names[SPRIG_MAX_ARGS], *out_names[SPRIG_MAX_ARGS];
+    const float *in_vals[SPRIG_MAX_ARGS];
+    size_t in_counts[SPRIG_MAX_ARGS], out_counts[SPRIG_MAX_ARGS];
+    double *out_vals[SPRIG_MAX_ARGS];
+    int n_in = 0, n_out = 0;
+    *n_refs = 0;
+    for (int i = 0; i < plan->n_args; ++i) {
+        const sprig_arg *a = &plan->args[i];
+        if (!a->pointer) return sp_fail(SPRIG_E_INVALID, "%s: the Lua reference takes no value arguments ('%s')",
+                                        plan->family, a->name);
+        if (a->dir == SPRIG_ARG_IN) {
+            sp_operand op;
+            SP_TRY(sp_operands_host(m->ops, a, &op));
+            in_names[n_in] = a->name, in_vals[n_in] = op.vals, in_counts[n_in++] = op.count;
+        } else if (a->dir == SPRIG_ARG_OUT) {
+            mz_ref *r = mz_find_ref(p, "lua", a->name);
+            if (!r) SP_TRY(mz_new_ref(m, "lua", a->name, a->count, &r));
+            refs[(*n_refs)++] = r;
+            out_names[n_out] = a->name, out_vals[n_out] = r->vals, out_counts[n_out++] = a->count;
+        } else if (a->dir == SPRIG_ARG_INOUT) {
+            return sp_fail(SPRIG_E_INVALID, "%s: the Lua reference takes no inout arguments ('%s')", plan->family,
+                           a->name);
         }
+    }
+    sprig_request req = {p->family, p->d, p->f, p->dtype, p->B, p->g, params};
+    return sp_gen_reference(m->gen, &req, n_in, in_names, in_vals, in_counts, n_out, out_names, out_vals,
+                            out_counts);
+}
+
+/* Computes (once per key) what the candidate's outputs are checked against. */
+static sprig_status mz_reference(sp_measure *m, const sprig_plan *plan, const char *params, const mz_verify *v) {
+    mz_problem *p = &m->p;
+    mz_ref *r = NULL;
+    switch (v->kind) {
+    case MZ_GEMV: {
+        const sprig_arg *W, *x;
+        SP_TRY(mz_gemv_inputs(plan, &W, &x));
+        if (mz_find_ref(p, v->name, "y")) return SPRIG_OK;
+        sp_operand wo, xo;
+        SP_TRY(sp_operands_host(m->ops, W, &wo));
+        SP_TRY(sp_operands_host(m->ops, x, &xo));
+        const int N = (int)W->rows, K = (int)W->cols, B = (int)(x->count / W->cols);
+        SP_TRY(mz_new_ref(m, v->name, "y", (size_t)B * N, &r));
+        sp_ref_gemv(wo.vals, xo.vals, r->vals, N, K, B);
         return SPRIG_OK;
-    case MZ_ROUTER:
-        SP_TRY(mz_router_weights(m, p->g));
+    }
+    case MZ_ROUTER: {
         if (!p->scores) {
-            SP_TRY(mz_new_ref(m, &p->scores, (size_t)p->B * p->E));
-            sp_ref_router_scores(m->w.Wr, t->x, p->scores, p->E, p->d, p->B);
+            const sprig_arg *W, *x;
+            SP_TRY(mz_gemv_inputs(plan, &W, &x));
+            sp_operand wo, xo;
+            SP_TRY(sp_operands_host(m->ops, W, &wo));
+            SP_TRY(sp_operands_host(m->ops, x, &xo));
+            p->scores = mz_alloc(sizeof(double) * (size_t)p->B * p->E);
+            SP_CHECK_ALLOC(p->scores);
+            ++m->stats.references_computed;
+            sp_ref_router_scores(wo.vals, xo.vals, p->scores, p->E, p->d, p->B);
         }
         return mz_threshold(m, v->silu);
-    case MZ_UPGATE:
-        if (!p->hc) {
+    }
+    case MZ_SWIGLU:
+        if (!mz_find_ref(p, "swiglu", "h")) {
             double *hm = NULL;
             SP_TRY(mz_masked_h(m, &hm));
-            sprig_status st = mz_new_ref(m, &p->hc, (size_t)p->B * p->f);
-            if (st == SPRIG_OK) sp_ref_compact_h(hm, p->uids, p->U, p->B, p->f, p->g, p->hc);
+            sprig_status st = mz_new_ref(m, "swiglu", "h", (size_t)p->B * p->f, &r);
+            if (st == SPRIG_OK) sp_ref_compact_h(hm, p->uids, p->U, p->B, p->f, p->g, r->vals);
             free(hm);
             return st;
         }
         return SPRIG_OK;
-    case MZ_FUSED:
-        if (!p->y_mlp) {
+    case MZ_MLP:
+        if (!mz_find_ref(p, "mlp", "y")) {
             double *hm = NULL;
+            sp_operand wd;
+            SP_TRY(mz_logical(m, "w_down", &wd));
             SP_TRY(mz_masked_h(m, &hm));
-            sprig_status st = mz_new_ref(m, &p->y_mlp, (size_t)p->B * p->d);
-            if (st == SPRIG_OK) sp_ref_down(w->Wd, hm, p->mask, p->B, p->d, p->f, p->g, p->y_mlp);
+            sprig_status st = mz_new_ref(m, "mlp", "y", (size_t)p->B * p->d, &r);
+            if (st == SPRIG_OK) sp_ref_down(wd.vals, hm, p->mask, p->B, p->d, p->f, p->g, r->vals);
             free(hm);
             return st;
         }
         return SPRIG_OK;
     case MZ_DOWN:
-        return p->hin ? SPRIG_OK : mz_down_input(m);
+        SP_TRY(mz_down_input(m));
+        if (!mz_find_ref(p, "down", "y")) {
+            sp_operand wd;
+            SP_TRY(mz_logical(m, "w_down", &wd));
+            SP_TRY(mz_new_ref(m, "down", "y", (size_t)p->B * p->d, &r));
+            sp_ref_down(wd.vals, p->hin_vals, p->mask, p->B, p->d, p->f, p->g, r->vals);
+        }
+        return SPRIG_OK;
+    case MZ_LUA: {
+        for (int i = 0; i < plan->n_args; ++i)
+            if (plan->args[i].dir == SPRIG_ARG_OUT && !mz_find_ref(p, "lua", plan->args[i].name)) {
+                mz_ref *refs[SPRIG_MAX_ARGS];
+                int n = 0;
+                return mz_lua_reference(m, plan, params, refs, &n);
+            }
+        return SPRIG_OK;
+    }
     }
     return SPRIG_OK;
 }
 
-/* ---- device buffers ------------------------------------------------------------------------ */
+/* ---- device buffers and argument lists ------------------------------------------------------ */
+
+static size_t mz_elem(const sprig_arg *a) {
+    return !strcmp(a->type, "T") ? 2 : !strcmp(a->type, "u8") ? 1 : 4;
+}
 
 static sprig_status mz_upload_new(sp_exec *e, sp_dptr *d, const void *src, size_t bytes) {
     if (*d) return SPRIG_OK;
-    SP_TRY(sp_exec_alloc(e, d, bytes));
+    SP_TRY(sp_exec_alloc(e, d, bytes ? bytes : 16));
     return sp_exec_upload(e, *d, src, bytes);
 }
 
-static sprig_status mz_alloc_new(sp_exec *e, sp_dptr *d, size_t bytes) {
-    return *d ? SPRIG_OK : sp_exec_alloc(e, d, bytes);
-}
-
-/* Host bits of a weight slot (packing the layouts on first use) and their size. */
-static sprig_status mz_slot_host(sp_measure *m, int slot, const uint16_t **bits, size_t *bytes) {
-    mz_weights *w = &m->w;
-    const mz_problem *p = &m->p;
-    size_t fd = (size_t)w->f * w->d;
-    *bytes = 2 * fd;
-    switch (slot) {
-    case SLOT_G: *bits = w->Wgb; break;
-    case SLOT_U: *bits = w->Wub; break;
-    case SLOT_DN: *bits = w->Wdb; break;
-    case SLOT_DT:
-        if (!w->WdTb) {
-            w->WdTb = mz_alloc(2 * fd);
-            SP_CHECK_ALLOC(w->WdTb);
-            sp_ref_transpose(w->Wdb, w->WdTb, w->d, w->f, 2);
+/* The output buffer of an argument (bytes + guard), shared by the key's plans. */
+static sprig_status mz_output(sp_measure *m, const sprig_arg *a, sp_dptr *out) {
+    mz_problem *p = &m->p;
+    const size_t bytes = a->count * mz_elem(a) + MZ_GUARD;
+    for (int i = 0; i < p->n_outs; ++i) {
+        mz_out *o = &p->outs[i];
+        if (strcmp(o->name, a->name) != 0) continue;
+        if (o->bytes < bytes) {
+            sp_exec_free(m->e, o->p);
+            o->p = 0;
+            SP_TRY(sp_exec_alloc(m->e, &o->p, bytes));
+            o->bytes = bytes;
         }
-        *bits = w->WdTb;
-        break;
-    case SLOT_IL:
-        if (!w->il || w->il_g != p->g) {
-            free(w->il);
-            w->il = mz_alloc(4 * fd);
-            SP_CHECK_ALLOC(w->il);
-            sp_ref_interleave_gate_up(w->Wgb, w->Wub, w->il, w->f, w->d, p->g, 2);
-            w->il_g = p->g;
-        }
-        *bits = w->il;
-        *bytes = 4 * fd;
-        break;
-    default:
-        SP_TRY(mz_router_weights(m, p->g));
-        *bits = w->Wrb;
-        *bytes = 2 * (size_t)p->E * w->d;
-        break;
+        return *out = o->p, SPRIG_OK;
     }
+    if (p->n_outs == MZ_MAX_OUTS) return sp_fail(SPRIG_E_INTERNAL, "measure: too many outputs for one key");
+    mz_out *o = &p->outs[p->n_outs];
+    snprintf(o->name, sizeof o->name, "%s", a->name);
+    SP_TRY(sp_exec_alloc(m->e, &o->p, bytes));
+    o->bytes = bytes;
+    ++p->n_outs;
+    *out = o->p;
     return SPRIG_OK;
 }
 
-/* The weight slots a variant reads, in argument order of their use. */
-static int mz_slots(const mz_variant *v, int *slots) {
-    int n = 0;
-    switch (v->kind) {
-    case MZ_GEMV: slots[n++] = v->op_up ? SLOT_G : SLOT_DN; break;
-    case MZ_ROUTER: slots[n++] = SLOT_R; break;
-    case MZ_UPGATE:
-    case MZ_FUSED:
-        if (v->interleave) slots[n++] = SLOT_IL;
-        else slots[n++] = SLOT_G, slots[n++] = SLOT_U;
-        if (v->kind == MZ_FUSED) slots[n++] = SLOT_DT;
-        break;
-    case MZ_DOWN: slots[n++] = v->layout_t ? SLOT_DT : SLOT_DN; break;
-    }
-    return n;
-}
-
-/* Rotation sets: enough weight copies to exceed twice the L2 cache (so each
- * run reads DRAM), at least min_sets, within max_rotation_bytes; makes sure
- * every used slot has that many copies on the device. */
-static sprig_status mz_weight_sets(sp_measure *m, const mz_variant *v, int *n_sets) {
-    int slots[4], ns = mz_slots(v, slots);
-    size_t per_set = 0;
-    for (int i = 0; i < ns; ++i) {
-        const uint16_t *bits;
-        size_t bytes;
-        SP_TRY(mz_slot_host(m, slots[i], &bits, &bytes));
-        per_set += bytes;
-    }
-    size_t want = per_set ? (2 * m->e->l2_bytes + per_set) / per_set : 1;
-    if (want < (size_t)m->o.min_sets) want = (size_t)m->o.min_sets;
-    if (want > MZ_MAX_SETS) want = MZ_MAX_SETS;
-    while (want > 1 && want * per_set > m->o.max_rotation_bytes) --want;
+/* Device input of a non-weight, non-store argument: the key's routing or compact h. */
+static sprig_status mz_routing_input(sp_measure *m, const sprig_arg *a, sp_dptr *out) {
     mz_problem *p = &m->p;
-    for (int i = 0; i < ns; ++i) {
-        int s = slots[i];
-        const uint16_t *bits;
-        size_t bytes;
-        SP_TRY(mz_slot_host(m, s, &bits, &bytes));
-        for (; p->w_have[s] < (int)want; ++p->w_have[s]) {
-            sp_dptr d = 0;
-            SP_TRY(sp_exec_alloc(m->e, &d, bytes));
-            p->w[s][p->w_have[s]] = d;
-            SP_TRY(sp_exec_upload(m->e, d, bits, bytes));
-        }
-    }
-    *n_sets = (int)want;
-    return SPRIG_OK;
-}
-
-/* Inputs and outputs a variant needs (weights aside), allocated once per key. */
-static sprig_status mz_device_inputs(sp_measure *m, const mz_variant *v) {
-    mz_problem *p = &m->p;
-    const mz_tokens *t = &m->t;
     sp_exec *e = m->e;
-    size_t B = (size_t)p->B, be = B * p->E, wide = (size_t)(p->d > p->f ? p->d : p->f);
-    SP_TRY(mz_upload_new(e, &p->dx, t->xb, 2 * B * p->d));
-    SP_TRY(mz_alloc_new(e, &p->dout, 2 * B * wide + MZ_GUARD));
-    if (v->kind == MZ_GEMV && !v->op_up) SP_TRY(mz_upload_new(e, &p->dxf, t->xfb, 2 * B * p->f));
-    if (v->kind == MZ_ROUTER) {
-        SP_TRY(mz_alloc_new(e, &p->r_scores, be * sizeof(float) + MZ_GUARD));
-        SP_TRY(mz_alloc_new(e, &p->r_ids, be * sizeof(int) + MZ_GUARD));
-        SP_TRY(mz_alloc_new(e, &p->r_counts, B * sizeof(int) + MZ_GUARD));
-        SP_TRY(mz_alloc_new(e, &p->r_uids, (size_t)p->E * sizeof(int) + MZ_GUARD));
-        SP_TRY(mz_alloc_new(e, &p->r_ucount, sizeof(int) + MZ_GUARD));
-        SP_TRY(mz_alloc_new(e, &p->r_mask, be + MZ_GUARD));
-    }
-    if (v->kind == MZ_UPGATE || v->kind == MZ_DOWN || v->kind == MZ_FUSED) {
+    if (!strcmp(a->role, "union_ids")) {
         SP_TRY(mz_upload_new(e, &p->duids, p->uids, sizeof(int) * (size_t)p->E));
+        *out = p->duids;
+    } else if (!strcmp(a->role, "union_count")) {
         SP_TRY(mz_upload_new(e, &p->ducount, &p->U, sizeof(int)));
-        SP_TRY(mz_upload_new(e, &p->dmask, p->mask, be));
+        *out = p->ducount;
+    } else if (!strcmp(a->role, "mask")) {
+        SP_TRY(mz_upload_new(e, &p->dmask, p->mask, (size_t)p->B * p->E));
+        *out = p->dmask;
+    } else if (!strcmp(a->role, "h")) {
+        SP_TRY(mz_down_input(m));
+        SP_TRY(mz_upload_new(e, &p->dhin, p->hin, 2 * (size_t)p->B * p->f));
+        *out = p->dhin;
+    } else {
+        return sp_fail(SPRIG_E_INVALID, "argument '%s': the tuner has no input for role '%s'", a->name, a->role);
     }
-    if (v->kind == MZ_DOWN) SP_TRY(mz_upload_new(e, &p->dhin, p->hin, 2 * B * p->f));
     return SPRIG_OK;
 }
 
-/* ---- argument lists ------------------------------------------------------------------------- */
-
+/* A plan's argument lists, one per rotation set. */
 typedef struct mz_args {
-    int n_sets, n_args;
-    uint64_t vals[MZ_MAX_SETS][MZ_MAX_ARGS];
-    float thr;
-    void *ptrs[MZ_MAX_SETS][MZ_MAX_ARGS];
-    void **sets[MZ_MAX_SETS];
+    int n_sets;
+    sp_kargs sets[SP_OPS_MAX_SETS];
+    void **lists[SP_OPS_MAX_SETS];
 } mz_args;
 
-/* Argument list of set s (docs/kernel-abi.md order); -1 in vals marks the
- * router's float threshold. Returns the count. */
-static int mz_arg_values(const mz_problem *p, const mz_variant *v, int s, sp_dptr ws, uint64_t *a) {
-    const sp_dptr uids = v->all_active ? 0 : p->duids, ucount = v->all_active ? 0 : p->ducount;
-    const sp_dptr mask = v->all_active ? 0 : p->dmask;
-    switch (v->kind) {
-    case MZ_GEMV:
-        a[0] = v->op_up ? p->w[SLOT_G][s] : p->w[SLOT_DN][s];
-        a[1] = v->op_up ? p->dx : p->dxf;
-        a[2] = p->dout;
-        return 3;
-    case MZ_ROUTER:
-        a[0] = p->w[SLOT_R][s], a[1] = p->dx, a[2] = p->r_scores, a[3] = (uint64_t)-1, a[4] = p->r_ids;
-        a[5] = p->r_counts, a[6] = p->r_uids, a[7] = p->r_ucount, a[8] = p->r_mask;
-        return 9;
-    case MZ_UPGATE:
-    case MZ_FUSED: {
-        int n = 0;
-        a[n++] = v->interleave ? p->w[SLOT_IL][s] : p->w[SLOT_G][s];
-        a[n++] = v->interleave ? 0 : p->w[SLOT_U][s];
-        if (v->kind == MZ_FUSED) a[n++] = p->w[SLOT_DT][s];
-        a[n++] = p->dx, a[n++] = uids, a[n++] = ucount, a[n++] = mask;
-        if (v->kind == MZ_FUSED) a[n++] = ws;
-        a[n++] = p->dout;
-        return n;
+/* Rotation sets whose weights together exceed twice the L2 cache. */
+static sprig_status mz_rotation(sp_measure *m, const sprig_plan *plan, int *n_sets) {
+    size_t per_set = 0;
+    for (int i = 0; i < plan->n_args; ++i) {
+        const sprig_arg *a = &plan->args[i];
+        if (a->dir != SPRIG_ARG_IN || !a->pointer || !sp_operands_is_weight(a) || a->optional) continue;
+        per_set += a->count * mz_elem(a);
     }
-    case MZ_DOWN:
-        a[0] = v->layout_t ? p->w[SLOT_DT][s] : p->w[SLOT_DN][s];
-        a[1] = p->dhin, a[2] = uids, a[3] = ucount, a[4] = ws, a[5] = p->dout;
-        return 6;
-    }
-    return 0;
+    *n_sets = sp_operands_rotation(m->e, per_set, m->o.min_sets, m->o.max_rotation_bytes);
+    return SPRIG_OK;
 }
 
-static void mz_build_args(const mz_problem *p, const mz_variant *v, int n_sets, sp_dptr ws, mz_args *A) {
-    A->n_sets = n_sets;
-    A->thr = p->thr[v->silu];
-    for (int s = 0; s < n_sets; ++s) {
-        A->n_args = mz_arg_values(p, v, s, ws, A->vals[s]);
-        for (int i = 0; i < A->n_args; ++i)
-            A->ptrs[s][i] = A->vals[s][i] == (uint64_t)-1 ? (void *)&A->thr : (void *)&A->vals[s][i];
-        A->sets[s] = A->ptrs[s];
+/* Binds every argument of the plan for set s. */
+static sprig_status mz_bind(sp_measure *m, const sprig_plan *plan, const mz_verify *v, int s, sp_dptr ws,
+                            sp_kargs *k) {
+    sp_kargs_init(k, plan);
+    for (int i = 0; i < plan->n_args; ++i) {
+        const sprig_arg *a = &plan->args[i];
+        sp_dptr d = 0;
+        if (!a->pointer) {
+            if (strcmp(a->role, "threshold") != 0)
+                return sp_fail(SPRIG_E_INVALID, "argument '%s': the tuner has no value for role '%s'", a->name, a->role);
+            sp_kargs_f32(k, a->name, m->p.thr[v->silu]);
+            continue;
+        }
+        if (a->dir == SPRIG_ARG_SCRATCH) d = ws;
+        else if (a->dir != SPRIG_ARG_IN) SP_TRY(mz_output(m, a, &d));
+        else if (sp_operands_knows(a)) SP_TRY(sp_operands_device(m->ops, a, s, &d));
+        else if (a->optional) d = 0;
+        else SP_TRY(mz_routing_input(m, a, &d));
+        sp_kargs_ptr(k, a->name, d);
     }
+    return SPRIG_OK;
+}
+
+static sprig_status mz_build_args(sp_measure *m, const sprig_plan *plan, const mz_verify *v, sp_dptr ws,
+                                  mz_args *A) {
+    SP_TRY(mz_rotation(m, plan, &A->n_sets));
+    for (int s = 0; s < A->n_sets; ++s) {
+        SP_TRY(mz_bind(m, plan, v, s, ws, &A->sets[s]));
+        SP_TRY(sp_kargs_finish(&A->sets[s], &A->lists[s]));
+    }
+    return SPRIG_OK;
+}
+
+/* Poisons every output (guards included); an inout output gets its own
+ * starting values instead (a seeded activation of its size), which the gemv
+ * reference adds. */
+static sprig_status mz_prepare_outputs(sp_measure *m, const sprig_plan *plan) {
+    for (int i = 0; i < plan->n_args; ++i) {
+        const sprig_arg *a = &plan->args[i];
+        if (!a->pointer || (a->dir != SPRIG_ARG_OUT && a->dir != SPRIG_ARG_INOUT)) continue;
+        sp_dptr d = 0;
+        SP_TRY(mz_output(m, a, &d));
+        SP_TRY(sp_exec_fill(m->e, d, MZ_POISON, a->count * mz_elem(a) + MZ_GUARD));
+        if (a->dir == SPRIG_ARG_INOUT) {
+            sprig_arg init = *a;
+            snprintf(init.role, sizeof init.role, "activation");
+            sp_operand op;
+            SP_TRY(sp_operands_host(m->ops, &init, &op));
+            SP_TRY(sp_exec_upload(m->e, d, op.bits, op.bytes));
+        }
+    }
+    return SPRIG_OK;
 }
 
 /* ---- checking --------------------------------------------------------------------------------- */
@@ -659,35 +635,59 @@ static int mz_all_poison(const unsigned char *p, size_t n) {
     return 1;
 }
 
-/* Downloads bytes + MZ_GUARD of an output; checks the guard. Caller frees. */
-static sprig_status mz_fetch(sp_measure *m, sp_dptr d, size_t bytes, const char *what, unsigned char **out,
-                             mz_check *c) {
+/* Downloads an output argument (+ MZ_GUARD) and checks the guard. Caller frees. */
+static sprig_status mz_fetch(sp_measure *m, const sprig_arg *a, unsigned char **out, mz_check *c) {
+    const size_t bytes = a->count * mz_elem(a);
+    sp_dptr d = 0;
+    SP_TRY(mz_output(m, a, &d));
     *out = mz_alloc(bytes + MZ_GUARD);
     SP_CHECK_ALLOC(*out);
     SP_TRY(sp_exec_download(m->e, *out, d, bytes + MZ_GUARD));
-    if (!mz_all_poison(*out + bytes, MZ_GUARD)) mz_wrong(c, "wrote past the end of %s", what);
+    if (!mz_all_poison(*out + bytes, MZ_GUARD)) mz_wrong(c, "wrote past the end of %s", a->name);
     return SPRIG_OK;
 }
 
-static sprig_status mz_check_gemv(sp_measure *m, const mz_variant *v, mz_check *c) {
-    const mz_problem *p = &m->p;
-    int N = v->op_up ? p->f : p->d;
-    unsigned char *y = NULL;
-    sprig_status st = mz_fetch(m, p->dout, 2 * (size_t)p->B * N, "y", &y, c);
+/* A 16-bit output against a reference: [rows][cols] of which the first `cols_checked` columns. */
+static sprig_status mz_check_t(sp_measure *m, const sprig_arg *a, const double *ref, int cols_checked, mz_check *c,
+                               uint16_t **keep) {
+    unsigned char *raw = NULL;
+    sprig_status st = mz_fetch(m, a, &raw, c);
     if (st == SPRIG_OK)
-        mz_compare(p->bf16, (const uint16_t *)y, N, v->op_up ? p->ref_up : p->ref_down, N, p->B, N, m->o.tolerance,
-                   "y", c);
-    free(y);
+        mz_compare(m->p.bf16, (const uint16_t *)raw, a->cols, ref, a->cols, (int)a->rows, cols_checked,
+                   m->o.tolerance, a->name, c);
+    if (keep && st == SPRIG_OK) *keep = (uint16_t *)raw;
+    else free(raw);
     return st;
 }
 
-static sprig_status mz_check_h(sp_measure *m, mz_check *c) {
+static sprig_status mz_check_gemv(sp_measure *m, const sprig_plan *plan, const mz_verify *v, mz_check *c) {
+    const sprig_arg *y = mz_arg_role(plan, "output", 1);
+    const mz_ref *r = mz_find_ref(&m->p, v->name, "y");
+    if (!y || !r || r->count != y->count)
+        return sp_fail(SPRIG_E_INVALID, "%s: its output does not have the shape W x has", plan->family);
+    if (y->dir != SPRIG_ARG_INOUT) return mz_check_t(m, y, r->vals, (int)y->cols, c, NULL);
+    /* y = W x + y as it was */
+    sprig_arg init = *y;
+    snprintf(init.role, sizeof init.role, "activation");
+    sp_operand y0;
+    SP_TRY(sp_operands_host(m->ops, &init, &y0));
+    double *want = mz_alloc(sizeof(double) * y->count);
+    SP_CHECK_ALLOC(want);
+    for (size_t i = 0; i < y->count; ++i) want[i] = r->vals[i] + (double)y0.vals[i];
+    sprig_status st = mz_check_t(m, y, want, (int)y->cols, c, NULL);
+    free(want);
+    return st;
+}
+
+static sprig_status mz_check_h(sp_measure *m, const sprig_plan *plan, mz_check *c) {
     const mz_problem *p = &m->p;
-    unsigned char *raw = NULL;
-    SP_TRY(mz_fetch(m, p->dout, 2 * (size_t)p->B * p->f, "h", &raw, c));
-    const uint16_t *h = (const uint16_t *)raw;
-    int cols = p->U * p->g;
-    mz_compare(p->bf16, h, p->f, p->hc, p->f, p->B, cols, m->o.tolerance, "h", c);
+    const sprig_arg *a = mz_arg_role(plan, "h", 1);
+    const mz_ref *r = mz_find_ref(&m->p, "swiglu", "h");
+    if (!a || !r || a->count != (size_t)p->B * p->f)
+        return sp_fail(SPRIG_E_INVALID, "%s: swiglu check needs an output h [B][f]", plan->family);
+    uint16_t *h = NULL;
+    const int cols = p->U * p->g;
+    SP_TRY(mz_check_t(m, a, r->vals, cols, c, &h));
     long nonzero = 0, tail = 0;
     for (int t = 0; t < p->B; ++t) {
         for (int j = 0; j < cols; ++j)
@@ -696,17 +696,16 @@ static sprig_status mz_check_h(sp_measure *m, mz_check *c) {
     }
     if (nonzero) mz_wrong(c, "h: %ld entries of inactive experts are not exactly 0", nonzero);
     if (tail) mz_wrong(c, "h: %ld entries past the union were written", tail);
-    free(raw);
+    free(h);
     return SPRIG_OK;
 }
 
-static sprig_status mz_check_y(sp_measure *m, const double *ref, mz_check *c) {
-    const mz_problem *p = &m->p;
-    unsigned char *y = NULL;
-    sprig_status st = mz_fetch(m, p->dout, 2 * (size_t)p->B * p->d, "y", &y, c);
-    if (st == SPRIG_OK) mz_compare(p->bf16, (const uint16_t *)y, p->d, ref, p->d, p->B, p->d, m->o.tolerance, "y", c);
-    free(y);
-    return st;
+static sprig_status mz_check_y(sp_measure *m, const sprig_plan *plan, const char *kind, mz_check *c) {
+    const sprig_arg *a = mz_arg_role(plan, "y", 1);
+    const mz_ref *r = mz_find_ref(&m->p, kind, "y");
+    if (!a || !r || a->count != r->count)
+        return sp_fail(SPRIG_E_INVALID, "%s: %s check needs an output y [B][d]", plan->family, kind);
+    return mz_check_t(m, a, r->vals, (int)a->cols, c, NULL);
 }
 
 /* Router outputs, downloaded. */
@@ -761,7 +760,7 @@ static double mz_rms(const double *v, size_t n) {
 
 /* Scores within the tolerance; decisions follow the kernel's own scores and
  * match float64 except within 1e-3 rms of the threshold; lists consistent. */
-static void mz_router_decisions(const mz_problem *p, const mz_variant *v, const mz_router_out *o, double tol,
+static void mz_router_decisions(const mz_problem *p, const mz_verify *v, const mz_router_out *o, double tol,
                                 mz_check *c) {
     size_t be = (size_t)p->B * p->E;
     const float *sc = (const float *)o->scores;
@@ -810,45 +809,63 @@ static void mz_router_decisions(const mz_problem *p, const mz_variant *v, const 
     mz_check_lists(p, o, c);
 }
 
-static sprig_status mz_check_router(sp_measure *m, const mz_variant *v, mz_check *c) {
-    const mz_problem *p = &m->p;
-    size_t B = (size_t)p->B, be = B * p->E;
+static sprig_status mz_check_router(sp_measure *m, const sprig_plan *plan, const mz_verify *v, mz_check *c) {
+    static const char *const roles[] = {"scores", "ids", "counts", "union_ids", "union_count", "mask"};
     mz_router_out o = {0};
-    sprig_status st = mz_fetch(m, p->r_scores, be * sizeof(float), "scores", &o.scores, c);
-    if (st == SPRIG_OK) st = mz_fetch(m, p->r_ids, be * sizeof(int), "ids", &o.ids, c);
-    if (st == SPRIG_OK) st = mz_fetch(m, p->r_counts, B * sizeof(int), "counts", &o.counts, c);
-    if (st == SPRIG_OK) st = mz_fetch(m, p->r_uids, (size_t)p->E * sizeof(int), "union_ids", &o.uids, c);
-    if (st == SPRIG_OK) st = mz_fetch(m, p->r_ucount, sizeof(int), "union_count", &o.ucount, c);
-    if (st == SPRIG_OK) st = mz_fetch(m, p->r_mask, be, "mask", &o.mask, c);
-    if (st == SPRIG_OK && !c->wrong) mz_router_decisions(p, v, &o, m->o.tolerance, c);
+    unsigned char **slots[] = {&o.scores, &o.ids, &o.counts, &o.uids, &o.ucount, &o.mask};
+    sprig_status st = SPRIG_OK;
+    for (size_t i = 0; i < 6 && st == SPRIG_OK; ++i) {
+        const sprig_arg *a = mz_arg_role(plan, roles[i], 1);
+        if (!a) st = sp_fail(SPRIG_E_INVALID, "%s: a router check needs an output of role %s", plan->family, roles[i]);
+        else st = mz_fetch(m, a, slots[i], c);
+    }
+    if (st == SPRIG_OK && !c->wrong) mz_router_decisions(&m->p, v, &o, m->o.tolerance, c);
     mz_router_out_free(&o);
     return st;
 }
 
-static sprig_status mz_verify(sp_measure *m, const mz_variant *v, mz_check *c) {
-    memset(c, 0, sizeof *c);
-    switch (v->kind) {
-    case MZ_GEMV: return mz_check_gemv(m, v, c);
-    case MZ_ROUTER: return mz_check_router(m, v, c);
-    case MZ_UPGATE: return mz_check_h(m, c);
-    case MZ_FUSED: return mz_check_y(m, m->p.y_mlp, c);
-    case MZ_DOWN: return mz_check_y(m, m->p.y_down, c);
+/* The Lua reference's outputs, each as a 16-bit or f32 array. */
+static sprig_status mz_check_lua(sp_measure *m, const sprig_plan *plan, mz_check *c) {
+    for (int i = 0; i < plan->n_args; ++i) {
+        const sprig_arg *a = &plan->args[i];
+        if (a->dir != SPRIG_ARG_OUT) continue;
+        const mz_ref *r = mz_find_ref(&m->p, "lua", a->name);
+        if (!r) return sp_fail(SPRIG_E_INTERNAL, "%s: no reference for %s", plan->family, a->name);
+        if (!strcmp(a->type, "T")) {
+            SP_TRY(mz_check_t(m, a, r->vals, (int)a->cols, c, NULL));
+            continue;
+        }
+        unsigned char *raw = NULL;
+        sprig_status st = mz_fetch(m, a, &raw, c);
+        double d2 = 0, r2 = 0;
+        long bad = 0;
+        for (size_t k = 0; st == SPRIG_OK && k < a->count; ++k) {
+            double o = !strcmp(a->type, "f32") ? ((const float *)raw)[k]
+                       : !strcmp(a->type, "i32") ? ((const int *)raw)[k] : raw[k];
+            if (!isfinite(o)) ++bad;
+            else d2 += (o - r->vals[k]) * (o - r->vals[k]), r2 += r->vals[k] * r->vals[k];
+        }
+        free(raw);
+        SP_TRY(st);
+        const double rel = r2 > 0 ? sqrt(d2 / r2) : d2 > 0 ? INFINITY : 0;
+        if (rel > c->rel) c->rel = rel;
+        if (bad) mz_wrong(c, "%s: %ld values NaN/inf", a->name, bad);
+        else if (!(rel < m->o.tolerance)) mz_wrong(c, "%s: rel_err %.3g", a->name, rel);
     }
     return SPRIG_OK;
 }
 
-/* Poisons every output of the variant, guards included. */
-static sprig_status mz_poison(sp_measure *m, const mz_variant *v) {
-    const mz_problem *p = &m->p;
-    sp_exec *e = m->e;
-    size_t B = (size_t)p->B, be = B * p->E, wide = (size_t)(p->d > p->f ? p->d : p->f);
-    if (v->kind != MZ_ROUTER) return sp_exec_fill(e, p->dout, MZ_POISON, 2 * B * wide + MZ_GUARD);
-    SP_TRY(sp_exec_fill(e, p->r_scores, MZ_POISON, be * sizeof(float) + MZ_GUARD));
-    SP_TRY(sp_exec_fill(e, p->r_ids, MZ_POISON, be * sizeof(int) + MZ_GUARD));
-    SP_TRY(sp_exec_fill(e, p->r_counts, MZ_POISON, B * sizeof(int) + MZ_GUARD));
-    SP_TRY(sp_exec_fill(e, p->r_uids, MZ_POISON, (size_t)p->E * sizeof(int) + MZ_GUARD));
-    SP_TRY(sp_exec_fill(e, p->r_ucount, MZ_POISON, sizeof(int) + MZ_GUARD));
-    return sp_exec_fill(e, p->r_mask, MZ_POISON, be + MZ_GUARD);
+static sprig_status mz_verify_outputs(sp_measure *m, const sprig_plan *plan, const mz_verify *v, mz_check *c) {
+    memset(c, 0, sizeof *c);
+    switch (v->kind) {
+    case MZ_GEMV: return mz_check_gemv(m, plan, v, c);
+    case MZ_ROUTER: return mz_check_router(m, plan, v, c);
+    case MZ_SWIGLU: return mz_check_h(m, plan, c);
+    case MZ_MLP: return mz_check_y(m, plan, "mlp", c);
+    case MZ_DOWN: return mz_check_y(m, plan, "down", c);
+    case MZ_LUA: return mz_check_lua(m, plan, c);
+    }
+    return SPRIG_OK;
 }
 
 /* ---- one candidate ----------------------------------------------------------------------------- */
@@ -870,13 +887,22 @@ static void mz_note(sp_measurement *out, sp_verdict v, const char *prefix, const
     snprintf(out->note, sizeof out->note, "%s", line);
 }
 
+/* Launches set 0 once and checks the outputs. *launched is 0 when the driver
+ * refused the launch (the candidate's failure; the context lives). */
+static sprig_status mz_run_once(sp_measure *m, const sprig_plan *plan, sp_exec_module *mod, const mz_verify *v,
+                                mz_args *A, int *launched, mz_check *c) {
+    *launched = 0;
+    SP_TRY(mz_prepare_outputs(m, plan));
+    if (sp_exec_launch(m->e, mod, plan, A->lists[0]) != SPRIG_OK) return SPRIG_OK;
+    *launched = 1;
+    SP_TRY(sp_exec_sync(m->e)); /* a fault here has lost the context: stop */
+    return mz_verify_outputs(m, plan, v, c);
+}
+
 /* Verify, time, verify again. Non-OK only for errors that stop the run. */
-static sprig_status mz_run(sp_measure *m, const sprig_plan *plan, sp_exec_module *mod, const mz_variant *v,
-                           sp_measurement *out) {
-    SP_TRY(mz_reference(m, v));
-    SP_TRY(mz_device_inputs(m, v));
-    int n_sets = 1;
-    SP_TRY(mz_weight_sets(m, v, &n_sets));
+static sprig_status mz_run(sp_measure *m, const sprig_plan *plan, const char *params, sp_exec_module *mod,
+                           const mz_verify *v, sp_measurement *out) {
+    SP_TRY(mz_reference(m, plan, params, v));
     sp_dptr ws = 0;
     if (plan->workspace_bytes) { /* the ABI: zeroed once when allocated */
         SP_TRY(sp_exec_alloc(m->e, &ws, plan->workspace_bytes));
@@ -886,38 +912,40 @@ static sprig_status mz_run(sp_measure *m, const sprig_plan *plan, sp_exec_module
             return st;
         }
     }
-    mz_args *A = malloc(sizeof *A);
+    mz_args *A = calloc(1, sizeof *A);
     if (!A) {
         sp_exec_free(m->e, ws);
         return sp_fail(SPRIG_E_NOMEM, "out of memory");
     }
-    mz_build_args(&m->p, v, n_sets, ws, A);
     mz_check c;
-    sprig_status st = mz_poison(m, v);
-    if (st == SPRIG_OK) {
-        st = sp_exec_launch(m->e, mod, plan, A->sets[0]);
-        if (st != SPRIG_OK) { /* refused at launch: the candidate's failure; the context lives */
-            mz_note(out, SP_VERDICT_LAUNCH_FAILED, "launch: ", sprig_last_error());
-            st = SPRIG_OK;
-            goto done;
-        }
-        st = sp_exec_sync(m->e); /* a fault here has lost the context: stop */
+    int launched = 0;
+    sprig_status st = mz_build_args(m, plan, v, ws, A);
+    if (st == SPRIG_E_INVALID) { /* the plan asks for what the tuner cannot give: its own failure */
+        mz_note(out, SP_VERDICT_LAUNCH_FAILED, "", sprig_last_error());
+        st = SPRIG_OK;
+        goto done;
     }
-    if (st == SPRIG_OK) st = mz_verify(m, v, &c);
+    if (st == SPRIG_OK) st = mz_run_once(m, plan, mod, v, A, &launched, &c);
     if (st != SPRIG_OK) goto done;
-    if (c.wrong) {
-        out->rel_err = c.rel;
-        mz_note(out, SP_VERDICT_WRONG, "", c.note);
+    if (!launched) {
+        mz_note(out, SP_VERDICT_LAUNCH_FAILED, "launch: ", sprig_last_error());
         goto done;
     }
     out->rel_err = c.rel;
-    sp_timing t;
-    st = mz_poison(m, v);
-    if (st == SPRIG_OK) st = sp_exec_time(m->e, mod, plan, A->sets, n_sets, m->o.warmup, m->o.reps, &t);
-    if (st == SPRIG_OK) st = mz_verify(m, v, &c);
-    if (st != SPRIG_OK) goto done;
     if (c.wrong) {
-        mz_note(out, SP_VERDICT_WRONG, "after timing: ", c.note);
+        mz_note(out, SP_VERDICT_WRONG, "", c.note);
+        goto done;
+    }
+    sp_timing t;
+    st = mz_prepare_outputs(m, plan);
+    if (st == SPRIG_OK) st = sp_exec_time(m->e, mod, plan, A->lists, A->n_sets, m->o.warmup, m->o.reps, &t);
+    /* once more from fresh outputs: an inout output accumulated over the timed runs, and a workspace
+       the plan should have left zeroed shows here */
+    if (st == SPRIG_OK) st = mz_run_once(m, plan, mod, v, A, &launched, &c);
+    if (st != SPRIG_OK) goto done;
+    if (!launched || c.wrong) {
+        mz_note(out, launched ? SP_VERDICT_WRONG : SP_VERDICT_LAUNCH_FAILED, "after timing: ",
+                launched ? c.note : sprig_last_error());
         goto done;
     }
     out->verdict = SP_VERDICT_OK;
@@ -947,8 +975,8 @@ sprig_status sp_measure_candidate(void *ctx, const sp_tune_key *key, const char 
         mz_note(out, SP_VERDICT_COMPILE_FAILED, "render: ", sprig_last_error());
         return st == SPRIG_E_NOMEM ? st : SPRIG_OK;
     }
-    mz_variant v;
-    if (mz_variant_of(plan, &v) != SPRIG_OK) {
+    mz_verify v;
+    if (mz_verify_of(plan, &v) != SPRIG_OK) {
         mz_note(out, SP_VERDICT_LAUNCH_FAILED, "", sprig_last_error());
         sprig_plan_free(plan);
         return SPRIG_OK;
@@ -962,7 +990,7 @@ sprig_status sp_measure_candidate(void *ctx, const sp_tune_key *key, const char 
         mz_note(out, SP_VERDICT_LAUNCH_FAILED, "load: ", sprig_last_error());
         st = SPRIG_OK;
     } else if (st == SPRIG_OK) {
-        st = mz_run(m, plan, mod, &v, out);
+        st = mz_run(m, plan, params, mod, &v, out);
         sp_exec_unload(m->e, mod);
     }
     sprig_plan_free(plan);

@@ -85,6 +85,7 @@ function F.args(req, p)
   }
 end
 
-F.verify = "router"
+-- the rule the outputs are checked against
+function F.verify(req, p) return "router " .. p.score end
 
 return F

@@ -55,6 +55,17 @@ function M.render(req, load_file, require_spec)
   }
 end
 
+-- A family's own reference (spec field reference(req, p, inputs)): the
+-- outputs computed in Lua from the inputs ({name = {values}}), for the tuner
+-- to check candidates of families that have no C reference. Returns outputs,
+-- or nil and a message.
+function M.reference(req, inputs, require_spec)
+  local ok, fam, p = pcall(prepare, req, require_spec)
+  if not ok then return nil, tostring(fam) end
+  if not fam.reference then return nil, string.format("%s: the spec has no reference()", fam.name) end
+  return fam.reference(req, p, inputs)
+end
+
 -- Every family's description, for `sprig families` and the tuner.
 function M.describe(require_spec)
   local out = {}
