@@ -33,7 +33,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 /* Records params as the tuned winner of (family, variant, sparsity) at batch B. */
 static void put_entry(sprig_gen *gen, sp_db *db, const char *family, int v, double sparsity, const char *params) {
     char fixed[64];
-    CHECK(sp_mlp_fixed(family, sparsity, v, fixed, sizeof fixed) > v);
+    CHECK(sp_mlp_fixed(gen, family, sparsity, v, fixed, sizeof fixed) > v);
     sprig_request req = {family, D, F, "fp16", B, G, params};
     sprig_plan *plan = NULL;
     sprig_status st = sprig_gen_render(gen, &req, &plan);

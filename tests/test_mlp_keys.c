@@ -25,17 +25,17 @@ static size_t count_keys(const sp_mlp_keys *k, const char *family, int batch, do
     return n;
 }
 
-static void test_fixed(void) {
+static void test_fixed(sprig_gen *gen) {
     char buf[64];
-    CHECK(sp_mlp_fixed("router", 0, 0, buf, sizeof buf) == 0);
-    CHECK(sp_mlp_fixed("router", 50, 0, buf, sizeof buf) == 1 && !strcmp(buf, "score=sigmoid"));
-    CHECK(sp_mlp_fixed("dense_gemv", 0, 1, buf, sizeof buf) == 2 && !strcmp(buf, "op=down"));
-    CHECK(sp_mlp_fixed("dense_gemv", 75, 0, buf, sizeof buf) == 0);
-    CHECK(sp_mlp_fixed("gather_down", 0, 0, buf, sizeof buf) == 1 && !strcmp(buf, "all_active=1"));
-    CHECK(sp_mlp_fixed("fused_mlp", 90, 0, buf, sizeof buf) == 1 && !strcmp(buf, "all_active=0"));
-    CHECK(sp_mlp_fixed("gather_gemm", 0, 0, buf, sizeof buf) == 2 && !strcmp(buf, "stage=upgate"));
-    CHECK(sp_mlp_fixed("rmsnorm", 0, 0, buf, sizeof buf) == 0);
-    CHECK(sp_mlp_default_family("gather_gemm", 8) && !sp_mlp_default_family("gather_gemm", 1));
+    CHECK(sp_mlp_fixed(gen, "router", 0, 0, buf, sizeof buf) == 0);
+    CHECK(sp_mlp_fixed(gen, "router", 50, 0, buf, sizeof buf) == 1 && !strcmp(buf, "score=sigmoid"));
+    CHECK(sp_mlp_fixed(gen, "dense_gemv", 0, 1, buf, sizeof buf) == 2 && !strcmp(buf, "op=down"));
+    CHECK(sp_mlp_fixed(gen, "dense_gemv", 75, 0, buf, sizeof buf) == 0);
+    CHECK(sp_mlp_fixed(gen, "gather_down", 0, 0, buf, sizeof buf) == 1 && !strcmp(buf, "all_active=1"));
+    CHECK(sp_mlp_fixed(gen, "fused_mlp", 90, 0, buf, sizeof buf) == 1 && !strcmp(buf, "all_active=0"));
+    CHECK(sp_mlp_fixed(gen, "gather_gemm", 0, 0, buf, sizeof buf) == 2 && !strcmp(buf, "stage=upgate"));
+    CHECK(sp_mlp_fixed(gen, "rmsnorm", 0, 0, buf, sizeof buf) == 0);
+    CHECK(sp_mlp_default_family(gen, "gather_gemm", 8) && !sp_mlp_default_family(gen, "gather_gemm", 1));
 }
 
 static void test_default_keys(sprig_gen *gen) {
@@ -164,7 +164,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", sprig_last_error());
         return 1;
     }
-    test_fixed();
+    test_fixed(gen);
     test_default_keys(gen);
     test_lookup(gen);
     if (argc > 1) test_cli(argv[1]);

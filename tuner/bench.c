@@ -15,6 +15,7 @@
 #include "sp_error.h"
 #include "sp_mlp_keys.h"
 #include "operands.h"
+#include "sp_gen_mlp.h"
 #include "sp_kargs.h"
 #include "sp_reference.h"
 
@@ -187,6 +188,7 @@ typedef struct bn_ctx {
     bn_batch b;
     bn_dev dev;
     int max_batch;
+    sp_gen_pipelines pipes;        /* lua/sprig/mlp.lua */
 } bn_ctx;
 
 static void bn_log(const bn_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -363,7 +365,7 @@ static sprig_status bn_stage_open(bn_ctx *c, bn_stage *st, const char *family, i
     }
     if (s == SPRIG_E_NOMEM) return s;
     if (s != SPRIG_OK) {
-        snprintf(why, cap, "%s [%.96s]: %.120s", family, lr.params, sprig_last_error());
+        snprintf(why, cap, "%.40s [%.96s]: %.100s", family, lr.params, sprig_last_error());
         char *nl = strchr(why, '\n');
         if (nl) *nl = '\0';
         st->mod = NULL;
@@ -544,33 +546,22 @@ static sprig_status bn_run_pipe(bn_ctx *c, bn_pipe *p, int routed, bn_result *r)
     return SPRIG_OK;
 }
 
-/* The pipelines of one case: families and variants per stage. */
-typedef struct bn_recipe {
-    const char *name;
-    int n;
-    const char *family[BN_MAX_STAGES];
-    int v[BN_MAX_STAGES];
-} bn_recipe;
-
-static const bn_recipe BN_RECIPES[] = {
-    {"gather_upgate+gather_down", 2, {"gather_upgate", "gather_down"}, {0, 0}},
-    {"fused_mlp", 1, {"fused_mlp"}, {0}},
-    {"gather_gemm", 2, {"gather_gemm", "gather_gemm"}, {0, 1}},
-};
-
-static sprig_status bn_open_pipe(bn_ctx *c, const bn_recipe *rc, double sparsity, bn_pipe *p, char *why,
+/* Opens a pipeline (lua/sprig/mlp.lua: its stages, the router in front when
+ * the case is sparse); a pipeline that cannot serve says why in why. */
+static sprig_status bn_open_pipe(bn_ctx *c, const sp_gen_pipeline *pl, double sparsity, bn_pipe *p, char *why,
                                  size_t cap) {
     memset(p, 0, sizeof *p);
     const int routed = sparsity > 0;
-    snprintf(p->name, sizeof p->name, "%s%s", routed ? "router+" : "", rc->name);
-    const char *fams[BN_MAX_STAGES + 1];
-    int vs[BN_MAX_STAGES + 1], n = 0;
-    if (routed) fams[n] = "router", vs[n++] = 0;
-    for (int i = 0; i < rc->n; ++i) fams[n] = rc->family[i], vs[n++] = rc->v[i];
+    const sp_gen_stage *router = &c->pipes.router;
+    snprintf(p->name, sizeof p->name, "%s%s%s", routed ? router->family : "", routed ? "+" : "", pl->name);
+    const sp_gen_stage *stages[SP_GEN_MAX_STAGES + 1];
+    int n = 0;
+    if (routed) stages[n++] = router;
+    for (int i = 0; i < pl->n; ++i) stages[n++] = &pl->stages[i];
     size_t at = 0;
     for (int i = 0; i < n; ++i) {
         bn_stage *st = &p->st[p->n];
-        SP_TRY(bn_stage_open(c, st, fams[i], vs[i], sparsity, c->b.B, why, cap));
+        SP_TRY(bn_stage_open(c, st, stages[i]->family, stages[i]->variant, sparsity, c->b.B, why, cap));
         if (!st->mod) {
             sprig_plan_free(st->plan);
             return SPRIG_OK;
@@ -592,10 +583,10 @@ static void bn_note(sp_bench_row *row, const char *pipe, const char *why) {
 static sprig_status bn_case(bn_ctx *c, double sparsity, sp_bench_row *row) {
     const int routed = sparsity > 0;
     if (!routed) SP_TRY(bn_route_all(c));
-    for (size_t k = 0; k < sizeof BN_RECIPES / sizeof BN_RECIPES[0]; ++k) {
+    for (int k = 0; k < c->pipes.n; ++k) {
         bn_pipe p;
         char why[256] = "";
-        sprig_status st = bn_open_pipe(c, &BN_RECIPES[k], sparsity, &p, why, sizeof why);
+        sprig_status st = bn_open_pipe(c, &c->pipes.items[k], sparsity, &p, why, sizeof why);
         bn_result r = {0};
         if (st == SPRIG_OK && !why[0]) st = bn_run_pipe(c, &p, routed, &r);
         bn_pipe_free(c, &p);
@@ -679,6 +670,7 @@ static sprig_status bn_run(bn_ctx *c, sp_bench_report *out) {
     }
     c->d = o->d, c->f = o->f, c->g = o->g, c->E = o->f / o->g, c->bf16 = !strcmp(o->dtype, "bf16");
     SP_TRY(sp_operands_open(c->e, o->seed, &c->ops));
+    SP_TRY(sp_gen_mlp_pipelines(c->gen, &c->pipes));
     for (int i = 0; i < o->n_batches; ++i) c->max_batch = o->batches[i] > c->max_batch ? o->batches[i] : c->max_batch;
     SP_TRY(bn_dev_alloc(c));
     out->rows = calloc((size_t)o->n_batches * o->n_sparsities, sizeof *out->rows);

@@ -6,43 +6,21 @@
 
 #include "tuner_internal.h"
 #include "sp_error.h"
+#include "sp_gen_mlp.h"
 #include "sp_mlp_keys.h"
 #include "sp_space.h"
 
-static const char *const MK_FAMILIES[] = {"router", "gather_upgate", "gather_down", "fused_mlp",
-                                          "dense_gemv", "gather_gemm"};
-#define MK_N_FAMILIES (sizeof MK_FAMILIES / sizeof MK_FAMILIES[0])
 #define MK_FIXED_CAP 64
 
-int sp_mlp_fixed(const char *family, double sparsity, int v, char *buf, size_t cap) {
-    const int dense = sparsity == 0;
-    const char *a = NULL, *b = NULL;
-    if (!strcmp(family, "dense_gemv")) {
-        if (dense) a = "op=up", b = "op=down";
-    } else if (!strcmp(family, "router")) {
-        if (!dense) a = "score=sigmoid";
-    } else if (!strcmp(family, "gather_upgate") || !strcmp(family, "gather_down") || !strcmp(family, "fused_mlp")) {
-        a = dense ? "all_active=1" : "all_active=0";
-    } else if (!strcmp(family, "gather_gemm")) {
-        a = "stage=upgate", b = "stage=down";
-    }
-    int n = (a != NULL) + (b != NULL);
-    if (v >= 0 && v < n && buf) snprintf(buf, cap, "%s", v == 0 ? a : b);
-    return n;
+int sp_mlp_fixed(sprig_gen *gen, const char *family, double sparsity, int v, char *buf, size_t cap) {
+    sp_gen_names fixed;
+    if (sp_gen_mlp_fixed(gen, family, sparsity, &fixed) != SPRIG_OK) return 0;
+    if (v >= 0 && v < fixed.n && buf) snprintf(buf, cap, "%s", fixed.name[v]);
+    return fixed.n;
 }
 
-int sp_mlp_default_family(const char *family, int batch) {
-    if (!strcmp(family, "gather_gemm")) return batch >= 8;
-    for (size_t i = 0; i < MK_N_FAMILIES; ++i)
-        if (!strcmp(family, MK_FAMILIES[i])) return 1;
-    return 0;
-}
-
-/* The static name of a known family (keys point at it), or NULL. */
-static const char *mk_family_name(const char *name) {
-    for (size_t i = 0; i < MK_N_FAMILIES; ++i)
-        if (!strcmp(name, MK_FAMILIES[i])) return MK_FAMILIES[i];
-    return NULL;
+int sp_mlp_default_family(sprig_gen *gen, const char *family, int batch) {
+    return sp_gen_mlp_default(gen, family, batch);
 }
 
 void sp_mlp_keys_free(sp_mlp_keys *k) {
@@ -88,7 +66,8 @@ int sp_tune_key_servable(sprig_gen *gen, const sp_tune_key *key, char *why, size
     return 0;
 }
 
-static sprig_status mk_check_request(const sp_mlp_key_request *r) {
+/* The request's family list checked against the specs' MLP families. */
+static sprig_status mk_check_request(const sp_mlp_key_request *r, const sp_gen_names *known) {
     if (!r || r->n_dtypes < 1 || r->n_batches < 1 || r->n_sparsities < 1 || !r->dtypes || !r->batches ||
         !r->sparsities || (r->n_families > 0 && !r->families))
         return sp_fail(SPRIG_E_INVALID, "MLP keys: dtypes, batches and sparsities must be given");
@@ -96,22 +75,28 @@ static sprig_status mk_check_request(const sp_mlp_key_request *r) {
         if (!(r->sparsities[i] >= 0 && r->sparsities[i] < 100))
             return sp_fail(SPRIG_E_INVALID, "sparsity %g is outside 0..99 (percent of experts inactive)",
                            r->sparsities[i]);
-    for (int i = 0; r->families && i < r->n_families; ++i)
-        if (!mk_family_name(r->families[i]))
-            return sp_fail(SPRIG_E_INVALID, "'%s' is not an MLP family the tuner knows (router, gather_upgate, "
-                           "gather_down, fused_mlp, dense_gemv, gather_gemm)", r->families[i]);
+    for (int i = 0; r->families && i < r->n_families; ++i) {
+        int found = 0;
+        char list[SP_GEN_MAX_NAMES * 66] = "";
+        for (int k = 0; k < known->n; ++k) {
+            found |= !strcmp(r->families[i], known->name[k]);
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", known->name[k]);
+        }
+        if (!found)
+            return sp_fail(SPRIG_E_INVALID, "'%s' is not an MLP family the tuner knows (%s)", r->families[i], list);
+    }
     return SPRIG_OK;
 }
 
 /* Appends the keys of one (dtype, batch, sparsity, family) to k. */
 static sprig_status mk_add(sprig_gen *gen, const sp_mlp_key_request *r, const char *dtype, int batch,
                            double sparsity, const char *family, sp_mlp_keys *k, size_t cap) {
-    if (sp_mlp_fixed(family, sparsity, 0, NULL, 0) == 0) /* by convention; said only when asked for */
+    if (sp_mlp_fixed(gen, family, sparsity, 0, NULL, 0) == 0) /* by convention; said only when asked for */
         return !r->families ? SPRIG_OK : mk_skip(k, family, "", dtype, batch, sparsity,
                        sparsity == 0 ? "tuned at sparsity > 0 only" : "tuned at sparsity 0 only (the dense baseline)");
     for (int v = 0; v < SP_MLP_MAX_VARIANTS; ++v) {
         char *fixed = k->storage + k->n * MK_FIXED_CAP;
-        if (v >= sp_mlp_fixed(family, sparsity, v, fixed, MK_FIXED_CAP)) break;
+        if (v >= sp_mlp_fixed(gen, family, sparsity, v, fixed, MK_FIXED_CAP)) break;
         if (k->n == cap) return sp_fail(SPRIG_E_INTERNAL, "MLP keys: more keys than counted");
         sp_tune_key key = {family, r->d, r->f, dtype, batch, r->g, sparsity, fixed};
         char why[512];
@@ -124,22 +109,27 @@ static sprig_status mk_add(sprig_gen *gen, const sp_mlp_key_request *r, const ch
 sprig_status sp_mlp_keys_build(sprig_gen *gen, const sp_mlp_key_request *r, sp_mlp_keys *out) {
     if (!out) return sp_fail(SPRIG_E_INVALID, "sp_mlp_keys_build: out is NULL");
     memset(out, 0, sizeof *out);
-    SP_TRY(mk_check_request(r));
-    size_t n_fam = r->families ? (size_t)r->n_families : MK_N_FAMILIES;
+    sp_gen_names known;
+    SP_TRY(sp_gen_mlp_families(gen, &known));
+    SP_TRY(mk_check_request(r, &known));
+    size_t n_fam = r->families ? (size_t)r->n_families : (size_t)known.n;
     size_t cap = (size_t)r->n_dtypes * r->n_batches * r->n_sparsities * n_fam * SP_MLP_MAX_VARIANTS;
     out->keys = calloc(cap ? cap : 1, sizeof *out->keys);
-    out->storage = calloc(cap ? cap : 1, MK_FIXED_CAP);
+    out->storage = calloc(cap ? cap : 1, MK_FIXED_CAP + sizeof known.name[0]);
     if (!out->keys || !out->storage) {
         sp_mlp_keys_free(out);
         return sp_fail(SPRIG_E_NOMEM, "out of memory");
     }
+    /* the keys' family names live in the storage too, after the fixed params */
+    char *names = out->storage + cap * MK_FIXED_CAP;
     sprig_status st = SPRIG_OK;
     for (int di = 0; di < r->n_dtypes && st == SPRIG_OK; ++di)
         for (int bi = 0; bi < r->n_batches && st == SPRIG_OK; ++bi)
             for (int si = 0; si < r->n_sparsities && st == SPRIG_OK; ++si)
                 for (size_t fi = 0; fi < n_fam && st == SPRIG_OK; ++fi) {
-                    const char *fam = mk_family_name(r->families ? r->families[fi] : MK_FAMILIES[fi]);
-                    if (!r->families && !sp_mlp_default_family(fam, r->batches[bi])) continue;
+                    char *fam = names + fi * sizeof known.name[0];
+                    snprintf(fam, sizeof known.name[0], "%s", r->families ? r->families[fi] : known.name[fi]);
+                    if (!r->families && !sp_mlp_default_family(gen, fam, r->batches[bi])) continue;
                     const char *dtype = !strcmp(r->dtypes[di], "bf16") ? "bf16" : "fp16";
                     st = mk_add(gen, r, dtype, r->batches[bi], r->sparsities[si], fam, out, cap);
                 }
@@ -166,7 +156,7 @@ sprig_status sp_mlp_lookup(sprig_gen *gen, const sp_db_set *set, const sp_gpu_id
                            sp_lookup_result *out) {
     char fixed[MK_FIXED_CAP];
     if (!gen || !set || !gpu || !family || !out) return sp_fail(SPRIG_E_INVALID, "sp_mlp_lookup: NULL argument");
-    if (v >= sp_mlp_fixed(family, sparsity, v, fixed, sizeof fixed))
+    if (v >= sp_mlp_fixed(gen, family, sparsity, v, fixed, sizeof fixed))
         return sp_fail(SPRIG_E_INVALID, "%s has no variant %d at sparsity %g", family, v, sparsity);
     /* The defaults with the fixed params: the generic choice; the template hash as sprig tune records it. */
     sprig_request req = {family, d, f, dtype, batch, g, fixed};

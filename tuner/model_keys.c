@@ -222,10 +222,10 @@ static sprig_status md_skip(sp_model_keys *k, const char *fmt, ...) {
 
 /* The convention's fixed params for use x at sparsity (into buf); 0 when the
  * family has no matching variant there. */
-static int md_fixed(const md_use *x, double sparsity, char *buf, size_t cap) {
-    const int n = sp_mlp_fixed(x->family, sparsity, 0, NULL, 0);
+static int md_fixed(sprig_gen *gen, const md_use *x, double sparsity, char *buf, size_t cap) {
+    const int n = sp_mlp_fixed(gen, x->family, sparsity, 0, NULL, 0);
     for (int v = 0; v < n; ++v) {
-        sp_mlp_fixed(x->family, sparsity, v, buf, cap);
+        sp_mlp_fixed(gen, x->family, sparsity, v, buf, cap);
         if (!x->op || !strcmp(buf, x->op)) return 1;
     }
     return 0;
@@ -250,7 +250,7 @@ static sprig_status md_add_family(md_ctx *c, const char *dtype, int batch, doubl
         if (strcmp(x->family, family) != 0 || !md_path_at(x->path, sparsity)) continue;
         if (k->n == c->cap) return sp_fail(SPRIG_E_INTERNAL, "model keys: more keys than counted");
         char *fixed = k->storage + k->n * MD_FIXED_CAP;
-        if (!md_fixed(x, sparsity, fixed, MD_FIXED_CAP)) continue;
+        if (!md_fixed(c->gen, x, sparsity, fixed, MD_FIXED_CAP)) continue;
         sp_tune_key key = {family, x->d, x->f, dtype, batch, x->g, sparsity, fixed};
         char why[512], where[96];
         md_use_where(x, where, sizeof where);

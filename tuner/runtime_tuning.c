@@ -135,7 +135,7 @@ sp_tuning_hook sp_runtime_tuning_hook(sp_runtime_tuning *t) {
  * there is none or it fails. */
 static int rt_variant(sp_runtime_tuning *t, const sprig_request *req, double sparsity, int *v, char *conv_fixed,
                       size_t conv_cap, sp_rt_choice *c) {
-    const int n = sp_mlp_fixed(req->family, sparsity, 0, NULL, 0);
+    const int n = sp_mlp_fixed(t->gen, req->family, sparsity, 0, NULL, 0);
     if (n == 0) {
         c->source = SP_RT_UNTUNED;
         snprintf(c->explain, sizeof c->explain, "the tuner does not tune %s at sparsity %g: family defaults",
@@ -152,7 +152,7 @@ static int rt_variant(sp_runtime_tuning *t, const sprig_request *req, double spa
     int found = 0;
     for (int i = 0; i < n && !found; ++i) {
         char fixed[64];
-        sp_mlp_fixed(req->family, sparsity, i, fixed, sizeof fixed);
+        sp_mlp_fixed(t->gen, req->family, sparsity, i, fixed, sizeof fixed);
         if (rt_satisfies(resolved, NULL, fixed, NULL, 0)) {
             *v = i, found = 1;
             snprintf(conv_fixed, conv_cap, "%s", fixed);

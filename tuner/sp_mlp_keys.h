@@ -1,8 +1,10 @@
 /* The tuning keys of one model's MLP, and the convention by which `sprig
  * tune` stores and `sprig bench` (and the runtime) look up its kernels.
  *
- * Per batch and sparsity (percent of experts inactive), each family is tuned
- * with these caller-fixed parameters (part of the database key):
+ * The convention is the family specs' (tune.mlp; lua/sprig/mlp.lua reads it
+ * through gen/sp_gen_mlp.h); as they declare it today, per batch and
+ * sparsity (percent of experts inactive), each family is tuned with these
+ * caller-fixed parameters (part of the database key):
  *   dense_gemv      op=up, op=down       sparsity 0 only (the dense baseline)
  *   router          score=sigmoid        sparsity > 0 only (LTE)
  *   gather_upgate   all_active=1 at sparsity 0, all_active=0 above
@@ -30,10 +32,10 @@
  * the number of variants the family has there (0: not tuned at that
  * sparsity, e.g. router at 0), writing variant v's string to buf when v is
  * below that number. */
-int sp_mlp_fixed(const char *family, double sparsity, int v, char *buf, size_t cap);
+int sp_mlp_fixed(sprig_gen *gen, const char *family, double sparsity, int v, char *buf, size_t cap);
 
 /* Whether family is tuned by default at this batch. */
-int sp_mlp_default_family(const char *family, int batch);
+int sp_mlp_default_family(sprig_gen *gen, const char *family, int batch);
 
 typedef struct sp_mlp_key_request {
     int d, f, g;

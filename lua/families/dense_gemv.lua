@@ -10,6 +10,7 @@
 -- A warp owns rows_per_warp rows and walks K with VEC-wide loads, unrolled;
 -- every K that is a multiple of 8 works (the last chunk is guarded).
 local A = require("sprig.args")
+local S = require("sprig.spec")
 
 local F = {
   name = "dense_gemv",
@@ -19,13 +20,15 @@ local F = {
     { name = "op", values = { "up", "down" }, default = "up",
       doc = "up: W is [f][d]; down: W is [d][f]" },
     { name = "accumulate", values = { 0, 1 }, default = 0, doc = "1: y = W x + y (y is read first)" },
-    { name = "threads", values = { 64, 128, 256, 512 }, default = 256, doc = "threads per CTA" },
-    { name = "rows_per_warp", values = { 1, 2, 4 }, default = 1, doc = "output rows per warp" },
-    { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per load (8 = 16 bytes)" },
-    { name = "unroll", values = { 1, 2, 4 }, default = 2, doc = "K chunks in flight per warp" },
+    S.threads(),
+    S.rows_per_warp("output rows per warp"),
+    S.vec(),
+    S.unroll(),
   },
   -- accumulate is part of the problem, not a tuning choice (op comes fixed with the request).
-  tune = { skip = { "accumulate" } },
+  -- MLP keys: the dense baseline's two GEMV shapes, at sparsity 0 only.
+  tune = { skip = { "accumulate" },
+           mlp = { fixed = function(sparsity) return sparsity == 0 and { "op=up", "op=down" } or {} end } },
 }
 
 function F.dims(req, p)

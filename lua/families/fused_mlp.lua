@@ -15,28 +15,27 @@
 --   fixed-order sum of the partials of the CTAs that had rows.
 -- The grid is sized for every expert active; CTAs past union_count*g return.
 local A = require("sprig.args")
+local S = require("sprig.spec")
 
 local F = {
   name = "fused_mlp",
   summary = "fused MLP: gate/up -> SwiGLU -> down in one kernel plus a split-K finalize (decode, batch 1..8)",
   template = "templates/fused_mlp.cu.lua",
   params = {
-    { name = "threads", values = { 64, 128, 256, 512 }, default = 256, doc = "threads per CTA" },
+    S.threads(),
     { name = "rows_per_cta", values = { 8, 16, 32, 64, 128 }, default = 16,
       doc = "compact rows (neurons) per CTA: fewer rows, more CTAs and more partials to add" },
-    { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per load (8 = 16 bytes)" },
+    S.vec(),
     { name = "unroll", values = { 1, 2, 4 }, default = 2,
       doc = "gate/up: K chunks in flight per warp (the down phase keeps its own, from the batch)" },
-    { name = "interleave", values = { 0, 1 }, default = 0,
-      doc = "0: Wg, Wu are [f][d]; 1: Wg is [E][2][g][d] (each expert's g gate rows, then its g up rows), Wu unused" },
+    S.interleave(),
     { name = "reduce", values = { "atomic", "deterministic" }, default = "atomic",
       doc = "atomic: red.add into ws[B][d], the finalize re-zeroes it; deterministic: ws[ctas][B][d], "
         .. "summed in a fixed order (f/rows_per_cta*B*d*4 bytes of workspace)" },
-    { name = "all_active", values = { 0, 1 }, default = 0,
-      doc = "1: every expert active for every token (dense MLP); routing arguments unused, may be NULL" },
+    S.all_active("dense MLP"),
   },
   -- all_active is part of the problem, not a tuning choice.
-  tune = { skip = { "all_active" } },
+  tune = { skip = { "all_active" }, mlp = S.MLP_ALL_ACTIVE },
 }
 
 local MAX_BATCH = 8

@@ -20,6 +20,7 @@
 --   columns; its lanes split the (union slot × g/vec) pieces of those rows,
 --   dot them with h and warp-reduce; one kernel writes y (deterministic).
 local A = require("sprig.args")
+local S = require("sprig.spec")
 
 local F = {
   name = "gather_down",
@@ -29,8 +30,8 @@ local F = {
   params = {
     { name = "layout", values = { "t", "n" }, default = "t",
       doc = "t: Wd = W_down^T [f][d] (contiguous neuron rows); n: Wd = W_down [d][f] as stored (needs g % vec == 0)" },
-    { name = "threads", values = { 64, 128, 256, 512 }, default = 256, doc = "threads per CTA" },
-    { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per load (8 = 16 bytes)" },
+    S.threads(),
+    S.vec(),
     { name = "cols_per_cta", values = { 64, 128, 256, 512, 1024 }, default = 256,
       doc = "layout=t: output columns per CTA (cols_per_cta/vec threads across; the rest of the CTA walks rows)" },
     { name = "splits", values = { 0, 1, 2, 4, 8, 16, 32 }, default = 0,
@@ -46,7 +47,7 @@ local F = {
       doc = "1: every expert active (h dense [B][f]); routing arguments unused, may be NULL" },
   },
   -- all_active is part of the problem, not a tuning choice.
-  tune = { skip = { "all_active" } },
+  tune = { skip = { "all_active" }, mlp = S.MLP_ALL_ACTIVE },
 }
 
 local H100_SMS = 132

@@ -46,6 +46,8 @@ local F = {
     { name = "min_ctas", values = { 0, 1, 2, 3, 4, 6, 8 }, default = 0,
       doc = "CTAs per SM the register allocation leaves room for (__launch_bounds__); 0: derived from the tiles" },
   },
+  -- MLP keys: both stages, at every sparsity (with every expert routed at 0); tuned by default from batch 8.
+  tune = { mlp = { fixed = function() return { "stage=upgate", "stage=down" } end, from_batch = 8 } },
 }
 
 local H100_SMS = 132

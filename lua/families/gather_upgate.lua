@@ -9,28 +9,26 @@
 -- a fixed order through shared memory); the grid covers all f rows (worst case)
 -- and CTAs past union_count*g return at once.
 local A = require("sprig.args")
+local S = require("sprig.spec")
 
 local F = {
   name = "gather_upgate",
   summary = "gather up/gate: SwiGLU h over the active experts only (decode, batch 1..64)",
   template = "templates/gather_upgate.cu.lua",
   params = {
-    { name = "threads", values = { 64, 128, 256, 512 }, default = 256, doc = "threads per CTA" },
-    { name = "rows_per_warp", values = { 1, 2, 4 }, default = 1, doc = "compact rows (neurons) per warp" },
-    { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per load (8 = 16 bytes)" },
-    { name = "unroll", values = { 1, 2, 4 }, default = 2, doc = "K chunks in flight per warp" },
+    S.threads(),
+    S.rows_per_warp("compact rows (neurons) per warp"),
+    S.vec(),
+    S.unroll(),
     { name = "ksplit", values = { 1, 2, 4, 8 }, default = 1,
       doc = "warps sharing a row group, each on a slice of K (more loads in flight when few rows are active)" },
-    { name = "min_blocks", values = { 0, 1, 2, 4 }, default = 1,
-      doc = "__launch_bounds__ minimum CTAs per SM (caps registers at 65536/(threads*min_blocks)); "
-        .. "0 leaves the register target to ptxas, which can spill near its own cap" },
-    { name = "interleave", values = { 0, 1 }, default = 0,
-      doc = "0: Wg, Wu are [f][d]; 1: Wg is [E][2][g][d] (each expert's g gate rows, then its g up rows), Wu unused" },
-    { name = "all_active", values = { 0, 1 }, default = 0,
-      doc = "1: every expert active for every token (dense SwiGLU); routing arguments unused, may be NULL" },
+    S.min_blocks(),
+    S.interleave(),
+    S.all_active("dense SwiGLU"),
     { name = "x_smem", values = { 0, 1 }, default = 0,
       doc = "1: stage x in shared memory once per CTA (needs batch*d*2 <= 48 KiB)" },
   },
+  tune = { mlp = S.MLP_ALL_ACTIVE },
 }
 
 -- Each lane keeps rows_per_warp * batch * 2 (gate, up) fp32 accumulators.
@@ -45,15 +43,8 @@ function F.check(req, p)
       .. "lower rows_per_warp, or use gather_gemm (tensor cores) for large batches", acc, MAX_ACC)
   end
   local warps = p.threads // 32
-  if p.ksplit > warps then
-    return string.format("ksplit=%d needs at least %d warps per CTA, threads=%d has %d; raise threads or lower ksplit",
-      p.ksplit, p.ksplit, p.threads, warps)
-  end
-  if p.min_blocks * p.threads > 1024 then
-    return string.format("min_blocks=%d with threads=%d asks for %d resident threads per SM, more than "
-      .. "every architecture holds (1024 on sm_75); lower min_blocks", p.min_blocks, p.threads,
-      p.min_blocks * p.threads)
-  end
+  local shared = S.check_ksplit(p) or S.check_min_blocks(p)
+  if shared then return shared end
   local xbytes = p.x_smem == 1 and req.batch * req.d * 2 or 0
   local partbytes = p.ksplit > 1 and warps * acc * 4 or 0
   if xbytes + partbytes > MAX_SMEM then

@@ -14,6 +14,7 @@
 --                         per-warp counts, then a scatter; writes ids/counts/mask and the
 --                         batch union. No atomics, so the output is deterministic.
 local A = require("sprig.args")
+local S = require("sprig.spec")
 
 local F = {
   name = "router",
@@ -22,18 +23,18 @@ local F = {
   params = {
     { name = "score", values = { "sigmoid", "silu_abs" }, default = "sigmoid",
       doc = "activation rule: sigmoid (scores > threshold, threshold = logit(tau)) or silu_abs (|silu(scores)| > threshold)" },
-    { name = "threads", values = { 64, 128, 256, 512 }, default = 256, doc = "threads per CTA of the scores kernel" },
-    { name = "rows_per_warp", values = { 1, 2, 4 }, default = 1, doc = "router rows (experts) per warp" },
-    { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per load (8 = 16 bytes)" },
-    { name = "unroll", values = { 1, 2, 4 }, default = 2, doc = "K chunks in flight per warp" },
+    S.threads(nil, nil, "threads per CTA of the scores kernel"),
+    S.rows_per_warp("router rows (experts) per warp"),
+    S.vec(),
+    S.unroll(),
     { name = "ksplit", values = { 1, 2, 4, 8 }, default = 1,
       doc = "warps sharing a row group, each on a slice of K (more loads in flight when E is small)" },
-    { name = "min_blocks", values = { 0, 1, 2, 4 }, default = 1,
-      doc = "__launch_bounds__ minimum CTAs per SM of the scores kernel (caps registers at "
-        .. "65536/(threads*min_blocks)); 0 leaves the register target to ptxas, which can spill near its own cap" },
+    S.min_blocks(" of the scores kernel"),
     { name = "compact_threads", values = { 256, 512, 1024 }, default = 1024,
       doc = "threads of the single compaction CTA (experts scanned per step)" },
   },
+  -- MLP keys: LTE routers, at sparsity > 0 only.
+  tune = { mlp = { fixed = function(sparsity) return sparsity > 0 and { "score=sigmoid" } or {} end } },
 }
 
 -- Each lane of the scores kernel keeps rows_per_warp * batch fp32 accumulators.
@@ -45,15 +46,7 @@ function F.check(req, p)
     return string.format("rows_per_warp*batch=%d exceeds %d accumulators per lane; lower rows_per_warp",
       acc, MAX_ACC)
   end
-  if p.min_blocks * p.threads > 1024 then
-    return string.format("min_blocks=%d with threads=%d asks for %d resident threads per SM, more than "
-      .. "every architecture holds (1024 on sm_75); lower min_blocks", p.min_blocks, p.threads,
-      p.min_blocks * p.threads)
-  end
-  if p.ksplit > p.threads // 32 then
-    return string.format("ksplit=%d needs at least %d warps per CTA, threads=%d has %d; raise threads or lower ksplit",
-      p.ksplit, p.ksplit, p.threads, p.threads // 32)
-  end
+  return S.check_min_blocks(p) or S.check_ksplit(p)
 end
 
 function F.plan(req, p)

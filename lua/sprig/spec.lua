@@ -1,0 +1,69 @@
+-- Pieces the family specs share: parameter declarations that mean the same in
+-- every family that has them, the checks that follow from the hardware, and
+-- the MLP key conventions (lua/sprig/mlp.lua). A spec copies what it uses:
+--   local S = require("sprig.spec")
+--   params = { S.threads(), S.vec(), S.unroll("K chunks in flight per warp"), ... }
+local M = {}
+
+-- Threads per CTA (the common choices; `values` overrides).
+function M.threads(values, default, doc)
+  return { name = "threads", values = values or { 64, 128, 256, 512 }, default = default or 256,
+           doc = doc or "threads per CTA" }
+end
+
+function M.vec(doc)
+  return { name = "vec", values = { 2, 4, 8 }, default = 8, doc = doc or "elements per load (8 = 16 bytes)" }
+end
+
+function M.unroll(doc, values, default)
+  return { name = "unroll", values = values or { 1, 2, 4 }, default = default or 2,
+           doc = doc or "K chunks in flight per warp" }
+end
+
+function M.rows_per_warp(doc)
+  return { name = "rows_per_warp", values = { 1, 2, 4 }, default = 1, doc = doc }
+end
+
+function M.min_blocks(of)
+  return { name = "min_blocks", values = { 0, 1, 2, 4 }, default = 1,
+           doc = "__launch_bounds__ minimum CTAs per SM" .. (of or "") .. " (caps registers at "
+             .. "65536/(threads*min_blocks)); 0 leaves the register target to ptxas, which can spill near its own cap" }
+end
+
+function M.all_active(what)
+  return { name = "all_active", values = { 0, 1 }, default = 0,
+           doc = "1: every expert active for every token (" .. what .. "); routing arguments unused, may be NULL" }
+end
+
+function M.interleave()
+  return { name = "interleave", values = { 0, 1 }, default = 0,
+           doc = "0: Wg, Wu are [f][d]; 1: Wg is [E][2][g][d] (each expert's g gate rows, then its g up rows), Wu unused" }
+end
+
+-- Resident threads per SM that every supported architecture holds (sm_75: 1024).
+M.MAX_RESIDENT_THREADS = 1024
+
+-- The check every kernel with a min_blocks parameter needs: nil, or why not.
+function M.check_min_blocks(p)
+  if p.min_blocks * p.threads > M.MAX_RESIDENT_THREADS then
+    return string.format("min_blocks=%d with threads=%d asks for %d resident threads per SM, more than "
+      .. "every architecture holds (%d on sm_75); lower min_blocks", p.min_blocks, p.threads,
+      p.min_blocks * p.threads, M.MAX_RESIDENT_THREADS)
+  end
+end
+
+-- ksplit warps share one row group: a CTA needs at least that many warps.
+function M.check_ksplit(p)
+  if p.ksplit > p.threads // 32 then
+    return string.format("ksplit=%d needs at least %d warps per CTA, threads=%d has %d; raise threads or lower ksplit",
+      p.ksplit, p.ksplit, p.threads, p.threads // 32)
+  end
+end
+
+-- The MLP key conventions (tune.mlp, lua/sprig/mlp.lua).
+-- Families that serve both regimes: every expert on at sparsity 0, routed above.
+M.MLP_ALL_ACTIVE = {
+  fixed = function(sparsity) return { sparsity == 0 and "all_active=1" or "all_active=0" } end,
+}
+
+return M
