@@ -26,17 +26,24 @@ typedef struct be_opts {
 
 static void be_help(FILE *to) {
     fprintf(to,
-            "usage: sprig bench (--model NAME | --shape D,F) [options]\n\n"
+            "usage: sprig bench (--model NAME | --shape D,F) [--family F [--param K=V]] [options]\n\n"
             "Times the whole MLP (router + up/gate + down, or fused) with the kernels tuned for\n"
             "this GPU, looked up in the tuning databases (exact -> same GPU, nearest shape ->\n"
             "same architecture -> the family's defaults; the table says which), against\n"
             "  - cuBLAS dense: gate and up with cublasGemmEx (fp32 compute), SwiGLU, down, and\n"
             "  - the roof: bytes the MLP must read / the streaming-read bandwidth measured now.\n"
             "Every pipeline's output is checked against a float64 reference first.\n\n"
+            "With --family F, times that family's kernels alone instead: every key of its MLP\n"
+            "convention at each batch and sparsity (or, with --param K=V, those fixed parameters),\n"
+            "params looked up the same way, verified against the family's reference, against the\n"
+            "roof of the bytes its declared arguments occupy (every input read once, every output\n"
+            "written once). Any family with a reference can be benchmarked this way.\n\n"
             "options:\n"
             "  --model NAME        named shape, e.g. llama2-7b (sprig models lists them)\n"
             "  --shape D,F         model width and MLP width\n"
             "  --dtype fp16|bf16   operand type (default fp16)\n"
+            "  --family F          bench one family's kernels (see above)\n"
+            "  --param K=V         with --family: a fixed parameter; repeat for several\n"
             "  --batch LIST        tokens per call (default 1,8,32)\n"
             "  --sparsity LIST     percent of experts inactive (default 0,50,75,90)\n"
             "  --g N               neurons per expert (default 32)\n"
@@ -128,10 +135,14 @@ static int be_parse(int argc, char **argv, be_opts *o) {
         }
         int r = cli_kernel_arg(&o->k, argc, argv, &i);
         if (r < 0) return 2;
-        if (r == 0 || !strcmp(a, "--param") || !strcmp(a, "--family")) {
+        if (r == 0) {
             fprintf(stderr, "sprig bench: unknown option or missing value '%s' (sprig bench --help)\n", a);
             return 2;
         }
+    }
+    if (o->k.params[0] && !o->k.family) {
+        fprintf(stderr, "sprig bench: --param needs --family\n");
+        return 2;
     }
     if (strcmp(o->k.dtype, "fp16") && strcmp(o->k.dtype, "bf16")) {
         fprintf(stderr, "sprig bench: --dtype must be fp16 or bf16\n");
@@ -196,19 +207,40 @@ static int be_outputs(const be_opts *o, const sp_bench_report *r) {
     return rc;
 }
 
+/* --family: one family's kernels against the roof of their declared bytes. */
+static int be_run_family(const be_opts *o, sprig_gen *gen, sp_exec *e, const sp_db_set *set, const sp_gpu_id *gpu) {
+    sp_bench_kernel_opts ko = {o->k.family, o->k.params[0] ? o->k.params : NULL, o->k.d, o->k.f, o->k.g,
+                               o->k.dtype, o->k.model, o->batches, o->n_batches, o->sparsities, o->n_sparsities,
+                               o->warmup, o->reps, o->seed, (size_t)(o->read_gib * 1073741824.0), set, gpu};
+    sp_bench_kernel_report r;
+    sprig_status s = sp_bench_kernels(e, gen, &ko, &r);
+    int rc = 0;
+    if (r.n) sp_bench_kernel_print(&r, stdout);
+    fflush(stdout);
+    if (s != SPRIG_OK) rc = cli_error("benchmarking", s);
+    if (r.n && o->json_path) rc |= be_write(o->json_path, sp_bench_kernel_json(&r), "writing the JSON");
+    sp_bench_kernel_report_free(&r);
+    return rc;
+}
+
 static int be_run(const be_opts *o, sprig_gen *gen, sp_exec *e) {
     sp_db_set set;
     sp_db_set_init(&set);
     int rc = be_open_dbs(o, &set);
+    sp_gpu_id gpu;
+    memset(&gpu, 0, sizeof gpu);
+    snprintf(gpu.name, sizeof gpu.name, "%.127s", e->device);
+    gpu.cc_major = e->cc_major, gpu.cc_minor = e->cc_minor, gpu.sm_count = e->sm_count;
+    if (!rc && o->k.family) {
+        rc = be_run_family(o, gen, e, &set, &gpu);
+        sp_db_set_free(&set);
+        return rc;
+    }
     sp_cublas_baseline *cub = NULL;
     if (!rc && !o->no_cublas) {
         sprig_status s = sp_cublas_baseline_open(e, o->k.dtype, &cub);
         if (s != SPRIG_OK) fprintf(stderr, "sprig bench: no cuBLAS baseline: %s\n", sprig_last_error());
     }
-    sp_gpu_id gpu;
-    memset(&gpu, 0, sizeof gpu);
-    snprintf(gpu.name, sizeof gpu.name, "%.127s", e->device);
-    gpu.cc_major = e->cc_major, gpu.cc_minor = e->cc_minor, gpu.sm_count = e->sm_count;
     sp_bench_opts bo;
     sp_bench_opts_init(&bo);
     bo.d = o->k.d, bo.f = o->k.f, bo.g = o->k.g, bo.dtype = o->k.dtype, bo.shape_name = o->k.model;

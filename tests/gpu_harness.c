@@ -8,7 +8,8 @@
 #include <unistd.h>
 
 #include "gpu_harness.h"
-#include "ref.h"
+#include "sp_half.h"
+#include "sp_reference.h"
 #include "test_util.h"
 #ifdef GH_EMU
 #include <signal.h>
@@ -227,9 +228,9 @@ double gh_uniform(gh_ctx *h) { return 2.0 * gh_unit(h) - 1.0; }
 
 void gh_fill(gh_ctx *h, int bf16, double scale, size_t n, float *vals, uint16_t *bits) {
     for (size_t i = 0; i < n; ++i) {
-        uint16_t b = ref_to_bits(bf16, (float)(scale * gh_uniform(h)));
+        uint16_t b = sp_ref_to_bits(bf16, (float)(scale * gh_uniform(h)));
         if (bits) bits[i] = b;
-        if (vals) vals[i] = ref_from_bits(bf16, b);
+        if (vals) vals[i] = sp_ref_from_bits(bf16, b);
     }
 }
 
@@ -353,7 +354,7 @@ gh_cmp gh_compare(int bf16, const uint16_t *out, size_t ld_out, const double *re
     double diff2 = 0, ref2 = 0, out2 = 0;
     for (int r = 0; r < rows; ++r)
         for (int j = 0; j < cols; ++j) {
-            double o = ref_from_bits(bf16, out[(size_t)r * ld_out + j]);
+            double o = sp_ref_from_bits(bf16, out[(size_t)r * ld_out + j]);
             double want = ref[(size_t)r * ld_ref + j];
             ++c.n;
             if (!isfinite(o)) {
@@ -427,7 +428,7 @@ void gh_mlp_open(gh_ctx *h, gh_mlp *w, int d, int f, int bf16) {
     w->dWu = gh_upload_new(w->Wub, n * 2);
     w->dWd_n = gh_upload_new(w->Wdb, n * 2);
     uint16_t *t = gh_xalloc(n * 2);
-    ref_transpose(w->Wdb, t, d, f, 2);
+    sp_ref_transpose(w->Wdb, t, d, f, 2);
     w->dWd_t = gh_upload_new(t, n * 2);
     free(t);
 }
@@ -437,7 +438,7 @@ CUdeviceptr gh_mlp_interleaved(gh_mlp *w, int g) {
     gh_free(w->dWgu_il);
     size_t n = (size_t)w->d * w->f;
     uint16_t *il = gh_xalloc(2 * n * 2);
-    ref_interleave_gate_up(w->Wgb, w->Wub, il, w->f, w->d, g, 2);
+    sp_ref_interleave_gate_up(w->Wgb, w->Wub, il, w->f, w->d, g, 2);
     w->dWgu_il = gh_upload_new(il, 2 * n * 2);
     free(il);
     w->il_g = g;
@@ -458,7 +459,7 @@ void gh_batch_open(gh_ctx *h, gh_batch *b, const gh_mlp *w, int B) {
     b->xb = gh_xalloc(2 * bd);
     gh_fill(h, w->bf16, 1.0, bd, b->x, b->xb);
     b->h_dense = gh_xalloc(sizeof(double) * bf);
-    ref_swiglu(w->Wg, w->Wu, b->x, NULL, B, w->d, w->f, 1, b->h_dense);
+    sp_ref_swiglu(w->Wg, w->Wu, b->x, NULL, B, w->d, w->f, 1, b->h_dense);
     b->dx = gh_upload_new(b->xb, 2 * bd);
     b->dh = gh_alloc_out(2 * bf);
     b->dh_in = gh_alloc(2 * bf);
@@ -483,7 +484,7 @@ static void gh_route_finish(gh_route *r, const gh_mlp *w, gh_batch *b) {
     r->ids = gh_xalloc(sizeof(int) * (size_t)B * r->E);
     r->counts = gh_xalloc(sizeof(int) * (size_t)B);
     r->uids = gh_xalloc(sizeof(int) * (size_t)r->E);
-    ref_routing(r->mask, B, r->E, r->ids, r->counts, r->uids, &r->U);
+    sp_ref_routing(r->mask, B, r->E, r->ids, r->counts, r->uids, &r->U);
     long on = 0;
     for (size_t i = 0; i < (size_t)B * r->E; ++i) on += r->mask[i];
     r->frac = (double)on / ((double)B * r->E);
@@ -494,9 +495,9 @@ static void gh_route_finish(gh_route *r, const gh_mlp *w, gh_batch *b) {
         for (int n = 0; n < f; ++n)
             hm[(size_t)t * f + n] = r->mask[(size_t)t * r->E + n / g] ? b->h_dense[(size_t)t * f + n] : 0.0;
     r->hc = gh_xalloc(sizeof(double) * (size_t)B * f);
-    ref_compact_h(hm, r->uids, r->U, B, f, g, r->hc);
+    sp_ref_compact_h(hm, r->uids, r->U, B, f, g, r->hc);
     r->y = gh_xalloc(sizeof(double) * (size_t)B * d);
-    ref_down(w->Wd, hm, r->mask, B, d, f, g, r->y);
+    sp_ref_down(w->Wd, hm, r->mask, B, d, f, g, r->y);
 
     /* An isolated down kernel's input: h rounded to the storage type, and NaN
      * past the union, where the ABI says nothing was written (never read it). */
@@ -505,11 +506,11 @@ static void gh_route_finish(gh_route *r, const gh_mlp *w, gh_batch *b) {
     for (int t = 0; t < B; ++t)
         for (int c = 0; c < r->U * g; ++c) {
             size_t i = (size_t)t * f + c;
-            r->hin[i] = ref_to_bits(w->bf16, (float)r->hc[i]);
-            hm[(size_t)t * f + (size_t)r->uids[c / g] * g + c % g] = ref_from_bits(w->bf16, r->hin[i]);
+            r->hin[i] = sp_ref_to_bits(w->bf16, (float)r->hc[i]);
+            hm[(size_t)t * f + (size_t)r->uids[c / g] * g + c % g] = sp_ref_from_bits(w->bf16, r->hin[i]);
         }
     r->y_from_hin = gh_xalloc(sizeof(double) * (size_t)B * d);
-    ref_down(w->Wd, hm, r->mask, B, d, f, g, r->y_from_hin);
+    sp_ref_down(w->Wd, hm, r->mask, B, d, f, g, r->y_from_hin);
     free(hm);
 
     gh_upload(b->duids, r->uids, sizeof(int) * (size_t)r->E);

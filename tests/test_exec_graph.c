@@ -25,7 +25,8 @@
 
 #include "emu_runtime.h"
 #include "exec_emu.h"
-#include "ref.h"
+#include "sp_half.h"
+#include "sp_reference.h"
 #include "sprig.h"
 #include "test_util.h"
 
@@ -51,12 +52,12 @@ typedef struct inputs {
 } inputs;
 
 static void random_inputs(inputs *in) {
-    for (int i = 0; i < V * D; ++i) in->emb16[i] = ref_f32_to_f16(urand(-2.f, 2.f));
-    for (int i = 0; i < D; ++i) in->w16[i] = ref_f32_to_f16(urand(0.5f, 1.5f));
-    for (int i = 0; i < F * D; ++i) in->W16[i] = ref_f32_to_f16(urand(-0.25f, 0.25f));
-    for (int i = 0; i < V * D; ++i) in->emb[i] = ref_f16_to_f32(in->emb16[i]);
-    for (int i = 0; i < D; ++i) in->w[i] = ref_f16_to_f32(in->w16[i]);
-    for (int i = 0; i < F * D; ++i) in->W[i] = ref_f16_to_f32(in->W16[i]);
+    for (int i = 0; i < V * D; ++i) in->emb16[i] = sp_f32_to_f16(urand(-2.f, 2.f));
+    for (int i = 0; i < D; ++i) in->w16[i] = sp_f32_to_f16(urand(0.5f, 1.5f));
+    for (int i = 0; i < F * D; ++i) in->W16[i] = sp_f32_to_f16(urand(-0.25f, 0.25f));
+    for (int i = 0; i < V * D; ++i) in->emb[i] = sp_f16_to_f32(in->emb16[i]);
+    for (int i = 0; i < D; ++i) in->w[i] = sp_f16_to_f32(in->w16[i]);
+    for (int i = 0; i < F * D; ++i) in->W[i] = sp_f16_to_f32(in->W16[i]);
 }
 
 /* float64 reference of the pair: out = rmsnorm(emb[row]) * w rounded to fp16,
@@ -66,8 +67,8 @@ static void reference(const inputs *in, int row, float eps, float *out, double *
     double ss = 0;
     for (int i = 0; i < D; ++i) ss += (double)x[i] * x[i];
     const double r = 1.0 / sqrt(ss / D + eps);
-    for (int i = 0; i < D; ++i) out[i] = ref_round(0, (float)(x[i] * r * in->w[i]));
-    ref_gemv(in->W, out, y, F, D, 1);
+    for (int i = 0; i < D; ++i) out[i] = sp_ref_round(0, (float)(x[i] * r * in->w[i]));
+    sp_ref_gemv(in->W, out, y, F, D, 1);
 }
 
 /* Device buffers of the pair. */
@@ -159,7 +160,7 @@ static int all_poison(const uint16_t *h, size_t n) {
 static double max_err(const uint16_t *got, const double *ref, size_t n) {
     double worst = 0;
     for (size_t i = 0; i < n; ++i) {
-        const double g = ref_f16_to_f32(got[i]), e = fabs(g - ref[i]) / (1.0 + fabs(ref[i]));
+        const double g = sp_f16_to_f32(got[i]), e = fabs(g - ref[i]) / (1.0 + fabs(ref[i]));
         if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
     }
     return worst;

@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "gpu_harness.h"
-#include "ref.h"
+#include "sp_half.h"
+#include "sp_reference.h"
 #include "test_util.h"
 
 #define MAX_B 8
@@ -29,7 +30,7 @@ static void set_open(gh_ctx *h, dense_set *s, const float *W, int N, int K, int 
     s->xb = gh_xalloc(sizeof(uint16_t) * MAX_B * K);
     gh_fill(h, bf16, 1.0, (size_t)MAX_B * K, x, s->xb);
     s->y = gh_xalloc(sizeof(double) * MAX_B * N);
-    ref_gemv(W, x, s->y, N, K, MAX_B);
+    sp_ref_gemv(W, x, s->y, N, K, MAX_B);
     free(x);
     s->dx = gh_upload_new(s->xb, sizeof(uint16_t) * MAX_B * K);
     s->dy = gh_alloc_out(sizeof(uint16_t) * MAX_B * N);

@@ -11,7 +11,8 @@
 #include <string.h>
 
 #include "gpu_harness.h"
-#include "ref.h"
+#include "sp_half.h"
+#include "sp_reference.h"
 #include "test_util.h"
 
 static void check_fused(gh_ctx *h, gh_kernel *k, gh_mlp *w, gh_batch *b, const gh_route *r, int interleave,

@@ -16,7 +16,8 @@
 #include <string.h>
 
 #include "gpu_harness.h"
-#include "ref.h"
+#include "sp_half.h"
+#include "sp_reference.h"
 #include "test_util.h"
 
 /* The kernels of one (shape, g, batch), built once and run over every fraction. */

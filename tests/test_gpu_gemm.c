@@ -12,7 +12,8 @@
 #include <string.h>
 
 #include "gpu_harness.h"
-#include "ref.h"
+#include "sp_half.h"
+#include "sp_reference.h"
 #include "test_util.h"
 
 /* The upgate and down kernels of one (shape, batch, g) over every fraction. */

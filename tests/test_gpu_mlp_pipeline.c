@@ -13,7 +13,8 @@
 #include <string.h>
 
 #include "gpu_harness.h"
-#include "ref.h"
+#include "sp_half.h"
+#include "sp_reference.h"
 #include "test_util.h"
 
 typedef struct router_in {
@@ -34,7 +35,7 @@ static void router_in_open(gh_ctx *h, router_in *ri, const gh_mlp *w, const gh_b
     free(bits);
     ri->dscores = gh_alloc(sizeof(float) * be);
     ri->ref_scores = gh_xalloc(sizeof(double) * be);
-    ref_router_scores(ri->Wr, b->x, ri->ref_scores, ri->E, w->d, b->B);
+    sp_ref_router_scores(ri->Wr, b->x, ri->ref_scores, ri->E, w->d, b->B);
     double s2 = 0;
     for (size_t i = 0; i < be; ++i) s2 += ri->ref_scores[i] * ri->ref_scores[i];
     ri->rms = sqrt(s2 / (double)be);

@@ -11,7 +11,8 @@
 #include <string.h>
 
 #include "gpu_harness.h"
-#include "ref.h"
+#include "sp_half.h"
+#include "sp_reference.h"
 #include "test_util.h"
 
 /* Host copies of everything the router writes. */
@@ -40,7 +41,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* The quantity the rule compares with the threshold. */
-static double rule_value(int silu, double s) { return silu ? fabs(ref_silu(s)) : s; }
+static double rule_value(int silu, double s) { return silu ? fabs(sp_ref_silu(s)) : s; }
 
 /* The kernel's decisions must follow its own scores exactly for sigmoid (a
  * float compare); for silu_abs the device expf may differ from the host's
@@ -135,7 +136,7 @@ static void router_run_check(gh_ctx *h, gh_kernel *k, router_dev *dv, int B, int
         if (!follows_own_score(silu, o->scores[i], thr, on)) ++unfollowed;
         int near = fabs(rule_value(silu, ref[i]) - (double)thr) < tol;
         band += near;
-        if (on != ref_router_active(silu ? REF_RULE_SILU_ABS : REF_RULE_SIGMOID, ref[i], thr)) {
+        if (on != sp_ref_router_active(silu ? SP_REF_RULE_SILU_ABS : SP_REF_RULE_SIGMOID, ref[i], thr)) {
             ++differ;
             differ_outside += !near;
         }
@@ -167,12 +168,12 @@ static void router_problem(gh_ctx *h, int d, int f, int g, int B, int bf16, int 
     gh_fill(h, bf16, 1.0 / sqrt((double)d), (size_t)E * d, Wr, Wrb);
     gh_fill(h, bf16, 1.0, (size_t)B * d, x, xb);
     double *ref = gh_xalloc(sizeof(double) * be);
-    ref_router_scores(Wr, x, ref, E, d, B);
+    sp_ref_router_scores(Wr, x, ref, E, d, B);
 
     float thr;
     if (silu) { /* the median |silu(score)|: about half the neurons active */
         double *q = gh_xalloc(sizeof(double) * be);
-        for (size_t i = 0; i < be; ++i) q[i] = fabs(ref_silu(ref[i]));
+        for (size_t i = 0; i < be; ++i) q[i] = fabs(sp_ref_silu(ref[i]));
         qsort(q, be, sizeof *q, cmp_double);
         thr = (float)q[be / 2];
         free(q);

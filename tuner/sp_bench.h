@@ -126,6 +126,57 @@ sprig_status sp_bench_run(sp_exec *e, sprig_gen *gen, const sp_bench_opts *o, sp
  * (rounded down to 16) from one buffer, median of reps runs. */
 sprig_status sp_bench_read_bandwidth(sp_exec *e, size_t bytes, int warmup, int reps, double *gbs);
 
+/* ---- one family's kernel: sprig bench --family --------------------------------------------- */
+
+/* Every key of a family (its MLP key variants at each batch and sparsity, or
+ * the given fixed params), with the params the databases give (as sp_bench_run
+ * looks them up), verified and timed by the tuner's measurement (sp_measure.h:
+ * the spec's reference, rotating weight copies), next to the roof of the bytes
+ * its declared arguments occupy: each input read once, each output written
+ * once (an inout one both). For a gather family at sparsity > 0 that counts
+ * every expert, more than it must read; sp_bench_run has the MLP's own roof. */
+typedef struct sp_bench_kernel_row {
+    char family[32], fixed[128], params[512], source[32];
+    int batch;
+    double sparsity;
+    double us;                /* median; < 0 when it failed (note says why) */
+    double rel_err;
+    double bytes;             /* the declared arguments' bytes */
+    double roof_us;           /* bytes / read bandwidth; < 0 when unknown */
+    char note[256];
+} sp_bench_kernel_row;
+
+typedef struct sp_bench_kernel_report {
+    char device[256];
+    char shape[64], dtype[8];
+    int d, f, g;
+    double read_gbs;
+    char date[32];
+    sp_bench_kernel_row *rows; /* owned, [n] */
+    size_t n;
+} sp_bench_kernel_report;
+
+typedef struct sp_bench_kernel_opts {
+    const char *family;
+    const char *fixed;        /* NULL: the family's MLP key variants; else these fixed params only */
+    int d, f, g;
+    const char *dtype, *shape_name;
+    const int *batches;
+    int n_batches;
+    const double *sparsities;
+    int n_sparsities;
+    int warmup, reps;
+    uint64_t seed;
+    size_t read_bytes;        /* the roof kernel streams this much; 0: no roof */
+    const sp_db_set *dbs;
+    const sp_gpu_id *gpu;
+} sp_bench_kernel_opts;
+
+sprig_status sp_bench_kernels(sp_exec *e, sprig_gen *gen, const sp_bench_kernel_opts *o, sp_bench_kernel_report *out);
+void sp_bench_kernel_report_free(sp_bench_kernel_report *r);
+void sp_bench_kernel_print(const sp_bench_kernel_report *r, FILE *to);
+char *sp_bench_kernel_json(const sp_bench_kernel_report *r);
+
 /* ---- the cuBLAS baseline (tuner/bench_cublas.c; CUDA executors only) ------------------------ */
 typedef struct sp_cublas_baseline sp_cublas_baseline;
 /* Loads libcublas (dlopen), creates a handle on e's GPU and compiles the SwiGLU

@@ -1,7 +1,6 @@
 /* Float64 references for the kernel families (docs/kernel-abi.md), written
  * from the math alone so they share no code or shortcut with the templates.
- * The tuner verifies every candidate against them; the tests use them
- * through tests/ref.h.
+ * The tuner verifies every candidate against them; the tests use them too.
  *
  * Inputs are float arrays whose values are already rounded to the storage
  * type (fp16/bf16), so the reference sees exactly the operands the GPU reads;
@@ -18,6 +17,8 @@
 /* bf16 = 0: IEEE fp16, 1: bfloat16; round to nearest even. */
 uint16_t sp_ref_to_bits(int bf16, float v);
 float sp_ref_from_bits(int bf16, uint16_t bits);
+/* v rounded to the storage type and back. */
+static inline float sp_ref_round(int bf16, float v) { return sp_ref_from_bits(bf16, sp_ref_to_bits(bf16, v)); }
 
 /* ---- dense ------------------------------------------------------------------------------ */
 /* y[b][n] = sum_k W[n][k] * x[b][k];  W [N][K], x [B][K], y [B][N]. */

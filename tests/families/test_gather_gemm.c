@@ -17,7 +17,8 @@
 #include <string.h>
 
 #include "emu_runtime.h"
-#include "ref.h"
+#include "sp_half.h"
+#include "sp_reference.h"
 #include "sprig.h"
 #include "test_util.h"
 
@@ -380,8 +381,8 @@ static double urand(void) {
 /* Values rounded to the storage type: the float copy the reference reads and the bits the kernel reads. */
 static void fill(int bf16, double scale, size_t n, float *vals, uint16_t *bits) {
     for (size_t i = 0; i < n; ++i) {
-        bits[i] = ref_to_bits(bf16, (float)(scale * urand()));
-        vals[i] = ref_from_bits(bf16, bits[i]);
+        bits[i] = sp_ref_to_bits(bf16, (float)(scale * urand()));
+        vals[i] = sp_ref_from_bits(bf16, bits[i]);
     }
 }
 
@@ -392,7 +393,7 @@ static double rel_err(int bf16, const uint16_t *out, int ld_out, const double *r
     *nan = 0;
     for (int r = 0; r < rows; ++r)
         for (int c = 0; c < cols; ++c) {
-            double o = ref_from_bits(bf16, out[(size_t)r * ld_out + c]), e = ref[(size_t)r * ld_ref + c];
+            double o = sp_ref_from_bits(bf16, out[(size_t)r * ld_out + c]), e = ref[(size_t)r * ld_ref + c];
             if (!isfinite(o)) ++*nan;
             num += (o - e) * (o - e), den += e * e;
         }
@@ -436,10 +437,10 @@ static void emu_run_case(sprig_gen *gen, const emu_case *c) {
     fill(bf16, 2.0, (size_t)B * d, x, xb);
     for (int i = 0; i < B * E; ++i) mask[i] = (urand() + 1.0) * 0.5 < c->frac;
     int U = 0;
-    ref_routing(mask, B, E, ids, counts, uids, &U);
+    sp_ref_routing(mask, B, E, ids, counts, uids, &U);
     for (int j = U; j < E; ++j) uids[j] = 1 << 28; /* slots past the union must never be read */
-    ref_swiglu(Wg, Wu, x, mask, B, d, f, g, hd);
-    ref_compact_h(hd, uids, U, B, f, g, hc);
+    sp_ref_swiglu(Wg, Wu, x, mask, B, d, f, g, hd);
+    sp_ref_compact_h(hd, uids, U, B, f, g, hc);
 
     sprig_plan *pu = NULL, *pd = NULL;
     sp_emu_module *mu = emu_build(gen, c, c->up_params, &pu);
@@ -476,8 +477,8 @@ static void emu_run_case(sprig_gen *gen, const emu_case *c) {
         for (int t = 0; t < B; ++t)
             for (int j = 0; j < U; ++j)
                 for (int i = 0; i < g; ++i)
-                    hk[(size_t)t * f + uids[j] * g + i] = ref_from_bits(bf16, h[(size_t)t * f + j * g + i]);
-        ref_down(Wd, hk, NULL, B, d, f, g, yr);
+                    hk[(size_t)t * f + uids[j] * g + i] = sp_ref_from_bits(bf16, h[(size_t)t * f + j * g + i]);
+        sp_ref_down(Wd, hk, NULL, B, d, f, g, yr);
         memset(y, 0xff, 2u * B * d);
         void *down_args[] = {&aWd, &ah, &au, &an, &aws, &ay};
         CHECK_MSG(sp_emu_plan_launch(md, pd, down_args) == SPRIG_OK, "%s: down: %s", what, sprig_last_error());
@@ -527,11 +528,11 @@ int main(void) {
     test_fragment_mapping();
     sprig_gen *gen = NULL;
     CHECK(sprig_gen_open(&gen, NULL) == SPRIG_OK);
-    if (!gen) return sp_test_finish("test_families_c", 0);
+    if (!gen) return sp_test_finish("test_gather_gemm", 0);
     test_renders(gen);
     test_refusals(gen);
     test_compile(gen);
     test_emulated(gen);
     sprig_gen_close(gen);
-    return sp_test_finish("test_families_c", 0);
+    return sp_test_finish("test_gather_gemm", 0);
 }

@@ -18,7 +18,8 @@
 #include <string.h>
 
 #include "emu_runtime.h"
-#include "ref.h"
+#include "sp_half.h"
+#include "sp_reference.h"
 #include "sp_space.h"
 #include "sprig.h"
 #include "test_util.h"
@@ -162,8 +163,8 @@ static float frand(void) { /* uniform in [-1, 1) */
 /* n values uniform in [lo, hi), rounded to the storage type; bits too. */
 static void random_operand(float *v, uint16_t *bits, size_t n, float lo, float hi, int bf16) {
     for (size_t i = 0; i < n; ++i) {
-        bits[i] = ref_to_bits(bf16, lo + (frand() + 1.0f) * 0.5f * (hi - lo));
-        v[i] = ref_from_bits(bf16, bits[i]);
+        bits[i] = sp_ref_to_bits(bf16, lo + (frand() + 1.0f) * 0.5f * (hi - lo));
+        v[i] = sp_ref_from_bits(bf16, bits[i]);
     }
 }
 
@@ -171,7 +172,7 @@ static void random_operand(float *v, uint16_t *bits, size_t n, float lo, float h
 static double rel_error(const uint16_t *y, const double *ref, size_t n, int bf16) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; ++i) {
-        const double v = ref_from_bits(bf16, y[i]);
+        const double v = sp_ref_from_bits(bf16, y[i]);
         if (isnan(v)) return INFINITY;
         num += (v - ref[i]) * (v - ref[i]);
         den += ref[i] * ref[i];
@@ -245,7 +246,7 @@ static void emu_rmsnorm(sprig_gen *gen, const rms_case *c) {
         int raw_exact = 1, raw_untouched = 1;
         for (int k = 0; k < N; ++k) {
             xerr = fmax(xerr, isnan(x[k]) ? INFINITY : fabs(x[k] - xr[k]) / (fabs(xr[k]) + 1e-30));
-            raw_exact &= raw[k] == ref_to_bits(bf16, x[k]);
+            raw_exact &= raw[k] == sp_ref_to_bits(bf16, x[k]);
             raw_untouched &= raw[k] == 0xffff;
         }
         CHECK_MSG(add ? xerr <= 6e-8 : xerr == 0, "%s: residual max rel err %g", what, xerr);
@@ -294,7 +295,7 @@ static void emu_gemv(sprig_gen *gen, int d, int f, int B, int bf16, const char *
     random_operand(y0, y, (size_t)B * N, -2, 2, bf16); /* y as it was before the call */
     if (!acc)
         for (int i = 0; i < B * N; ++i) y[i] = 0xffff;
-    ref_gemv(W, x, bug, N, K, B); /* W x alone */
+    sp_ref_gemv(W, x, bug, N, K, B); /* W x alone */
     for (int i = 0; i < B * N; ++i) ref[i] = bug[i] + (acc ? y0[i] : 0);
     sp_emu_module *m = NULL;
     CHECK_MSG(sp_emu_module_load(plan, &m) == SPRIG_OK, "%s: emulator compile: %s", what, sprig_last_error());
@@ -345,10 +346,10 @@ static void test_emulated(sprig_gen *gen) {
 int main(void) {
     sprig_gen *gen = NULL;
     CHECK(sprig_gen_open(&gen, NULL) == SPRIG_OK);
-    if (!gen) return sp_test_finish("test_families_slice", 0);
+    if (!gen) return sp_test_finish("test_slicegpt_options", 0);
     test_render(gen);
     test_compile(gen);
     test_emulated(gen);
     sprig_gen_close(gen);
-    return sp_test_finish("test_families_slice", 0);
+    return sp_test_finish("test_slicegpt_options", 0);
 }

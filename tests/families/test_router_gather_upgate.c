@@ -15,7 +15,8 @@
 #include <string.h>
 
 #include "emu_runtime.h"
-#include "ref.h"
+#include "sp_half.h"
+#include "sp_reference.h"
 #include "sprig.h"
 #include "test_util.h"
 
@@ -294,8 +295,8 @@ static double urand(void) { /* xorshift64, uniform in [0, 1) */
 /* Uniform values in [-scale, scale) as storage bits, and the same values as floats. */
 static void fill(int bf16, float *vals, uint16_t *bits, size_t n, double scale) {
     for (size_t i = 0; i < n; ++i) {
-        bits[i] = ref_to_bits(bf16, (float)((urand() * 2 - 1) * scale));
-        vals[i] = ref_from_bits(bf16, bits[i]);
+        bits[i] = sp_ref_to_bits(bf16, (float)((urand() * 2 - 1) * scale));
+        vals[i] = sp_ref_from_bits(bf16, bits[i]);
     }
 }
 
@@ -343,7 +344,7 @@ static void emu_router(sprig_gen *gen, int d, int f, const char *dtype, int B, i
     sprig_status st = sp_emu_plan_launch(mod, p, args);
     CHECK_MSG(st == SPRIG_OK, "%s: %s", p->key, sprig_last_error());
     if (st == SPRIG_OK) {
-        ref_router_scores(Wr, x, ref, E, d, B);
+        sp_ref_router_scores(Wr, x, ref, E, d, B);
         double num = 0, den = 0;
         for (size_t i = 0; i < BE; ++i) {
             num += (scores[i] - ref[i]) * (scores[i] - ref[i]);
@@ -351,8 +352,8 @@ static void emu_router(sprig_gen *gen, int d, int f, const char *dtype, int B, i
             got[i] = scores[i];
         }
         CHECK_MSG(sqrt(num / den) < 1e-5, "%s: scores off by %g (relative)", p->key, sqrt(num / den));
-        ref_router_mask(silu ? REF_RULE_SILU_ABS : REF_RULE_SIGMOID, got, threshold, B, E, rmask);
-        ref_routing(rmask, B, E, rids, rcounts, ruids, &rucount);
+        sp_ref_router_mask(silu ? SP_REF_RULE_SILU_ABS : SP_REF_RULE_SIGMOID, got, threshold, B, E, rmask);
+        sp_ref_routing(rmask, B, E, rids, rcounts, ruids, &rucount);
         int active = 0, wrong = 0;
         for (size_t i = 0; i < BE; ++i) active += rmask[i], wrong += mask[i] != rmask[i];
         for (int t = 0; t < B; ++t) {
@@ -370,7 +371,7 @@ static void emu_router(sprig_gen *gen, int d, int f, const char *dtype, int B, i
     sprig_plan_free(p);
 }
 
-/* gather_upgate against ref_swiglu + ref_compact_h with a random mask (about
+/* gather_upgate against sp_ref_swiglu + sp_ref_compact_h with a random mask (about
  * 30% of experts per token): relative error < 1e-2, masked entries exactly 0,
  * rows past union_count*g still poisoned. */
 static void emu_upgate(sprig_gen *gen, int d, int f, const char *dtype, int B, int g, const char *params,
@@ -390,12 +391,12 @@ static void emu_upgate(sprig_gen *gen, int d, int f, const char *dtype, int B, i
     fill(bf16, Wg, Wg_bits, fd, 2.0 / sqrt(d));
     fill(bf16, Wu, Wu_bits, fd, 2.0 / sqrt(d));
     fill(bf16, x, x_bits, (size_t)B * d, 1.0);
-    if (interleave) ref_interleave_gate_up(Wg_bits, Wu_bits, Wi_bits, f, d, g, 2);
+    if (interleave) sp_ref_interleave_gate_up(Wg_bits, Wu_bits, Wi_bits, f, d, g, 2);
     for (int i = 0; i < B * E; ++i) mask[i] = all_active || urand() < 0.3;
-    ref_routing(mask, B, E, ids, counts, uids, &ucount);
-    ref_swiglu(Wg, Wu, x, all_active ? NULL : mask, B, d, f, g, hd);
+    sp_ref_routing(mask, B, E, ids, counts, uids, &ucount);
+    sp_ref_swiglu(Wg, Wu, x, all_active ? NULL : mask, B, d, f, g, hd);
     if (all_active) memcpy(hc, hd, sizeof(double) * Bf);
-    else ref_compact_h(hd, uids, ucount, B, f, g, hc);
+    else sp_ref_compact_h(hd, uids, ucount, B, f, g, hc);
     for (size_t i = 0; i < Bf; ++i) h[i] = 0x7e01; /* poison: a NaN in both types */
     void *a_wg = interleave ? (void *)Wi_bits : (void *)Wg_bits, *a_wu = interleave ? NULL : (void *)Wu_bits;
     void *a_x = x_bits, *a_h = h;
@@ -417,7 +418,7 @@ static void emu_upgate(sprig_gen *gen, int d, int f, const char *dtype, int B, i
                 } else if (!all_active && !mask[t * E + uids[r / g]]) {
                     wrong += o != 0, ++zeros;
                 } else {
-                    const double v = ref_from_bits(bf16, o), ref = hc[(size_t)t * f + r];
+                    const double v = sp_ref_from_bits(bf16, o), ref = hc[(size_t)t * f + r];
                     wrong += isnan(v);
                     num += (v - ref) * (v - ref), den += ref * ref;
                 }
@@ -445,7 +446,7 @@ static void test_emulated(sprig_gen *gen) {
 int main(void) {
     sprig_gen *gen = NULL;
     CHECK(sprig_gen_open(&gen, NULL) == SPRIG_OK);
-    if (!gen) return sp_test_finish("test_families_a", 0);
+    if (!gen) return sp_test_finish("test_router_gather_upgate", 0);
     test_render_all(gen);
     test_signature_checker(gen);
     test_params(gen);
@@ -453,5 +454,5 @@ int main(void) {
     test_compile_defaults(gen);
     test_emulated(gen);
     sprig_gen_close(gen);
-    return sp_test_finish("test_families_a", checks);
+    return sp_test_finish("test_router_gather_upgate", checks);
 }

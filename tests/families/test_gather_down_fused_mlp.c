@@ -20,7 +20,8 @@
 #include <string.h>
 
 #include "emu_runtime.h"
-#include "ref.h"
+#include "sp_half.h"
+#include "sp_reference.h"
 #include "sprig.h"
 #include "test_util.h"
 
@@ -281,8 +282,8 @@ static float frand(void) { /* uniform in [-1, 1) */
 /* n values uniform in [-scale, scale), rounded to the storage type; bits too. */
 static void random_operand(float *v, uint16_t *bits, size_t n, float scale, int bf16) {
     for (size_t i = 0; i < n; ++i) {
-        bits[i] = ref_to_bits(bf16, frand() * scale);
-        v[i] = ref_from_bits(bf16, bits[i]);
+        bits[i] = sp_ref_to_bits(bf16, frand() * scale);
+        v[i] = sp_ref_from_bits(bf16, bits[i]);
     }
 }
 
@@ -290,7 +291,7 @@ static void random_operand(float *v, uint16_t *bits, size_t n, float scale, int 
 static double rel_error(const uint16_t *y, const double *ref, size_t n, int bf16) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; ++i) {
-        double v = ref_from_bits(bf16, y[i]);
+        double v = sp_ref_from_bits(bf16, y[i]);
         if (isnan(v)) return INFINITY;
         num += (v - ref[i]) * (v - ref[i]);
         den += ref[i] * ref[i];
@@ -324,7 +325,7 @@ static void emu_case_build(emu_case *c, int all_active) {
     for (int i = 0; i < B * E; ++i) c->mask[i] = all_active || (!c->empty && (frand() + 1.0f) * 0.5f < c->density);
     c->ids = malloc(sizeof(int) * B * E), c->counts = malloc(sizeof(int) * B);
     c->union_ids = malloc(sizeof(int) * E);
-    ref_routing(c->mask, B, E, c->ids, c->counts, c->union_ids, &c->union_count);
+    sp_ref_routing(c->mask, B, E, c->ids, c->counts, c->union_ids, &c->union_count);
     size_t fd = (size_t)f * d;
     c->Wg = malloc(4 * fd), c->Wu = malloc(4 * fd), c->Wd = malloc(4 * fd), c->x = malloc(4 * (size_t)B * d);
     c->Wg_b = malloc(2 * fd), c->Wu_b = malloc(2 * fd), c->Wgi_b = malloc(4 * fd), c->Wd_b = malloc(2 * fd);
@@ -333,19 +334,19 @@ static void emu_case_build(emu_case *c, int all_active) {
     random_operand(c->Wu, c->Wu_b, fd, 0.25f, c->bf16);
     random_operand(c->Wd, c->Wd_b, fd, 0.25f, c->bf16);
     random_operand(c->x, c->x_b, (size_t)B * d, 1.0f, c->bf16);
-    ref_transpose(c->Wd_b, c->WdT_b, d, f, 2);
-    ref_interleave_gate_up(c->Wg_b, c->Wu_b, c->Wgi_b, f, d, c->g, 2);
+    sp_ref_transpose(c->Wd_b, c->WdT_b, d, f, 2);
+    sp_ref_interleave_gate_up(c->Wg_b, c->Wu_b, c->Wgi_b, f, d, c->g, 2);
     c->h = malloc(sizeof(double) * B * f), c->y_ref = malloc(sizeof(double) * B * d);
     c->y_down_ref = malloc(sizeof(double) * B * d);
-    ref_swiglu(c->Wg, c->Wu, c->x, c->mask, B, d, f, c->g, c->h);
-    ref_down(c->Wd, c->h, c->mask, B, d, f, c->g, c->y_ref);
+    sp_ref_swiglu(c->Wg, c->Wu, c->x, c->mask, B, d, f, c->g, c->h);
+    sp_ref_down(c->Wd, c->h, c->mask, B, d, f, c->g, c->y_ref);
     /* gather_down reads h in T: round it, compact it; slots past the union hold NaN. */
     double *hr = malloc(sizeof(double) * B * f), *hc = malloc(sizeof(double) * B * f);
-    for (int i = 0; i < B * f; ++i) hr[i] = ref_round(c->bf16, (float)c->h[i]);
-    ref_down(c->Wd, hr, c->mask, B, d, f, c->g, c->y_down_ref);
+    for (int i = 0; i < B * f; ++i) hr[i] = sp_ref_round(c->bf16, (float)c->h[i]);
+    sp_ref_down(c->Wd, hr, c->mask, B, d, f, c->g, c->y_down_ref);
     for (int i = 0; i < B * f; ++i) hc[i] = NAN;
-    ref_compact_h(hr, c->union_ids, c->union_count, B, f, c->g, hc);
-    for (int i = 0; i < B * f; ++i) c->h_b[i] = ref_to_bits(c->bf16, (float)hc[i]);
+    sp_ref_compact_h(hr, c->union_ids, c->union_count, B, f, c->g, hc);
+    for (int i = 0; i < B * f; ++i) c->h_b[i] = sp_ref_to_bits(c->bf16, (float)hc[i]);
     free(hr);
     free(hc);
 }
@@ -477,7 +478,7 @@ static void test_emulated(sprig_gen *gen) {
 int main(void) {
     sprig_gen *gen = NULL;
     CHECK(sprig_gen_open(&gen, NULL) == SPRIG_OK);
-    if (!gen) return sp_test_finish("test_families_b", 0);
+    if (!gen) return sp_test_finish("test_gather_down_fused_mlp", 0);
     test_render_all(gen);
     test_modes(gen);
     test_params(gen);
@@ -485,5 +486,5 @@ int main(void) {
     test_compile(gen);
     test_emulated(gen);
     sprig_gen_close(gen);
-    return sp_test_finish("test_families_b", 0);
+    return sp_test_finish("test_gather_down_fused_mlp", 0);
 }
