@@ -48,6 +48,21 @@ static int l_load_file(lua_State *L) {
     return 1;
 }
 
+/* Lua: sp_embedded_list(prefix) -> the embedded files' paths that start with
+ * prefix, in sorted order (e.g. every family spec under "lua/families/"). */
+static int l_embedded_list(lua_State *L) {
+    const char *prefix = luaL_checkstring(L, 1);
+    const size_t n = strlen(prefix);
+    lua_newtable(L);
+    int i = 0;
+    for (const sp_embedded_file *f = sp_embedded_files; f->path; ++f)
+        if (strncmp(f->path, prefix, n) == 0) {
+            lua_pushstring(L, f->path);
+            lua_rawseti(L, -2, ++i);
+        }
+    return 1;
+}
+
 /* Lua: sp_require(name) -> module, loaded once from lua/<name with / for .>.lua */
 static int l_require(lua_State *L) {
     const sprig_gen *gen = lua_touserdata(L, lua_upvalueindex(1));
@@ -119,6 +134,8 @@ sprig_status sprig_gen_open(sprig_gen **out, const char *template_dir) {
     lua_pushlightuserdata(L, gen);
     lua_pushcclosure(L, l_require, 1);
     lua_setglobal(L, "sp_require");
+    lua_pushcfunction(L, l_embedded_list);
+    lua_setglobal(L, "sp_embedded_list");
     /* The Lua modules use plain require(); route it to the embedded loader. */
     lua_getglobal(L, "sp_require");
     lua_setglobal(L, "require");

@@ -26,6 +26,7 @@ local A = require("sprig.args")
 
 local F = {
   name = "attention_decode",
+  order = 8, -- position in the registry (sprig families, tuning keys)
   summary = "decode attention (batch 1, GQA) over a KV cache, with RoPE and the cache append fused in",
   template = "templates/attention_decode.cu.lua",
   params = {

@@ -14,6 +14,7 @@ local S = require("sprig.spec")
 
 local F = {
   name = "dense_gemv",
+  order = 1, -- position in the registry (sprig families, tuning keys)
   summary = "dense GEMV/skinny GEMM y = W x (baseline, attention, lm_head, sliced shapes)",
   template = "templates/dense_gemv.cu.lua",
   params = {

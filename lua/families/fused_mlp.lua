@@ -19,6 +19,7 @@ local S = require("sprig.spec")
 
 local F = {
   name = "fused_mlp",
+  order = 5, -- position in the registry (sprig families, tuning keys)
   summary = "fused MLP: gate/up -> SwiGLU -> down in one kernel plus a split-K finalize (decode, batch 1..8)",
   template = "templates/fused_mlp.cu.lua",
   params = {

@@ -24,6 +24,7 @@ local S = require("sprig.spec")
 
 local F = {
   name = "gather_down",
+  order = 4, -- position in the registry (sprig families, tuning keys)
   summary = "gather down: y over the active experts only, split-K with atomic or deterministic reduction "
     .. "(decode, batch 1..64)",
   template = "templates/gather_down.cu.lua",

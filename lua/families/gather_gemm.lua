@@ -27,6 +27,7 @@ local A = require("sprig.args")
 
 local F = {
   name = "gather_gemm",
+  order = 6, -- position in the registry (sprig families, tuning keys)
   summary = "tensor-core gather GEMM (mma.sync m16n8k16) over active expert blocks, batch 8-64, g % 16 == 0",
   template = "templates/gather_gemm.cu.lua",
   params = {

@@ -13,6 +13,7 @@ local S = require("sprig.spec")
 
 local F = {
   name = "gather_upgate",
+  order = 3, -- position in the registry (sprig families, tuning keys)
   summary = "gather up/gate: SwiGLU h over the active experts only (decode, batch 1..64)",
   template = "templates/gather_upgate.cu.lua",
   params = {

@@ -25,6 +25,7 @@ local A = require("sprig.args")
 
 local F = {
   name = "rmsnorm",
+  order = 7, -- position in the registry (sprig families, tuning keys)
   summary = "RMSNorm of the fp32 residual stream, fused with the residual add, set or the embedding lookup",
   template = "templates/rmsnorm.cu.lua",
   params = {

@@ -18,6 +18,7 @@ local S = require("sprig.spec")
 
 local F = {
   name = "router",
+  order = 2, -- position in the registry (sprig families, tuning keys)
   summary = "router scores + threshold + compaction into per-token and union expert ids (LTE, training-free)",
   template = "templates/router.cu.lua",
   params = {

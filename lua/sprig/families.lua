@@ -2,6 +2,8 @@
 --
 -- Each family lives in lua/families/<name>.lua and returns a table:
 --   name, summary, template   -- template path under templates/
+--   order                     -- optional: its place in the registry (listings,
+--                             -- tuning keys); unordered families come last, by name
 --   params = { {name=, values={...} | range={lo,hi}, default=, doc=}, ... }
 --                             -- declaration order is the canonical order;
 --                             -- `values` doubles as the tuning space
@@ -23,10 +25,28 @@ local args = require("sprig.args")
 
 local M = {}
 
-M.NAMES = {
-  "dense_gemv", "router", "gather_upgate", "gather_down", "fused_mlp", "gather_gemm",
-  "rmsnorm", "attention_decode",
-}
+-- The registry: every lua/families/<name>.lua embedded at build time (adding a
+-- family is adding its spec; nothing lists it), in the order of the specs'
+-- `order` field, then by name. Found once per generator.
+local names
+
+local function registry(require_spec)
+  if names then return names end
+  local found, order = {}, {}
+  for _, path in ipairs(sp_embedded_list("lua/families/")) do
+    local name = path:match("^lua/families/([%w_]+)%.lua$")
+    if name then
+      found[#found + 1] = name
+      order[name] = require_spec("families." .. name).order or math.huge
+    end
+  end
+  table.sort(found, function(a, b)
+    if order[a] ~= order[b] then return order[a] < order[b] end
+    return a < b
+  end)
+  names = found
+  return found
+end
 
 M.DTYPES = { fp16 = true, bf16 = true }
 M.EXPERT_SIZES = { 1, 16, 32, 64, 128 }
@@ -37,9 +57,9 @@ local cache = {}
 function M.get(name, require_spec)
   if type(name) ~= "string" then error("family must be a string", 0) end
   local known = false
-  for _, n in ipairs(M.NAMES) do known = known or n == name end
+  for _, n in ipairs(registry(require_spec)) do known = known or n == name end
   if not known then
-    error(string.format("unknown kernel family '%s' (known: %s)", name, table.concat(M.NAMES, ", ")), 0)
+    error(string.format("unknown kernel family '%s' (known: %s)", name, table.concat(registry(require_spec), ", ")), 0)
   end
   if not cache[name] then cache[name] = require_spec("families." .. name) end
   return cache[name]
@@ -48,7 +68,7 @@ end
 -- The families whose spec is present (a family is one file in lua/families/).
 function M.available(require_spec)
   local out = {}
-  for _, n in ipairs(M.NAMES) do
+  for _, n in ipairs(registry(require_spec)) do
     if pcall(M.get, n, require_spec) then out[#out + 1] = n end
   end
   return out

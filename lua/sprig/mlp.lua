@@ -1,7 +1,8 @@
 -- The MLP's tuning keys and the pipelines that compute it, as the family
 -- specs declare them. A family takes part when its spec has
 --   tune.mlp = { fixed = function(sparsity) -> { "k=v,...", ... },   -- its keys' variants
---                from_batch = n }                                    -- tuned by default from batch n (1)
+--                from_batch = n,                                     -- tuned by default from batch n (1)
+--                by_default = false }                                -- only when named (--family)
 -- (sprig tune --model tunes, per batch and sparsity, every variant `fixed`
 -- returns; sprig bench and the runtime look the same keys up). Nothing on the
 -- C side lists the families.
@@ -34,7 +35,7 @@ end
 -- Whether family is tuned by default at this batch.
 function M.default(name, batch, require_spec)
   local fam = spec(name, require_spec)
-  return fam ~= nil and batch >= (fam.tune.mlp.from_batch or 1)
+  return fam ~= nil and fam.tune.mlp.by_default ~= false and batch >= (fam.tune.mlp.from_batch or 1)
 end
 
 -- The ways sprig bench computes the MLP, the router in front when sparse:
