@@ -238,7 +238,7 @@ static int be_run(const be_opts *o, sprig_gen *gen, sp_exec *e) {
     }
     sp_cublas_baseline *cub = NULL;
     if (!rc && !o->no_cublas) {
-        sprig_status s = sp_cublas_baseline_open(e, o->k.dtype, &cub);
+        sprig_status s = sp_cublas_baseline_open(e, gen, o->k.dtype, &cub);
         if (s != SPRIG_OK) fprintf(stderr, "sprig bench: no cuBLAS baseline: %s\n", sprig_last_error());
     }
     sp_bench_opts bo;

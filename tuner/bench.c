@@ -85,36 +85,6 @@ static sprig_status sp_bench_read_plan(size_t n16, sprig_plan **out) {
     return SPRIG_OK;
 }
 
-/* h = silu(gate) * up, elementwise, in the storage type (fp32 arithmetic). */
-static const char BN_SWIGLU_SRC[] =
-    "typedef unsigned short u16;\n"
-    "#if BN_BF16\n"
-    "__device__ __forceinline__ float bn_load(u16 b) { return __uint_as_float((unsigned)b << 16); }\n"
-    "__device__ __forceinline__ u16 bn_store(float f) { u16 b; asm(\"cvt.rn.bf16.f32 %0, %1;\" : \"=h\"(b) : \"f\"(f)); return b; }\n"
-    "#else\n"
-    "__device__ __forceinline__ float bn_load(u16 b) { float f; asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(b)); return f; }\n"
-    "__device__ __forceinline__ u16 bn_store(float f) { u16 b; asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(b) : \"f\"(f)); return b; }\n"
-    "#endif\n"
-    "extern \"C\" __global__ void __launch_bounds__(256)\n"
-    "sprig_bench_swiglu(const u16 *__restrict__ gate, const u16 *__restrict__ up, u16 *__restrict__ h,\n"
-    "                   unsigned long long n) {\n"
-    "    const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;\n"
-    "    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {\n"
-    "        const float g = bn_load(gate[i]);\n"
-    "        h[i] = bn_store(g / (1.0f + __expf(-g)) * bn_load(up[i]));\n"
-    "    }\n"
-    "}\n";
-
-sprig_status sp_bench_swiglu_plan(const char *dtype, size_t n, sprig_plan **out) {
-    const int bf16 = dtype && !strcmp(dtype, "bf16");
-    char src[sizeof BN_SWIGLU_SRC + 32];
-    snprintf(src, sizeof src, "#define BN_BF16 %d\n%s", bf16, BN_SWIGLU_SRC);
-    SP_TRY(bn_fixed_plan(bf16 ? "bench_swiglu_bf16" : "bench_swiglu_fp16", src, "sprig_bench_swiglu", out));
-    size_t ctas = (n + 255) / 256;
-    (*out)->kernels[0].grid[0] = (unsigned)(ctas > 4096 ? 4096 : ctas ? ctas : 1);
-    return SPRIG_OK;
-}
-
 /* ---- the roof ------------------------------------------------------------------------------- */
 
 /* Times one grid size; *gbs gets the bandwidth. The grid is read at

@@ -17,6 +17,7 @@
 #include "sp_cuda_timing.h"
 #include "sp_device.h"
 #include "sp_error.h"
+#include "sp_kargs.h"
 #include "sp_reference.h"
 
 /* The entry points used; cublas_v2.h's macros map the names to the _v2
@@ -79,32 +80,18 @@ int sp_cublas_symbol_names(const char **names, int cap) {
 
 struct sp_cublas_baseline {
     sp_device *dev;
+    sprig_gen *gen;           /* borrowed: renders the swiglu family */
+    char arch[24], dtype[8];
     cublasHandle_t handle;
     CUstream stream;
     int bf16;
-    sprig_plan *swiglu;       /* grid-stride elementwise kernel */
-    sp_module *mod;
 };
 
 void sp_cublas_baseline_close(sp_cublas_baseline *b) {
     if (!b) return;
     if (b->handle) cb.cublasDestroy(b->handle);
     if (b->stream) sp_cu.cuStreamDestroy(b->stream);
-    sp_module_unload(b->mod);
-    sprig_plan_free(b->swiglu);
     free(b);
-}
-
-/* Compiled for the executor's arch (its own sm_XY, or PTX for a GPU newer
- * than NVRTC), through the cubin cache. */
-static sprig_status cb_compile_swiglu(sp_cublas_baseline *b, const char *arch, const char *dtype) {
-    SP_TRY(sp_bench_swiglu_plan(dtype, 1, &b->swiglu));
-    sprig_compile_opts co = {arch, strncmp(arch, "compute_", 8) == 0, NULL, 0};
-    sprig_binary *bin = NULL;
-    SP_TRY(sprig_compile(b->swiglu, &co, &bin));
-    sprig_status st = sp_module_load(b->dev, bin, &b->mod);
-    sprig_binary_free(bin);
-    return st;
 }
 
 static sprig_status cb_create_stream(sp_cublas_baseline *b) {
@@ -118,15 +105,17 @@ static sprig_status cb_sync(sp_cublas_baseline *b) {
     return SPRIG_OK;
 }
 
-sprig_status sp_cublas_baseline_open(sp_exec *e, const char *dtype, sp_cublas_baseline **out) {
+sprig_status sp_cublas_baseline_open(sp_exec *e, sprig_gen *gen, const char *dtype, sp_cublas_baseline **out) {
     *out = NULL;
     sp_device *dev = sp_exec_cuda_device(e);
     if (!dev) return sp_fail(SPRIG_E_INVALID, "the cuBLAS baseline needs a CUDA executor");
     SP_TRY(sp_cublas_load());
     sp_cublas_baseline *b = calloc(1, sizeof *b);
     SP_CHECK_ALLOC(b);
-    b->dev = dev;
+    b->dev = dev, b->gen = gen;
     b->bf16 = dtype && !strcmp(dtype, "bf16");
+    snprintf(b->arch, sizeof b->arch, "%s", e->arch);
+    snprintf(b->dtype, sizeof b->dtype, "%s", b->bf16 ? "bf16" : "fp16");
     sprig_status st = sp_device_make_current(dev);
     cublasStatus_t cs = CUBLAS_STATUS_SUCCESS;
     if (st == SPRIG_OK && (cs = cb.cublasCreate(&b->handle)) != CUBLAS_STATUS_SUCCESS) {
@@ -134,7 +123,6 @@ sprig_status sp_cublas_baseline_open(sp_exec *e, const char *dtype, sp_cublas_ba
         st = sp_fail(SPRIG_E_CUDA, "cublasCreate failed (status %d)", (int)cs);
     }
     if (st == SPRIG_OK) st = cb_create_stream(b);
-    if (st == SPRIG_OK) st = cb_compile_swiglu(b, e->arch, dtype);
     if (st != SPRIG_OK) {
         sp_cublas_baseline_close(b);
         return st;
@@ -151,6 +139,10 @@ typedef struct cb_run {
     int n_sets;
     CUdeviceptr Wg[CB_MAX_SETS], Wu[CB_MAX_SETS], Wd[CB_MAX_SETS];
     CUdeviceptr x, gate, up, h, y;
+    sprig_plan *swiglu;       /* the swiglu family at this shape, its defaults */
+    sp_module *mod;
+    sp_kargs args;
+    void **list;
 } cb_run;
 
 /* Up to n_sets inclusive: a set whose allocation failed half-way holds
@@ -159,6 +151,29 @@ static void cb_run_free(cb_run *r) {
     for (int i = 0; i <= r->n_sets && i < CB_MAX_SETS; ++i)
         sp_buf_free(r->Wg[i]), sp_buf_free(r->Wu[i]), sp_buf_free(r->Wd[i]);
     sp_buf_free(r->x), sp_buf_free(r->gate), sp_buf_free(r->up), sp_buf_free(r->h), sp_buf_free(r->y);
+    sp_module_unload(r->mod);
+    sprig_plan_free(r->swiglu);
+}
+
+/* The SwiGLU between the GEMMs: the swiglu family at this batch and width
+ * (its defaults: 16-byte loads, two vectors in flight per thread), compiled
+ * for the GPU through the cubin cache, its arguments bound once. */
+static sprig_status cb_swiglu(cb_run *r) {
+    const sp_bench_operands *o = r->ops;
+    sprig_request req = {"swiglu", o->d, o->f, r->b->dtype, o->batch, 1, ""};
+    SP_TRY(sprig_gen_render(r->b->gen, &req, &r->swiglu));
+    sprig_compile_opts co = {r->b->arch, strncmp(r->b->arch, "compute_", 8) == 0, NULL, 0};
+    sprig_binary *bin = NULL;
+    SP_TRY(sprig_compile(r->swiglu, &co, &bin));
+    sprig_status st = sp_module_load(r->b->dev, bin, &r->mod);
+    sprig_binary_free(bin);
+    SP_TRY(st);
+    SP_TRY(sp_module_prepare(r->mod, r->swiglu));
+    sp_kargs_init(&r->args, r->swiglu);
+    sp_kargs_ptr(&r->args, "gate", r->gate);
+    sp_kargs_ptr(&r->args, "up", r->up);
+    sp_kargs_ptr(&r->args, "h", r->h);
+    return sp_kargs_finish(&r->args, &r->list);
 }
 
 static sprig_status cb_upload_new(CUdeviceptr *p, const void *src, size_t bytes) {
@@ -208,11 +223,7 @@ static sprig_status cb_enqueue(void *ctx, int set, CUstream stream) {
     if (s != CUBLAS_STATUS_SUCCESS) return sp_fail(SPRIG_E_CUDA, "cublasSetStream failed with status %d", (int)s);
     SP_TRY(cb_gemm(r, r->Wg[set], r->x, r->gate, o->f, o->d));
     SP_TRY(cb_gemm(r, r->Wu[set], r->x, r->up, o->f, o->d));
-    unsigned long long n = (unsigned long long)o->batch * o->f;
-    size_t ctas = (n + 255) / 256;
-    r->b->swiglu->kernels[0].grid[0] = (unsigned)(ctas > 4096 ? 4096 : ctas);
-    void *args[] = {&r->gate, &r->up, &r->h, &n};
-    SP_TRY(sp_plan_launch(r->b->mod, r->b->swiglu, args, stream));
+    SP_TRY(sp_plan_launch(r->mod, r->swiglu, r->list, stream));
     return cb_gemm(r, r->Wd[set], r->h, r->y, o->d, o->f);
 }
 
@@ -241,6 +252,7 @@ sprig_status sp_cublas_time_mlp(void *ctx, const sp_bench_operands *ops, double 
     SP_CHECK_ALLOC(r);
     r->b = b, r->ops = ops;
     sprig_status st = cb_run_alloc(r);
+    if (st == SPRIG_OK) st = cb_swiglu(r);
     /* The uploads ran on the legacy stream, which b->stream (non-blocking)
      * does not wait for, and a pageable cuMemcpyHtoD may return before its
      * DMA has landed: wait for them before cuBLAS reads the operands. */

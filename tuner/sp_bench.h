@@ -179,13 +179,14 @@ char *sp_bench_kernel_json(const sp_bench_kernel_report *r);
 
 /* ---- the cuBLAS baseline (tuner/bench_cublas.c; CUDA executors only) ------------------------ */
 typedef struct sp_cublas_baseline sp_cublas_baseline;
-/* Loads libcublas (dlopen), creates a handle on e's GPU and compiles the SwiGLU
- * kernel. SPRIG_E_NO_DRIVER when libcublas cannot be loaded; SPRIG_E_INVALID
+/* Loads libcublas (dlopen) and creates a handle on e's GPU; gen (borrowed,
+ * must outlive the baseline) renders the swiglu family it runs between its
+ * GEMMs. SPRIG_E_NO_DRIVER when libcublas cannot be loaded; SPRIG_E_INVALID
  * when e is not a CUDA executor. The caller owns *out. */
-sprig_status sp_cublas_baseline_open(sp_exec *e, const char *dtype, sp_cublas_baseline **out);
+sprig_status sp_cublas_baseline_open(sp_exec *e, sprig_gen *gen, const char *dtype, sp_cublas_baseline **out);
 void sp_cublas_baseline_close(sp_cublas_baseline *b);
 /* sp_bench_baseline_fn: gate and up with cublasGemmEx (dtype in, fp32
- * compute), SwiGLU, down with cublasGemmEx; ctx is the sp_cublas_baseline. */
+ * compute), the swiglu family, down with cublasGemmEx; ctx is the sp_cublas_baseline. */
 sprig_status sp_cublas_time_mlp(void *ctx, const sp_bench_operands *ops, double *median_us, double *rel_err);
 /* dlopens libcublas and resolves its entry points, once per process (no GPU
  * needed). SPRIG_E_NO_DRIVER, with the reason, when it cannot. */

@@ -26,9 +26,5 @@ int sp_verdict_parse(const char *name, sp_verdict *out); /* 1 on success */
  * generator rejects the request itself (why: the generator's message). */
 int sp_tune_key_servable(sprig_gen *gen, const sp_tune_key *key, char *why, size_t cap);
 
-/* bench.c: the SwiGLU kernel of the cuBLAS baseline (h = silu(gate) * up
- * over n elements of dtype), a fixed kernel, not a family. Caller frees with
- * sprig_plan_free. */
-sprig_status sp_bench_swiglu_plan(const char *dtype, size_t n, sprig_plan **out);
 
 #endif
