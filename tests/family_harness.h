@@ -59,6 +59,13 @@ int fh_tuned(fh_ctx *c, const char *family, int d, int f, const char *dtype, int
 int fh_benched(fh_ctx *c, const char *family, int d, int f, const char *dtype, int batch, int g,
                const char *fixed, double want_bytes);
 
+/* Binds a host pointer (the emulator's device addresses are host addresses)
+ * to argument `name` of k (exec/sp_kargs.h). */
+#include "sp_kargs.h"
+static inline void fh_ptr(sp_kargs *k, const char *name, const void *p) {
+    sp_kargs_ptr(k, name, (sp_dptr)(uintptr_t)p);
+}
+
 /* Host conversions for the tests' operands. */
 uint16_t fh_to_bits(int bf16, float v);
 float fh_from_bits(int bf16, uint16_t b);

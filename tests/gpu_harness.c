@@ -178,7 +178,12 @@ void gh_kernel_free(gh_kernel *k) {
     memset(k, 0, sizeof *k);
 }
 
-void gh_launch(gh_ctx *h, gh_kernel *k, void **args) {
+void gh_launch(gh_ctx *h, gh_kernel *k, sp_kargs *bound) {
+    void **args = NULL;
+    if (sp_kargs_finish(bound, &args) != SPRIG_OK) {
+        fprintf(stderr, "FATAL: binding %s: %s\n", k->plan->key, sprig_last_error());
+        exit(1);
+    }
 #ifdef GH_EMU
     (void)h;
     gh_running = k->plan->key;
@@ -202,7 +207,7 @@ void gh_sync(gh_ctx *h) {
 #endif
 }
 
-void gh_run(gh_ctx *h, gh_kernel *k, void **args) {
+void gh_run(gh_ctx *h, gh_kernel *k, sp_kargs *args) {
     gh_launch(h, k, args);
 #ifndef GH_EMU
     if (sp_device_sync(h->dev) != SPRIG_OK) {
@@ -556,23 +561,18 @@ void gh_route_close(gh_route *r) {
 
 /* The up/gate argument list for the batch (routing NULL with all_active;
  * Wu NULL with interleave, where the ABI says it is unused). */
-static void gh_upgate_args(gh_mlp *w, gh_batch *b, int g, int interleave, int all_active, CUdeviceptr a[7]) {
-    a[0] = interleave ? gh_mlp_interleaved(w, g) : w->dWg;
-    a[1] = interleave ? 0 : w->dWu;
-    a[2] = b->dx;
-    a[3] = all_active ? 0 : b->duids;
-    a[4] = all_active ? 0 : b->ducount;
-    a[5] = all_active ? 0 : b->dmask;
-    a[6] = b->dh;
-}
-
 void gh_run_upgate(gh_ctx *h, gh_kernel *k, gh_mlp *w, gh_batch *b, int g, int interleave, int all_active) {
-    CUdeviceptr a[7];
-    gh_upgate_args(w, b, g, interleave, all_active, a);
-    void *args[7];
-    for (int i = 0; i < 7; ++i) args[i] = &a[i];
+    sp_kargs a;
+    sp_kargs_init(&a, k->plan);
+    sp_kargs_ptr(&a, "Wg", interleave ? gh_mlp_interleaved(w, g) : w->dWg);
+    sp_kargs_ptr(&a, "Wu", interleave ? 0 : w->dWu);
+    sp_kargs_ptr(&a, "x", b->dx);
+    sp_kargs_ptr(&a, "union_ids", all_active ? 0 : b->duids);
+    sp_kargs_ptr(&a, "union_count", all_active ? 0 : b->ducount);
+    sp_kargs_ptr(&a, "mask", all_active ? 0 : b->dmask);
+    sp_kargs_ptr(&a, "h", b->dh);
     gh_poison_out(b->dh, 2 * (size_t)b->B * w->f);
-    gh_run(h, k, args);
+    gh_run(h, k, &a);
 }
 
 void gh_check_upgate(gh_ctx *h, gh_kernel *k, gh_mlp *w, gh_batch *b, const gh_route *r, int interleave,
@@ -614,8 +614,11 @@ void gh_check_down(gh_ctx *h, gh_kernel *k, const gh_mlp *w, gh_batch *b, const 
     int guard = 1;
     for (int rep = 0; rep < 2; ++rep) {
         gh_poison_out(b->dy, bytes);
-        void *args[] = {&Wd, &h_in, &uids, &ucount, &k->ws, &b->dy};
-        gh_run(h, k, args);
+        sp_kargs a;
+        sp_kargs_init(&a, k->plan);
+        sp_kargs_ptr(&a, "Wd", Wd), sp_kargs_ptr(&a, "h", h_in), sp_kargs_ptr(&a, "union_ids", uids);
+        sp_kargs_ptr(&a, "union_count", ucount), sp_kargs_ptr(&a, "ws", k->ws), sp_kargs_ptr(&a, "y", b->dy);
+        gh_run(h, k, &a);
         gh_download(out, b->dy, bytes);
         worst = gh_worse(worst, gh_compare(w->bf16, out, d, ref, d, B, d));
         guard &= gh_guard_intact(b->dy, bytes);

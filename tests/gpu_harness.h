@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "sp_device.h"
+#include "sp_kargs.h"
 #include "sprig.h"
 
 #define GH_TOL 1e-2 /* ‖out − ref‖ / ‖ref‖ for fp16/bf16 operands (DESIGN.md) */
@@ -67,12 +68,14 @@ int gh_build(gh_ctx *h, const char *family, int d, int f, const char *dtype, int
              const char *params, int allow_invalid, gh_kernel *k);
 void gh_kernel_free(gh_kernel *k);
 
-/* Launches the plan with args (docs/kernel-abi.md order) and waits. A launch
- * or kernel failure prints the kernel key and exits 1 (the context is lost). */
-void gh_run(gh_ctx *h, gh_kernel *k, void **args);
+/* Launches the plan with its arguments bound by name (exec/sp_kargs.h: the
+ * plan's declared list; bind with sp_kargs_init(&a, k->plan) and
+ * sp_kargs_ptr/_f32) and waits. A binding, launch or kernel failure prints
+ * the kernel key and exits 1 (the context is lost). */
+void gh_run(gh_ctx *h, gh_kernel *k, sp_kargs *args);
 /* The same without waiting (plans queued back to back on the default stream,
  * no host round trip between them); gh_sync waits and reports faults. */
-void gh_launch(gh_ctx *h, gh_kernel *k, void **args);
+void gh_launch(gh_ctx *h, gh_kernel *k, sp_kargs *args);
 void gh_sync(gh_ctx *h);
 
 /* ---- random operands ---------------------------------------------------------------- */

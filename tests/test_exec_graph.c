@@ -136,7 +136,9 @@ static int upload_inputs(fixture *fx, int row) {
 }
 
 /* Launches the pair; `y` and `eps` are the caller's variables, so that the
- * argument arrays point at them as a real caller's would. */
+ * argument arrays point at them as a real caller's would. (Raw argument
+ * arrays on purpose: this tests the executor's contract -- values copied at
+ * capture, read from the caller's memory otherwise -- below sp_kargs.) */
 static sprig_status launch_pair(fixture *fx, sp_dptr *y, float *eps) {
     bufs *b = &fx->b;
     void *norm_args[] = {&b->x, &b->emb, &b->row, &b->w, &b->out, eps};

@@ -55,8 +55,10 @@ static void dense_case(gh_ctx *h, dense_set *s, const char *op, int d, int f, in
     int guard_ok = 1;
     for (int rep = 0; rep < 2; ++rep) {
         gh_poison_out(s->dy, out_bytes);
-        void *args[] = {&s->dW, &s->dx, &s->dy};
-        gh_run(h, &k, args);
+        sp_kargs a;
+        sp_kargs_init(&a, k.plan);
+        sp_kargs_ptr(&a, "W", s->dW), sp_kargs_ptr(&a, "x", s->dx), sp_kargs_ptr(&a, "y", s->dy);
+        gh_run(h, &k, &a);
         gh_download(y, s->dy, out_bytes);
         worst = gh_worse(worst, gh_compare(s->bf16, y, s->N, s->y, s->N, batch, s->N));
         guard_ok &= gh_guard_intact(s->dy, out_bytes);

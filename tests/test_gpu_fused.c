@@ -27,8 +27,12 @@ static void check_fused(gh_ctx *h, gh_kernel *k, gh_mlp *w, gh_batch *b, const g
     int guard = 1;
     for (int rep = 0; rep < 2; ++rep) {
         gh_poison_out(b->dy, bytes);
-        void *args[] = {&Wg, &Wu, &w->dWd_t, &b->dx, &uids, &ucount, &mask, &k->ws, &b->dy};
-        gh_run(h, k, args);
+        sp_kargs a;
+        sp_kargs_init(&a, k->plan);
+        sp_kargs_ptr(&a, "Wg", Wg), sp_kargs_ptr(&a, "Wu", Wu), sp_kargs_ptr(&a, "WdT", w->dWd_t);
+        sp_kargs_ptr(&a, "x", b->dx), sp_kargs_ptr(&a, "union_ids", uids), sp_kargs_ptr(&a, "union_count", ucount);
+        sp_kargs_ptr(&a, "mask", mask), sp_kargs_ptr(&a, "ws", k->ws), sp_kargs_ptr(&a, "y", b->dy);
+        gh_run(h, k, &a);
         gh_download(out, b->dy, bytes);
         worst = gh_worse(worst, gh_compare(w->bf16, out, w->d, r->y, w->d, b->B, w->d));
         guard &= gh_guard_intact(b->dy, bytes);

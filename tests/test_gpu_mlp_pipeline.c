@@ -122,17 +122,29 @@ static void pipeline_case(gh_ctx *h, gh_mlp *w, int B, int g, pipe_kind kind) {
             gh_poison(b.dcounts, sizeof(int) * (size_t)B);
             gh_poison_out(b.dh, h_bytes);
             gh_poison_out(b.dy, y_bytes);
-            void *rargs[] = {&ri.dWr, &b.dx, &ri.dscores, &thr, &b.dids, &b.dcounts, &b.duids, &b.ducount, &b.dmask};
-            gh_launch(h, &router, rargs);
+            sp_kargs ra, ua, da;
+            sp_kargs_init(&ra, router.plan);
+            sp_kargs_ptr(&ra, "Wr", ri.dWr), sp_kargs_ptr(&ra, "x", b.dx), sp_kargs_ptr(&ra, "scores", ri.dscores);
+            sp_kargs_f32(&ra, "threshold", thr);
+            sp_kargs_ptr(&ra, "ids", b.dids), sp_kargs_ptr(&ra, "counts", b.dcounts);
+            sp_kargs_ptr(&ra, "union_ids", b.duids), sp_kargs_ptr(&ra, "union_count", b.ducount);
+            sp_kargs_ptr(&ra, "mask", b.dmask);
+            gh_launch(h, &router, &ra);
+            sp_kargs_init(&da, down.plan);
+            sp_kargs_ptr(&da, "union_ids", b.duids), sp_kargs_ptr(&da, "union_count", b.ducount);
+            sp_kargs_ptr(&da, "ws", down.ws), sp_kargs_ptr(&da, "y", b.dy);
             if (kind == PIPE_FUSED) {
-                void *args[] = {&w->dWg, &w->dWu, &w->dWd_t, &b.dx, &b.duids, &b.ducount, &b.dmask, &down.ws, &b.dy};
-                gh_launch(h, &down, args);
+                sp_kargs_ptr(&da, "Wg", w->dWg), sp_kargs_ptr(&da, "Wu", w->dWu), sp_kargs_ptr(&da, "WdT", w->dWd_t);
+                sp_kargs_ptr(&da, "x", b.dx), sp_kargs_ptr(&da, "mask", b.dmask);
+                gh_launch(h, &down, &da);
             } else {
-                void *uargs[] = {&w->dWg, &w->dWu, &b.dx, &b.duids, &b.ducount, &b.dmask, &b.dh};
-                gh_launch(h, &up, uargs);
-                CUdeviceptr Wd = kind == PIPE_GATHER ? w->dWd_t : w->dWd_n;
-                void *dargs[] = {&Wd, &b.dh, &b.duids, &b.ducount, &down.ws, &b.dy};
-                gh_launch(h, &down, dargs);
+                sp_kargs_init(&ua, up.plan);
+                sp_kargs_ptr(&ua, "Wg", w->dWg), sp_kargs_ptr(&ua, "Wu", w->dWu), sp_kargs_ptr(&ua, "x", b.dx);
+                sp_kargs_ptr(&ua, "union_ids", b.duids), sp_kargs_ptr(&ua, "union_count", b.ducount);
+                sp_kargs_ptr(&ua, "mask", b.dmask), sp_kargs_ptr(&ua, "h", b.dh);
+                gh_launch(h, &up, &ua);
+                sp_kargs_ptr(&da, "Wd", kind == PIPE_GATHER ? w->dWd_t : w->dWd_n), sp_kargs_ptr(&da, "h", b.dh);
+                gh_launch(h, &down, &da);
             }
             gh_sync(h);
             gh_download(mask, b.dmask, be);

@@ -24,6 +24,7 @@
 #include "sp_error.h"
 #include "sp_gpu.h"
 #include "sp_half.h"
+#include "sp_kargs.h"
 #include "sp_safetensors.h"
 #include "test_util.h"
 #ifdef GPU_MODEL_EMU
@@ -364,9 +365,11 @@ static void rmsnorm_case(sp_exec *e, sprig_gen *gen, int d, int B, const char *m
     sp_dptr dx = dev_copy(e, x, sizeof(float) * B * d), ds = dev_copy(e, src, 2 * (size_t)rows * d);
     sp_dptr dr = dev_copy(e, row, sizeof row), dw = dev_copy(e, w, 2 * (size_t)d), dout = dev_copy(e, NULL, 2 * (size_t)B * d);
     CHECK(sp_exec_fill(e, dout, 0xff, 2 * (size_t)B * d) == SPRIG_OK); /* NaN until written */
-    float eps_arg = eps;
-    void *args[] = {&dx, &ds, &dr, &dw, &dout, &eps_arg};
-    CHECK_MSG(sp_exec_launch(e, mod, plan, args) == SPRIG_OK, "rmsnorm %s: %s", mode, sprig_last_error());
+    sp_kargs a;
+    sp_kargs_init(&a, plan);
+    sp_kargs_ptr(&a, "x", dx), sp_kargs_ptr(&a, "src", ds), sp_kargs_ptr(&a, "row", dr);
+    sp_kargs_ptr(&a, "w", dw), sp_kargs_ptr(&a, "out", dout), sp_kargs_f32(&a, "eps", eps);
+    CHECK_MSG(sp_kargs_launch(e, mod, &a) == SPRIG_OK, "rmsnorm %s: %s", mode, sprig_last_error());
     CHECK(sp_exec_download(e, xo, dx, sizeof(float) * B * d) == SPRIG_OK);
     CHECK(sp_exec_download(e, out, dout, 2 * (size_t)B * d) == SPRIG_OK);
     double e2 = 0, r2 = 0, xerr = 0;
@@ -417,8 +420,12 @@ static void attention_case(sp_exec *e, sprig_gen *gen, int heads, int kv, int hd
     sp_dptr dws = dev_copy(e, NULL, plan->workspace_bytes);
     CHECK(sp_exec_fill(e, dout, 0xff, 2 * (size_t)heads * hd) == SPRIG_OK);
     if (plan->workspace_bytes) CHECK(sp_exec_fill(e, dws, 0xff, plan->workspace_bytes) == SPRIG_OK); /* needs no zeros */
-    void *args[] = {&dq, &dinv, &dk, &dv, &dpos, &dws, &dout};
-    CHECK_MSG(sp_exec_launch(e, mod, plan, args) == SPRIG_OK, "attention: %s", sprig_last_error());
+    sp_kargs a;
+    sp_kargs_init(&a, plan);
+    sp_kargs_ptr(&a, "qkv", dq), sp_kargs_ptr(&a, "inv_freq", dinv), sp_kargs_ptr(&a, "k_cache", dk);
+    sp_kargs_ptr(&a, "v_cache", dv), sp_kargs_ptr(&a, "pos", dpos), sp_kargs_ptr(&a, "ws", dws);
+    sp_kargs_ptr(&a, "out", dout);
+    CHECK_MSG(sp_kargs_launch(e, mod, &a) == SPRIG_OK, "attention: %s", sprig_last_error());
     CHECK(sp_exec_download(e, qkv_o, dq, 2 * (size_t)rows * hd) == SPRIG_OK);
     CHECK(sp_exec_download(e, kc, dk, 2 * (size_t)S * kvd) == SPRIG_OK);
     CHECK(sp_exec_download(e, vc, dv, 2 * (size_t)S * kvd) == SPRIG_OK);

@@ -103,8 +103,13 @@ static void router_run_check(gh_ctx *h, gh_kernel *k, router_dev *dv, int B, int
     gh_poison_out(dv->counts, (size_t)B * sizeof(int));
     gh_poison(dv->uids, (size_t)E * sizeof(int));
     gh_poison_out(dv->ucount, sizeof(int));
-    void *args[] = {&dv->Wr, &dv->x, &dv->scores, &thr, &dv->ids, &dv->counts, &dv->uids, &dv->ucount, &dv->mask};
-    gh_run(h, k, args);
+    sp_kargs a;
+    sp_kargs_init(&a, k->plan);
+    sp_kargs_ptr(&a, "Wr", dv->Wr), sp_kargs_ptr(&a, "x", dv->x), sp_kargs_ptr(&a, "scores", dv->scores);
+    sp_kargs_f32(&a, "threshold", thr);
+    sp_kargs_ptr(&a, "ids", dv->ids), sp_kargs_ptr(&a, "counts", dv->counts), sp_kargs_ptr(&a, "union_ids", dv->uids);
+    sp_kargs_ptr(&a, "union_count", dv->ucount), sp_kargs_ptr(&a, "mask", dv->mask);
+    gh_run(h, k, &a);
     gh_download(o->scores, dv->scores, be * sizeof(float));
     gh_download(o->mask, dv->mask, be);
     gh_download(o->ids, dv->ids, be * sizeof(int));

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "emu_runtime.h"
+#include "family_harness.h"
 #include "sp_half.h"
 #include "sp_reference.h"
 #include "sprig.h"
@@ -354,17 +355,22 @@ static void emu_case_build(emu_case *c, int all_active) {
 /* Runs plan in the emulator twice over fresh poisoned outputs; checks y
  * against ref, NaN-free, ws zero afterwards for atomic plans, and the two
  * runs bit-identical when `deterministic`. */
-static void emu_run(const sprig_plan *plan, void **args, uint16_t *y, float **ws_slot, const double *ref,
-                    const emu_case *c, int atomic, int deterministic, const char *what) {
+/* Runs the plan twice with the arguments bound in k (its workspace, zeroed
+ * once as the ABI says, bound here), checking y against ref each time. */
+static void emu_run(const sprig_plan *plan, sp_kargs *k, uint16_t *y, const double *ref, const emu_case *c,
+                    int atomic, int deterministic, const char *what) {
     sp_emu_module *m = NULL;
     sprig_status st = sp_emu_module_load(plan, &m);
     CHECK_MSG(st == SPRIG_OK, "%s: emulator compile: %s", what, sprig_last_error());
     if (!m) return;
     size_t n = (size_t)c->B * c->d, wsn = plan->workspace_bytes / 4;
     float *ws = calloc(wsn ? wsn : 1, sizeof(float)); /* zeroed once, as the ABI says */
-    *ws_slot = ws;
+    fh_ptr(k, "ws", ws);
+    void **args = NULL;
+    st = sp_kargs_finish(k, &args);
+    CHECK_MSG(st == SPRIG_OK, "%s: binding: %s", what, sprig_last_error());
     uint16_t *first = malloc(2 * n);
-    for (int run = 0; run < 2; ++run) {
+    for (int run = 0; run < 2 && args; ++run) {
         for (size_t i = 0; i < n; ++i) y[i] = 0xffff; /* NaN in both types */
         st = sp_emu_plan_launch(m, plan, args);
         CHECK_MSG(st == SPRIG_OK, "%s: %s", what, sprig_last_error());
@@ -400,12 +406,14 @@ static void emu_gather_down(sprig_gen *gen, emu_case *c, const char *params) {
     int layout_n = sp_contains(p->key, "layout=n"), all = sp_contains(p->key, "all_active=1");
     int atomic = !layout_n && sp_contains(p->key, "reduce=atomic");
     uint16_t *y = malloc(2 * (size_t)c->B * c->d);
-    float *ws = NULL;
-    const uint16_t *Wd = layout_n ? c->Wd_b : c->WdT_b, *h = c->h_b;
-    const int *uids = all ? NULL : c->union_ids, *ucount = all ? NULL : &c->union_count;
-    void *args[] = {&Wd, &h, &uids, &ucount, &ws, &y};
-    /* emu_run allocates ws; args holds its address, read at launch */
-    emu_run(p, args, y, &ws, c->y_down_ref, c, atomic, !atomic, what);
+    sp_kargs k;
+    sp_kargs_init(&k, p);
+    fh_ptr(&k, "Wd", layout_n ? c->Wd_b : c->WdT_b);
+    fh_ptr(&k, "h", c->h_b);
+    fh_ptr(&k, "union_ids", all ? NULL : c->union_ids);
+    fh_ptr(&k, "union_count", all ? NULL : &c->union_count);
+    fh_ptr(&k, "y", y);
+    emu_run(p, &k, y, c->y_down_ref, c, atomic, !atomic, what);
     free(y);
     sprig_plan_free(p);
 }
@@ -422,12 +430,17 @@ static void emu_fused(sprig_gen *gen, emu_case *c, const char *params) {
     int inter = sp_contains(p->key, "interleave=1"), all = sp_contains(p->key, "all_active=1");
     int atomic = sp_contains(p->key, "reduce=atomic");
     uint16_t *y = malloc(2 * (size_t)c->B * c->d);
-    float *ws = NULL;
-    const uint16_t *Wg = inter ? c->Wgi_b : c->Wg_b, *Wu = inter ? NULL : c->Wu_b, *WdT = c->WdT_b, *x = c->x_b;
-    const int *uids = all ? NULL : c->union_ids, *ucount = all ? NULL : &c->union_count;
-    const unsigned char *mask = all ? NULL : c->mask;
-    void *args[] = {&Wg, &Wu, &WdT, &x, &uids, &ucount, &mask, &ws, &y};
-    emu_run(p, args, y, &ws, c->y_ref, c, atomic, !atomic, what);
+    sp_kargs k;
+    sp_kargs_init(&k, p);
+    fh_ptr(&k, "Wg", inter ? c->Wgi_b : c->Wg_b);
+    fh_ptr(&k, "Wu", inter ? NULL : c->Wu_b);
+    fh_ptr(&k, "WdT", c->WdT_b);
+    fh_ptr(&k, "x", c->x_b);
+    fh_ptr(&k, "union_ids", all ? NULL : c->union_ids);
+    fh_ptr(&k, "union_count", all ? NULL : &c->union_count);
+    fh_ptr(&k, "mask", all ? NULL : c->mask);
+    fh_ptr(&k, "y", y);
+    emu_run(p, &k, y, c->y_ref, c, atomic, !atomic, what);
     free(y);
     sprig_plan_free(p);
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "emu_runtime.h"
+#include "family_harness.h"
 #include "sp_half.h"
 #include "sp_reference.h"
 #include "sprig.h"
@@ -451,12 +452,18 @@ static void emu_run_case(sprig_gen *gen, const emu_case *c) {
              c->frac, U);
     for (int run = 0; mu && md && run < 2; ++run) {
         memset(h, 0xff, 2u * B * f); /* NaN poison */
-        const uint16_t *aWg = Wgb, *aWu = Wub, *ax = xb, *aWd = Wdb, *ah = h;
-        const int *au = uids, *an = &U;
-        const unsigned char *am = mask;
-        uint16_t *ahw = h, *ay = y;
-        float *aws = ws;
-        void *up_args[] = {&aWg, &aWu, &ax, &au, &an, &am, &ahw};
+        /* arguments bound by name: the plan's declared order, checked */
+        sp_kargs ku, kd;
+        sp_kargs_init(&ku, pu);
+        fh_ptr(&ku, "Wg", Wgb), fh_ptr(&ku, "Wu", Wub), fh_ptr(&ku, "x", xb);
+        fh_ptr(&ku, "union_ids", uids), fh_ptr(&ku, "union_count", &U), fh_ptr(&ku, "mask", mask), fh_ptr(&ku, "h", h);
+        sp_kargs_init(&kd, pd);
+        fh_ptr(&kd, "Wd", Wdb), fh_ptr(&kd, "h", h), fh_ptr(&kd, "union_ids", uids), fh_ptr(&kd, "union_count", &U);
+        fh_ptr(&kd, "ws", ws), fh_ptr(&kd, "y", y);
+        void **up_args = NULL, **down_args = NULL;
+        CHECK_MSG(sp_kargs_finish(&ku, &up_args) == SPRIG_OK && sp_kargs_finish(&kd, &down_args) == SPRIG_OK,
+                  "%s: binding: %s", what, sprig_last_error());
+        if (!up_args || !down_args) break;
         CHECK_MSG(sp_emu_plan_launch(mu, pu, up_args) == SPRIG_OK, "%s: upgate: %s", what, sprig_last_error());
         int nan = 0;
         double e = rel_err(bf16, h, f, hc, f, B, U * g, &nan);
@@ -480,7 +487,6 @@ static void emu_run_case(sprig_gen *gen, const emu_case *c) {
                     hk[(size_t)t * f + uids[j] * g + i] = sp_ref_from_bits(bf16, h[(size_t)t * f + j * g + i]);
         sp_ref_down(Wd, hk, NULL, B, d, f, g, yr);
         memset(y, 0xff, 2u * B * d);
-        void *down_args[] = {&aWd, &ah, &au, &an, &aws, &ay};
         CHECK_MSG(sp_emu_plan_launch(md, pd, down_args) == SPRIG_OK, "%s: down: %s", what, sprig_last_error());
         e = rel_err(bf16, y, d, yr, d, B, d, &nan);
         if (U == 0) {

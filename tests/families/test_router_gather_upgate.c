@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "emu_runtime.h"
+#include "family_harness.h"
 #include "sp_half.h"
 #include "sp_reference.h"
 #include "sprig.h"
@@ -337,11 +338,16 @@ static void emu_router(sprig_gen *gen, int d, int f, const char *dtype, int B, i
     for (int i = 0; i < E; ++i) uids[i] = -7;
     int ucount = -7, rucount = 0;
     float threshold = silu ? 0.15f : (float)log(0.6 / 0.4) * 0.5f; /* a fraction of each active */
-    void *a_wr = Wr_bits, *a_x = x_bits, *a_s = scores, *a_ids = ids, *a_c = counts, *a_u = uids, *a_uc = &ucount,
-         *a_m = mask;
-    void *args[] = {&a_wr, &a_x, &a_s, &threshold, &a_ids, &a_c, &a_u, &a_uc, &a_m};
+    sp_kargs k;
+    sp_kargs_init(&k, p);
+    fh_ptr(&k, "Wr", Wr_bits), fh_ptr(&k, "x", x_bits), fh_ptr(&k, "scores", scores);
+    sp_kargs_f32(&k, "threshold", threshold);
+    fh_ptr(&k, "ids", ids), fh_ptr(&k, "counts", counts), fh_ptr(&k, "union_ids", uids);
+    fh_ptr(&k, "union_count", &ucount), fh_ptr(&k, "mask", mask);
+    void **args = NULL;
     ++checks;
-    sprig_status st = sp_emu_plan_launch(mod, p, args);
+    sprig_status st = sp_kargs_finish(&k, &args);
+    if (st == SPRIG_OK) st = sp_emu_plan_launch(mod, p, args);
     CHECK_MSG(st == SPRIG_OK, "%s: %s", p->key, sprig_last_error());
     if (st == SPRIG_OK) {
         sp_ref_router_scores(Wr, x, ref, E, d, B);
@@ -398,13 +404,18 @@ static void emu_upgate(sprig_gen *gen, int d, int f, const char *dtype, int B, i
     if (all_active) memcpy(hc, hd, sizeof(double) * Bf);
     else sp_ref_compact_h(hd, uids, ucount, B, f, g, hc);
     for (size_t i = 0; i < Bf; ++i) h[i] = 0x7e01; /* poison: a NaN in both types */
-    void *a_wg = interleave ? (void *)Wi_bits : (void *)Wg_bits, *a_wu = interleave ? NULL : (void *)Wu_bits;
-    void *a_x = x_bits, *a_h = h;
-    void *a_u = all_active ? NULL : (void *)uids, *a_uc = all_active ? NULL : (void *)&ucount;
-    void *a_m = all_active ? NULL : (void *)mask;
-    void *args[] = {&a_wg, &a_wu, &a_x, &a_u, &a_uc, &a_m, &a_h};
+    sp_kargs k;
+    sp_kargs_init(&k, p);
+    fh_ptr(&k, "Wg", interleave ? (void *)Wi_bits : (void *)Wg_bits);
+    fh_ptr(&k, "Wu", interleave ? NULL : Wu_bits);
+    fh_ptr(&k, "x", x_bits), fh_ptr(&k, "h", h);
+    fh_ptr(&k, "union_ids", all_active ? NULL : uids);
+    fh_ptr(&k, "union_count", all_active ? NULL : &ucount);
+    fh_ptr(&k, "mask", all_active ? NULL : mask);
+    void **args = NULL;
     ++checks;
-    sprig_status st = sp_emu_plan_launch(mod, p, args);
+    sprig_status st = sp_kargs_finish(&k, &args);
+    if (st == SPRIG_OK) st = sp_emu_plan_launch(mod, p, args);
     CHECK_MSG(st == SPRIG_OK, "%s: %s", p->key, sprig_last_error());
     if (st == SPRIG_OK) {
         const int rows = all_active ? f : ucount * g;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "emu_runtime.h"
+#include "family_harness.h"
 #include "sp_half.h"
 #include "sp_reference.h"
 #include "sp_space.h"
@@ -235,12 +236,15 @@ static void emu_rmsnorm(sprig_gen *gen, const rms_case *c) {
         }
     const float eps = 1e-5f;
     if (m) {
-        const uint16_t *srcp = src_b, *wp = c->w_null ? NULL : w_b;
-        const int *rowp = row;
-        float *xp = x, eps_arg = eps;
-        uint16_t *outp = out, *rawp = raw;
-        void *args[] = {&xp, &srcp, &rowp, &wp, &outp, &eps_arg, &rawp};
-        CHECK_MSG(sp_emu_plan_launch(m, plan, args) == SPRIG_OK, "%s: %s", what, sprig_last_error());
+        sp_kargs k;
+        sp_kargs_init(&k, plan);
+        fh_ptr(&k, "x", x), fh_ptr(&k, "src", src_b), fh_ptr(&k, "row", row);
+        fh_ptr(&k, "w", c->w_null ? NULL : w_b), fh_ptr(&k, "out", out);
+        sp_kargs_f32(&k, "eps", eps);
+        if (sp_kargs_has(&k, "raw")) fh_ptr(&k, "raw", raw); /* raw_out=1 plans only */
+        void **args = NULL;
+        CHECK_MSG(sp_kargs_finish(&k, &args) == SPRIG_OK && sp_emu_plan_launch(m, plan, args) == SPRIG_OK, "%s: %s",
+                  what, sprig_last_error());
         /* the residual: exact for set/embed/none, one float rounding for add */
         double xerr = 0;
         int raw_exact = 1, raw_untouched = 1;
@@ -300,10 +304,12 @@ static void emu_gemv(sprig_gen *gen, int d, int f, int B, int bf16, const char *
     sp_emu_module *m = NULL;
     CHECK_MSG(sp_emu_module_load(plan, &m) == SPRIG_OK, "%s: emulator compile: %s", what, sprig_last_error());
     if (m) {
-        const uint16_t *Wp = W_b, *xp = x_b;
-        uint16_t *yp = y;
-        void *args[] = {&Wp, &xp, &yp};
-        CHECK_MSG(sp_emu_plan_launch(m, plan, args) == SPRIG_OK, "%s: %s", what, sprig_last_error());
+        sp_kargs k;
+        sp_kargs_init(&k, plan);
+        fh_ptr(&k, "W", W_b), fh_ptr(&k, "x", x_b), fh_ptr(&k, "y", y);
+        void **args = NULL;
+        CHECK_MSG(sp_kargs_finish(&k, &args) == SPRIG_OK && sp_emu_plan_launch(m, plan, args) == SPRIG_OK, "%s: %s",
+                  what, sprig_last_error());
         const double err = rel_error(y, ref, (size_t)B * N, bf16);
         printf("%s: rel err %.2g", what, err);
         CHECK_MSG(err < tolerance(bf16), "%s: relative error %g", what, err);
