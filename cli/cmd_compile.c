@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "sp_cache.h"
+#include "sp_mlp_keys.h"
 #include "sp_file.h"
 
 #define CC_MAX_ARCHS 64
@@ -186,8 +187,10 @@ static int cc_render_one(sprig_gen *gen, const cc_opts *o, const char *family, i
     const cli_kernel_args *k = &o->k;
     snprintf(out->family, sizeof out->family, "%s", family);
     out->batch = k->batch;
-    /* Tensor-core gather GEMM needs batch >= 8: show it at a prefill-ish batch. */
-    if (all_mode && !strcmp(family, "gather_gemm") && out->batch < 8) out->batch = 16;
+    /* A family tuned only from a larger batch (the tensor-core gather GEMM, from 8; its spec's
+       tune.mlp.from_batch) is shown at a prefill-ish one. */
+    if (all_mode && !sp_mlp_default_family(gen, family, out->batch) && sp_mlp_default_family(gen, family, 16))
+        out->batch = 16;
     sprig_request req = {family, k->d, k->f, k->dtype, out->batch, k->g, k->params};
     sprig_status s = sprig_gen_render(gen, &req, &out->plan);
     if (s == SPRIG_OK) return 0;
