@@ -93,6 +93,71 @@ __device__ __forceinline__ void sp_load_vec_stream(const T *__restrict__ p, floa
     }
 }
 
+// ---- the warp-per-row K-walk ---------------------------------------------------------
+// The loop every GEMV-shaped kernel here runs (dense_gemv, router, gather_upgate,
+// fused_mlp): a warp's lanes stride K (KC columns, a multiple of 8) in chunks of
+// 32*VEC elements and dot MATS weight rows per output row (gate and up share their x)
+// with BATCH inputs: acc[r][b][m] += sum_k w[m][r][k] * x[b][k], lane-partial sums (the
+// caller reduces across the warp). KSPLIT warps may share the rows, warp `slice` taking
+// chunks slice, slice + KSPLIT, ...
+// Full chunks go in steps of UNROLL*KSPLIT whose trip count is a compile-time constant:
+// all UNROLL*ROWS*MATS weight loads of a step are issued before its first FMA, and the
+// step loop is not unrolled (unroll 1), so those loads stay in flight together instead
+// of each waiting on the previous chunk's FMAs in a fully unrolled walk. The chunks
+// left (fewer than a step, the last possibly partial) go one at a time, round-robin
+// over the slices. Weights stream past L1; load_x(b, k, xv) reads x[b][k..k+VEC).
+template <int MATS, int ROWS, int BATCH, int VEC, int UNROLL, int KSPLIT, int KC, class LoadX>
+__device__ __forceinline__ void sp_kwalk(const T *const (&w)[MATS][ROWS], int slice, int lane, LoadX load_x,
+                                         float (&acc)[ROWS][BATCH][MATS]) {
+    constexpr int CH = 32 * VEC, FULL = KC / CH, STEP = UNROLL * KSPLIT, STEPPED_CH = FULL - FULL % STEP;
+#pragma unroll 1
+    for (int c0 = 0; c0 < STEPPED_CH; c0 += STEP) {
+        const int c = c0 + slice;
+        float wv[UNROLL][ROWS][MATS][VEC];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u)
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+                for (int m = 0; m < MATS; ++m)
+                    sp_load_vec_stream<VEC>(w[m][r] + (c + u * KSPLIT) * CH + lane * VEC, wv[u][r][m]);
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u)
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+                float xv[VEC];
+                load_x(b, (c + u * KSPLIT) * CH + lane * VEC, xv);
+#pragma unroll
+                for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+                    for (int m = 0; m < MATS; ++m)
+#pragma unroll
+                        for (int v = 0; v < VEC; ++v) acc[r][b][m] = fmaf(wv[u][r][m][v], xv[v], acc[r][b][m]);
+            }
+    }
+    if (STEPPED_CH * CH < KC) {
+#pragma unroll 1
+        for (int k = (STEPPED_CH + slice) * CH + lane * VEC; k < KC; k += KSPLIT * CH) {
+            float wv[ROWS][MATS][VEC];
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+                for (int m = 0; m < MATS; ++m) sp_load_vec_stream<VEC>(w[m][r] + k, wv[r][m]);
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+                float xv[VEC];
+                load_x(b, k, xv);
+#pragma unroll
+                for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+                    for (int m = 0; m < MATS; ++m)
+#pragma unroll
+                        for (int v = 0; v < VEC; ++v) acc[r][b][m] = fmaf(wv[r][m][v], xv[v], acc[r][b][m]);
+            }
+        }
+    }
+}
+
 __device__ __forceinline__ float sp_warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -15,7 +15,6 @@
 #define THREADS {{ p.threads }}
 #define WARPS {{ WARPS }}
 #define RPC {{ RPC }}                      // compact rows per CTA
-#define CHUNK (32 * VEC)
 
 // Compact rows of the union in this call (the grid is sized for all f).
 __device__ __forceinline__ int sp_union_rows(const int *__restrict__ union_count) {
@@ -26,56 +25,21 @@ __device__ __forceinline__ int sp_union_rows(const int *__restrict__ union_count
 {% end %}
 }
 
-// x[b] . wg and x[b] . wu for every token b: one warp, one neuron; the sums
-// end up in every lane.
+// gate and up of one row for every token: the shared K-walk (templates/common.cuh.lua)
+// with the two weight rows, then warp sums (the results end up in every lane).
 __device__ __forceinline__ void sp_gate_up(const T *__restrict__ wg, const T *__restrict__ wu,
                                            const T *__restrict__ x, int lane, float (&acc)[BATCH][2]) {
+    const T *w[2][1];
+    w[0][0] = wg, w[1][0] = wu;
+    float a[1][BATCH][2];
 #pragma unroll
-    for (int b = 0; b < BATCH; ++b) acc[b][0] = acc[b][1] = 0.0f;
-    // Full chunks: every lane's VEC elements are in range.
-    const int full = D_COLS / CHUNK;
-    int c = 0;
-    for (; c + UNROLL <= full; c += UNROLL) {
-        float w[UNROLL][2][VEC];
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            const int k = (c + u) * CHUNK + lane * VEC;
-            sp_load_vec_stream<VEC>(wg + k, w[u][0]);
-            sp_load_vec_stream<VEC>(wu + k, w[u][1]);
-        }
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u)
-#pragma unroll
-            for (int b = 0; b < BATCH; ++b) {
-                float xv[VEC];
-                sp_load_vec<VEC>(x + (size_t)b * D_COLS + (c + u) * CHUNK + lane * VEC, xv);
-#pragma unroll
-                for (int v = 0; v < VEC; ++v) {
-                    acc[b][0] = fmaf(w[u][0][v], xv[v], acc[b][0]);
-                    acc[b][1] = fmaf(w[u][1][v], xv[v], acc[b][1]);
-                }
-            }
-    }
-    // Remaining chunks, the last possibly partial (d is a multiple of 8, so of VEC).
-    for (int k = c * CHUNK + lane * VEC; k < D_COLS; k += CHUNK) {
-        float w[2][VEC];
-        sp_load_vec_stream<VEC>(wg + k, w[0]);
-        sp_load_vec_stream<VEC>(wu + k, w[1]);
-#pragma unroll
-        for (int b = 0; b < BATCH; ++b) {
-            float xv[VEC];
-            sp_load_vec<VEC>(x + (size_t)b * D_COLS + k, xv);
-#pragma unroll
-            for (int v = 0; v < VEC; ++v) {
-                acc[b][0] = fmaf(w[0][v], xv[v], acc[b][0]);
-                acc[b][1] = fmaf(w[1][v], xv[v], acc[b][1]);
-            }
-        }
-    }
+    for (int b = 0; b < BATCH; ++b) a[0][b][0] = a[0][b][1] = 0.0f;
+    sp_kwalk<2, 1, BATCH, VEC, UNROLL, 1, D_COLS>(
+        w, 0, lane, [&](int b, int k, float *xv) { sp_load_vec<VEC>(x + (size_t)b * D_COLS + k, xv); }, a);
 #pragma unroll
     for (int b = 0; b < BATCH; ++b) {
-        acc[b][0] = sp_warp_sum(acc[b][0]);
-        acc[b][1] = sp_warp_sum(acc[b][1]);
+        acc[b][0] = sp_warp_sum(a[0][b][0]);
+        acc[b][1] = sp_warp_sum(a[0][b][1]);
     }
 }
 

@@ -12,12 +12,9 @@
 #define ROWS {{ R }}
 #define VEC {{ V }}
 #define UNROLL {{ U }}
-#define CHUNK (32 * VEC)
 #define THREADS {{ p.threads }}
 #define KSPLIT {{ KS }}  // warps sharing one row group, each on a slice of K
 #define GROUPS (THREADS / 32 / KSPLIT)  // row groups per CTA
-#define FULL_CHUNKS (D_COLS / CHUNK)
-#define STEPPED (FULL_CHUNKS - FULL_CHUNKS % (UNROLL * KSPLIT))  // chunks done in unrolled steps
 #define ROWS_PER_CTA {{ ROWS_PER_CTA }}
 {% if p.x_smem == 1 then %}
 
@@ -93,9 +90,8 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
     const bool live = row0 < n_rows;  // a spare group still reaches the barrier below
 {% end %}
 
-    // Each row's gate and up weights, and its expert (for the mask).
-    const T *wg[ROWS];
-    const T *wu[ROWS];
+    // Each row's gate and up weights (w[0], w[1]), and its expert (for the mask).
+    const T *w[2][ROWS];
     int expert[ROWS];
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
@@ -108,11 +104,11 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
 {% end %}
         expert[r] = e;
 {% if p.interleave == 1 then %}
-        wg[r] = Wg + ((size_t)e * 2 * G + i) * D_COLS;  // [E][2][G][D]: gate rows, then up rows
-        wu[r] = wg[r] + (size_t)G * D_COLS;
+        w[0][r] = Wg + ((size_t)e * 2 * G + i) * D_COLS;  // [E][2][G][D]: gate rows, then up rows
+        w[1][r] = w[0][r] + (size_t)G * D_COLS;
 {% else %}
-        wg[r] = Wg + ((size_t)e * G + i) * D_COLS;
-        wu[r] = Wu + ((size_t)e * G + i) * D_COLS;
+        w[0][r] = Wg + ((size_t)e * G + i) * D_COLS;
+        w[1][r] = Wu + ((size_t)e * G + i) * D_COLS;
 {% end %}
     }
 
@@ -122,67 +118,13 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) acc[r][b][0] = acc[r][b][1] = 0.0f;
 
-    // Steps of UNROLL*KSPLIT full chunks (every lane's VEC elements in range), slice s
-    // taking chunks c + u*KSPLIT + s: the trip count is a compile-time constant, the same
-    // for every slice (a spare group, KSPLIT > 1 only, skips the loops).
+    // The shared K-walk (templates/common.cuh.lua): slice s of the group takes chunks
+    // s, s + KSPLIT, ...; a spare group (KSPLIT > 1 only) skips it but reaches the barrier.
 {% if KS > 1 then %}
-    if (live) {
+    if (live)
 {% end %}
-#pragma unroll 1
-    for (int c0 = 0; c0 + UNROLL * KSPLIT <= FULL_CHUNKS; c0 += UNROLL * KSPLIT) {
-        const int c = c0 + slice;
-        float w[UNROLL][ROWS][2][VEC];
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u)
-#pragma unroll
-            for (int r = 0; r < ROWS; ++r) {
-                const int k = (c + u * KSPLIT) * CHUNK + lane * VEC;
-                sp_load_vec_stream<VEC>(wg[r] + k, w[u][r][0]);
-                sp_load_vec_stream<VEC>(wu[r] + k, w[u][r][1]);
-            }
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u)
-#pragma unroll
-            for (int b = 0; b < BATCH; ++b) {
-                float xv[VEC];
-                sp_load_x<VEC>(xs + (size_t)b * D_COLS + (c + u * KSPLIT) * CHUNK + lane * VEC, xv);
-#pragma unroll
-                for (int r = 0; r < ROWS; ++r)
-#pragma unroll
-                    for (int v = 0; v < VEC; ++v) {
-                        acc[r][b][0] = fmaf(w[u][r][0][v], xv[v], acc[r][b][0]);
-                        acc[r][b][1] = fmaf(w[u][r][1][v], xv[v], acc[r][b][1]);
-                    }
-            }
-    }
-    // The chunks left (fewer than UNROLL*KSPLIT, the last possibly partial: d is a multiple
-    // of 8, so of VEC), round-robin over the slices; absent when the steps cover d.
-    if (STEPPED * CHUNK < D_COLS) {
-#pragma unroll 1
-        for (int k = (STEPPED + slice) * CHUNK + lane * VEC; k < D_COLS; k += KSPLIT * CHUNK) {
-            float w[ROWS][2][VEC];
-#pragma unroll
-            for (int r = 0; r < ROWS; ++r) {
-                sp_load_vec_stream<VEC>(wg[r] + k, w[r][0]);
-                sp_load_vec_stream<VEC>(wu[r] + k, w[r][1]);
-            }
-#pragma unroll
-            for (int b = 0; b < BATCH; ++b) {
-                float xv[VEC];
-                sp_load_x<VEC>(xs + (size_t)b * D_COLS + k, xv);
-#pragma unroll
-                for (int r = 0; r < ROWS; ++r)
-#pragma unroll
-                    for (int v = 0; v < VEC; ++v) {
-                        acc[r][b][0] = fmaf(w[r][0][v], xv[v], acc[r][b][0]);
-                        acc[r][b][1] = fmaf(w[r][1][v], xv[v], acc[r][b][1]);
-                    }
-            }
-        }
-    }
-{% if KS > 1 then %}
-    }
-{% end %}
+        sp_kwalk<2, ROWS, BATCH, VEC, UNROLL, KSPLIT, D_COLS>(
+            w, slice, lane, [&](int b, int k, float *xv) { sp_load_x<VEC>(xs + (size_t)b * D_COLS + k, xv); }, acc);
 
 {% if KS == 1 then %}
 #pragma unroll

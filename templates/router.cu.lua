@@ -8,12 +8,9 @@
 #define ROWS {{ R }}
 #define VEC {{ V }}
 #define UNROLL {{ U }}
-#define CHUNK (32 * VEC)
 #define SCORE_THREADS {{ p.threads }}
 #define KSPLIT {{ KS }}  // warps sharing one row group, each on a slice of K
 #define GROUPS (SCORE_THREADS / 32 / KSPLIT)  // row groups per CTA
-#define FULL_CHUNKS (K_COLS / CHUNK)
-#define STEPPED (FULL_CHUNKS - FULL_CHUNKS % (UNROLL * KSPLIT))  // chunks done in unrolled steps
 #define COMPACT_THREADS {{ p.compact_threads }}
 #define COMPACT_WARPS (COMPACT_THREADS / 32)
 #define LISTS (BATCH + 1)  // one id list per token, then the batch union
@@ -41,67 +38,25 @@ sprig_router_scores(const T *__restrict__ Wr, const T *__restrict__ x, float *__
     if (row0 >= N_EXPERTS) return;
 {% end %}
 
-    float acc[ROWS][BATCH];
+    float acc[ROWS][BATCH][1];
+    const T *w[1][ROWS];
 #pragma unroll
-    for (int r = 0; r < ROWS; ++r)
+    for (int r = 0; r < ROWS; ++r) {
+        w[0][r] = Wr + (size_t)min(row0 + r, N_EXPERTS - 1) * K_COLS;  // spare rows read a valid row, never stored
 #pragma unroll
-        for (int b = 0; b < BATCH; ++b) acc[r][b] = 0.0f;
-
-    if (row0 < N_EXPERTS) {  // a spare group still reaches the barrier below
-        // Steps of UNROLL*KSPLIT full chunks, slice s taking chunks c + u*KSPLIT + s: the trip
-        // count is a compile-time constant, the same for every slice.
-#pragma unroll 1
-        for (int c0 = 0; c0 + UNROLL * KSPLIT <= FULL_CHUNKS; c0 += UNROLL * KSPLIT) {
-            const int c = c0 + slice;
-            float w[UNROLL][ROWS][VEC];
-#pragma unroll
-            for (int u = 0; u < UNROLL; ++u)
-#pragma unroll
-                for (int r = 0; r < ROWS; ++r) {
-                    const int row = min(row0 + r, N_EXPERTS - 1);  // spare rows read a valid row, never stored
-                    sp_load_vec_stream<VEC>(Wr + (size_t)row * K_COLS + (c + u * KSPLIT) * CHUNK + lane * VEC,
-                                            w[u][r]);
-                }
-#pragma unroll
-            for (int u = 0; u < UNROLL; ++u)
-#pragma unroll
-                for (int b = 0; b < BATCH; ++b) {
-                    float xv[VEC];
-                    sp_load_vec<VEC>(x + (size_t)b * K_COLS + (c + u * KSPLIT) * CHUNK + lane * VEC, xv);
-#pragma unroll
-                    for (int r = 0; r < ROWS; ++r)
-#pragma unroll
-                        for (int v = 0; v < VEC; ++v) acc[r][b] = fmaf(w[u][r][v], xv[v], acc[r][b]);
-                }
-        }
-        // The chunks left (fewer than UNROLL*KSPLIT, the last possibly partial: d is a multiple
-        // of 8, so of VEC), round-robin over the slices; absent when the steps cover d.
-        if (STEPPED * CHUNK < K_COLS) {
-#pragma unroll 1
-            for (int k = (STEPPED + slice) * CHUNK + lane * VEC; k < K_COLS; k += KSPLIT * CHUNK) {
-#pragma unroll
-                for (int r = 0; r < ROWS; ++r) {
-                    const int row = min(row0 + r, N_EXPERTS - 1);
-                    float w[VEC];
-                    sp_load_vec_stream<VEC>(Wr + (size_t)row * K_COLS + k, w);
-#pragma unroll
-                    for (int b = 0; b < BATCH; ++b) {
-                        float xv[VEC];
-                        sp_load_vec<VEC>(x + (size_t)b * K_COLS + k, xv);
-#pragma unroll
-                        for (int v = 0; v < VEC; ++v) acc[r][b] = fmaf(w[v], xv[v], acc[r][b]);
-                    }
-                }
-            }
-        }
+        for (int b = 0; b < BATCH; ++b) acc[r][b][0] = 0.0f;
     }
+    // The shared K-walk (templates/common.cuh.lua); a spare group still reaches the barrier below.
+    if (row0 < N_EXPERTS)
+        sp_kwalk<1, ROWS, BATCH, VEC, UNROLL, KSPLIT, K_COLS>(
+            w, slice, lane, [&](int b, int k, float *xv) { sp_load_vec<VEC>(x + (size_t)b * K_COLS + k, xv); }, acc);
 
 {% if KS == 1 then %}
 #pragma unroll
     for (int r = 0; r < ROWS; ++r)
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) {
-            const float s = sp_warp_sum(acc[r][b]);
+            const float s = sp_warp_sum(acc[r][b][0]);
             // Spread the stores over lanes rather than funnel them through lane 0.
             if (lane == ((r * BATCH + b) & 31) && row0 + r < N_EXPERTS)
                 scores[(size_t)b * N_EXPERTS + row0 + r] = s;
@@ -112,7 +67,7 @@ sprig_router_scores(const T *__restrict__ Wr, const T *__restrict__ x, float *__
     for (int r = 0; r < ROWS; ++r)
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) {
-            const float s = sp_warp_sum(acc[r][b]);
+            const float s = sp_warp_sum(acc[r][b][0]);
             if (lane == ((r * BATCH + b) & 31)) part[wib][r][b] = s;
         }
     __syncthreads();

@@ -216,9 +216,8 @@ static int write_bad_template(const char *tdir) {
     struct {
         const char *from, *to;
     } edits[] = {
-        /* unroll=4: no K loop at all (so it is the fastest), y = 0 */
-        {"const int full = K_COLS / CHUNK;", "const int full = UNROLL == 4 ? 0 : K_COLS / CHUNK;"},
-        {"k < K_COLS; k += CHUNK)", "UNROLL != 4 && k < K_COLS; k += CHUNK)"},
+        /* unroll=4: no K-walk at all (so it is the fastest), y = 0 */
+        {"    sp_kwalk<1, ROWS, BATCH, VEC, UNROLL, 1, K_COLS>(", "    if (UNROLL != 4) sp_kwalk<1, ROWS, BATCH, VEC, UNROLL, 1, K_COLS>("},
         /* unroll=2: not C++ */
         {"    const int lane = threadIdx.x & 31;",
          "{% if p.unroll == 2 then %}    this is not C++;\n{% end %}    const int lane = threadIdx.x & 31;"},

@@ -192,7 +192,7 @@ static void test_params(sprig_gen *gen) {
     CHECK(a && b);
     if (a && b) {
         CHECK(sp_contains(a->source, "__shared__") && !sp_contains(b->source, "__shared__"));
-        CHECK(sp_contains(a->source, "wg[r] + (size_t)G * D_COLS") && !sp_contains(b->source, "(size_t)G * D_COLS"));
+        CHECK(sp_contains(a->source, "w[0][r] + (size_t)G * D_COLS") && !sp_contains(b->source, "(size_t)G * D_COLS"));
         CHECK(!sp_contains(a->source, "__ldg(union_count)") && sp_contains(b->source, "__ldg(union_count)"));
         CHECK(!sp_contains(a->source, "mask +") && sp_contains(b->source, "mask +"));
     }
