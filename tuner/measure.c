@@ -24,6 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "operands.h"
 #include "sp_error.h"
 #include "sp_gen_reference.h"
@@ -65,6 +67,13 @@ typedef struct mz_out {
 #define MZ_MAX_REFS 8
 #define MZ_MAX_OUTS 16
 
+/* A measured candidate of the key, by what its plan runs (see mz_plan_hash). */
+typedef struct mz_seen {
+    uint64_t hash;
+    sp_measurement m;
+    char params[96];
+} mz_seen;
+
 typedef struct mz_problem {
     int valid;
     char family[32], dtype[8], fixed[256];
@@ -83,6 +92,8 @@ typedef struct mz_problem {
     mz_out outs[MZ_MAX_OUTS];
     int n_outs;
     sp_dptr duids, ducount, dmask, dhin;
+    mz_seen *seen;               /* the key's measured candidates */
+    size_t n_seen, cap_seen;
 } mz_problem;
 
 struct sp_measure {
@@ -101,6 +112,7 @@ static void mz_problem_free(sp_measure *m) {
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; ++i) sp_exec_free(m->e, dev[i]);
     for (int i = 0; i < p->n_refs; ++i) free(p->refs[i].vals);
     free(p->mask), free(p->ids), free(p->counts), free(p->uids), free(p->hin), free(p->hin_vals), free(p->scores);
+    free(p->seen);
     memset(p, 0, sizeof *p);
 }
 
@@ -957,6 +969,40 @@ done:
     return st;
 }
 
+/* What a plan runs: its source, kernels, launches, workspace and arguments.
+ * Two candidates with the same hash are the same kernels. */
+static uint64_t mz_plan_hash(const sprig_plan *plan) {
+    XXH3_state_t *h = XXH3_createState();
+    if (!h) return 0;
+    XXH3_64bits_reset(h);
+    XXH3_64bits_update(h, plan->source, plan->source_len);
+    XXH3_64bits_update(h, plan->kernels, sizeof plan->kernels[0] * (size_t)plan->n_kernels);
+    XXH3_64bits_update(h, &plan->workspace_bytes, sizeof plan->workspace_bytes);
+    XXH3_64bits_update(h, plan->args, sizeof plan->args[0] * (size_t)plan->n_args);
+    const uint64_t v = XXH3_64bits_digest(h);
+    XXH3_freeState(h);
+    return v;
+}
+
+static const mz_seen *mz_find_seen(const mz_problem *p, uint64_t hash) {
+    for (size_t i = 0; i < p->n_seen; ++i)
+        if (p->seen[i].hash == hash) return &p->seen[i];
+    return NULL;
+}
+
+/* Records a measured candidate (advisory: out of memory forgets it). */
+static void mz_remember(mz_problem *p, uint64_t hash, const char *params, const sp_measurement *m) {
+    if (p->n_seen == p->cap_seen) {
+        size_t cap = p->cap_seen ? 2 * p->cap_seen : 32;
+        mz_seen *grown = realloc(p->seen, sizeof *grown * cap);
+        if (!grown) return;
+        p->seen = grown, p->cap_seen = cap;
+    }
+    mz_seen *s = &p->seen[p->n_seen++];
+    s->hash = hash, s->m = *m;
+    snprintf(s->params, sizeof s->params, "%s", params);
+}
+
 sprig_status sp_measure_candidate(void *ctx, const sp_tune_key *key, const char *params, sp_measurement *out) {
     sp_measure *m = ctx;
     memset(out, 0, sizeof *out);
@@ -974,6 +1020,18 @@ sprig_status sp_measure_candidate(void *ctx, const sp_tune_key *key, const char 
     if (st != SPRIG_OK) {
         mz_note(out, SP_VERDICT_COMPILE_FAILED, "render: ", sprig_last_error());
         return st == SPRIG_E_NOMEM ? st : SPRIG_OK;
+    }
+    const uint64_t hash = mz_plan_hash(plan);
+    const mz_seen *twin = mz_find_seen(&m->p, hash);
+    if (twin) { /* the same kernels as a candidate already measured: nothing to run */
+        *out = twin->m;
+        char note[sizeof out->note];
+        snprintf(note, sizeof note, "same kernels as [%.96s]%s%.40s", twin->params, twin->m.note[0] ? "; " : "",
+                 twin->m.note);
+        snprintf(out->note, sizeof out->note, "%s", note);
+        ++m->stats.duplicates;
+        sprig_plan_free(plan);
+        return SPRIG_OK;
     }
     mz_verify v;
     if (mz_verify_of(plan, &v) != SPRIG_OK) {
@@ -993,6 +1051,7 @@ sprig_status sp_measure_candidate(void *ctx, const sp_tune_key *key, const char 
         st = mz_run(m, plan, params, mod, &v, out);
         sp_exec_unload(m->e, mod);
     }
+    if (st == SPRIG_OK) mz_remember(&m->p, hash, params, out);
     sprig_plan_free(plan);
     return st == SPRIG_OK ? SPRIG_OK : sp_wrap(st, "measuring %s [%s]", key->family, params);
 }

@@ -15,7 +15,11 @@
  * then timed with sp_exec_time over rotating weight copies that together
  * exceed twice the L2 cache, and checked again after timing (the output of
  * the last timed run must still be right: catches workspaces that are not
- * left zeroed).
+ * left zeroed). A candidate whose parameters render the very kernels of an
+ * earlier candidate of the same key (parameters a plan does not read, such as
+ * batch_tile at batch 1, or splits=0 resolving to what an explicit value
+ * gives) is not run again: it gets that candidate's measurement, its note
+ * naming it.
  *
  * Families: dense_gemv (op=up|down), router (score=sigmoid|silu_abs; the
  * threshold is set from the float64 scores so that the key's sparsity is
@@ -73,6 +77,9 @@ typedef struct sp_measure_stats {
     long references_computed;  /* float64 reference outputs computed (one per output kind and key) */
     long measured;             /* sp_measure_candidate calls */
     long compiled_ahead;        /* candidates compiled by prepare */
+    long duplicates;           /* candidates whose kernels (source, launches, workspace) an earlier
+                                  candidate of the same key already had: answered with its
+                                  measurement, nothing run */
 } sp_measure_stats;
 
 void sp_measure_get_stats(const sp_measure *m, sp_measure_stats *out);
