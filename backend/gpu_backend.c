@@ -143,11 +143,13 @@ static void set_widths(sp_gpu *g) {
 
 static void assign_kinds(sp_gpu *g) {
     for (int l = 0; l < g->L; ++l) {
-        const int routed = g->mode == SP_MLP_AUTO && g->model->layers[l].router != NULL;
+        const int routed = g->mode == SP_MLP_AUTO && g->cfg->lte.enabled && g->cfg->lte.has_router[l];
         g->layers[l].kind = g->mode == SP_MLP_THRESHOLD ? GPU_MLP_THRESHOLD : routed ? GPU_MLP_LTE : GPU_MLP_DENSE;
     }
 }
 
+/* Opens the step: shapes, widths, kinds and kernels; then, unless only
+ * describing it (no executor: sp_gpu_describe), its buffers and weights. */
 static sprig_status open_gpu(sp_gpu *g) {
     const sp_model_config *cfg = g->cfg;
     g->d = cfg->hidden_size, g->f = cfg->intermediate_size, g->L = cfg->num_hidden_layers;
@@ -169,6 +171,11 @@ static sprig_status open_gpu(sp_gpu *g) {
         SP_TRY(sp_gpu_mlp_prepare_threshold(g));
     } else {
         SP_TRY(load_kernels(g));
+    }
+    if (!g->exec) { /* describing: the launches' host-side values only */
+        g->thresholds = calloc((size_t)g->L, sizeof *g->thresholds);
+        SP_CHECK_ALLOC(g->thresholds);
+        return SPRIG_OK;
     }
     SP_TRY(alloc_buffers(g));
     return sp_gpu_upload_weights(g);
@@ -199,11 +206,13 @@ sprig_status sp_gpu_open(sp_gpu_kernels *kernels, const sp_model *model, int max
 void sp_gpu_close(sp_gpu *g) {
     if (!g) return;
     sp_exec *e = g->exec;
-    sp_exec_graph_free(e, g->graph);
-    sp_gpu_free_weights(g);
+    if (e) {
+        sp_exec_graph_free(e, g->graph);
+        sp_gpu_free_weights(g);
+    }
     sp_dptr bufs[] = {g->inv_freq, g->k_cache, g->v_cache, g->io, g->x, g->xb, g->qkv, g->att, g->cat, g->proj, g->h,
                       g->logits, g->scores, g->ids, g->counts, g->union_ids, g->mask, g->union_counts};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) sp_exec_free(e, bufs[i]);
+    for (size_t i = 0; e && i < sizeof bufs / sizeof bufs[0]; ++i) sp_exec_free(e, bufs[i]);
     free(g->layers);
     free(g->logits16);
     free(g->logits_f);
@@ -375,4 +384,28 @@ sprig_status sp_gpu_router_scores(sp_gpu *g, int l, float *scores, int *n, float
     SP_TRY(sp_exec_download(g->exec, scores, g->scores + sizeof(float) * (size_t)l * g->f, sizeof(float) * (size_t)count));
     *n = count;
     return SPRIG_OK;
+}
+
+/* ---- describing the step -------------------------------------------------------- */
+
+sprig_status sp_gpu_describe(sp_gpu_kernels *kernels, const sp_model_config *cfg, sp_mlp_mode mode,
+                             const char *dtype, sp_gpu_step *out) {
+    memset(out, 0, sizeof *out);
+    if (kernels->exec) return sp_fail(SPRIG_E_INVALID, "sp_gpu_describe: the kernel set must have no executor");
+    if (!dtype || (strcmp(dtype, "fp16") != 0 && strcmp(dtype, "bf16") != 0))
+        return sp_fail(SPRIG_E_INVALID, "GPU dtype '%s' is not fp16 or bf16", dtype ? dtype : "(null)");
+    sp_gpu *g = calloc(1, sizeof *g);
+    SP_CHECK_ALLOC(g);
+    g->kernels = kernels, g->cfg = cfg, g->max_seq = 1, g->mode = mode;
+    snprintf(g->dtype, sizeof g->dtype, "%s", dtype);
+    g->bf16 = strcmp(dtype, "bf16") == 0;
+    sprig_status s = open_gpu(g);
+    if (s == SPRIG_OK) {
+        sp_gpu_kernels_record(kernels, 1);
+        s = run_token(g); /* the very sequence sp_gpu_forward launches */
+        sp_gpu_kernels_record(kernels, 0);
+    }
+    if (s == SPRIG_OK) s = sp_gpu_kernels_recorded(kernels, out);
+    sp_gpu_close(g);
+    return s;
 }

@@ -18,6 +18,8 @@ typedef struct sp_gpu_kernel {
     sprig_plan *plan;
     sp_exec_module *mod;
     sp_dptr ws;          /* 0 when the plan needs none */
+    int d, f, g;         /* the request it was rendered for (batch 1, the plan's dtype) */
+    char params[1024];
 } sp_gpu_kernel;
 
 struct sp_gpu_kernels {
@@ -26,6 +28,9 @@ struct sp_gpu_kernels {
     int n, cap;
     sp_gpu_kernel **items;
     sp_tuning_hook tuning; /* choose NULL: the executor's defaults */
+    int recording;         /* launches are recorded (sp_gpu_describe), not run */
+    sp_gpu_kernel **rec;
+    int n_rec, cap_rec;
 };
 
 /* Renders (family, shape, params), or finds it by plan key, and loads it.
@@ -35,7 +40,12 @@ struct sp_gpu_kernels {
  * returned kernel is owned by the set. */
 sprig_status sp_gpu_kernel_get(sp_gpu_kernels *ks, const char *family, int d, int f, const char *dtype, int g,
                                const char *fixed, double sparsity, sp_gpu_kernel **out);
-/* Launches the kernel's plan with its arguments bound by name (sp_kargs.h). */
+/* Recording instead of launching (on) and the launches recorded since. */
+void sp_gpu_kernels_record(sp_gpu_kernels *ks, int on);
+sprig_status sp_gpu_kernels_recorded(const sp_gpu_kernels *ks, sp_gpu_step *out);
+
+/* Launches the kernel's plan with its arguments bound by name (sp_kargs.h);
+ * while recording, appends it to the record instead. */
 sprig_status sp_gpu_kernel_launch(sp_gpu_kernels *ks, sp_gpu_kernel *k, sp_kargs *args);
 
 /* The tuning parameters for one request (req->params: the fixed ones), into

@@ -84,14 +84,17 @@ void sp_gpu_kernels_close(sp_gpu_kernels *ks) {
         free(k);
     }
     free(ks->items);
+    free(ks->rec);
     sprig_gen_close(ks->gen);
     free(ks);
 }
 
 int sp_gpu_kernels_count(const sp_gpu_kernels *ks) { return ks ? ks->n : 0; }
 
+/* Renders req with the tuned parameters merged over fixed (or fixed alone
+ * where they do not fit); used: the parameters the plan was rendered with. */
 static sprig_status render(sp_gpu_kernels *ks, sprig_request *req, const char *fixed, double sparsity,
-                           sprig_plan **plan) {
+                           sprig_plan **plan, char *used, size_t cap) {
     char params[1024], tuned[512];
     req->params = fixed;
     sp_gpu_choose_params(ks, req, sparsity, tuned, sizeof tuned);
@@ -103,6 +106,7 @@ static sprig_status render(sp_gpu_kernels *ks, sprig_request *req, const char *f
         req->params = fixed;
         s = sprig_gen_render(ks->gen, req, plan);
     }
+    snprintf(used, cap, "%s", req->params ? req->params : "");
     req->params = NULL;
     return s;
 }
@@ -121,6 +125,11 @@ static sprig_status load(sp_gpu_kernels *ks, sprig_plan *plan, sp_gpu_kernel **o
         return sp_fail(SPRIG_E_NOMEM, "out of memory");
     }
     k->plan = plan;
+    if (!ks->exec) { /* a set that only describes: rendered, never loaded */
+        ks->items[ks->n++] = k;
+        *out = k;
+        return SPRIG_OK;
+    }
     sprig_status s = sp_exec_load(ks->exec, plan, &k->mod);
     if (s == SPRIG_OK && plan->workspace_bytes) {
         s = sp_exec_alloc(ks->exec, &k->ws, plan->workspace_bytes);
@@ -143,7 +152,8 @@ sprig_status sp_gpu_kernel_get(sp_gpu_kernels *ks, const char *family, int d, in
     *out = NULL;
     sprig_request req = {family, d, f, dtype, 1, g, NULL};
     sprig_plan *plan = NULL;
-    sprig_status s = render(ks, &req, fixed, sparsity, &plan);
+    char used[1024];
+    sprig_status s = render(ks, &req, fixed, sparsity, &plan, used, sizeof used);
     if (s != SPRIG_OK)
         return sp_wrap(s, "kernel %s (d=%d, f=%d, %s, g=%d, %s)", family, d, f, dtype, g, fixed);
     for (int i = 0; i < ks->n; ++i)
@@ -155,9 +165,48 @@ sprig_status sp_gpu_kernel_get(sp_gpu_kernels *ks, const char *family, int d, in
     char key[256];
     snprintf(key, sizeof key, "%s", plan->key);
     s = load(ks, plan, out);
+    if (s == SPRIG_OK) {
+        sp_gpu_kernel *k = *out;
+        k->d = d, k->f = f, k->g = g;
+        snprintf(k->params, sizeof k->params, "%s", used);
+    }
     return s == SPRIG_OK ? s : sp_wrap(s, "kernel %s", key);
 }
 
 sprig_status sp_gpu_kernel_launch(sp_gpu_kernels *ks, sp_gpu_kernel *k, sp_kargs *args) {
-    return sp_kargs_launch(ks->exec, k->mod, args);
+    if (!ks->recording) return sp_kargs_launch(ks->exec, k->mod, args);
+    if (ks->n_rec == ks->cap_rec) {
+        const int cap = ks->cap_rec ? 2 * ks->cap_rec : 64;
+        sp_gpu_kernel **grown = realloc(ks->rec, sizeof *grown * (size_t)cap);
+        SP_CHECK_ALLOC(grown);
+        ks->rec = grown, ks->cap_rec = cap;
+    }
+    ks->rec[ks->n_rec++] = k;
+    return SPRIG_OK;
+}
+
+void sp_gpu_kernels_record(sp_gpu_kernels *ks, int on) {
+    ks->recording = on;
+    if (on) ks->n_rec = 0;
+}
+
+sprig_status sp_gpu_kernels_recorded(const sp_gpu_kernels *ks, sp_gpu_step *out) {
+    memset(out, 0, sizeof *out);
+    out->launches = calloc((size_t)(ks->n_rec ? ks->n_rec : 1), sizeof *out->launches);
+    SP_CHECK_ALLOC(out->launches);
+    for (int i = 0; i < ks->n_rec; ++i) {
+        const sp_gpu_kernel *k = ks->rec[i];
+        sp_gpu_launch *l = &out->launches[out->n++];
+        l->plan = k->plan;
+        l->d = k->d, l->f = k->f, l->g = k->g;
+        snprintf(l->params, sizeof l->params, "%s", k->params);
+        out->kernels += k->plan->n_kernels;
+    }
+    return SPRIG_OK;
+}
+
+void sp_gpu_step_free(sp_gpu_step *s) {
+    if (!s) return;
+    free(s->launches);
+    memset(s, 0, sizeof *s);
 }

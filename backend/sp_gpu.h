@@ -73,6 +73,24 @@ void sp_gpu_set_graph(sp_gpu *g, int on);
  * kernel by kernel), why. */
 const char *sp_gpu_graph_note(const sp_gpu *g);
 
+/* The decode step without a GPU or weights: the launches a model of this
+ * config makes per token, in order, recorded from the code sp_gpu_forward runs
+ * (kernels rendered, not loaded). kernels must be a set opened without an
+ * executor (sp_gpu_kernels_open(NULL, ...)); it owns the plans. */
+typedef struct sp_gpu_launch {
+    const sprig_plan *plan;  /* borrowed from the kernel set */
+    int d, f, g;             /* its request (batch 1, the step's dtype) */
+    char params[1024];
+} sp_gpu_launch;
+typedef struct sp_gpu_step {
+    sp_gpu_launch *launches; /* owned, [n]: one per plan launched */
+    int n;
+    int kernels;             /* kernel launches: sum of the plans' kernels */
+} sp_gpu_step;
+sprig_status sp_gpu_describe(sp_gpu_kernels *kernels, const sp_model_config *cfg, sp_mlp_mode mode,
+                             const char *dtype, sp_gpu_step *out);
+void sp_gpu_step_free(sp_gpu_step *s);
+
 /* Training-free sparsity: per-layer thresholds on |silu(x·W_gate)| (e.g. from
  * sp_calibrate_thresholds), [n_layers]. Switches every layer's MLP
  * to the threshold rule and resets the sparsity counters. */

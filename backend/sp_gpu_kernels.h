@@ -15,7 +15,8 @@
 
 typedef struct sp_gpu_kernels sp_gpu_kernels;
 
-/* exec is borrowed and must outlive the set. The caller owns *out. */
+/* exec is borrowed and must outlive the set. The caller owns *out. exec NULL
+ * opens a set that only renders (sp_gpu_describe: the step without a GPU). */
 sprig_status sp_gpu_kernels_open(sp_exec *exec, sp_gpu_kernels **out);
 /* Unloads every kernel. Every backend using the set must be closed first. */
 void sp_gpu_kernels_close(sp_gpu_kernels *k);

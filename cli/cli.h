@@ -15,6 +15,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_bench_e2e(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_analyze(int argc, char **argv);
 
 /* Options shared by every command that names a kernel. */
 typedef struct cli_kernel_args {

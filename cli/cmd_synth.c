@@ -39,6 +39,7 @@ typedef struct synth_opts {
     double slice;        /* SliceGPT slicing fraction; < 0: not sliced */
     int slice_width;     /* the residual width it gives (round_interval 8) */
     unsigned long long seed;
+    int config_only;     /* config.json and tokenizer.json, no weights (for sprig analyze --model-dir) */
 } synth_opts;
 
 static void synth_help(FILE *to) {
@@ -55,7 +56,9 @@ static void synth_help(FILE *to) {
                 "                      int((1-S)*d) rounded down to a multiple of 8, weightless norms,\n"
                 "                      random orthogonal shortcut matrices, the slicing JSON inline in\n"
                 "                      config.json (\"slicegpt\"); routers then read the sliced width\n"
-                "  --seed S            random seed (default 1)\n");
+                "  --seed S            random seed (default 1)\n"
+                "  --config-only       write config.json and tokenizer.json only, no weights: a folder that\n"
+                "                      sprig analyze --model-dir and sprig tune --model-dir --list read\n");
 }
 
 /* ---- random data: a pool of random values copied from at random offsets, so
@@ -298,6 +301,7 @@ static int parse_synth(int argc, char **argv, synth_opts *o) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { synth_help(stdout); exit(0); }
         if (a[0] != '-' && !o->out) { o->out = a; continue; }
+        if (!strcmp(a, "--config-only")) { o->config_only = 1; continue; }
         if (!v) { fprintf(stderr, "sprig synth: %s needs a value\n", a); return 2; }
         ++i;
         if (!strcmp(a, "--model")) {
@@ -364,6 +368,11 @@ int cmd_synth(int argc, char **argv) {
      * sigmoid(s) > tau, i.e. s > logit(tau): choose it at the target quantile. */
     const double score_std = sqrt((double)s->d / (3.0 * ds));
     const double tau = 1.0 / (1.0 + exp(-normal_quantile(o.lte_sparsity) * score_std));
+    if (o.config_only) {
+        if (write_config(&o, tau) || write_tokenizer(&o)) return 1;
+        printf("wrote %s: config.json and tokenizer.json only (d=%d f=%d layers=%d)\n", o.out, s->d, s->f, L);
+        return 0;
+    }
     const int per_layer = 9 + (o.lte_g ? 1 : 0);
     size_t n = 3 + (size_t)L * per_layer, k = 0;
     sp_tensor *t = calloc(n, sizeof *t);

@@ -21,6 +21,7 @@ static const command commands[] = {
     {"run", cmd_run, "generate text with a LLaMA-family model folder (dense, LTE or threshold-sparse)"},
     {"tune", cmd_tune, "tune a model's MLP kernels on this GPU into its tuning database"},
     {"bench", cmd_bench, "time tuned MLP kernels against cuBLAS and the bandwidth roof"},
+    {"analyze", cmd_analyze, "predict kernels' speed on a GPU profile without a GPU (static model)"},
 };
 
 static void usage(FILE *to) {

@@ -131,6 +131,76 @@ done:
     free(on), free(off);
 }
 
+/* ---- the step described without a GPU is the step launched -------------------------- */
+static const sp_exec_ops *real_ops;
+static long launched_plans, launched_kernels;
+#define MAX_LAUNCHED 512
+static char launched_keys[MAX_LAUNCHED][160];
+static sprig_status counting_launch(sp_exec *e, sp_exec_module *m, const sprig_plan *plan, void **args) {
+    if (launched_plans < MAX_LAUNCHED) snprintf(launched_keys[launched_plans], sizeof launched_keys[0], "%s", plan->key);
+    ++launched_plans, launched_kernels += plan->n_kernels;
+    return real_ops->launch(e, m, plan, args);
+}
+
+/* Each described launch names its request well enough to render it again
+ * (sprig analyze does): the same plan, key for key. */
+static void described_renders_again(const sp_gpu_step *step, const char *dtype, const char *name) {
+    sprig_gen *gen = NULL;
+    CHECK(sprig_gen_open(&gen, NULL) == SPRIG_OK);
+    for (int i = 0; gen && i < step->n; ++i) {
+        const sp_gpu_launch *l = &step->launches[i];
+        sprig_request req = {l->plan->family, l->d, l->f, dtype, 1, l->g, l->params};
+        sprig_plan *plan = NULL;
+        CHECK_MSG(sprig_gen_render(gen, &req, &plan) == SPRIG_OK && !strcmp(plan->key, l->plan->key),
+                  "%s: launch %d (%s, params '%s') renders as %s, launched %s", name, i, l->plan->family, l->params,
+                  plan ? plan->key : sprig_last_error(), l->plan->key);
+        sprig_plan_free(plan);
+    }
+    sprig_gen_close(gen);
+}
+
+/* sp_gpu_describe (no executor, no weights: from the config alone) lists the
+ * launches sp_gpu_forward makes, counted here on the emulator kernel by kernel. */
+static void describe_matches(sp_exec *e, const sp_model *m, const char *name, sp_mlp_mode mode) {
+    sp_gpu_kernels *none = NULL;
+    sp_gpu_step step;
+    CHECK(sp_gpu_kernels_open(NULL, &none) == SPRIG_OK);
+    CHECK_MSG(none && sp_gpu_describe(none, m->cfg, mode, "fp16", &step) == SPRIG_OK, "%s: %s", name,
+              sprig_last_error());
+    sp_exec_ops counting = *e->ops;
+    real_ops = e->ops, counting.launch = counting_launch;
+    sp_gpu_kernels *ks = NULL;
+    sp_gpu *g = NULL;
+    CHECK(sp_gpu_kernels_open(e, &ks) == SPRIG_OK);
+    CHECK(ks && sp_gpu_open(ks, m, 2, mode, "fp16", &g) == SPRIG_OK);
+    if (g) {
+        sp_gpu_set_graph(g, 0);
+        const float *logits = NULL;
+        e->ops = &counting;
+        launched_plans = launched_kernels = 0;
+        CHECK(sp_gpu_forward(g, 1, 0, &logits) == SPRIG_OK);
+        e->ops = real_ops;
+        CHECK_MSG(launched_plans == step.n && launched_kernels == step.kernels,
+                  "%s: described %d plans (%d kernels), launched %ld (%ld)", name, step.n, step.kernels,
+                  launched_plans, launched_kernels);
+        printf("%s: %d launches per token (%d kernels), %d layers, described = launched\n", name, step.n,
+               step.kernels, m->cfg->num_hidden_layers);
+        /* the request part of the key (before '|'): the emulator's executor picks
+         * its own default parameters (small CTAs), the description a GPU's */
+        for (int i = 0; i < step.n && i < MAX_LAUNCHED; ++i)
+            CHECK_MSG(step.launches[i].plan &&
+                          !strncmp(step.launches[i].plan->key, launched_keys[i], strcspn(launched_keys[i], "|") + 1),
+                      "%s: launch %d described as %s, launched %s", name, i,
+                      step.launches[i].plan ? step.launches[i].plan->key : "(none)", launched_keys[i]);
+        described_renders_again(&step, "fp16", name);
+    }
+    e->ops = real_ops;
+    sp_gpu_close(g);
+    sp_gpu_kernels_close(ks);
+    sp_gpu_step_free(&step);
+    sp_gpu_kernels_close(none);
+}
+
 int main(int argc, char **argv) {
     const char *root = argc > 1 ? argv[1] : "tests/fixtures/models";
     sp_exec *e = NULL;
@@ -146,6 +216,7 @@ int main(int argc, char **argv) {
         if (!m) continue;
         cpu_side(m, models[i]);
         gpu_side(ks, m, models[i]);
+        describe_matches(e, m, models[i], SP_MLP_AUTO);
         sp_model_close(m);
     }
     sp_gpu_kernels_close(ks);

@@ -110,4 +110,22 @@ function F.args(req, p, v)
   }
 end
 
+-- At a context of `context` positions (the model's step reads the whole cache).
+function F.perf(req, p, v, active, context)
+  context = context or 512
+  local hd, kvd = p.head_dim, p.kv_heads * p.head_dim
+  local cache = 2 * context * kvd * 2
+  local list = {
+    { read = (p.heads + 2 * p.kv_heads) * hd * 2, write = (p.heads + 2 * p.kv_heads) * hd * 2, inflight = 1,
+      load_bytes = 2, working = v.ROPE_ITEMS // v.ROPE_THREADS + 1, rounds = 1, hot = true },
+    { read = cache + p.heads * hd * 2, unsized = cache, write = p.splits > 1 and p.heads * p.splits * (hd + 2) * 4 or p.heads * hd * 2,
+      inflight = 2 * v.NC, load_bytes = 2 * p.vec, working = p.heads * p.splits, rounds = 3 },
+  }
+  if p.splits > 1 then
+    list[3] = { read = p.heads * p.splits * (hd + 2) * 4, write = p.heads * hd * 2, inflight = 1, load_bytes = 4,
+                working = p.heads, rounds = 2, hot = true }
+  end
+  return list
+end
+
 return F

@@ -66,4 +66,16 @@ end
 
 F.verify = "gemv"
 
+-- The traffic and parallelism the static model reads (docs/perf-model.md), per
+-- kernel: bytes requested from memory, loads in flight per lane before their
+-- first use, CTAs that work, dependent memory round trips. The warps of the
+-- last CTA past N read a valid row again (requested, never stored).
+function F.perf(req, p, v)
+  local rpc = (p.threads // 32) * p.rows_per_warp
+  local ctas = (v.N + rpc - 1) // rpc
+  local y = req.batch * v.N * 2
+  return { { read = ctas * rpc * v.K * 2 + req.batch * v.K * 2 + (p.accumulate == 1 and y or 0), write = y,
+             inflight = p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas, rounds = 1 } }
+end
+
 return F

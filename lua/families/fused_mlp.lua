@@ -119,4 +119,16 @@ end
 
 F.verify = "mlp"
 
+-- Phase 1 (gate, up) then phase 2 (down) in the same CTA, then the finalize.
+function F.perf(req, p, v, active)
+  local rows = p.all_active == 1 and req.f or math.ceil(req.f * active)
+  local B, ws = req.batch, v.workspace_bytes or 0
+  return {
+    { read = 3 * rows * req.d * 2 + B * req.d * 2, write = 0, inflight = 2 * p.unroll, load_bytes = 2 * p.vec,
+      working = (rows + p.rows_per_cta - 1) // p.rows_per_cta, rounds = 3 },
+    { read = ws, write = B * req.d * 2, inflight = 1, load_bytes = 16, working = (B * req.d // 4 + 255) // 256,
+      rounds = 1, hot = true },
+  }
+end
+
 return F

@@ -192,4 +192,25 @@ end
 
 F.verify = "down"
 
+-- layout t: every split streams its share of the active rows, summing in ws
+-- (L2 atomics or partials); the finalize turns ws into y.
+function F.perf(req, p, v, active)
+  local rows = p.all_active == 1 and req.f or math.ceil(req.f * active)
+  local B = req.batch
+  local main_read = rows * req.d * 2 + B * rows * 2
+  if p.layout == "n" then
+    local cpc = (p.threads // 32) * p.rows_per_warp
+    return { { read = main_read, write = B * req.d * 2, inflight = p.unroll, load_bytes = 2 * p.vec,
+               working = (req.d + cpc - 1) // cpc, rounds = 2 } }
+  end
+  local ws = v.workspace_bytes or 0
+  local list = { { read = main_read, write = p.reduce == "direct" and B * req.d * 2 or 0, inflight = p.unroll,
+                   load_bytes = 2 * p.vec, working = v.GRID_X * v.SPLITS * v.TILES, rounds = 2 } }
+  if p.reduce ~= "direct" then
+    list[2] = { read = ws, write = B * req.d * 2 + (p.reduce == "atomic" and ws or 0), inflight = 1,
+                load_bytes = 16, working = (B * req.d // 4 + 255) // 256, rounds = 1, hot = true }
+  end
+  return list
+end
+
 return F

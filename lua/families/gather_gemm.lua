@@ -166,4 +166,21 @@ end
 
 function F.verify(req, p) return p.stage == "upgate" and "swiglu" or "down" end
 
+-- Tensor-core tiles: each warp keeps k_unroll 16-byte loads per matrix and tile in flight.
+function F.perf(req, p, v, active)
+  local B = req.batch
+  local rows = math.ceil((v.upgate and req.f or req.f) * active)
+  local mats = v.upgate and 2 or 1
+  local list = { { read = mats * rows * req.d * 2 + B * (v.upgate and req.d or req.f) * 2,
+                   write = v.upgate and B * rows * 2 or (v.DIRECT and B * req.d * 2 or 0),
+                   inflight = p.k_unroll * mats * p.m_tiles, load_bytes = 16,
+                   working = math.max(1, math.ceil(v.GRID_X * v.SPLITS * v.TG * (v.upgate and active or 1))),
+                   rounds = 2 } }
+  if not v.upgate and not v.DIRECT then
+    list[2] = { read = v.workspace_bytes or 0, write = B * req.d * 2, inflight = 1, load_bytes = 16,
+                working = (B * req.d // 4 + 255) // 256, rounds = 1, hot = true }
+  end
+  return list
+end
+
 return F

@@ -80,4 +80,15 @@ end
 
 F.verify = "swiglu"
 
+-- Only the CTAs of active rows work (the rest return at once); a CTA reads
+-- union_count before its weights: two dependent round trips.
+function F.perf(req, p, v, active)
+  local rows = p.all_active == 1 and req.f or math.ceil(req.f * active)
+  local rpc = (p.threads // 32 // p.ksplit) * p.rows_per_warp
+  local ctas = (rows + rpc - 1) // rpc
+  return { { read = 2 * ctas * rpc * req.d * 2 + req.batch * req.d * 2, write = req.batch * rows * 2,
+             inflight = 2 * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
+             rounds = p.all_active == 1 and 1 or 2 } }
+end
+
 return F

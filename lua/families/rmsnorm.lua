@@ -71,4 +71,15 @@ function F.args(req, p)
   return list
 end
 
+-- One CTA per token, two passes over its row (sum of squares, then scale);
+-- the row was written by the kernel before (hot). Pass 1's loop has a
+-- constant trip count, so its loads (the fp32 residual and the T input) are
+-- all issued before the first use.
+function F.perf(req, p)
+  local n = req.batch * req.d
+  return { { read = n * (4 + 2 + (p.weightless == 1 and 0 or 2)), write = n * (4 + 2 + (p.raw_out == 1 and 2 or 0)),
+             inflight = (req.d + p.threads - 1) // p.threads, load_bytes = 6, working = req.batch, rounds = 3,
+             hot = true } }
+end
+
 return F

@@ -82,4 +82,20 @@ end
 -- the rule the outputs are checked against
 function F.verify(req, p) return "router " .. p.score end
 
+-- The scores kernel streams the router; the compaction is one CTA scanning
+-- the scores in steps of compact_threads experts, each step a few dependent
+-- shared-memory and global round trips (docs/perf-model.md).
+function F.perf(req, p)
+  local E, B = req.f // req.g, req.batch
+  local rpc = (p.threads // 32 // p.ksplit) * p.rows_per_warp
+  local ctas = (E + rpc - 1) // rpc
+  local steps = (E + p.compact_threads - 1) // p.compact_threads
+  return {
+    { read = ctas * rpc * req.d * 2 + B * req.d * 2, write = B * E * 4,
+      inflight = p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas, rounds = 1 },
+    { read = B * E * 4, write = B * E * 9 + E * 4 + 4 + B * 4, inflight = 1, load_bytes = 4, working = 1,
+      rounds = 2 * steps * (B + 1), hot = true },
+  }
+end
+
 return F

@@ -52,4 +52,12 @@ function F.reference(req, p, inputs)
   return { h = h }
 end
 
+-- Two streams in, one out; every thread keeps 2*unroll vectors in flight.
+function F.perf(req, p)
+  local n = req.batch * req.f
+  local per_cta = p.threads * p.vec * p.unroll
+  return { { read = 2 * n * 2, write = n * 2, inflight = 2 * p.unroll, load_bytes = 2 * p.vec,
+             working = (n + per_cta - 1) // per_cta, rounds = 1, hot = true } }
+end
+
 return F

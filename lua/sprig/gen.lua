@@ -27,14 +27,20 @@ end
 -- Returns plan, or nil, kind, message where kind is "invalid" (the request)
 -- or "template" (rendering failed; the message names file:line).
 -- A plan is {source, key, family, params = {{name, value}...}, kernels, workspace, files}.
-function M.render(req, load_file, require_spec)
-  local ok, fam, p, plan = pcall(prepare, req, require_spec)
-  if not ok then return nil, "invalid", tostring(fam) end
+-- The names a template sees: the request, the params, the plan's values.
+local function template_values(req, fam, p, plan)
   local values = {
     d = req.d, f = req.f, B = req.batch, g = req.g, E = req.f // req.g,
     dtype = req.dtype, T = TYPES[req.dtype].T, p = p, family = fam.name,
   }
   for k, v in pairs(plan.values or {}) do values[k] = v end
+  return values
+end
+
+function M.render(req, load_file, require_spec)
+  local ok, fam, p, plan = pcall(prepare, req, require_spec)
+  if not ok then return nil, "invalid", tostring(fam) end
+  local values = template_values(req, fam, p, plan)
   local files = {}
   local function loader(path)
     local text = load_file(path)
@@ -53,6 +59,25 @@ function M.render(req, load_file, require_spec)
     params = ordered, kernels = plan.kernels, workspace = plan.workspace or 0, files = files,
     args = declared, verify = verify,
   }
+end
+
+-- What the static model (docs/perf-model.md) needs of each kernel of the
+-- plan: the spec's perf(req, p, values, active, context) -- bytes read and
+-- written, loads in flight per lane, working CTAs, dependent round trips --
+-- with the plan's kernel names, or nil and a message. active: share of the
+-- experts a routed plan gathers; context: positions an attention step reads.
+function M.perf(req, active, context, require_spec)
+  local ok, fam, p, plan = pcall(prepare, req, require_spec)
+  if not ok then return nil, tostring(fam) end
+  if not fam.perf then return nil, string.format("%s: the spec has no perf()", fam.name) end
+  local values = template_values(req, fam, p, plan)
+  values.workspace_bytes = plan.workspace or 0
+  local list = fam.perf(req, p, values, active, context)
+  if #list ~= #plan.kernels then
+    return nil, string.format("%s: perf() describes %d kernels, the plan launches %d", fam.name, #list, #plan.kernels)
+  end
+  for i, k in ipairs(list) do k.name = plan.kernels[i].name end
+  return list
 end
 
 -- A family's own reference (spec field reference(req, p, inputs)): the

@@ -1,0 +1,297 @@
+/* The static performance model (see sp_analyze.h, docs/perf-model.md). */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sp_analyze.h"
+#include "sp_error.h"
+#include "sp_file.h"
+#include "sp_gpu.h"
+
+/* ---- the minimum: what the declared arguments must move --------------------------------- */
+
+static double an_elem(const sprig_arg *a) { return !strcmp(a->type, "T") ? 2 : !strcmp(a->type, "u8") ? 1 : 4; }
+
+/* A routed plan (it reads union_ids) gathers its MLP weights and h at `active`. */
+static int an_routed(const sprig_plan *plan) {
+    for (int i = 0; i < plan->n_args; ++i)
+        if (!strcmp(plan->args[i].role, "union_ids") && plan->args[i].dir == SPRIG_ARG_IN && !plan->args[i].optional)
+            return 1;
+    return 0;
+}
+
+static int an_gathered(const char *role) {
+    return !strcmp(role, "w_gate") || !strcmp(role, "w_up") || !strcmp(role, "w_gate_up") ||
+           !strcmp(role, "w_down") || !strcmp(role, "w_down_t") || !strcmp(role, "h");
+}
+
+/* Inputs read once, outputs written once (inout both); a routed plan reads
+ * the active share of its MLP weights and h. Arguments whose size the request
+ * does not know (count 0: a cache, an embedding table) count nothing here:
+ * perf() says what of them must be read (unsized). */
+static double an_bytes_min(const sprig_plan *plan, double active) {
+    const int routed = an_routed(plan);
+    double bytes = 0;
+    for (int i = 0; i < plan->n_args; ++i) {
+        const sprig_arg *a = &plan->args[i];
+        if (!a->pointer || a->optional || a->dir == SPRIG_ARG_SCRATCH) continue;
+        double b = (double)a->count * an_elem(a) * (a->dir == SPRIG_ARG_INOUT ? 2 : 1);
+        if (routed && an_gathered(a->role)) b *= active;
+        bytes += b;
+    }
+    return bytes;
+}
+
+/* ---- one kernel ---------------------------------------------------------------------------- */
+
+/* CTAs an SM holds: registers (allocated per warp in units of 256), threads,
+ * shared memory (1 KiB reserved per CTA), and the architecture's CTA limit. */
+static int an_ctas_per_sm(const sp_gpu_profile *g, int regs, int smem, unsigned threads) {
+    const int warps = (int)((threads + 31) / 32);
+    int n = g->max_ctas_per_sm;
+    const int by_threads = g->max_threads_per_sm / (warps * 32);
+    if (by_threads < n) n = by_threads;
+    if (regs > 0) {
+        const int per_warp = (regs * 32 + 255) / 256 * 256;
+        const int by_regs = g->regs_per_sm / per_warp / warps;
+        if (by_regs < n) n = by_regs;
+    }
+    const int by_smem = g->smem_per_sm_kb * 1024 / (smem + 1024);
+    if (by_smem < n) n = by_smem;
+    return n > 0 ? n : 0;
+}
+
+static void an_predict(const sp_gpu_profile *g, const sp_gen_perf *p, sp_analyze_kernel *k) {
+    k->working = p->working > 0 ? p->working : k->ctas;
+    k->bytes = p->read + p->write;
+    k->rounds = p->rounds;
+    const double slots = (double)g->sms * k->ctas_per_sm;
+    k->waves = slots > 0 ? k->working / slots : INFINITY;
+    const double resident = k->working < slots ? k->working : slots;
+    const double warps = ceil(k->threads / 32.0);
+    k->inflight_bytes = resident * warps * 32 * p->inflight * p->load_bytes;
+    const double latency = p->hot && g->l2_latency_ns > 0 ? g->l2_latency_ns : g->latency_ns;
+    const double need = g->read_gbs * latency; /* 1e9 B/s x 1e-9 s */
+    k->littles = need > 0 ? fmin(1.0, k->inflight_bytes / need) : 1.0;
+    const double bw = g->read_gbs * 1e3 * (k->littles > 0 ? k->littles : 1e-9); /* bytes per us */
+    k->t_us = p->rounds * latency / 1e3 + (k->bytes > 0 ? k->bytes / bw : 0);
+}
+
+/* ---- SASS --------------------------------------------------------------------------------- */
+
+int sp_analyze_find_nvdisasm(char *buf, size_t cap) {
+    const char *env = getenv("SPRIG_NVDISASM");
+    if (env && *env) return snprintf(buf, cap, "%s", env), access(buf, X_OK) == 0;
+    const char *path = getenv("PATH");
+    char dirs[8192];
+    snprintf(dirs, sizeof dirs, "%s:/usr/local/cuda/bin", path ? path : "");
+    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        snprintf(buf, cap, "%s/nvdisasm", d);
+        if (access(buf, X_OK) == 0) return 1;
+    }
+    const char *data = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+    if (data && *data) snprintf(buf, cap, "%s/sprig/tools/nvdisasm", data);
+    else snprintf(buf, cap, "%s/.local/share/sprig/tools/nvdisasm", home ? home : "");
+    return access(buf, X_OK) == 0;
+}
+
+static int an_is_fp_math(const char *op) {
+    static const char *const ops[] = {"FFMA", "FMUL", "FADD", "HFMA2", "HMUL2", "HADD2", "HMMA", "FMNMX"};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; ++i)
+        if (!strncmp(op, ops[i], strlen(ops[i]))) return 1;
+    return 0;
+}
+
+/* A global load's width in bytes from its opcode (LDG.E.128, LDG.E.64,
+ * LDG.E.U16.CONSTANT, LDG.E: 4); the operands (desc[UR4][R2.64]) are not read. */
+static int an_ldg_width(const char *opcode) {
+    if (strstr(opcode, ".128")) return 16;
+    if (strstr(opcode, ".64")) return 8;
+    if (strstr(opcode, ".U8") || strstr(opcode, ".S8")) return 1;
+    if (strstr(opcode, ".U16") || strstr(opcode, ".S16")) return 2;
+    return 4;
+}
+
+/* Counts one function's global loads by width, its streamed (evict-first:
+ * the weights, sp_load_vec_stream) loads, and the longest runs of loads and
+ * of streamed loads issued before a floating-point instruction uses anything. */
+static void an_sass_function(FILE *fp, const char *name, sp_analyze_kernel *k) {
+    char line[1024], want[128];
+    snprintf(want, sizeof want, ".text.%s:", name);
+    int in = 0, run = 0, stream_run = 0;
+    k->ldg128 = k->ldg64 = k->ldg32 = k->ldg_sub = k->stream = k->stream128 = 0;
+    k->loads_before_use = k->stream_before_use = 0;
+    rewind(fp);
+    while (fgets(line, sizeof line, fp)) {
+        if (!in) {
+            in = strstr(line, want) != NULL;
+            continue;
+        }
+        if (strstr(line, ".text.") && strstr(line, "//----")) break; /* the next function */
+        const char *op = strstr(line, "*/");
+        if (!op) continue;
+        op += 2;
+        while (isspace((unsigned char)*op)) ++op;
+        if (*op == '@') /* a predicate guard: @P0, @!P1 */
+            while (*op && !isspace((unsigned char)*op)) ++op;
+        while (isspace((unsigned char)*op)) ++op;
+        char opcode[64];
+        size_t n = 0;
+        while (op[n] && !isspace((unsigned char)op[n]) && n + 1 < sizeof opcode) opcode[n] = op[n], ++n;
+        opcode[n] = '\0';
+        if (!strncmp(opcode, "LDG", 3)) {
+            const int w = an_ldg_width(opcode);
+            if (w == 16) ++k->ldg128;
+            else if (w == 8) ++k->ldg64;
+            else if (w == 4) ++k->ldg32;
+            else ++k->ldg_sub;
+            if (++run > k->loads_before_use) k->loads_before_use = run;
+            if (strstr(opcode, ".EF")) {
+                ++k->stream;
+                if (w == 16) ++k->stream128;
+                if (++stream_run > k->stream_before_use) k->stream_before_use = stream_run;
+            }
+        } else if (an_is_fp_math(opcode)) {
+            run = stream_run = 0;
+        }
+    }
+}
+
+/* Disassembles the cubin once and reads every kernel of the plan from it. */
+static void an_sass(const char *nvdisasm, const sprig_binary *bin, sp_analyze_plan *out) {
+    for (int i = 0; i < out->n; ++i) {
+        sp_analyze_kernel *k = &out->k[i];
+        k->ldg128 = k->ldg64 = k->ldg32 = k->ldg_sub = k->stream = k->stream128 = -1;
+        k->loads_before_use = k->stream_before_use = -1;
+    }
+    if (!nvdisasm || !*nvdisasm || bin->is_ptx) return;
+    char cubin[] = "/tmp/sprig-analyze-XXXXXX";
+    int fd = mkstemp(cubin);
+    if (fd < 0) return;
+    const int wrote = write(fd, bin->image, bin->image_size) == (ssize_t)bin->image_size;
+    close(fd);
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "'%s' -c '%s' 2>/dev/null", nvdisasm, cubin);
+    FILE *p = wrote ? popen(cmd, "r") : NULL;
+    FILE *text = p ? tmpfile() : NULL;
+    if (p && text) {
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, p)) > 0) fwrite(buf, 1, n, text);
+    }
+    if (p) pclose(p);
+    unlink(cubin);
+    if (!text) return;
+    for (int i = 0; i < out->n; ++i) an_sass_function(text, out->k[i].name, &out->k[i]);
+    fclose(text);
+}
+
+/* ---- one request -------------------------------------------------------------------------- */
+
+sprig_status sp_analyze_request(sprig_gen *gen, const sprig_request *req, const sp_analyze_opts *o,
+                                sp_analyze_plan *out) {
+    memset(out, 0, sizeof *out);
+    if (!gen || !req || !o || !o->gpu) return sp_fail(SPRIG_E_INVALID, "sp_analyze_request: NULL argument");
+    const double active = o->active > 0 ? o->active : 1.0;
+    sprig_plan *plan = NULL;
+    SP_TRY(sprig_gen_render(gen, req, &plan));
+    snprintf(out->family, sizeof out->family, "%s", plan->family);
+    const char *bar = strchr(plan->key, '|');
+    snprintf(out->params, sizeof out->params, "%s", bar ? bar + 1 : "");
+    sp_gen_perf perf[SP_ANALYZE_MAX_KERNELS];
+    int n_perf = 0;
+    sprig_status s = sp_gen_perf_of(gen, req, active, o->context > 0 ? o->context : 512, perf, SP_ANALYZE_MAX_KERNELS,
+                                    &n_perf);
+    sprig_binary *bin = NULL;
+    if (s == SPRIG_OK) {
+        sprig_compile_opts co = {o->gpu->arch, 0, o->cache_dir, 0};
+        s = sprig_compile(plan, &co, &bin);
+    }
+    if (s == SPRIG_OK) {
+        out->n = plan->n_kernels;
+        for (int i = 0; i < plan->n_kernels; ++i) {
+            sp_analyze_kernel *k = &out->k[i];
+            const sprig_launch *l = &plan->kernels[i];
+            snprintf(k->name, sizeof k->name, "%s", l->name);
+            k->ctas = l->grid[0] * l->grid[1] * l->grid[2];
+            k->threads = l->block[0] * l->block[1] * l->block[2];
+            k->regs = bin->res[i].registers;
+            k->smem = bin->res[i].static_smem_bytes + (int)l->smem_bytes;
+            k->spill = bin->res[i].spill_store_bytes + bin->res[i].spill_load_bytes;
+            k->ctas_per_sm = an_ctas_per_sm(o->gpu, k->regs, k->smem, k->threads);
+            an_predict(o->gpu, &perf[i], k);
+            out->bytes += k->bytes;
+            out->t_us += k->t_us;
+        }
+        char dis[4096] = "";
+        if (o->disassembler) snprintf(dis, sizeof dis, "%s", o->disassembler);
+        else if (!sp_analyze_find_nvdisasm(dis, sizeof dis)) dis[0] = '\0';
+        an_sass(dis, bin, out);
+        out->bytes_min = an_bytes_min(plan, active);
+        for (int i = 0; i < n_perf; ++i) out->bytes_min += perf[i].unsized;
+        out->roof_us = out->bytes_min / (o->gpu->read_gbs * 1e3);
+    }
+    sprig_binary_free(bin);
+    sprig_plan_free(plan);
+    return s;
+}
+
+/* ---- a decode step ------------------------------------------------------------------------- */
+
+void sp_analyze_step_free(sp_analyze_step *s) {
+    if (!s) return;
+    free(s->rows);
+    memset(s, 0, sizeof *s);
+}
+
+static int an_find_row(const sp_analyze_step *s, const sprig_plan *plan, const char *const *keys) {
+    for (int i = 0; i < s->n; ++i)
+        if (!strcmp(keys[i], plan->key)) return i;
+    return -1;
+}
+
+sprig_status sp_analyze_step_of(sprig_gen *gen, const sp_model_config *cfg, int mode, const char *dtype,
+                                const sp_analyze_opts *o, sp_analyze_step *out) {
+    memset(out, 0, sizeof *out);
+    sp_gpu_kernels *ks = NULL;
+    sp_gpu_step step;
+    memset(&step, 0, sizeof step);
+    SP_TRY(sp_gpu_kernels_open(NULL, &ks));
+    sprig_status s = sp_gpu_describe(ks, cfg, (sp_mlp_mode)mode, dtype, &step);
+    const char **keys = NULL;
+    if (s == SPRIG_OK) {
+        out->rows = calloc((size_t)(step.n ? step.n : 1), sizeof *out->rows);
+        keys = calloc((size_t)(step.n ? step.n : 1), sizeof *keys);
+        if (!out->rows || !keys) s = sp_fail(SPRIG_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; s == SPRIG_OK && i < step.n; ++i) {
+        const sp_gpu_launch *l = &step.launches[i];
+        int r = an_find_row(out, l->plan, keys);
+        if (r < 0) {
+            r = out->n++;
+            keys[r] = l->plan->key;
+            sprig_request req = {l->plan->family, l->d, l->f, dtype, 1, l->g, l->params};
+            s = sp_analyze_request(gen, &req, o, &out->rows[r].plan);
+        }
+        if (s != SPRIG_OK) break;
+        const sp_analyze_plan *p = &out->rows[r].plan;
+        ++out->rows[r].count;
+        out->t_us += p->t_us;
+        out->bytes_min += p->bytes_min;
+        out->kernels += l->plan->n_kernels;
+    }
+    if (s == SPRIG_OK) {
+        out->layers = cfg->num_hidden_layers;
+        out->gaps_us = out->kernels * o->gpu->launch_us;
+        out->t_us += out->gaps_us;
+        out->roof_us = out->bytes_min / (o->gpu->read_gbs * 1e3);
+    }
+    free(keys);
+    sp_gpu_step_free(&step);
+    sp_gpu_kernels_close(ks);
+    if (s != SPRIG_OK) sp_analyze_step_free(out);
+    return s;
+}
