@@ -138,6 +138,7 @@ sprig_status sp_gpu_mlp_launch(sp_gpu *g, int l) {
     sp_kargs_ptr(&route, "union_ids", g->union_ids);
     sp_kargs_ptr(&route, "union_count", union_count);
     sp_kargs_ptr(&route, "mask", g->mask);
+    sp_kargs_ptr(&route, "ws", p->router->ws);
     SP_TRY(sp_gpu_kernel_launch(g->kernels, p->router, &route));
     return launch_gathers(g, G, p, union_count);
 }

@@ -154,6 +154,7 @@ static cJSON *an_json_plan(const an_row *r) {
     cJSON_AddNumberToObject(o, "bytes_requested", p->bytes);
     cJSON_AddNumberToObject(o, "predicted_us", p->t_us);
     cJSON_AddNumberToObject(o, "roof_us", p->roof_us);
+    cJSON_AddNumberToObject(o, "attainable_us", p->attainable_us);
     cJSON_AddNumberToObject(o, "of_roof", p->t_us > 0 ? p->roof_us / p->t_us : 0);
     for (int j = 0; j < p->n; ++j) {
         const sp_analyze_kernel *k = &p->k[j];

@@ -44,6 +44,8 @@ sprig_status sp_gen_perf_of(sprig_gen *gen, const sprig_request *req, double act
             p->inflight = num_field(L, k, "inflight"), p->load_bytes = num_field(L, k, "load_bytes");
             p->working = num_field(L, k, "working"), p->rounds = num_field(L, k, "rounds");
             p->unsized = num_field(L, k, "unsized");
+            p->l2_rounds = num_field(L, k, "l2_rounds");
+            p->grid_syncs = (int)num_field(L, k, "grid_syncs");
             lua_getfield(L, k, "hot");
             p->hot = lua_toboolean(L, -1);
             lua_pop(L, 1);

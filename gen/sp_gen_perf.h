@@ -14,7 +14,10 @@ typedef struct sp_gen_perf {
     double inflight;      /* loads a lane issues before the first is used */
     double load_bytes;    /* bytes per load */
     double working;       /* CTAs that do work (the rest return at once) */
-    double rounds;        /* dependent memory round trips on the critical path */
+    double rounds;        /* dependent DRAM round trips on the critical path */
+    double l2_rounds;     /* dependent round trips to L2 (hot data, atomics) on the critical path */
+    int grid_syncs;       /* grid-wide dependencies (a last CTA finishing what all wrote): each at
+                           * least three L2 round trips (drain, ticket, read back) */
     int hot;              /* 1: it reads what the kernel before it wrote (in L2): L2 latency, not DRAM's */
     double unsized;       /* bytes it must read of arguments the request cannot size (a KV cache at `context`) */
 } sp_gen_perf;

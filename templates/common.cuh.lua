@@ -104,8 +104,9 @@ __device__ __forceinline__ void sp_load_vec_stream(const T *__restrict__ p, floa
 // all UNROLL*ROWS*MATS weight loads of a step are issued before its first FMA, and the
 // step loop is not unrolled (unroll 1), so those loads stay in flight together instead
 // of each waiting on the previous chunk's FMAs in a fully unrolled walk. The chunks
-// left (fewer than a step, the last possibly partial) go one at a time, round-robin
-// over the slices. Weights stream past L1; load_x(b, k, xv) reads x[b][k..k+VEC).
+// left (fewer than a step, the last possibly partial) are one more step, its
+// out-of-range loads predicated off. Weights stream past L1; load_x(b, k, xv)
+// reads x[b][k..k+VEC).
 template <int MATS, int ROWS, int BATCH, int VEC, int UNROLL, int KSPLIT, int KC, class LoadX>
 __device__ __forceinline__ void sp_kwalk(const T *const (&w)[MATS][ROWS], int slice, int lane, LoadX load_x,
                                          float (&acc)[ROWS][BATCH][MATS]) {
@@ -136,13 +137,29 @@ __device__ __forceinline__ void sp_kwalk(const T *const (&w)[MATS][ROWS], int sl
             }
     }
     if (STEPPED_CH * CH < KC) {
-#pragma unroll 1
-        for (int k = (STEPPED_CH + slice) * CH + lane * VEC; k < KC; k += KSPLIT * CH) {
-            float wv[ROWS][MATS][VEC];
+        // What is left is less than a step: per slice at most UNROLL chunks, the last
+        // possibly partial (a lane's VEC columns are all in range or all out, since
+        // KC and the chunk offsets are multiples of VEC). One step, loads first.
+        float wv[UNROLL][ROWS][MATS][VEC];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const int k = (STEPPED_CH + slice + u * KSPLIT) * CH + lane * VEC;
 #pragma unroll
             for (int r = 0; r < ROWS; ++r)
 #pragma unroll
-                for (int m = 0; m < MATS; ++m) sp_load_vec_stream<VEC>(w[m][r] + k, wv[r][m]);
+                for (int m = 0; m < MATS; ++m) {
+                    if (k < KC) {
+                        sp_load_vec_stream<VEC>(w[m][r] + k, wv[u][r][m]);
+                    } else {
+#pragma unroll
+                        for (int v = 0; v < VEC; ++v) wv[u][r][m][v] = 0.0f;
+                    }
+                }
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const int k = (STEPPED_CH + slice + u * KSPLIT) * CH + lane * VEC;
+            if (k >= KC) continue;
 #pragma unroll
             for (int b = 0; b < BATCH; ++b) {
                 float xv[VEC];
@@ -152,10 +169,32 @@ __device__ __forceinline__ void sp_kwalk(const T *const (&w)[MATS][ROWS], int sl
 #pragma unroll
                     for (int m = 0; m < MATS; ++m)
 #pragma unroll
-                        for (int v = 0; v < VEC; ++v) acc[r][b][m] = fmaf(wv[r][m][v], xv[v], acc[r][b][m]);
+                        for (int v = 0; v < VEC; ++v) acc[r][b][m] = fmaf(wv[u][r][m][v], xv[v], acc[r][b][m]);
             }
         }
     }
+}
+
+// ---- the last CTA to arrive ------------------------------------------------------------
+// A kernel whose CTAs each write a share of a result into a workspace, and
+// whose last CTA then finishes it (split-K sums into y, router bitmaps into id
+// lists), instead of a second launch. The counter lives in the workspace: zero
+// at allocation, and reset by the last arrival, so zero between calls.
+// true in the last of `arrivals` CTAs to call it for *counter, once every other
+// one's workspace writes are visible to it. Every thread of the CTA must call it
+// (it synchronises); the result is uniform over the CTA.
+__device__ __forceinline__ bool sp_last_arrival(unsigned *counter, unsigned arrivals) {
+    __shared__ unsigned sp_last_flag;
+    __threadfence();  // this thread's reductions and stores reach L2 before the ticket is taken
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        sp_last_flag = atomicAdd(counter, 1u) == arrivals - 1;
+        if (sp_last_flag) *counter = 0u;  // every arrival has counted: ready for the next call
+    }
+    __syncthreads();
+    const bool last = sp_last_flag != 0u;
+    if (last) __threadfence();  // the others' writes, fenced before their tickets, are read after ours
+    return last;
 }
 
 __device__ __forceinline__ float sp_warp_sum(float v) {

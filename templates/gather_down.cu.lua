@@ -18,6 +18,7 @@
 #define ROW_LANES {{ ROW_LANES }}          // threads down the rows, summed in shared memory
 #define SPLITS {{ SPLITS }}                // CTAs sharing the rows of one column block (grid y)
 #define BT {{ BT }}                        // tokens per CTA (grid z: {{ TILES }} tile(s))
+#define WS_SUMS {{ WS_SUMS }}              // floats of sums in ws; the blocks' arrival counters follow
 {% if TILES == 1 then %}
 #define SP_LOAD_W sp_load_vec_stream<VEC>  // W is read once per call: evict-first
 {% else %}
@@ -76,11 +77,11 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
     const int n_rows = sp_union_rows(union_count);
     int r_begin, r_end;
     sp_split_rows(n_rows, blockIdx.y, &r_begin, &r_end);
-{% if p.reduce ~= "direct" then %}
-    if (r_begin >= r_end) return;  // uniform over the CTA; the finalize skips splits with no rows
-{% else %}
-    // reduce=direct: the only split writes y even when the union is empty (zeros).
-{% end %}
+    // Splits with no rows (past the last non-empty one) write nothing{% if p.reduce ~= "direct" then %} but still
+    // arrive, so the block's last arrival is known{% else %}; reduce=direct's only
+    // split writes y even when the union is empty (zeros){% end %}.
+    const bool has_rows = r_begin < r_end;
+    (void)has_rows;
     const int ct = threadIdx.x % COL_THREADS;
     const int lr = threadIdx.x / COL_THREADS;
     const int c0 = blockIdx.x * COLS_PER_CTA + ct * VEC;
@@ -107,10 +108,21 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
 #pragma unroll
             for (int u = 0; u < UNROLL; ++u) sp_row_fma(acc, w[u], ht, nt, r + u * ROW_LANES);
         }
-        for (; r < r_end; r += ROW_LANES) {
-            float w[VEC];
-            SP_LOAD_W(wcol + (size_t)sp_neuron(union_ids, r) * D_COLS, w);
-            sp_row_fma(acc, w, ht, nt, r);
+        // Fewer than UNROLL rows per lane are left: load them together too.
+        if (r < r_end) {
+            float w[UNROLL][VEC];
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+                if (r + u * ROW_LANES < r_end) {
+                    SP_LOAD_W(wcol + (size_t)sp_neuron(union_ids, r + u * ROW_LANES) * D_COLS, w[u]);
+                } else {
+#pragma unroll
+                    for (int v = 0; v < VEC; ++v) w[u][v] = 0.0f;
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u)
+                if (r + u * ROW_LANES < r_end) sp_row_fma(acc, w[u], ht, nt, r + u * ROW_LANES);
         }
     }
 
@@ -126,7 +138,7 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
             *reinterpret_cast<float2 *>(&red[lr][ct * VEC + v]) = sp_spk_f2(acc[b][v], acc[b][v + 1]);
         __syncthreads();
         const int t = t0 + b;
-        if (BATCH % BT != 0 && t >= BATCH) continue;  // uniform: the barrier count stays equal
+        if ((BATCH % BT != 0 && t >= BATCH){% if p.reduce ~= "direct" then %} || !has_rows{% end %}) continue;  // uniform: the barrier count stays equal
         for (int q = threadIdx.x; q < COLS_PER_CTA / 4; q += THREADS) {
             const int c = blockIdx.x * COLS_PER_CTA + q * 4;
             if (c >= D_COLS) break;
@@ -147,24 +159,23 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
 {% end %}
         }
     }
-}
 {% if p.reduce ~= "direct" then %}
-
-// Turns the fp32 partials in ws into y (see templates/splitk_finalize.cuh.lua).
-extern "C" __global__ void __launch_bounds__(SPK_THREADS)
-sprig_gather_down_finalize(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
-                           const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y) {
+    // The split to arrive last at this column block turns its sums into y.
+    unsigned *counters = reinterpret_cast<unsigned *>(ws + WS_SUMS);
+    if (sp_last_arrival(counters + blockIdx.x + gridDim.x * blockIdx.z, SPLITS)) {
+        const int cb = blockIdx.x * COLS_PER_CTA;
+        const int ncols = min(COLS_PER_CTA, D_COLS - cb), ntok = min(BT, BATCH - t0);
 {% if p.reduce == "atomic" then %}
-    sp_spk_finalize_atomic(ws, y);
+        sp_spk_finalize_block_atomic(ws, y, t0, ntok, cb, ncols);
 {% else %}
-    // Only splits that had rows wrote partials: count them the way the main kernel split.
-    const int n_rows = sp_union_rows(union_count);
-    const int per = (n_rows + SPLITS - 1) / SPLITS;
-    const int n_parts = n_rows == 0 ? 0 : (n_rows + per - 1) / per;
-    sp_spk_finalize_parts(ws, y, n_parts);
+        // the splits that had rows wrote parts 0..n_parts-1
+        const int per = (n_rows + SPLITS - 1) / SPLITS;
+        const int n_parts = n_rows == 0 ? 0 : (n_rows + per - 1) / per;
+        sp_spk_finalize_block_parts(ws, y, n_parts, t0, ntok, cb, ncols);
+{% end %}
+    }
 {% end %}
 }
-{% end %}
 {% else %}
 // layout=n: Wd = W_down [D_COLS][F_ROWS] as stored; one kernel, deterministic.
 #define ROWS {{ p.rows_per_warp }}         // output columns (rows of W_down) per warp

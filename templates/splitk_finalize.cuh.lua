@@ -17,6 +17,7 @@
 {% assert(spk_pl >= 1 and spk_pl <= 32 and spk_pl & (spk_pl - 1) == 0, "spk_part_lanes must be a power of two in 1..32") %}
 {% assert((B * d) % 8 == 0, "splitk_finalize needs B*d to be a multiple of 8") %}
 #define SPK_TOTAL {{ B * d }}            // elements of y (and of one partial)
+#define SPK_COLS {{ d }}                 // columns of y
 #define SPK_THREADS 256
 #define SPK_PART_LANES {{ spk_pl }}      // threads summing different partials of one column group
 #define SPK_GROUPS (SPK_THREADS / SPK_PART_LANES)  // 4-float column groups per finalize CTA
@@ -89,6 +90,42 @@ __device__ __forceinline__ void sp_spk_finalize_atomic(float *__restrict__ ws, T
     const float4 v = __ldcg(w);  // written by other CTAs' reductions: read from L2, not L1
     *w = sp_spk_f4(0.0f, 0.0f, 0.0f, 0.0f);
     sp_spk_store_t4(y + i, v);
+}
+
+// ---- the finalize folded into the main kernel -------------------------------------------
+// Each output block (a CTA's columns x tokens) is summed by `arrivals` CTAs; the
+// last of them to arrive turns the block's sums into y, so no finalize launch
+// follows. One unsigned counter per block lives in the workspace after the sums
+// (zero at allocation, reset by the last arrival: sp_last_arrival in common.cuh.lua).
+
+// The last arrival, reduce=atomic: y = T(ws) over tokens [t0, t0+nt) and columns
+// [c0, c0+ncols) (ncols a multiple of 4), ws re-zeroed there. Whole CTA.
+__device__ __forceinline__ void sp_spk_finalize_block_atomic(float *__restrict__ ws, T *__restrict__ y, int t0, int nt,
+                                                             int c0, int ncols) {
+    const int q4 = ncols / 4;
+    for (int i = threadIdx.x; i < nt * q4; i += blockDim.x) {
+        const size_t at = (size_t)(t0 + i / q4) * SPK_COLS + c0 + (i % q4) * 4;
+        float4 *w = reinterpret_cast<float4 *>(ws + at);
+        const float4 v = __ldcg(w);  // reduced in L2 by other CTAs: not from L1
+        *w = sp_spk_f4(0.0f, 0.0f, 0.0f, 0.0f);
+        sp_spk_store_t4(y + at, v);
+    }
+}
+
+// The last arrival, reduce=deterministic: y = T(partials 0..n_parts-1 summed in
+// that order) over the block; the result depends only on the inputs and the
+// plan. Whole CTA.
+__device__ __forceinline__ void sp_spk_finalize_block_parts(const float *__restrict__ ws, T *__restrict__ y,
+                                                            int n_parts, int t0, int nt, int c0, int ncols) {
+    const int q4 = ncols / 4;
+    for (int i = threadIdx.x; i < nt * q4; i += blockDim.x) {
+        const size_t at = (size_t)(t0 + i / q4) * SPK_COLS + c0 + (i % q4) * 4;
+        float4 s = sp_spk_f4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 4
+        for (int part = 0; part < n_parts; ++part)
+            s = sp_spk_add4(s, __ldcg(reinterpret_cast<const float4 *>(ws + (size_t)part * SPK_TOTAL + at)));
+        sp_spk_store_t4(y + at, s);
+    }
 }
 
 // reduce=deterministic: y = T(sum of partials 0..n_parts-1) with a fixed

@@ -90,7 +90,7 @@ int main(void) {
     const char *down = "layout=t,threads=64,vec=8,cols_per_cta=64,splits=2,reduce=deterministic,rows_per_warp=1,"
                        "batch_tile=8,unroll=2,all_active=";
     char p[512];
-    put_entry(gen, db, "router", 0, 50, "score=sigmoid,threads=64,rows_per_warp=1,vec=8,unroll=1,ksplit=2,min_blocks=1,compact_threads=256");
+    put_entry(gen, db, "router", 0, 50, "score=sigmoid,threads=64,rows_per_warp=1,vec=8,unroll=1,ksplit=2,min_blocks=1");
     for (int dense = 0; dense < 2; ++dense) {
         snprintf(p, sizeof p, "%s%d", up, dense);
         put_entry(gen, db, "gather_upgate", 0, dense ? 0 : 50, p);

@@ -128,7 +128,7 @@ static void pipeline_case(gh_ctx *h, gh_mlp *w, int B, int g, pipe_kind kind) {
             sp_kargs_f32(&ra, "threshold", thr);
             sp_kargs_ptr(&ra, "ids", b.dids), sp_kargs_ptr(&ra, "counts", b.dcounts);
             sp_kargs_ptr(&ra, "union_ids", b.duids), sp_kargs_ptr(&ra, "union_count", b.ducount);
-            sp_kargs_ptr(&ra, "mask", b.dmask);
+            sp_kargs_ptr(&ra, "mask", b.dmask), sp_kargs_ptr(&ra, "ws", router.ws);
             gh_launch(h, &router, &ra);
             sp_kargs_init(&da, down.plan);
             sp_kargs_ptr(&da, "union_ids", b.duids), sp_kargs_ptr(&da, "union_count", b.ducount);

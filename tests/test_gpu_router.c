@@ -108,7 +108,7 @@ static void router_run_check(gh_ctx *h, gh_kernel *k, router_dev *dv, int B, int
     sp_kargs_ptr(&a, "Wr", dv->Wr), sp_kargs_ptr(&a, "x", dv->x), sp_kargs_ptr(&a, "scores", dv->scores);
     sp_kargs_f32(&a, "threshold", thr);
     sp_kargs_ptr(&a, "ids", dv->ids), sp_kargs_ptr(&a, "counts", dv->counts), sp_kargs_ptr(&a, "union_ids", dv->uids);
-    sp_kargs_ptr(&a, "union_count", dv->ucount), sp_kargs_ptr(&a, "mask", dv->mask);
+    sp_kargs_ptr(&a, "union_count", dv->ucount), sp_kargs_ptr(&a, "mask", dv->mask), sp_kargs_ptr(&a, "ws", k->ws);
     gh_run(h, k, &a);
     gh_download(o->scores, dv->scores, be * sizeof(float));
     gh_download(o->mask, dv->mask, be);
@@ -219,8 +219,8 @@ int main(void) {
     gh_open(&h, "test_gpu_router");
     static const char *const defaults[] = {""};
     static const char *const sweep[] = {
-        "", "rows_per_warp=2,vec=4", "rows_per_warp=4,vec=2,unroll=4", "threads=64,compact_threads=256",
-        "threads=512,unroll=1,compact_threads=512",
+        "", "rows_per_warp=2,vec=4", "rows_per_warp=4,vec=2,unroll=4", "threads=64,ksplit=1",
+        "threads=512,unroll=1,ksplit=4",
     };
     static const int batches[] = {1, 5, 64};
     /* Full: LLaMA-2-7B widths; quick: the same structure at a small width. */

@@ -44,7 +44,7 @@ int main(void) {
 
     /* a value argument: the router's threshold, read as the float it was bound as */
     sp_kargs_init(&a, router);
-    const char *ptrs[] = {"Wr", "x", "scores", "ids", "counts", "union_ids", "union_count", "mask"};
+    const char *ptrs[] = {"Wr", "x", "scores", "ids", "counts", "union_ids", "union_count", "mask", "ws"};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; ++i) sp_kargs_ptr(&a, ptrs[i], 0x10000 * (i + 1));
     sp_kargs_f32(&a, "threshold", 0.25f);
     CHECK(sp_kargs_finish(&a, &list) == SPRIG_OK && list && *(float *)list[3] == 0.25f);

@@ -39,7 +39,7 @@ static const char *extra_params(const char *family) {
         {"dense_gemv", "threads=64,rows_per_warp=4"},
         {"rmsnorm", "threads=64"},
         {"attention_decode", "threads=32,splits=2"},
-        {"router", "threads=64,ksplit=2,compact_threads=256"},
+        {"router", "threads=64,ksplit=2"},
         {"gather_upgate", "threads=64,rows_per_warp=4"},
         {"gather_down", "threads=64,cols_per_cta=64,splits=2"},
     };

@@ -67,7 +67,7 @@ static int an_ctas_per_sm(const sp_gpu_profile *g, int regs, int smem, unsigned 
 static void an_predict(const sp_gpu_profile *g, const sp_gen_perf *p, sp_analyze_kernel *k) {
     k->working = p->working > 0 ? p->working : k->ctas;
     k->bytes = p->read + p->write;
-    k->rounds = p->rounds;
+    k->rounds = p->rounds + p->l2_rounds;
     const double slots = (double)g->sms * k->ctas_per_sm;
     k->waves = slots > 0 ? k->working / slots : INFINITY;
     const double resident = k->working < slots ? k->working : slots;
@@ -77,7 +77,8 @@ static void an_predict(const sp_gpu_profile *g, const sp_gen_perf *p, sp_analyze
     const double need = g->read_gbs * latency; /* 1e9 B/s x 1e-9 s */
     k->littles = need > 0 ? fmin(1.0, k->inflight_bytes / need) : 1.0;
     const double bw = g->read_gbs * 1e3 * (k->littles > 0 ? k->littles : 1e-9); /* bytes per us */
-    k->t_us = p->rounds * latency / 1e3 + (k->bytes > 0 ? k->bytes / bw : 0);
+    const double l2 = g->l2_latency_ns > 0 ? g->l2_latency_ns : g->latency_ns;
+    k->t_us = (p->rounds * latency + p->l2_rounds * l2) / 1e3 + (k->bytes > 0 ? k->bytes / bw : 0);
 }
 
 /* ---- SASS --------------------------------------------------------------------------------- */
@@ -231,8 +232,11 @@ sprig_status sp_analyze_request(sprig_gen *gen, const sprig_request *req, const 
         else if (!sp_analyze_find_nvdisasm(dis, sizeof dis)) dis[0] = '\0';
         an_sass(dis, bin, out);
         out->bytes_min = an_bytes_min(plan, active);
-        for (int i = 0; i < n_perf; ++i) out->bytes_min += perf[i].unsized;
+        int syncs = 0;
+        for (int i = 0; i < n_perf; ++i) out->bytes_min += perf[i].unsized, syncs += perf[i].grid_syncs;
         out->roof_us = out->bytes_min / (o->gpu->read_gbs * 1e3);
+        const double l2 = o->gpu->l2_latency_ns > 0 ? o->gpu->l2_latency_ns : o->gpu->latency_ns;
+        out->attainable_us = out->roof_us + (o->gpu->latency_ns + 3 * syncs * l2) / 1e3;
     }
     sprig_binary_free(bin);
     sprig_plan_free(plan);

@@ -11,11 +11,13 @@
 --   share of the union_count*g compact rows (computed on the device, so every
 --   split has work at any sparsity); row lanes stride those rows, each thread
 --   keeps fp32 [batch_tile][vec] sums, and the lanes are added in shared memory.
---   reduce=atomic:        red.add into ws[t][c]; sprig_gather_down_finalize
---                         converts to y and zeroes ws again.
---   reduce=deterministic: ws[split][t][c] plain stores; the finalize adds the
---                         splits that ran in a fixed order.
+--   reduce=atomic:        red.add into ws[t][c]; the split that arrives last at
+--                         a column block (a counter per block after the sums)
+--                         converts the block to y and zeroes its ws again.
+--   reduce=deterministic: ws[split][t][c] plain stores; the last arrival adds
+--                         the splits that had rows, in split order.
 --   reduce=direct:        splits=1, the one kernel writes y.
+--   One kernel in every case: no finalize launch.
 -- layout=n: Wd = W_down [d][f] as stored. A warp owns rows_per_warp output
 --   columns; its lanes split the (union slot × g/vec) pieces of those rows,
 --   dot them with h and warp-reduce; one kernel writes y (deterministic).
@@ -54,7 +56,6 @@ local F = {
 local H100_SMS = 132
 local TARGET_CTAS = 2 * H100_SMS - 8 -- "about 2 per SM": 256 CTAs is close enough
 local MAX_ACC = 64                   -- fp32 accumulators per thread
-local FIN_THREADS = 256              -- matches SPK_THREADS in templates/splitk_finalize.cuh.lua
 
 -- The t-only and n-only parameters must stay at their defaults under the other
 -- layout, so the tuning space holds no duplicates of one kernel.
@@ -89,8 +90,11 @@ local function shape_t(req, p)
   -- Cap registers at 128 (two 256-thread CTAs per SM) when the live values fit:
   -- batch_tile*vec sums plus unroll*vec weights, with room for addresses.
   s.MIN_BLOCKS = (s.BT + p.unroll) * p.vec <= 96 and 512 // p.threads or 1
-  -- Finalize: part lanes so each thread sums about two partials.
-  s.PART_LANES = math.min(32, next_pow2((s.SPLITS + 1) // 2))
+  -- ws: the sums (atomic: [B][d]; deterministic: [splits][B][d]), then one
+  -- arrival counter per output block (GRID_X x TILES), rounded to 16 bytes.
+  local sums = p.reduce == "atomic" and req.batch * req.d or p.reduce == "deterministic" and s.SPLITS * req.batch * req.d or 0
+  s.WS_SUMS = sums
+  s.WS_FLOATS = sums == 0 and 0 or sums + (s.GRID_X * s.TILES + 3) // 4 * 4
   return s
 end
 
@@ -142,20 +146,7 @@ local function plan_t(req, p)
   local s = shape_t(req, p)
   local kernels = { { name = "sprig_gather_down", grid = { s.GRID_X, s.SPLITS, s.TILES },
                       block = { p.threads, 1, 1 }, smem = 0 } }
-  local workspace = 0
-  local total4 = req.batch * req.d // 4 -- float4 groups of y
-  if p.reduce == "atomic" then
-    workspace = req.batch * req.d * 4
-    kernels[2] = { name = "sprig_gather_down_finalize", grid = { (total4 + FIN_THREADS - 1) // FIN_THREADS, 1, 1 },
-                   block = { FIN_THREADS, 1, 1 }, smem = 0 }
-  elseif p.reduce == "deterministic" then
-    workspace = s.SPLITS * req.batch * req.d * 4
-    local groups = FIN_THREADS // s.PART_LANES
-    kernels[2] = { name = "sprig_gather_down_finalize", grid = { (total4 + groups - 1) // groups, 1, 1 },
-                   block = { FIN_THREADS, 1, 1 }, smem = 0 }
-  end
-  s.spk_part_lanes = s.PART_LANES
-  return { kernels = kernels, workspace = workspace, values = s }
+  return { kernels = kernels, workspace = s.WS_FLOATS * 4, values = s }
 end
 
 local function plan_n(req, p)
@@ -192,8 +183,10 @@ end
 
 F.verify = "down"
 
--- layout t: every split streams its share of the active rows, summing in ws
--- (L2 atomics or partials); the finalize turns ws into y.
+-- layout t: every split streams its share of the active rows (after reading
+-- the expert list, hot in L2), summing in ws (L2 atomics or partials); the
+-- last arrival per block then reads its block's sums back (a ticket and a
+-- read: two L2 round trips) and writes y.
 function F.perf(req, p, v, active)
   local rows = p.all_active == 1 and req.f or math.ceil(req.f * active)
   local B = req.batch
@@ -203,14 +196,11 @@ function F.perf(req, p, v, active)
     return { { read = main_read, write = B * req.d * 2, inflight = p.unroll, load_bytes = 2 * p.vec,
                working = (req.d + cpc - 1) // cpc, rounds = 2 } }
   end
-  local ws = v.workspace_bytes or 0
-  local list = { { read = main_read, write = p.reduce == "direct" and B * req.d * 2 or 0, inflight = p.unroll,
-                   load_bytes = 2 * p.vec, working = v.GRID_X * v.SPLITS * v.TILES, rounds = 2 } }
-  if p.reduce ~= "direct" then
-    list[2] = { read = ws, write = B * req.d * 2 + (p.reduce == "atomic" and ws or 0), inflight = 1,
-                load_bytes = 16, working = (B * req.d // 4 + 255) // 256, rounds = 1, hot = true }
-  end
-  return list
+  local sums = v.WS_SUMS * 4
+  local folded = p.reduce ~= "direct"
+  return { { read = main_read + sums, write = B * req.d * 2 + (p.reduce == "atomic" and sums or 0),
+             inflight = p.unroll, load_bytes = 2 * p.vec, working = v.GRID_X * v.SPLITS * v.TILES, rounds = 1,
+             l2_rounds = (p.all_active == 1 and 0 or 1) + (folded and 2 or 0), grid_syncs = folded and 1 or 0 } }
 end
 
 return F

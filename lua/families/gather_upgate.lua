@@ -88,7 +88,7 @@ function F.perf(req, p, v, active)
   local ctas = (rows + rpc - 1) // rpc
   return { { read = 2 * ctas * rpc * req.d * 2 + req.batch * req.d * 2, write = req.batch * rows * 2,
              inflight = 2 * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
-             rounds = p.all_active == 1 and 1 or 2 } }
+             rounds = 1, l2_rounds = p.all_active == 1 and 0 or 1 } }
 end
 
 return F

@@ -3,16 +3,17 @@
 --                              when scores[t][e] > threshold (host passes logit(tau)).
 --   training-free (silu_abs):  Wr = W_gate (g = 1); neuron active when
 --                              |silu(scores[t][e])| > threshold.
--- Kernels (see templates/router.cu.lua), both with the signature
---   (const T *Wr, const T *x, float *scores, float threshold, int *ids, int *counts,
---    int *union_ids, int *union_count, unsigned char *mask)
---   sprig_router_scores   scores[t][e] = sum_k Wr[e][k] x[t][k] (fp32), a GEMV in which
---                         ksplit warps share rows_per_warp rows, each on a slice of K
---                         (E is small for LTE: 344 rows at g=32, so one warp per row
---                         would leave most of the GPU idle), summed in a fixed order
---   sprig_router_compact  one CTA: per E-chunk, a ballot per (token, warp), a scan of the
---                         per-warp counts, then a scatter; writes ids/counts/mask and the
---                         batch union. No atomics, so the output is deterministic.
+-- One kernel (templates/router.cu.lua):
+--   sprig_router(const T *Wr, const T *x, float *scores, float threshold, int *ids, int *counts,
+--                int *union_ids, int *union_count, unsigned char *mask, int *ws)
+--   scores[t][e] = sum_k Wr[e][k] x[t][k] (fp32), a GEMV in which ksplit warps share
+--   rows_per_warp rows, each on a slice of K (E is small for LTE: 344 rows at g=32; at
+--   the default ksplit=8 one 256-thread CTA per expert puts 344 CTAs, 2.6 per SM of an
+--   H100, on the GPU), summed in a fixed order. Each score's lane writes its mask byte
+--   and sets the expert's bit in the token's and the union's bitmap in ws; the last CTA
+--   to finish (an arrival counter in ws) turns the bitmaps into ascending id lists with
+--   one scan per list and zeroes them again. Bit order, not arrival order, decides the
+--   lists: the output is deterministic.
 local A = require("sprig.args")
 local S = require("sprig.spec")
 
@@ -28,11 +29,9 @@ local F = {
     S.rows_per_warp("router rows (experts) per warp"),
     S.vec(),
     S.unroll(),
-    { name = "ksplit", values = { 1, 2, 4, 8 }, default = 1,
-      doc = "warps sharing a row group, each on a slice of K (more loads in flight when E is small)" },
-    S.min_blocks(" of the scores kernel"),
-    { name = "compact_threads", values = { 256, 512, 1024 }, default = 1024,
-      doc = "threads of the single compaction CTA (experts scanned per step)" },
+    { name = "ksplit", values = { 1, 2, 4, 8 }, default = 8,
+      doc = "warps sharing a row group, each on a slice of K (more CTAs and loads in flight when E is small)" },
+    S.min_blocks(),
   },
   -- MLP keys: LTE routers, at sparsity > 0 only.
   tune = { mlp = { fixed = function(sparsity) return sparsity > 0 and { "score=sigmoid" } or {} end } },
@@ -53,17 +52,20 @@ end
 function F.plan(req, p)
   local E = req.f // req.g
   local rows_per_cta = (p.threads // 32 // p.ksplit) * p.rows_per_warp
+  local words = (E + 31) // 32
   return {
     kernels = {
-      { name = "sprig_router_scores", grid = { (E + rows_per_cta - 1) // rows_per_cta, 1, 1 },
+      { name = "sprig_router", grid = { (E + rows_per_cta - 1) // rows_per_cta, 1, 1 },
         block = { p.threads, 1, 1 }, smem = 0 },
-      { name = "sprig_router_compact", grid = { 1, 1, 1 }, block = { p.compact_threads, 1, 1 }, smem = 0 },
     },
+    -- the arrival counter, then (batch + 1) bitmaps of `words` words, in 16 bytes
+    workspace = (1 + (req.batch + 1) * words + 3) // 4 * 16,
+    values = { WORDS = words },
   }
 end
 
 -- LTE reads its router [E][d]; training-free mode W_gate itself (g = 1, E = f).
-function F.args(req, p)
+function F.args(req, p, v)
   local E, B, al = req.f // req.g, req.batch, A.vec_align(p.vec)
   return {
     A.ptr("Wr", "T", { E, req.d }, { role = p.score == "sigmoid" and "w_router" or "w_gate", fan_in = req.d,
@@ -76,25 +78,29 @@ function F.args(req, p)
     A.ptr("union_ids", "i32", { E }, { dir = "out", role = "union_ids" }),
     A.ptr("union_count", "i32", { 1 }, { dir = "out", role = "union_count" }),
     A.ptr("mask", "u8", { B, E }, { dir = "out", role = "mask" }),
+    A.ptr("ws", "i32", { (v.workspace_bytes or 0) // 4 }, { dir = "scratch" }),
   }
 end
 
 -- the rule the outputs are checked against
 function F.verify(req, p) return "router " .. p.score end
 
--- The scores kernel streams the router; the compaction is one CTA scanning
--- the scores in steps of compact_threads experts, each step a few dependent
--- shared-memory and global round trips (docs/perf-model.md).
-function F.perf(req, p)
+-- The kernel streams the router (each lane's loads of a step in flight
+-- together); then the grid-wide dependency: each CTA's bitmap atomics drain
+-- (the fence) before its arrival ticket, and the last CTA reads the bitmaps
+-- (hot in L2), up to 16 words a thread at once, and writes the lists: three L2
+-- round trips at batch 1 (docs/perf-model.md).
+function F.perf(req, p, v)
   local E, B = req.f // req.g, req.batch
   local rpc = (p.threads // 32 // p.ksplit) * p.rows_per_warp
   local ctas = (E + rpc - 1) // rpc
-  local steps = (E + p.compact_threads - 1) // p.compact_threads
+  local lists = B + 1
+  local chunks_per_warp = math.ceil(req.d / (32 * p.vec) / p.ksplit)
   return {
-    { read = ctas * rpc * req.d * 2 + B * req.d * 2, write = B * E * 4,
-      inflight = p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas, rounds = 1 },
-    { read = B * E * 4, write = B * E * 9 + E * 4 + 4 + B * 4, inflight = 1, load_bytes = 4, working = 1,
-      rounds = 2 * steps * (B + 1), hot = true },
+    { read = ctas * rpc * req.d * 2 + B * req.d * 2 + lists * v.WORDS * 4,
+      write = B * E * 9 + E * 4 + B * 4 + 4 + lists * v.WORDS * 4,
+      inflight = math.min(p.unroll, chunks_per_warp) * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
+      grid_syncs = 1, rounds = 1, l2_rounds = 2 + math.ceil(lists / math.max(1, 16 // math.ceil(v.WORDS / p.threads))) },
   }
 end
 

@@ -34,7 +34,7 @@ static const int batches[] = {1, 8, 64};
 static const char *const upgate_wrong_order[] = {"Wg", "x", "Wu", "union_ids", "union_count", "mask", "h", NULL};
 /* The argument names of each family's signature, in ABI order (docs/kernel-abi.md). */
 static const char *const router_args[] = {"Wr", "x", "scores", "threshold", "ids", "counts",
-                                          "union_ids", "union_count", "mask", NULL};
+                                          "union_ids", "union_count", "mask", "ws", NULL};
 static const char *const upgate_abi[] = {"Wg", "Wu", "x", "union_ids", "union_count", "mask", "h", NULL};
 
 static sprig_plan *render(sprig_gen *gen, const char *family, int d, int f, const char *dtype, int batch, int g,
@@ -89,14 +89,13 @@ static void test_render_all(sprig_gen *gen) {
                     CHECK_MSG(r && st == SPRIG_OK, "router %dx%d %s g=%d b=%d: %s", d, f, dtypes[t], g, b,
                               sprig_last_error());
                     if (r) {
-                        CHECK(r->n_kernels == 2);
-                        CHECK(!strcmp(r->kernels[0].name, "sprig_router_scores"));
-                        CHECK(!strcmp(r->kernels[1].name, "sprig_router_compact"));
-                        CHECK(has_signature(r->source, "sprig_router_scores", router_args));
-                        CHECK(has_signature(r->source, "sprig_router_compact", router_args));
-                        CHECK(r->kernels[0].block[0] == 256 && r->kernels[0].grid[0] == ceil_div(E, 8));
-                        CHECK(r->kernels[1].block[0] == 1024 && r->kernels[1].grid[0] == 1);
-                        CHECK(r->workspace_bytes == 0);
+                        /* one kernel: 8 warps on one expert (ksplit=8), the last CTA compacts */
+                        CHECK(r->n_kernels == 1);
+                        CHECK(!strcmp(r->kernels[0].name, "sprig_router"));
+                        CHECK(has_signature(r->source, "sprig_router", router_args));
+                        CHECK(r->kernels[0].block[0] == 256 && r->kernels[0].grid[0] == E);
+                        /* the arrival counter and (b + 1) bitmaps of ceil(E/32) words, in 16 bytes */
+                        CHECK(r->workspace_bytes == (1 + (size_t)(b + 1) * ceil_div(E, 32) + 3) / 4 * 16);
                     }
                     sprig_plan_free(r);
 
@@ -152,11 +151,10 @@ static void test_each_param(sprig_gen *gen, const char *family, const char *cons
 
 static void test_params(sprig_gen *gen) {
     static const char *const router[] = {
-        "score=sigmoid", "score=silu_abs", "threads=64", "threads=128", "threads=256", "threads=512",
+        "score=sigmoid", "score=silu_abs", "threads=64,ksplit=2", "threads=128,ksplit=4", "threads=256", "threads=512",
         "rows_per_warp=1", "rows_per_warp=2", "rows_per_warp=4", "vec=2", "vec=4", "vec=8",
         "unroll=1", "unroll=2", "unroll=4", "ksplit=1", "ksplit=2", "ksplit=4", "ksplit=8", "min_blocks=0", "min_blocks=1",
-        "min_blocks=2", "min_blocks=4", "compact_threads=256", "compact_threads=512",
-        "compact_threads=1024", NULL};
+        "min_blocks=2", "min_blocks=4", NULL};
     static const char *const upgate[] = {
         "threads=64", "threads=128", "threads=256", "threads=512", "rows_per_warp=1", "rows_per_warp=2",
         "rows_per_warp=4", "vec=2", "vec=4", "vec=8", "unroll=1", "unroll=2", "unroll=4", "ksplit=1", "ksplit=2",
@@ -191,7 +189,7 @@ static void test_params(sprig_gen *gen) {
     b = render(gen, "gather_upgate", 4096, 11008, "fp16", 2, 32, NULL, &st);
     CHECK(a && b);
     if (a && b) {
-        CHECK(sp_contains(a->source, "__shared__") && !sp_contains(b->source, "__shared__"));
+        CHECK(sp_contains(a->source, "x_shared[") && !sp_contains(b->source, "x_shared["));
         CHECK(sp_contains(a->source, "w[0][r] + (size_t)G * D_COLS") && !sp_contains(b->source, "(size_t)G * D_COLS"));
         CHECK(!sp_contains(a->source, "__ldg(union_count)") && sp_contains(b->source, "__ldg(union_count)"));
         CHECK(!sp_contains(a->source, "mask +") && sp_contains(b->source, "mask +"));
@@ -209,7 +207,8 @@ static void test_invalid(sprig_gen *gen) {
     } bad[] = {
         {"router", 4096, 1, "score=softmax", "score=softmax is out of range (allowed: sigmoid, silu_abs)"},
         {"router", 4096, 64, "rows_per_warp=2", "rows_per_warp*batch=128 exceeds 64 accumulators"},
-        {"router", 4096, 1, "compact_threads=2048", "compact_threads=2048 is out of range"},
+        {"router", 4096, 1, "threads=64", "ksplit=8 needs at least 8 warps per CTA, threads=64 has 2"},
+        {"router", 4096, 1, "compact_threads=1024", "unknown parameter 'compact_threads'"},
         {"router", 4096, 1, "vec=16", "vec=16 is out of range"},
         {"gather_upgate", 4096, 64, "rows_per_warp=2", "rows_per_warp*batch*2=256 exceeds 128"},
         {"gather_upgate", 4096, 64, "rows_per_warp=2", "use gather_gemm"},
@@ -344,10 +343,23 @@ static void emu_router(sprig_gen *gen, int d, int f, const char *dtype, int B, i
     sp_kargs_f32(&k, "threshold", threshold);
     fh_ptr(&k, "ids", ids), fh_ptr(&k, "counts", counts), fh_ptr(&k, "union_ids", uids);
     fh_ptr(&k, "union_count", &ucount), fh_ptr(&k, "mask", mask);
+    unsigned *ws = calloc(p->workspace_bytes / 4 + 1, 4); /* the ABI: zero once, at allocation */
+    fh_ptr(&k, "ws", ws);
     void **args = NULL;
     ++checks;
     sprig_status st = sp_kargs_finish(&k, &args);
-    if (st == SPRIG_OK) st = sp_emu_plan_launch(mod, p, args);
+    /* twice: the first call must leave the workspace as it found it (zero) */
+    for (int run = 0; run < 2 && st == SPRIG_OK; ++run) {
+        for (size_t i = 0; i < BE; ++i) scores[i] = NAN, ids[i] = -7, mask[i] = 9; /* poison */
+        for (int i = 0; i < B; ++i) counts[i] = -7;
+        for (int i = 0; i < E; ++i) uids[i] = -7;
+        ucount = -7;
+        st = sp_emu_plan_launch(mod, p, args);
+    }
+    size_t dirty = 0;
+    for (size_t i = 0; i < p->workspace_bytes / 4; ++i) dirty += ws[i] != 0;
+    CHECK_MSG(dirty == 0, "%s: %zu workspace words left non-zero", p->key, dirty);
+    free(ws);
     CHECK_MSG(st == SPRIG_OK, "%s: %s", p->key, sprig_last_error());
     if (st == SPRIG_OK) {
         sp_ref_router_scores(Wr, x, ref, E, d, B);
@@ -448,7 +460,9 @@ static void emu_upgate(sprig_gen *gen, int d, int f, const char *dtype, int B, i
 /* Small shapes with a partial last K chunk (d = 264, 520: not multiples of 256). */
 static void test_emulated(sprig_gen *gen) {
     emu_router(gen, 520, 512, "bf16", 3, 16, "ksplit=4", 0);
-    emu_router(gen, 264, 512, "fp16", 5, 1, "score=silu_abs,compact_threads=256,ksplit=1", 1); /* 2 chunks */
+    emu_router(gen, 264, 512, "fp16", 5, 1, "score=silu_abs,threads=64,ksplit=1", 1); /* 256 CTAs, 16 words a list */
+    emu_router(gen, 520, 11008, "fp16", 1, 1, "score=silu_abs,threads=64,ksplit=2", 1); /* 344 words: 6 a thread */
+    emu_router(gen, 264, 512, "bf16", 64, 1, "score=silu_abs,threads=64,ksplit=1", 1); /* 65 lists, 16 at a time */
     emu_upgate(gen, 520, 512, "fp16", 3, 16, NULL, 0, 0);
     emu_upgate(gen, 264, 384, "bf16", 7, 1, "ksplit=4,threads=128,rows_per_warp=4,interleave=1,x_smem=1", 1, 0);
     emu_upgate(gen, 264, 256, "fp16", 2, 32, "all_active=1,vec=4,unroll=4", 0, 1);

@@ -1,0 +1,205 @@
+/* The static performance model's promises (docs/perf-model.md), for every
+ * default kernel at the reference shapes of DESIGN.md (llama2-7b, llama3-8b,
+ * llama2-13b and the 20/25/30% slices of 7B; fp16 and bf16; batch 1; dense
+ * and 50% of experts), predicted for an H200 with no GPU:
+ *   (a) every weight load is 16 bytes wide and each lane issues at least two
+ *       before the first is used (read from the SASS with nvdisasm);
+ *   (b) plans that read at least 4 MB fill the GPU (a full wave: a working
+ *       CTA on every SM), request at most 1.05x the bytes they must move, and
+ *       are predicted at >= 85% of the attainable: the roof (the bytes at the
+ *       bandwidth) plus the latency no kernel avoids, one DRAM round trip and
+ *       three L2 round trips per grid-wide dependency the plan has (the
+ *       router's lists need every score). On an H200 one DRAM round trip is
+ *       15% of the roof of a 17 MB read, so below that "85% of the bare roof"
+ *       is out of reach for any kernel; the count of such plans is printed;
+ *   (c) no spill;
+ *   (d) a planted regression (the K-walk's weight-load loop left rolled,
+ *       `#pragma unroll 1`, so each load waits for the one before) fails
+ *       (a): the check can fail.
+ * argv[1]: the templates folder (for the planted copy). Exit 77 where no
+ * nvdisasm is installed (scripts/install-deps.sh installs one). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sp_analyze.h"
+#include "sp_file.h"
+#include "sp_mlp_keys.h"
+#include "test_util.h"
+
+#define BIG_PLAN 4e6 /* bytes: "kernels that read >= 4 MB" */
+
+typedef struct shape { const char *name; int d, f; } shape;
+static const shape kShapes[] = {
+    {"llama2-7b", 4096, 11008}, {"llama3-8b", 4096, 14336}, {"llama2-13b", 5120, 13824},
+    {"llama2-7b-slice20", 3272, 11008}, {"llama2-7b-slice25", 3072, 11008}, {"llama2-7b-slice30", 2864, 11008},
+};
+
+/* The SASS promises (a) of one kernel; returns the number broken, printing each when loud. */
+static int weight_loads_broken(const char *what, const sp_analyze_kernel *k, int loud) {
+    int broken = 0;
+    if (k->stream > 0 && k->stream128 != k->stream) {
+        if (loud) fprintf(stderr, "%s %s: %d of %d weight loads are not 16 bytes\n", what, k->name, k->stream - k->stream128, k->stream);
+        ++broken;
+    }
+    if (k->stream > 0 && k->stream_before_use < 2) {
+        if (loud) fprintf(stderr, "%s %s: %d weight load(s) in flight before the first use (want >= 2)\n", what, k->name, k->stream_before_use);
+        ++broken;
+    }
+    return broken;
+}
+
+static int gpu_sms, below_roof;
+
+static void check_plan(const char *what, const sp_analyze_plan *p) {
+    int streams = 0;
+    for (int i = 0; i < p->n; ++i) {
+        const sp_analyze_kernel *k = &p->k[i];
+        CHECK_MSG(weight_loads_broken(what, k, 1) == 0, "%s %s: weight loads (see above)", what, k->name);
+        CHECK_MSG(k->spill == 0, "%s %s: %d bytes spilled", what, k->name, k->spill);
+        streams += k->stream > 0;
+    }
+    if (p->bytes_min < BIG_PLAN) return;
+    CHECK_MSG(streams > 0, "%s: reads %.1f MB but the SASS shows no weight (evict-first) load", what, p->bytes_min / 1e6);
+    /* the kernel that reads the weights fills the GPU */
+    int main_k = 0;
+    for (int i = 1; i < p->n; ++i)
+        if (p->k[i].bytes > p->k[main_k].bytes) main_k = i;
+    CHECK_MSG(p->k[main_k].working >= gpu_sms, "%s %s: %.0f working CTAs leave SMs of the %d idle", what,
+              p->k[main_k].name, p->k[main_k].working, gpu_sms);
+    CHECK_MSG(p->bytes <= 1.05 * p->bytes_min, "%s: requests %.2f MB for %.2f MB (%.3fx)", what, p->bytes / 1e6,
+              p->bytes_min / 1e6, p->bytes / p->bytes_min);
+    CHECK_MSG(p->attainable_us >= 0.85 * p->t_us,
+              "%s: predicted %.2f us, %.0f%% of the attainable %.2f us (roof %.2f us; want >= 85%%)", what, p->t_us,
+              100 * p->attainable_us / p->t_us, p->attainable_us, p->roof_us);
+    if (p->roof_us < 0.85 * p->t_us) ++below_roof;
+}
+
+static void reference_shapes(sprig_gen *gen, const sp_analyze_opts *base) {
+    const char *dtypes[] = {"fp16", "bf16"};
+    const int batches[] = {1};
+    const double sparsities[] = {0, 50};
+    int plans = 0;
+    for (size_t s = 0; s < sizeof kShapes / sizeof kShapes[0]; ++s) {
+        sp_mlp_key_request kr = {kShapes[s].d, kShapes[s].f, 32, dtypes, 2, batches, 1, sparsities, 2, NULL, 0};
+        sp_mlp_keys keys;
+        CHECK_MSG(sp_mlp_keys_build(gen, &kr, &keys) == SPRIG_OK, "%s: %s", kShapes[s].name, sprig_last_error());
+        for (size_t i = 0; i < keys.n; ++i) {
+            const sp_tune_key *k = &keys.keys[i];
+            sprig_request req = {k->family, k->d, k->f, k->dtype, k->batch, k->g, k->fixed};
+            sp_analyze_opts o = *base;
+            o.active = 1.0 - k->sparsity / 100.0;
+            sp_analyze_plan p;
+            char what[256];
+            snprintf(what, sizeof what, "%s %s %s [%s] at %g%%", kShapes[s].name, k->dtype, k->family,
+                     k->fixed ? k->fixed : "", k->sparsity);
+            const int ok = sp_analyze_request(gen, &req, &o, &p) == SPRIG_OK;
+            CHECK_MSG(ok, "%s: %s", what, sprig_last_error());
+            if (!ok) continue;
+            check_plan(what, &p);
+            ++plans;
+        }
+        sp_mlp_keys_free(&keys);
+    }
+    printf("reference shapes: %d plans checked; %d of the large ones below 85%% of the bare roof (their fixed\n"
+           "latency is more than 15%% of it: the attainable bound holds)\n", plans, below_roof);
+    CHECK(plans >= 6 * 2 * 5);
+}
+
+/* A copy of the templates folder in dir with `from` replaced by `to` (first
+ * occurrence) in file `planted`; 1 when the replacement was made. */
+static int copy_templates_planted(const char *templates, const char *dir, const char *planted, const char *from,
+                                  const char *to) {
+    DIR *d = opendir(templates);
+    CHECK_MSG(d != NULL, "cannot open %s", templates);
+    if (!d) return 0;
+    int done = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char src[1024], dst[1024];
+        snprintf(src, sizeof src, "%s/%s", templates, e->d_name);
+        snprintf(dst, sizeof dst, "%s/%s", dir, e->d_name);
+        char *text = NULL;
+        size_t n = 0;
+        const int read = sp_file_read(src, 1 << 20, &text, &n, NULL) == SPRIG_OK;
+        CHECK_MSG(read, "%s: %s", src, sprig_last_error());
+        if (!read) continue;
+        char *at = strcmp(e->d_name, planted) ? NULL : strstr(text, from);
+        if (at) {
+            const size_t head = (size_t)(at - text), nf = strlen(from), nt = strlen(to);
+            char *out = malloc(n - nf + nt + 1);
+            memcpy(out, text, head);
+            memcpy(out + head, to, nt);
+            memcpy(out + head + nt, at + nf, n - head - nf + 1);
+            free(text);
+            text = out, n = n - nf + nt, done = 1;
+        }
+        CHECK(sp_file_write_atomic(dst, text, n) == SPRIG_OK);
+        free(text);
+    }
+    closedir(d);
+    return done;
+}
+
+static void remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (d) closedir(d);
+    rmdir(dir);
+}
+
+/* (d) The K-walk's weight loads of a step left rolled (#pragma unroll 1
+ * instead of #pragma unroll): a lane then waits on each load in turn. */
+static void planted_regression(const char *templates, const sp_analyze_opts *base) {
+    char dir[] = "/tmp/sprig-test-analyze-XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK_MSG(0, "mkdtemp: %s", dir);
+        return;
+    }
+    const char *from = "#pragma unroll\n        for (int u = 0; u < UNROLL; ++u)";
+    const char *to = "#pragma unroll 1\n        for (int u = 0; u < UNROLL; ++u)";
+    const int planted = copy_templates_planted(templates, dir, "common.cuh.lua", from, to);
+    CHECK_MSG(planted, "planted regression: the K-walk's load loop was not found in %s/common.cuh.lua", templates);
+    sprig_gen *gen = NULL;
+    CHECK(sprig_gen_open(&gen, dir) == SPRIG_OK);
+    sprig_request req = {"dense_gemv", 4096, 4096, "fp16", 1, 1, "rows_per_warp=1"};
+    sp_analyze_plan p;
+    const int ok = gen && planted && sp_analyze_request(gen, &req, base, &p) == SPRIG_OK;
+    CHECK_MSG(ok, "planted regression: %s", sprig_last_error());
+    if (ok) {
+        int broken = 0;
+        for (int i = 0; i < p.n; ++i) broken += weight_loads_broken("planted", &p.k[i], 0);
+        CHECK_MSG(broken > 0, "the planted regression passed: %d weight loads before use", p.k[0].stream_before_use);
+        printf("planted regression: %d weight load(s) before the first use: caught\n", p.k[0].stream_before_use);
+    }
+    sprig_gen_close(gen);
+    remove_dir(dir);
+}
+
+int main(int argc, char **argv) {
+    char nvdisasm[4096];
+    if (!sp_analyze_find_nvdisasm(nvdisasm, sizeof nvdisasm)) {
+        fprintf(stderr, "test_analyze: no nvdisasm (scripts/install-deps.sh installs it): skipped\n");
+        return 77;
+    }
+    const char *templates = argc > 1 ? argv[1] : "templates";
+    sprig_gen *gen = NULL;
+    CHECK(sprig_gen_open(&gen, NULL) == SPRIG_OK);
+    sp_gpu_profile h200;
+    CHECK(gen && sp_gen_gpu_profile(gen, "h200", &h200) == SPRIG_OK);
+    sp_analyze_opts o = {&h200, 1.0, 512, NULL, nvdisasm};
+    gpu_sms = h200.sms;
+    if (gen) reference_shapes(gen, &o);
+    planted_regression(templates, &o);
+    sprig_gen_close(gen);
+    return sp_test_finish("test_analyze", 0);
+}
