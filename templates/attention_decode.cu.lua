@@ -1,5 +1,6 @@
 {% include("templates/common.cuh.lua") %}
-// Decode attention: {{ HEADS }} q heads, {{ KV_HEADS }} kv heads, head_dim {{ HD }}, batch 1.
+// Decode attention: {{ HEADS }} q heads, {{ KV_HEADS }} kv heads, head_dim {{ HD }}, batch 1; RoPE,
+// the cache append and (splits > 1) the merge of the splits all in one kernel.
 // qkv: T [q {{ HEADS }}*{{ HD }}][k {{ KV_HEADS }}*{{ HD }}][v {{ KV_HEADS }}*{{ HD }}]; caches: T [max_seq][{{ KV_HEADS * HD }}].
 #define HD {{ HD }}
 #define HALF ({{ HD }} / 2)
@@ -15,10 +16,10 @@
 #define THREADS {{ p.threads }}
 #define WARPS (THREADS / 32)
 #define GROUPS (WARPS * PPW)                // lane groups per CTA, one position each at a time
-#define SPLITS {{ p.splits }}
+#define SPLITS {{ SPLITS }}
 #define SCALE {{ SCALE }}                   // 1/sqrt(head_dim)
-#define ROPE_ITEMS {{ ROPE_ITEMS }}
-#define ROPE_THREADS {{ ROPE_THREADS }}
+#define U {{ p.unroll }}                      // positions per lane group in flight at once
+#define WS_PARTS {{ WS_PARTS }}             // floats of partials in ws; a counter per head follows
 
 __device__ __forceinline__ float sp_neg_inf(void) { return __int_as_float(0xff800000); }
 
@@ -41,68 +42,75 @@ __device__ __forceinline__ void sp_rope_cos_sin(float angle, float *c, float *s)
     *s = SP_SIN(r);
 }
 
-// Kernel 1: item i < (HEADS + KV_HEADS) * HALF rotates the pair (j, j + HALF) of
-// q or k head i / HALF (q heads first, then k heads, as in qkv); the rest copy two
-// v elements each. Rotated q goes back into qkv, rotated k and v into the caches.
-extern "C" __global__ void __launch_bounds__(ROPE_THREADS)
-sprig_attn_rope(T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__restrict__ k_cache,
-                T *__restrict__ v_cache, const int *__restrict__ pos, float *__restrict__ ws,
-                T *__restrict__ out) {
-    const int i = blockIdx.x * ROPE_THREADS + threadIdx.x;
-    if (i >= ROPE_ITEMS) return;
-    const int p = __ldg(pos);
-    if (i < (HEADS + KV_HEADS) * HALF) {
-        const int hh = i / HALF, j = i % HALF;
-        T *row = qkv + (size_t)hh * HD;
-        // The angle in fp32 as the reference forms it.
-        const float angle = (float)p * __ldg(inv_freq + j);
-        float c, s;
-        sp_rope_cos_sin(angle, &c, &s);
-        const float a = SP_TO_F(row[j]), b = SP_TO_F(row[j + HALF]);
-        const T ra = SP_FROM_F(a * c - b * s), rb = SP_FROM_F(b * c + a * s);
-        if (hh < HEADS) {
-            row[j] = ra;
-            row[j + HALF] = rb;
-        } else {
-            T *k = k_cache + (size_t)p * KVD + (size_t)(hh - HEADS) * HD;
-            k[j] = ra;
-            k[j + HALF] = rb;
-        }
-    } else {
-        const int v = (i - (HEADS + KV_HEADS) * HALF) * 2;
-        const T *src = qkv + (size_t)(HEADS + KV_HEADS) * HD + v;
-        T *dst = v_cache + (size_t)p * KVD + v;
-        dst[0] = src[0];
-        dst[1] = src[1];
+// This token's row of q or k head `row`, chunk c (elements c*VEC..c*VEC+VEC-1),
+// rotated at position p (Hugging Face rotate_half: element i < HALF pairs with
+// i + HALF) and rounded to T as a cache holds it.
+__device__ __forceinline__ void sp_rope_chunk(const T *__restrict__ row, int c, int p,
+                                              const float *__restrict__ inv_freq, float (&out)[VEC]) {
+    float x[VEC], y[VEC];  // the chunk, and each element's partner
+    sp_load_vec<VEC>(row + c * VEC, x);
+{% if (HD // 2) % p.vec == 0 then %}
+    sp_load_vec<VEC>(row + ((c + CH / 2) % CH) * VEC, y);  // HALF is a multiple of VEC: one whole chunk
+{% else %}
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {  // the partners straddle chunks: one at a time
+        const int i = c * VEC + v;
+        y[v] = SP_TO_F(row[i < HALF ? i + HALF : i - HALF]);
+    }
+{% end %}
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+        const bool lo = c * VEC + v < HALF;
+        const int j = (c * VEC + v) % HALF;
+        const float angle = (float)p * __ldg(inv_freq + j);  // the angle in fp32 as the reference forms it
+        float cs, sn;
+        sp_rope_cos_sin(angle, &cs, &sn);
+        const float r = lo ? x[v] * cs - y[v] * sn : x[v] * cs + y[v] * sn;
+        out[v] = SP_TO_F(SP_FROM_F(r));
     }
 }
 
-// Kernel 2: CTA (h, split) attends q head h over its share of positions 0..pos.
-// Lane group grp of a warp (LPP lanes) owns one position per step: each lane dots
-// its NC chunks of q and k, the group adds them with xor shuffles, and keeps an
-// online softmax (running max m, sum l, acc = sum p * v) in fp32. The loop bound
-// depends on the warp only, so every lane reaches every shuffle.
+// CTA (h, split) attends q head h over its share of positions 0..pos. Lane group
+// grp of a warp (LPP lanes) owns one position at a time, U of them in flight: the
+// lanes load the K and V chunks of U positions first, then dot their NC chunks of
+// q and k, add them across the group with xor shuffles and keep an online softmax
+// (running max m, sum l, acc = sum p * v) in fp32. The loop bound depends on the
+// warp only, so every lane reaches every shuffle. The new position (pos) is read
+// from qkv, rotated here; the first CTA of its kv head holding it appends it to the
+// caches for the next tokens. With splits > 1 each split leaves (max, sum, acc) in
+// ws and the last to arrive merges them in split order (deterministic).
 extern "C" __global__ void __launch_bounds__(THREADS)
 sprig_attn_decode(T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__restrict__ k_cache,
                   T *__restrict__ v_cache, const int *__restrict__ pos, float *__restrict__ ws,
                   T *__restrict__ out) {
     const int h = blockIdx.x, split = blockIdx.y;
     const int kvh = h / GQA;
-    const int n = __ldg(pos) + 1;
+    const int p = __ldg(pos), n = p + 1;
     const int chunk = (n + SPLITS - 1) / SPLITS;
     const int t0 = split * chunk, t1 = min(t0 + chunk, n);
-{% if p.splits > 1 then %}
-    if (t0 >= t1) return;  // uniform over the CTA; the combine skips empty splits
-{% end %}
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int gl = lane % LPP, grp = lane / LPP;
+    const T *knew = qkv + (size_t)(HEADS + kvh) * HD, *vnew = qkv + (size_t)(HEADS + KV_HEADS + kvh) * HD;
 
-    float q[NC][VEC];  // this lane's chunks of q, pre-scaled by 1/sqrt(head_dim)
+    // The cache append: one CTA per kv head, the one whose split holds pos.
+    if (h % GQA == 0 && t0 <= p && p < t1) {
+        for (int c = threadIdx.x; c < CH; c += THREADS) {
+            float k[VEC], v_[VEC];
+            sp_rope_chunk(knew, c, p, inv_freq, k);
+            sp_load_vec<VEC>(vnew + c * VEC, v_);
+            T *kd = k_cache + (size_t)p * KVD + (size_t)kvh * HD + c * VEC;
+            T *vd = v_cache + (size_t)p * KVD + (size_t)kvh * HD + c * VEC;
+#pragma unroll
+            for (int v = 0; v < VEC; ++v) kd[v] = SP_FROM_F(k[v]), vd[v] = SP_FROM_F(v_[v]);
+        }
+    }
+
+    float q[NC][VEC];  // this lane's chunks of q, rotated, pre-scaled by 1/sqrt(head_dim)
 #pragma unroll
     for (int j = 0; j < NC; ++j) {
         const int c = gl + j * LPP;
         if (c < CH) {
-            sp_load_vec<VEC>(qkv + (size_t)h * HD + c * VEC, q[j]);
+            sp_rope_chunk(qkv + (size_t)h * HD, c, p, inv_freq, q[j]);
 #pragma unroll
             for (int v = 0; v < VEC; ++v) q[j][v] *= SCALE;
         } else {
@@ -118,40 +126,49 @@ sprig_attn_decode(T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__
 #pragma unroll
         for (int v = 0; v < VEC; ++v) acc[j][v] = 0.0f;
 
-    for (int tb = t0 + warp * PPW; tb < t1; tb += WARPS * PPW) {
-        const int t = tb + grp;
-        const bool valid = t < t1;
-        float s = 0.0f;
-        if (valid) {
+    for (int tb = t0 + warp * PPW * U; tb < t1; tb += WARPS * PPW * U) {
+        float kk[U][NC][VEC], vv[U][NC][VEC];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int t = tb + u * PPW + grp;
 #pragma unroll
             for (int j = 0; j < NC; ++j) {
                 const int c = gl + j * LPP;
-                if (c < CH) {
-                    float k[VEC];
-                    sp_load_vec<VEC>(kb + (size_t)t * KVD + c * VEC, k);
+                if (t < t1 && c < CH && t != p) {
+                    sp_load_vec<VEC>(kb + (size_t)t * KVD + c * VEC, kk[u][j]);
+                    sp_load_vec<VEC>(vb + (size_t)t * KVD + c * VEC, vv[u][j]);
+                } else if (t == p && c < CH) {  // this token: from qkv, not yet in the cache
+                    sp_rope_chunk(knew, c, p, inv_freq, kk[u][j]);
+                    sp_load_vec<VEC>(vnew + c * VEC, vv[u][j]);
 #pragma unroll
-                    for (int v = 0; v < VEC; ++v) s = fmaf(q[j][v], k[v], s);
+                    for (int v = 0; v < VEC; ++v) vv[u][j][v] = SP_TO_F(SP_FROM_F(vv[u][j][v]));
+                } else {
+#pragma unroll
+                    for (int v = 0; v < VEC; ++v) kk[u][j][v] = vv[u][j][v] = 0.0f;
                 }
             }
         }
 #pragma unroll
-        for (int o = LPP / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (valid) {
-            const float m_new = fmaxf(m, s);
-            const float corr = expf(m - m_new);  // 0 at the group's first position (m = -inf)
-            const float e = expf(s - m_new);
-            l = l * corr + e;
+        for (int u = 0; u < U; ++u) {
+            const int t = tb + u * PPW + grp;
+            float s = 0.0f;
 #pragma unroll
-            for (int j = 0; j < NC; ++j) {
-                const int c = gl + j * LPP;
-                if (c < CH) {
-                    float v_[VEC];
-                    sp_load_vec<VEC>(vb + (size_t)t * KVD + c * VEC, v_);
+            for (int j = 0; j < NC; ++j)
 #pragma unroll
-                    for (int v = 0; v < VEC; ++v) acc[j][v] = fmaf(e, v_[v], acc[j][v] * corr);
-                }
+                for (int v = 0; v < VEC; ++v) s = fmaf(q[j][v], kk[u][j][v], s);
+#pragma unroll
+            for (int o = LPP / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+            if (t < t1) {
+                const float m_new = fmaxf(m, s);
+                const float corr = expf(m - m_new);  // 0 at the group's first position (m = -inf)
+                const float e = expf(s - m_new);
+                l = l * corr + e;
+#pragma unroll
+                for (int j = 0; j < NC; ++j)
+#pragma unroll
+                    for (int v = 0; v < VEC; ++v) acc[j][v] = fmaf(e, vv[u][j][v], acc[j][v] * corr);
+                m = m_new;
             }
-            m = m_new;
         }
     }
 
@@ -177,7 +194,7 @@ sprig_attn_decode(T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__
     __syncthreads();
     float L = 0.0f;
     for (int g = 0; g < GROUPS; ++g) L = fmaf(sm_l[g], sm_w[g], L);
-{% if p.splits == 1 then %}
+{% if SPLITS == 1 then %}
     const float inv = 1.0f / L;
     for (int i = threadIdx.x; i < HD; i += THREADS) {
         float o = 0.0f;
@@ -185,42 +202,36 @@ sprig_attn_decode(T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__
         out[(size_t)h * HD + i] = SP_FROM_F(o * inv);
     }
 {% else %}
-    // Partial of this split: ws[h][split] = (M, L, acc[HD]) unnormalised.
-    float *part = ws + ((size_t)h * SPLITS + split) * (HD + 2);
-    if (threadIdx.x == 0) {
-        part[0] = M;
-        part[1] = L;
-    }
-    for (int i = threadIdx.x; i < HD; i += THREADS) {
-        float o = 0.0f;
-        for (int g = 0; g < GROUPS; ++g) o = fmaf(sm_acc[g][i], sm_w[g], o);
-        part[2 + i] = o;
-    }
-{% end %}
-}
-{% if p.splits > 1 then %}
-
-// Kernel 3: CTA h merges the partials of the splits that had positions (counted
-// the way kernel 2 split them), in split order, so the result is deterministic.
-extern "C" __global__ void __launch_bounds__(256)
-sprig_attn_combine(T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__restrict__ k_cache,
-                   T *__restrict__ v_cache, const int *__restrict__ pos, float *__restrict__ ws,
-                   T *__restrict__ out) {
-    const int h = blockIdx.x;
-    const int n = __ldg(pos) + 1;
-    const int chunk = (n + SPLITS - 1) / SPLITS;
-    const int parts = (n + chunk - 1) / chunk;
+    // Partial of this split (if it had positions): ws[h][split] = (M, L, acc[HD]) unnormalised.
     const float *base = ws + (size_t)h * SPLITS * (HD + 2);
-    float M = sp_neg_inf();
-    for (int s = 0; s < parts; ++s) M = fmaxf(M, base[(size_t)s * (HD + 2)]);
-    float L = 0.0f;
-    for (int s = 0; s < parts; ++s) L = fmaf(base[(size_t)s * (HD + 2) + 1], expf(base[(size_t)s * (HD + 2)] - M), L);
-    const float inv = 1.0f / L;
-    for (int i = threadIdx.x; i < HD; i += blockDim.x) {
-        float o = 0.0f;
-        for (int s = 0; s < parts; ++s)
-            o = fmaf(base[(size_t)s * (HD + 2) + 2 + i], expf(base[(size_t)s * (HD + 2)] - M), o);
-        out[(size_t)h * HD + i] = SP_FROM_F(o * inv);
+    if (t0 < t1) {
+        float *part = ws + ((size_t)h * SPLITS + split) * (HD + 2);
+        if (threadIdx.x == 0) {
+            part[0] = M;
+            part[1] = L;
+        }
+        for (int i = threadIdx.x; i < HD; i += THREADS) {
+            float o = 0.0f;
+            for (int g = 0; g < GROUPS; ++g) o = fmaf(sm_acc[g][i], sm_w[g], o);
+            part[2 + i] = o;
+        }
     }
-}
+    // The last split of head h to arrive merges the splits that had positions, in split order.
+    unsigned *counters = reinterpret_cast<unsigned *>(ws + WS_PARTS);
+    if (sp_last_arrival(counters + h, SPLITS)) {
+        const int parts = (n + chunk - 1) / chunk;
+        float MM = sp_neg_inf();
+        for (int s = 0; s < parts; ++s) MM = fmaxf(MM, __ldcg(base + (size_t)s * (HD + 2)));
+        float LL = 0.0f;
+        for (int s = 0; s < parts; ++s)
+            LL = fmaf(__ldcg(base + (size_t)s * (HD + 2) + 1), expf(__ldcg(base + (size_t)s * (HD + 2)) - MM), LL);
+        const float inv = 1.0f / LL;
+        for (int i = threadIdx.x; i < HD; i += THREADS) {
+            float o = 0.0f;
+            for (int s = 0; s < parts; ++s)
+                o = fmaf(__ldcg(base + (size_t)s * (HD + 2) + 2 + i), expf(__ldcg(base + (size_t)s * (HD + 2)) - MM), o);
+            out[(size_t)h * HD + i] = SP_FROM_F(o * inv);
+        }
+    }
 {% end %}
+}

@@ -419,28 +419,38 @@ static void attention_case(sp_exec *e, sprig_gen *gen, int heads, int kv, int hd
     sp_dptr dpos = dev_copy(e, &P, sizeof P), dout = dev_copy(e, NULL, 2 * (size_t)heads * hd);
     sp_dptr dws = dev_copy(e, NULL, plan->workspace_bytes);
     CHECK(sp_exec_fill(e, dout, 0xff, 2 * (size_t)heads * hd) == SPRIG_OK);
-    if (plan->workspace_bytes) CHECK(sp_exec_fill(e, dws, 0xff, plan->workspace_bytes) == SPRIG_OK); /* needs no zeros */
+    if (plan->workspace_bytes) CHECK(sp_exec_fill(e, dws, 0, plan->workspace_bytes) == SPRIG_OK); /* the ABI: zero once */
     sp_kargs a;
     sp_kargs_init(&a, plan);
     sp_kargs_ptr(&a, "qkv", dq), sp_kargs_ptr(&a, "inv_freq", dinv), sp_kargs_ptr(&a, "k_cache", dk);
     sp_kargs_ptr(&a, "v_cache", dv), sp_kargs_ptr(&a, "pos", dpos), sp_kargs_ptr(&a, "ws", dws);
     sp_kargs_ptr(&a, "out", dout);
+    /* twice: the first call leaves the workspace's counters as it found them; the
+     * second's output (poisoned again) is checked */
+    CHECK_MSG(sp_kargs_launch(e, mod, &a) == SPRIG_OK, "attention: %s", sprig_last_error());
+    CHECK(sp_exec_fill(e, dout, 0xff, 2 * (size_t)heads * hd) == SPRIG_OK);
     CHECK_MSG(sp_kargs_launch(e, mod, &a) == SPRIG_OK, "attention: %s", sprig_last_error());
     CHECK(sp_exec_download(e, qkv_o, dq, 2 * (size_t)rows * hd) == SPRIG_OK);
     CHECK(sp_exec_download(e, kc, dk, 2 * (size_t)S * kvd) == SPRIG_OK);
     CHECK(sp_exec_download(e, vc, dv, 2 * (size_t)S * kvd) == SPRIG_OK);
     CHECK(sp_exec_download(e, out, dout, 2 * (size_t)heads * hd) == SPRIG_OK);
-    /* RoPE of q and k heads in double from the stored values, then rounded as the kernel stores them */
+    /* RoPE of q and k heads in double from the stored values, then rounded as the kernel rounds them;
+     * the rotated k heads are in the cache at row P, q is used in place (qkv is left as it was) */
     double rope_err = 0;
+    int qkv_kept = 1;
+    for (int i = 0; i < rows * hd; ++i) qkv_kept &= qkv_o[i] == qkv[i];
     for (int hh = 0; hh < heads + kv; ++hh)
         for (int j = 0; j < hd / 2; ++j) {
             const float angle = (float)P * inv[j];
             const double a = h2f(qkv[hh * hd + j]), b = h2f(qkv[hh * hd + j + hd / 2]);
             const double ra = a * cos(angle) - b * sin(angle), rb = b * cos(angle) + a * sin(angle);
-            const uint16_t *got = hh < heads ? qkv_o + hh * hd : kc + (size_t)P * kvd + (hh - heads) * hd;
-            rope_err = fmax(rope_err, fmax(fabs(h2f(got[j]) - ra), fabs(h2f(got[j + hd / 2]) - rb)));
+            if (hh >= heads) {
+                const uint16_t *got = kc + (size_t)P * kvd + (hh - heads) * hd;
+                rope_err = fmax(rope_err, fmax(fabs(h2f(got[j]) - ra), fabs(h2f(got[j + hd / 2]) - rb)));
+            }
             qr[hh * hd + j] = h2f(f2h((float)ra)), qr[hh * hd + j + hd / 2] = h2f(f2h((float)rb));
         }
+    CHECK_MSG(qkv_kept, "attention: qkv was modified");
     int v_ok = 1;
     for (int i = 0; i < kvd; ++i) v_ok &= vc[(size_t)P * kvd + i] == qkv[(heads + kv) * hd + i];
     double e2 = 0, r2 = 0;
@@ -481,11 +491,14 @@ static void decode_families(sp_exec *e) {
     rmsnorm_case(e, gen, 4096, 2, "add");
     rmsnorm_case(e, gen, 72, 1, "embed");
     rmsnorm_case(e, gen, 200, 2, "none");
-    /* defaults: 4 splits, 128 threads, vec 8; positions with empty splits, one per split, several */
+    /* defaults: auto splits (32 at 8 heads), 128 threads, vec 8, 4 positions in flight per lane
+     * group; positions with empty splits, one per split, several */
     const int positions[] = {0, 3, 37};
     for (int i = 0; i < 3; ++i) attention_case(e, gen, 8, 2, 128, "", positions[i]);
     /* head_dim 80 with vec 4: 20 chunks on 32 lanes (12 idle); one split, 64 threads; MHA */
     attention_case(e, gen, 3, 3, 80, "vec=4,splits=1,threads=64", 21);
+    /* head_dim 28, vec 4: RoPE partners straddle chunks; 2 splits of 36 positions, two loop steps per warp */
+    attention_case(e, gen, 4, 2, 28, "vec=4,splits=2,unroll=2", 70);
     sprig_gen_close(gen);
 }
 

@@ -11,17 +11,19 @@
 --   k_cache, v_cache  T [max_seq][kv_heads*head_dim]: this layer's cache
 --   pos      int [1]: this token's position (device-side, so the launch
 --            sequence does not change from token to token)
---   ws       fp32 workspace: [heads][splits][head_dim + 2] partials (splits > 1)
+--   ws       fp32 workspace (splits > 1): [heads][splits][head_dim + 2] partials, then
+--            one arrival counter per head (zero at allocation, left zero)
 --   out      T [heads*head_dim]: softmax(q k^T / sqrt(head_dim)) v over positions 0..pos
--- Kernels (templates/attention_decode.cu.lua), all with the signature
---   (T *qkv, const float *inv_freq, T *k_cache, T *v_cache, const int *pos, float *ws, T *out)
---   sprig_attn_rope     RoPE (Hugging Face rotate_half: dimension i pairs with i + head_dim/2)
---                       on q in place and on k into k_cache[pos]; v copied to v_cache[pos]
---   sprig_attn_decode   grid (heads, splits): split s takes a contiguous share of the
---                       pos+1 positions (sized on the device); lane groups of
---                       head_dim/vec lanes own one position each, online softmax in fp32
---                       per group, groups merged in shared memory
---   sprig_attn_combine  (splits > 1) merges the splits' (max, sum, acc) partials
+-- One kernel (templates/attention_decode.cu.lua):
+--   sprig_attn_decode(T *qkv, const float *inv_freq, T *k_cache, T *v_cache, const int *pos,
+--                     float *ws, T *out)
+--   grid (heads, splits): split s takes a contiguous share of the pos+1 positions (sized
+--   on the device); lane groups of head_dim/vec lanes own one position each, `unroll` of
+--   them in flight, online softmax in fp32 per group, groups merged in shared memory.
+--   RoPE (Hugging Face rotate_half: dimension i pairs with i + head_dim/2) is applied to
+--   q and to this token's k as they are read from qkv (qkv is left as it was); the
+--   first CTA of each kv head holding pos appends k (rotated) and v to the caches. With
+--   splits > 1 the last split of a head to arrive merges the splits' (max, sum, acc).
 local A = require("sprig.args")
 
 local F = {
@@ -35,13 +37,16 @@ local F = {
     { name = "head_dim", range = { 2, 256 }, default = 128, doc = "dimensions per head (even)" },
     { name = "threads", values = { 32, 64, 128, 256 }, default = 128, doc = "threads per CTA of the decode kernel" },
     { name = "vec", values = { 2, 4, 8 }, default = 8, doc = "elements per K/V load (8 = 16 bytes); divides head_dim" },
-    { name = "splits", values = { 1, 2, 4, 8, 16, 32 }, default = 4,
-      doc = "CTAs per head sharing the positions (flash-decoding); > 1 adds the combine kernel" },
+    { name = "splits", values = { 0, 1, 2, 4, 8, 16, 32 }, default = 0,
+      doc = "CTAs per head sharing the positions (flash-decoding); 0: enough for two CTAs per SM of a "
+        .. "132-SM GPU (a power of two, at most 32)" },
+    { name = "unroll", values = { 1, 2, 4, 8 }, default = 4,
+      doc = "positions each lane group has in flight (their K and V loads issued together)" },
   },
   tune = { skip = { "heads", "kv_heads", "head_dim" } },
 }
 
-local ROPE_THREADS = 128
+local TARGET_CTAS = 2 * 132
 
 local function next_pow2(n)
   local p = 1
@@ -74,8 +79,8 @@ local function shape(req, p)
   s.LPP = math.min(32, next_pow2(s.CH))     -- lanes per position (a power of two)
   s.NC = (s.CH + s.LPP - 1) // s.LPP        -- chunks per lane
   s.PPW = 32 // s.LPP                       -- positions per warp per step
-  s.ROPE_ITEMS = (s.HEADS + s.KV_HEADS) * (s.HD // 2) + s.KV_HEADS * s.HD // 2
-  s.ROPE_THREADS = ROPE_THREADS
+  s.SPLITS = p.splits ~= 0 and p.splits or math.min(32, next_pow2((TARGET_CTAS + s.HEADS - 1) // s.HEADS))
+  s.WS_PARTS = s.SPLITS > 1 and s.HEADS * s.SPLITS * (s.HD + 2) or 0
   s.SCALE = string.format("%.9ef", 1.0 / math.sqrt(s.HD))
   return s
 end
@@ -83,16 +88,9 @@ end
 function F.plan(req, p)
   local s = shape(req, p)
   local kernels = {
-    { name = "sprig_attn_rope", grid = { (s.ROPE_ITEMS + ROPE_THREADS - 1) // ROPE_THREADS, 1, 1 },
-      block = { ROPE_THREADS, 1, 1 }, smem = 0 },
-    { name = "sprig_attn_decode", grid = { s.HEADS, p.splits, 1 }, block = { p.threads, 1, 1 }, smem = 0 },
+    { name = "sprig_attn_decode", grid = { s.HEADS, s.SPLITS, 1 }, block = { p.threads, 1, 1 }, smem = 0 },
   }
-  local workspace = 0
-  if p.splits > 1 then
-    kernels[3] = { name = "sprig_attn_combine", grid = { s.HEADS, 1, 1 },
-                   block = { math.min(256, 32 * ((s.HD + 31) // 32)), 1, 1 }, smem = 0 }
-    workspace = s.HEADS * p.splits * (s.HD + 2) * 4
-  end
+  local workspace = s.SPLITS > 1 and (s.WS_PARTS + (s.HEADS + 3) // 4 * 4) * 4 or 0
   return { kernels = kernels, workspace = workspace, values = s }
 end
 
@@ -105,27 +103,26 @@ function F.args(req, p, v)
     A.ptr("k_cache", "T", { 0, kvd }, { dir = "inout", role = "k_cache", align = A.vec_align(p.vec) }),
     A.ptr("v_cache", "T", { 0, kvd }, { dir = "inout", role = "v_cache", align = A.vec_align(p.vec) }),
     A.ptr("pos", "i32", { 1 }, { role = "pos" }),
-    A.ptr("ws", "f32", { (v.workspace_bytes or 0) // 4 }, { dir = "scratch", optional = p.splits == 1 }),
+    A.ptr("ws", "f32", { (v.workspace_bytes or 0) // 4 }, { dir = "scratch", optional = v.SPLITS == 1 }),
     A.ptr("out", "T", { p.heads * hd }, { dir = "out", role = "attn_out" }),
   }
 end
 
--- At a context of `context` positions (the model's step reads the whole cache).
+-- At a context of `context` positions (the model's step reads the whole cache):
+-- the position (hot) and then the caches, `unroll` positions' K and V per lane
+-- group in flight; with splits > 1 the last split of each head merges (a
+-- grid-wide dependency per head).
 function F.perf(req, p, v, active, context)
   context = context or 512
   local hd, kvd = p.head_dim, p.kv_heads * p.head_dim
   local cache = 2 * context * kvd * 2
-  local list = {
-    { read = (p.heads + 2 * p.kv_heads) * hd * 2, write = (p.heads + 2 * p.kv_heads) * hd * 2, inflight = 1,
-      load_bytes = 2, working = v.ROPE_ITEMS // v.ROPE_THREADS + 1, rounds = 1, hot = true },
-    { read = cache + p.heads * hd * 2, unsized = cache, write = p.splits > 1 and p.heads * p.splits * (hd + 2) * 4 or p.heads * hd * 2,
-      inflight = 2 * v.NC, load_bytes = 2 * p.vec, working = p.heads * p.splits, rounds = 3 },
+  local merged = v.SPLITS > 1
+  local parts = merged and p.heads * v.SPLITS * (hd + 2) * 4 or 0
+  return {
+    { read = cache + (p.heads + 2 * p.kv_heads) * hd * 2 + parts, unsized = cache,
+      write = p.heads * hd * 2 + 2 * kvd * 2 + parts, inflight = 2 * v.NC * p.unroll, load_bytes = 2 * p.vec,
+      working = p.heads * v.SPLITS, rounds = 1, l2_rounds = 1 + (merged and 2 or 0), grid_syncs = merged and 1 or 0 },
   }
-  if p.splits > 1 then
-    list[3] = { read = p.heads * p.splits * (hd + 2) * 4, write = p.heads * hd * 2, inflight = 1, load_bytes = 4,
-                working = p.heads, rounds = 2, hot = true }
-  end
-  return list
 end
 
 return F
