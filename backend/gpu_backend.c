@@ -88,10 +88,9 @@ static sprig_status load_layer_kernels(sp_gpu *g, gpu_layer *G) {
     /* dense_gemv op=up: W is [f][d], so (d, f) = (columns, rows) of each projection */
     SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", G->a_in, g->qkv_rows, g->dtype, 1, "op=up", 0, &G->gemv_qkv));
     if (!g->sliced) {
-        SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", g->qd, g->d, g->dtype, 1, "op=up", 0, &G->gemv_o));
-        SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", g->d, g->d, g->dtype, 1, "mode=add", 0, &G->norm_mid));
-        G->norm_out = G->norm_mid;
-        return SPRIG_OK;
+        /* o_proj's last CTA adds its output into x and writes the MLP's normed input; the
+         * norm after the MLP is folded into gather_down the same way (gpu_mlp.c) */
+        return sp_gpu_kernel_get(ks, "dense_gemv", g->qd, g->d, g->dtype, 1, "op=up,norm=add", 0, &G->gemv_o);
     }
     char norm[96];
     SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", G->a_in + g->qd, G->a_out, g->dtype, 1, "op=up", 0, &G->gemv_o));
@@ -248,6 +247,21 @@ static sprig_status gemv(sp_gpu *g, sp_gpu_kernel *k, sp_dptr W, sp_dptr x, sp_d
     return sp_gpu_kernel_launch(g->kernels, k, &a);
 }
 
+/* y = W x, then x += y and xb = norm(x) * w in the kernel's last CTA (norm=add). */
+static sprig_status gemv_norm(sp_gpu *g, sp_gpu_kernel *k, sp_dptr W, sp_dptr x, sp_dptr y, sp_dptr w) {
+    sp_kargs a;
+    sp_kargs_init(&a, k->plan);
+    sp_kargs_ptr(&a, "W", W);
+    sp_kargs_ptr(&a, "x", x);
+    sp_kargs_ptr(&a, "y", y);
+    sp_kargs_ptr(&a, "res", g->x);
+    sp_kargs_ptr(&a, "norm_w", w);
+    sp_kargs_ptr(&a, "normed", g->xb);
+    sp_kargs_f32(&a, "eps", g->norm_eps);
+    sp_kargs_ptr(&a, "ws", k->ws);
+    return sp_gpu_kernel_launch(g->kernels, k, &a);
+}
+
 static sprig_status attention(sp_gpu *g, int l, sp_dptr out) {
     const size_t at = (size_t)l * g->max_seq * g->kvd * 2;
     sp_kargs a;
@@ -262,14 +276,14 @@ static sprig_status attention(sp_gpu *g, int l, sp_dptr out) {
     return sp_gpu_kernel_launch(g->kernels, g->attn, &a);
 }
 
+/* Five to seven launches: qkv, attention, o_proj (+ the norm before the MLP),
+ * the MLP's router, gate/up, down (+ the norm after the MLP). */
 static sprig_status run_layer(sp_gpu *g, int l) {
     const gpu_layer *G = &g->layers[l];
     SP_TRY(gemv(g, G->gemv_qkv, G->wqkv, g->xb, g->qkv));
     SP_TRY(attention(g, l, g->att));
-    SP_TRY(gemv(g, G->gemv_o, G->wo, g->att, g->proj));
-    SP_TRY(norm(g, G->norm_mid, g->proj, G->mlp_norm));
-    SP_TRY(sp_gpu_mlp_launch(g, l));
-    return norm(g, G->norm_out, g->proj, l + 1 < g->L ? g->layers[l + 1].attn_norm : g->final_norm);
+    SP_TRY(gemv_norm(g, G->gemv_o, G->wo, g->att, g->proj, G->mlp_norm));
+    return sp_gpu_mlp_launch(g, l); /* ends with x += mlp and xb = the next norm (norm=add) */
 }
 
 /* A SliceGPT layer. g->cat holds x (as T, a_in wide) from the norm before;

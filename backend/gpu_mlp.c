@@ -14,7 +14,8 @@
 #include "gpu_internal.h"
 
 /* The gather pair of a path for layer G's widths (gate/up read a_out, down
- * writes m_out); the down kernel's layout is forced when `layout` is set. */
+ * writes m_out); the down kernel's layout is forced when `layout` is set.
+ * Unsliced, the down kernel ends with the norm after the MLP (norm=add). */
 static sprig_status load_gathers(sp_gpu *g, const gpu_layer *G, gpu_mlp_path *p, const char *extra,
                                  const char *layout, double sparsity) {
     char fixed[128];
@@ -22,8 +23,12 @@ static sprig_status load_gathers(sp_gpu *g, const gpu_layer *G, gpu_mlp_path *p,
     snprintf(fixed, sizeof fixed, "%s%sinterleave=0", extra, *extra ? "," : "");
     SP_TRY(sp_gpu_kernel_get(g->kernels, "gather_upgate", G->a_out, g->f, g->dtype, p->g, fixed, sparsity,
                              &p->upgate));
-    snprintf(fixed, sizeof fixed, "%s", extra);
-    if (layout) snprintf(fixed, sizeof fixed, "%s%slayout=%s", extra, *extra ? "," : "", layout);
+    /* unsliced: down's last CTA adds y into x and writes the next norm's output (norm=add) */
+    snprintf(fixed, sizeof fixed, "%s%s%s", extra, *extra && !g->sliced ? "," : "", g->sliced ? "" : "norm=add");
+    if (layout) {
+        const size_t n = strlen(fixed);
+        snprintf(fixed + n, sizeof fixed - n, "%slayout=%s", *fixed ? "," : "", layout);
+    }
     return sp_gpu_kernel_get(g->kernels, "gather_down", G->m_out, g->f, g->dtype, p->g, fixed, sparsity, &p->down);
 }
 
@@ -99,7 +104,8 @@ sprig_status sp_gpu_mlp_prepare_threshold(sp_gpu *g) {
     return SPRIG_OK;
 }
 
-static sprig_status launch_gathers(sp_gpu *g, const gpu_layer *G, gpu_mlp_path *p, sp_dptr union_count) {
+static sprig_status launch_gathers(sp_gpu *g, int l, gpu_mlp_path *p, sp_dptr union_count) {
+    const gpu_layer *G = &g->layers[l];
     sp_kargs up;
     sp_kargs_init(&up, p->upgate->plan);
     sp_kargs_ptr(&up, "Wg", G->wg);
@@ -118,13 +124,19 @@ static sprig_status launch_gathers(sp_gpu *g, const gpu_layer *G, gpu_mlp_path *
     sp_kargs_ptr(&down, "union_count", union_count);
     sp_kargs_ptr(&down, "ws", p->down->ws);
     sp_kargs_ptr(&down, "y", g->proj);
+    if (sp_kargs_has(&down, "res")) { /* norm=add: the next layer's attention norm, or the final one */
+        sp_kargs_ptr(&down, "res", g->x);
+        sp_kargs_ptr(&down, "norm_w", l + 1 < g->L ? g->layers[l + 1].attn_norm : g->final_norm);
+        sp_kargs_ptr(&down, "normed", g->xb);
+        sp_kargs_f32(&down, "eps", g->norm_eps);
+    }
     return sp_gpu_kernel_launch(g->kernels, p->down, &down);
 }
 
 sprig_status sp_gpu_mlp_launch(sp_gpu *g, int l) {
     gpu_layer *G = &g->layers[l];
     const sp_dptr union_count = g->union_counts + sizeof(int) * (size_t)l;
-    if (G->kind == GPU_MLP_DENSE) return launch_gathers(g, G, &G->dense, union_count);
+    if (G->kind == GPU_MLP_DENSE) return launch_gathers(g, l, &G->dense, union_count);
     gpu_mlp_path *p = G->kind == GPU_MLP_LTE ? &G->lte : &G->thr;
     sp_kargs route;
     sp_kargs_init(&route, p->router->plan);
@@ -140,7 +152,7 @@ sprig_status sp_gpu_mlp_launch(sp_gpu *g, int l) {
     sp_kargs_ptr(&route, "mask", g->mask);
     sp_kargs_ptr(&route, "ws", p->router->ws);
     SP_TRY(sp_gpu_kernel_launch(g->kernels, p->router, &route));
-    return launch_gathers(g, G, p, union_count);
+    return launch_gathers(g, l, p, union_count);
 }
 
 int sp_gpu_mlp_active(const sp_gpu *g, int l, const int *union_counts) {

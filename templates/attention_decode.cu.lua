@@ -80,7 +80,7 @@ __device__ __forceinline__ void sp_rope_chunk(const T *__restrict__ row, int c, 
 // caches for the next tokens. With splits > 1 each split leaves (max, sum, acc) in
 // ws and the last to arrive merges them in split order (deterministic).
 extern "C" __global__ void __launch_bounds__(THREADS)
-sprig_attn_decode(T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__restrict__ k_cache,
+sprig_attn_decode(const T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__restrict__ k_cache,
                   T *__restrict__ v_cache, const int *__restrict__ pos, float *__restrict__ ws,
                   T *__restrict__ out) {
     const int h = blockIdx.x, split = blockIdx.y;
@@ -127,7 +127,8 @@ sprig_attn_decode(T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__
         for (int v = 0; v < VEC; ++v) acc[j][v] = 0.0f;
 
     for (int tb = t0 + warp * PPW * U; tb < t1; tb += WARPS * PPW * U) {
-        float kk[U][NC][VEC], vv[U][NC][VEC];
+        // Kept as loaded (T pairs) until used: U positions' K and V in half the registers.
+        sp_raw<VEC> kk[U][NC], vv[U][NC];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int t = tb + u * PPW + grp;
@@ -135,16 +136,16 @@ sprig_attn_decode(T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__
             for (int j = 0; j < NC; ++j) {
                 const int c = gl + j * LPP;
                 if (t < t1 && c < CH && t != p) {
-                    sp_load_vec<VEC>(kb + (size_t)t * KVD + c * VEC, kk[u][j]);
-                    sp_load_vec<VEC>(vb + (size_t)t * KVD + c * VEC, vv[u][j]);
-                } else if (t == p && c < CH) {  // this token: from qkv, not yet in the cache
-                    sp_rope_chunk(knew, c, p, inv_freq, kk[u][j]);
-                    sp_load_vec<VEC>(vnew + c * VEC, vv[u][j]);
-#pragma unroll
-                    for (int v = 0; v < VEC; ++v) vv[u][j][v] = SP_TO_F(SP_FROM_F(vv[u][j][v]));
+                    sp_load_raw<VEC>(kb + (size_t)t * KVD + c * VEC, kk[u][j]);
+                    sp_load_raw<VEC>(vb + (size_t)t * KVD + c * VEC, vv[u][j]);
+                } else if (t == p && c < CH) {  // this token: from qkv (k rotated here, in T as the cache holds it)
+                    float kr[VEC];
+                    sp_rope_chunk(knew, c, p, inv_freq, kr);
+                    sp_pack<VEC>(kr, kk[u][j]);
+                    sp_load_raw<VEC>(vnew + c * VEC, vv[u][j]);
                 } else {
 #pragma unroll
-                    for (int v = 0; v < VEC; ++v) kk[u][j][v] = vv[u][j][v] = 0.0f;
+                    for (int i = 0; i < VEC / 2; ++i) kk[u][j].w[i] = vv[u][j].w[i] = 0u;
                 }
             }
         }
@@ -153,9 +154,12 @@ sprig_attn_decode(T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__
             const int t = tb + u * PPW + grp;
             float s = 0.0f;
 #pragma unroll
-            for (int j = 0; j < NC; ++j)
+            for (int j = 0; j < NC; ++j) {
+                float kf[VEC];
+                sp_unpack<VEC>(kk[u][j], kf);
 #pragma unroll
-                for (int v = 0; v < VEC; ++v) s = fmaf(q[j][v], kk[u][j][v], s);
+                for (int v = 0; v < VEC; ++v) s = fmaf(q[j][v], kf[v], s);
+            }
 #pragma unroll
             for (int o = LPP / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
             if (t < t1) {
@@ -164,9 +168,12 @@ sprig_attn_decode(T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__
                 const float e = expf(s - m_new);
                 l = l * corr + e;
 #pragma unroll
-                for (int j = 0; j < NC; ++j)
+                for (int j = 0; j < NC; ++j) {
+                    float vf[VEC];
+                    sp_unpack<VEC>(vv[u][j], vf);
 #pragma unroll
-                    for (int v = 0; v < VEC; ++v) acc[j][v] = fmaf(e, vv[u][j][v], acc[j][v] * corr);
+                    for (int v = 0; v < VEC; ++v) acc[j][v] = fmaf(e, vf[v], acc[j][v] * corr);
+                }
                 m = m_new;
             }
         }

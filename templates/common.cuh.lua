@@ -77,6 +77,38 @@ __device__ __forceinline__ void sp_load_vec(const T *__restrict__ p, float *out)
     }
 }
 
+// VEC elements kept as loaded (VEC/2 words, half the registers of floats), for
+// loads issued well ahead of their use; sp_unpack converts them when used.
+template <int VEC>
+struct sp_raw {
+    unsigned w[VEC / 2];
+};
+
+template <int VEC>
+__device__ __forceinline__ void sp_load_raw(const T *__restrict__ p, sp_raw<VEC> &r) {
+    if (VEC == 8) {
+        const uint4 v = __ldg(reinterpret_cast<const uint4 *>(p));
+        r.w[0] = v.x, r.w[1] = v.y, r.w[2] = v.z, r.w[3] = v.w;
+    } else if (VEC == 4) {
+        const uint2 v = __ldg(reinterpret_cast<const uint2 *>(p));
+        r.w[0] = v.x, r.w[1] = v.y;
+    } else {
+        r.w[0] = __ldg(reinterpret_cast<const unsigned *>(p));
+    }
+}
+
+template <int VEC>
+__device__ __forceinline__ void sp_unpack(const sp_raw<VEC> &r, float *out) {
+#pragma unroll
+    for (int i = 0; i < VEC / 2; ++i) out[2 * i] = sp_lo(r.w[i]), out[2 * i + 1] = sp_hi(r.w[i]);
+}
+
+template <int VEC>
+__device__ __forceinline__ void sp_pack(const float *in, sp_raw<VEC> &r) {
+#pragma unroll
+    for (int i = 0; i < VEC / 2; ++i) r.w[i] = (unsigned)SP_FROM_F(in[2 * i]) | ((unsigned)SP_FROM_F(in[2 * i + 1]) << 16);
+}
+
 // Weights are read once per call: stream them past L1 (evict-first).
 template <int VEC>
 __device__ __forceinline__ void sp_load_vec_stream(const T *__restrict__ p, float *out) {
@@ -201,6 +233,52 @@ __device__ __forceinline__ float sp_warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
+}
+
+// ---- RMSNorm of one row by one CTA -----------------------------------------------------
+// The rmsnorm family's kernel and the norms folded into a GEMV's last CTA share it.
+// Pass 1 sets each residual x[i] = next(i) (the fp32 residual plus or instead of
+// what the step before wrote) and sums the squares; pass 2 writes
+// out[i] = T(x[i] * rsqrt(sum / n + eps) [* w[i]]). Each thread reads back only the
+// columns it wrote itself. raw (may be NULL) gets the new residual in T. x is not
+// __restrict__: next() reads it. Every thread of the CTA must call it (it synchronises).
+// sp_norm_epilogue: the same, folded into a kernel whose CTAs each write a share of
+// y [BATCH][D]: the CTA that arrives last at *counter (after all `arrivals`) adds
+// y into the fp32 residual res and writes normed, token by token.
+template <int THREADS, int D, bool WEIGHTED, class Next>
+__device__ __forceinline__ void sp_rmsnorm_row(float *x, Next next, const T *__restrict__ w,
+                                               T *__restrict__ out, T *__restrict__ raw, float n, float eps) {
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < D; i += THREADS) {
+        const float v = next(i);
+        x[i] = v;
+        ss = fmaf(v, v, ss);
+        if (raw) raw[i] = SP_FROM_F(v);
+    }
+    ss = sp_warp_sum(ss);
+    __shared__ float warp_ss[THREADS / 32];
+    if ((threadIdx.x & 31) == 0) warp_ss[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    float total = 0.0f;
+#pragma unroll
+    for (int i = 0; i < THREADS / 32; ++i) total += warp_ss[i];  // same order in every thread
+    const float scale = rsqrtf(total / n + eps);
+    for (int i = threadIdx.x; i < D; i += THREADS)
+        out[i] = SP_FROM_F(WEIGHTED ? x[i] * scale * SP_TO_F(w[i]) : x[i] * scale);
+    __syncthreads();  // warp_ss is free for the next row
+}
+
+template <int THREADS, int D, int BATCH>
+__device__ __forceinline__ void sp_norm_epilogue(unsigned *counter, unsigned arrivals, const T *__restrict__ y,
+                                                 float *__restrict__ res, const T *__restrict__ norm_w,
+                                                 T *__restrict__ normed, float eps) {
+    if (!sp_last_arrival(counter, arrivals)) return;
+    for (int b = 0; b < BATCH; ++b) {
+        const T *yb = y + (size_t)b * D;
+        float *rb = res + (size_t)b * D;
+        sp_rmsnorm_row<THREADS, D, true>(rb, [&](int i) { return rb[i] + SP_TO_F(yb[i]); }, norm_w,
+                                         normed + (size_t)b * D, nullptr, (float)D, eps);
+    }
 }
 
 // D = A(16x16, row) * B(16x8, col) + C, fp32 accumulators, per the PTX ISA

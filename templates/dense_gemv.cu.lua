@@ -7,14 +7,11 @@
 #define ROWS {{ R }}
 #define VEC {{ V }}
 #define UNROLL {{ U }}
+#define THREADS {{ p.threads }}
 
-extern "C" __global__ void __launch_bounds__({{ p.threads }})
-sprig_dense_gemv(const T *__restrict__ W, const T *__restrict__ x, T *__restrict__ y) {
-    const int lane = threadIdx.x & 31;
-    const int warp = blockIdx.x * ({{ p.threads }} / 32) + (threadIdx.x >> 5);
-    const int row0 = warp * ROWS;
-    if (row0 >= N_ROWS) return;
-
+// The rows row0..row0+ROWS-1 of y, by one warp.
+__device__ __forceinline__ void sp_gemv_rows(const T *__restrict__ W, const T *__restrict__ x, T *__restrict__ y,
+                                             int lane, int row0) {
     float acc[ROWS][BATCH][1];
     const T *w[1][ROWS];
 #pragma unroll
@@ -36,4 +33,21 @@ sprig_dense_gemv(const T *__restrict__ W, const T *__restrict__ x, T *__restrict
             if (lane == ((r * BATCH + b) & 31) && row0 + r < N_ROWS)
                 y[(size_t)b * N_ROWS + row0 + r] = SP_FROM_F(s{% if p.accumulate == 1 then %} + SP_TO_F(y[(size_t)b * N_ROWS + row0 + r]){% end %});
         }
+}
+
+{% if p.norm == "add" then %}
+// norm=add (sp_norm_epilogue): once y is complete, the CTA that arrives last adds
+// it into the fp32 residual res and writes normed = T(rmsnorm(res) * norm_w): the
+// rmsnorm family's mode=add without a launch of its own. ws[0] counts the arrivals.
+{% end %}
+extern "C" __global__ void __launch_bounds__(THREADS)
+sprig_dense_gemv(const T *__restrict__ W, const T *__restrict__ x, T *__restrict__ y{% if p.norm == "add" then %},
+                 float *__restrict__ ws, float *__restrict__ res, const T *__restrict__ norm_w,
+                 T *__restrict__ normed, float eps{% end %}) {
+    const int lane = threadIdx.x & 31;
+    const int row0 = (blockIdx.x * (THREADS / 32) + (threadIdx.x >> 5)) * ROWS;
+    if (row0 < N_ROWS) sp_gemv_rows(W, x, y, lane, row0);
+{% if p.norm == "add" then %}
+    sp_norm_epilogue<THREADS, N_ROWS, BATCH>(reinterpret_cast<unsigned *>(ws), gridDim.x, y, res, norm_w, normed, eps);
+{% end %}
 }

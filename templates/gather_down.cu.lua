@@ -10,6 +10,12 @@
 #define VEC {{ p.vec }}
 #define UNROLL {{ p.unroll }}
 #define THREADS {{ p.threads }}
+{% if p.norm == "add" then %}
+// norm=add: the CTA that arrives last (after every block's y is written) adds y
+// into the fp32 residual res and writes normed = T(rmsnorm(res) * norm_w): the
+// rmsnorm family's mode=add without a launch of its own. Its counter: ws[WS_NORM].
+#define WS_NORM {{ WS_NORM }}
+{% end %}
 {% if p.layout == "t" then %}
 {% include("templates/splitk_finalize.cuh.lua") %}
 // layout=t: Wd = W_down^T [F_ROWS][D_COLS]. reduce={{ p.reduce }}
@@ -73,7 +79,8 @@ __device__ __forceinline__ void sp_row_fma(float (&acc)[BT][VEC], const float *w
 {% end %}
 extern "C" __global__ void __launch_bounds__(THREADS, {{ MIN_BLOCKS }})
 sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
-                  const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y) {
+                  const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm == "add" then %},
+                  float *__restrict__ res, const T *__restrict__ norm_w, T *__restrict__ normed, float eps{% end %}) {
     const int n_rows = sp_union_rows(union_count);
     int r_begin, r_end;
     sp_split_rows(n_rows, blockIdx.y, &r_begin, &r_end);
@@ -175,6 +182,10 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
 {% end %}
     }
 {% end %}
+{% if p.norm == "add" then %}
+    sp_norm_epilogue<THREADS, D_COLS, BATCH>(reinterpret_cast<unsigned *>(ws + WS_NORM),
+                                             gridDim.x * gridDim.y * gridDim.z, y, res, norm_w, normed, eps);
+{% end %}
 }
 {% else %}
 // layout=n: Wd = W_down [D_COLS][F_ROWS] as stored; one kernel, deterministic.
@@ -182,12 +193,10 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
 #define SUBS (G / VEC)                     // VEC-wide pieces per expert slot
 #define WARPS (THREADS / 32)
 
-extern "C" __global__ void __launch_bounds__(THREADS)
-sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
-                  const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y) {
-    const int lane = threadIdx.x & 31;
-    const int c0 = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * ROWS;
-    if (c0 >= D_COLS) return;
+// The ROWS output columns c0.. of y, by one warp.
+__device__ __forceinline__ void sp_down_cols(const T *__restrict__ Wd, const T *__restrict__ h,
+                                             const int *__restrict__ union_ids, const int *__restrict__ union_count,
+                                             T *__restrict__ y, int lane, int c0) {
 {% if p.all_active == 1 then %}
     const int n_items = N_EXPERTS * SUBS;
 {% else %}
@@ -259,5 +268,18 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
             // Spread the stores over lanes rather than funnel them through lane 0.
             if (lane == ((r * BATCH + b) & 31)) y[(size_t)b * D_COLS + c0 + r] = SP_FROM_F(s);
         }
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
+                  const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm == "add" then %},
+                  float *__restrict__ res, const T *__restrict__ norm_w, T *__restrict__ normed, float eps{% end %}) {
+    const int lane = threadIdx.x & 31;
+    const int c0 = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * ROWS;
+    if (c0 < D_COLS) sp_down_cols(Wd, h, union_ids, union_count, y, lane, c0);
+{% if p.norm == "add" then %}
+    sp_norm_epilogue<THREADS, D_COLS, BATCH>(reinterpret_cast<unsigned *>(ws + WS_NORM), gridDim.x, y, res, norm_w,
+                                             normed, eps);
+{% end %}
 }
 {% end %}

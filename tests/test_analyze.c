@@ -15,9 +15,14 @@
  *   (c) no spill;
  *   (d) a planted regression (the K-walk's weight-load loop left rolled,
  *       `#pragma unroll 1`, so each load waits for the one before) fails
- *       (a): the check can fail.
- * argv[1]: the templates folder (for the planted copy). Exit 77 where no
- * nvdisasm is installed (scripts/install-deps.sh installs one). */
+ *       (a): the check can fail;
+ *   (e) the decode step of LLaMA-2-7B with LTE experts (the config in
+ *       tests/fixtures/configs/llama2-7b-lte), counted from the GPU backend's
+ *       own launch sequence: at most 7 launches per layer + 3, dense and LTE,
+ *       and LTE at 50% of experts predicted at >= 80% of the roof per token.
+ * argv[1]: the templates folder (for the planted copy); argv[2]: the configs
+ * folder. Exit 77 where no nvdisasm is installed (scripts/install-deps.sh
+ * installs one). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +34,8 @@
 #include "sp_analyze.h"
 #include "sp_file.h"
 #include "sp_mlp_keys.h"
+#include "sp_mlp_mode.h"
+#include "sp_model_keys.h"
 #include "test_util.h"
 
 #define BIG_PLAN 4e6 /* bytes: "kernels that read >= 4 MB" */
@@ -185,6 +192,31 @@ static void planted_regression(const char *templates, const sp_analyze_opts *bas
     remove_dir(dir);
 }
 
+/* (e): launches per token and the LTE step's share of the roof. */
+static void decode_step(sprig_gen *gen, const sp_analyze_opts *base, const char *configs) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/llama2-7b-lte", configs);
+    sp_model_config cfg;
+    CHECK_MSG(sp_model_keys_config(dir, &cfg) == SPRIG_OK, "%s: %s", dir, sprig_last_error());
+    const struct { const char *name; sp_mlp_mode mode; double active; } modes[] = {
+        {"dense", SP_MLP_DENSE, 1.0}, {"LTE 50%", SP_MLP_AUTO, 0.5}};
+    for (int m = 0; m < 2; ++m) {
+        sp_analyze_opts o = *base;
+        o.active = modes[m].active;
+        sp_analyze_step st;
+        const sprig_status s = sp_analyze_step_of(gen, &cfg, modes[m].mode, "fp16", &o, &st);
+        CHECK_MSG(s == SPRIG_OK, "%s: %s", modes[m].name, sprig_last_error());
+        if (s != SPRIG_OK) continue;
+        const double of_roof = st.roof_us / st.t_us;
+        printf("llama2-7b %s: %d launches per token (limit %d), predicted %.3f ms/token, %.0f%% of the roof\n",
+               modes[m].name, st.kernels, 7 * st.layers + 3, st.t_us / 1e3, 100 * of_roof);
+        CHECK_MSG(st.layers == 32 && st.kernels <= 7 * st.layers + 3, "%s: %d launches for %d layers", modes[m].name,
+                  st.kernels, st.layers);
+        if (modes[m].mode == SP_MLP_AUTO) CHECK_MSG(of_roof >= 0.80, "LTE step at %.1f%% of the roof", 100 * of_roof);
+        sp_analyze_step_free(&st);
+    }
+}
+
 int main(int argc, char **argv) {
     char nvdisasm[4096];
     if (!sp_analyze_find_nvdisasm(nvdisasm, sizeof nvdisasm)) {
@@ -199,6 +231,7 @@ int main(int argc, char **argv) {
     sp_analyze_opts o = {&h200, 1.0, 512, NULL, nvdisasm};
     gpu_sms = h200.sms;
     if (gen) reference_shapes(gen, &o);
+    if (gen) decode_step(gen, &o, argc > 2 ? argv[2] : "tests/fixtures/configs");
     planted_regression(templates, &o);
     sprig_gen_close(gen);
     return sp_test_finish("test_analyze", 0);

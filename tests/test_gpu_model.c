@@ -398,6 +398,86 @@ static void rmsnorm_case(sp_exec *e, sprig_gen *gen, int d, int B, const char *m
     sprig_plan_free(plan);
 }
 
+/* The norm=add epilogue of dense_gemv and gather_down: y = W x (dense_gemv op=up: W
+ * [N][K], x [B][K]; gather_down with every expert active: d = N, f = K, layout=t reads
+ * W transposed [K][N], layout=n as [N][K], h = x), then the last CTA adds y into the
+ * fp32 residual and writes normed = rmsnorm(res) * w. Launched twice with y and
+ * normed poisoned before each: res gains y twice, and the second call's norm only
+ * happens if the first left its arrival counter at zero. */
+static void norm_epilogue_case(sp_exec *e, sprig_gen *gen, const char *family, int N, int K, int B, const char *extra) {
+    const int down = !strcmp(family, "gather_down"), transposed = down && !strstr(extra, "layout=n");
+    char params[128];
+    snprintf(params, sizeof params, "%s,norm=add%s%s", down ? "all_active=1" : "op=up", *extra ? "," : "", extra);
+    sprig_request req = {family, down ? N : K, down ? K : N, "fp16", B, down ? 16 : 1, params};
+    sprig_plan *plan = NULL;
+    CHECK_MSG(sprig_gen_render(gen, &req, &plan) == SPRIG_OK, "%s %s: %s", family, params, sprig_last_error());
+    sp_exec_module *mod = NULL;
+    if (plan) CHECK_MSG(sp_exec_load(e, plan, &mod) == SPRIG_OK, "%s: %s", family, sprig_last_error());
+    if (!mod) {
+        sprig_plan_free(plan);
+        return;
+    }
+    const float eps = 1e-5f;
+    uint16_t *W = malloc(2 * (size_t)N * K), *x = malloc(2 * (size_t)B * K), *w = malloc(2 * (size_t)N);
+    uint16_t *y = malloc(2 * (size_t)B * N), *normed = malloc(2 * (size_t)B * N);
+    float *res = malloc(sizeof(float) * B * N), *res_got = malloc(sizeof(float) * B * N);
+    for (size_t i = 0; i < (size_t)N * K; ++i) W[i] = f2h(frand() / sqrtf((float)K));
+    for (int i = 0; i < B * K; ++i) x[i] = f2h(2 * frand());
+    for (int i = 0; i < N; ++i) w[i] = f2h(1 + frand() / 2);
+    for (int i = 0; i < B * N; ++i) res[i] = 3 * frand();
+    sp_dptr dW = dev_copy(e, W, 2 * (size_t)N * K), dx = dev_copy(e, x, 2 * (size_t)B * K);
+    sp_dptr dw = dev_copy(e, w, 2 * (size_t)N), dres = dev_copy(e, res, sizeof(float) * B * N);
+    sp_dptr dy = dev_copy(e, NULL, 2 * (size_t)B * N), dn = dev_copy(e, NULL, 2 * (size_t)B * N);
+    sp_dptr ws = dev_copy(e, NULL, plan->workspace_bytes);
+    CHECK(sp_exec_fill(e, ws, 0, plan->workspace_bytes) == SPRIG_OK);
+    for (int run = 0; run < 2; ++run) {
+        CHECK(sp_exec_fill(e, dy, 0xff, 2 * (size_t)B * N) == SPRIG_OK); /* NaN until written */
+        CHECK(sp_exec_fill(e, dn, 0xff, 2 * (size_t)B * N) == SPRIG_OK);
+        sp_kargs a;
+        sp_kargs_init(&a, plan);
+        sp_kargs_ptr(&a, down ? "Wd" : "W", dW), sp_kargs_ptr(&a, down ? "h" : "x", dx), sp_kargs_ptr(&a, "y", dy);
+        sp_kargs_ptr(&a, "res", dres), sp_kargs_ptr(&a, "norm_w", dw), sp_kargs_ptr(&a, "normed", dn);
+        sp_kargs_f32(&a, "eps", eps), sp_kargs_ptr(&a, "ws", ws);
+        CHECK_MSG(sp_kargs_launch(e, mod, &a) == SPRIG_OK, "%s %s: %s", family, params, sprig_last_error());
+    }
+    /* every counter in ws (down: after the sums, which atomic leaves zero too) is back at zero */
+    unsigned *wsh = calloc(plan->workspace_bytes / 4 + 1, sizeof *wsh), nonzero = 0;
+    CHECK(sp_exec_download(e, wsh, ws, plan->workspace_bytes) == SPRIG_OK);
+    for (size_t i = 0; i < plan->workspace_bytes / 4; ++i) nonzero += wsh[i] != 0 && !strstr(extra, "deterministic");
+    CHECK(sp_exec_download(e, y, dy, 2 * (size_t)B * N) == SPRIG_OK);
+    CHECK(sp_exec_download(e, normed, dn, 2 * (size_t)B * N) == SPRIG_OK);
+    CHECK(sp_exec_download(e, res_got, dres, sizeof(float) * B * N) == SPRIG_OK);
+    double ye2 = 0, yr2 = 0, re2 = 0, rr2 = 0, ne2 = 0, nr2 = 0;
+    double *r = malloc(sizeof(double) * N);
+    for (int b = 0; b < B; ++b) {
+        double ss = 0;
+        for (int n = 0; n < N; ++n) {
+            double acc = 0;
+            for (int k = 0; k < K; ++k)
+                acc += (double)h2f(W[transposed ? (size_t)k * N + n : (size_t)n * K + k]) * h2f(x[b * K + k]);
+            ye2 += (h2f(y[b * N + n]) - acc) * (h2f(y[b * N + n]) - acc), yr2 += acc * acc;
+            r[n] = res[b * N + n] + 2 * acc;
+            re2 += (res_got[b * N + n] - r[n]) * (res_got[b * N + n] - r[n]), rr2 += r[n] * r[n];
+            ss += r[n] * r[n];
+        }
+        const double scale = 1 / sqrt(ss / N + eps);
+        for (int n = 0; n < N; ++n) {
+            const double ref = r[n] * scale * h2f(w[n]), got = h2f(normed[b * N + n]);
+            ne2 += (got - ref) * (got - ref), nr2 += ref * ref;
+        }
+    }
+    const double ye = sqrt(ye2 / yr2), re = sqrt(re2 / rr2), ne = sqrt(ne2 / nr2);
+    printf("%s N=%d K=%d B=%d %s: rel err y %.2g, residual %.2g, normed %.2g; %u nonzero ws words\n", family, N,
+           K, B, params, ye, re, ne, nonzero);
+    CHECK_MSG(ye < 1e-2 && re < 1e-2 && ne < 1e-2 && !isnan(ye + re + ne) && nonzero == 0,
+              "%s %s: y %.3g residual %.3g normed %.3g, %u nonzero ws words", family, params, ye, re, ne, nonzero);
+    sp_dptr all[] = {dW, dx, dw, dres, dy, dn, ws};
+    for (int i = 0; i < 7; ++i) sp_exec_free(e, all[i]);
+    free(W), free(x), free(w), free(y), free(normed), free(res), free(res_got), free(r), free(wsh);
+    sp_exec_unload(e, mod);
+    sprig_plan_free(plan);
+}
+
 /* One decode step at position P of a cache already holding positions 0..P-1. */
 static void attention_case(sp_exec *e, sprig_gen *gen, int heads, int kv, int hd, const char *extra, int P) {
     char params[96];
@@ -491,6 +571,15 @@ static void decode_families(sp_exec *e) {
     rmsnorm_case(e, gen, 4096, 2, "add");
     rmsnorm_case(e, gen, 72, 1, "embed");
     rmsnorm_case(e, gen, 200, 2, "none");
+    /* the norms folded into o_proj and the MLP's down projection: defaults (dense_gemv: 8
+     * rows per CTA, 125 CTAs); 2 tokens on CTAs of 16 rows, the last with two idle warps
+     * (200 = 12.5 x 16); gather_down in each reduction and layout */
+    norm_epilogue_case(e, gen, "dense_gemv", 1000, 512, 1, "");
+    norm_epilogue_case(e, gen, "dense_gemv", 200, 136, 2, "threads=128,rows_per_warp=4");
+    norm_epilogue_case(e, gen, "gather_down", 520, 256, 1, "");
+    norm_epilogue_case(e, gen, "gather_down", 520, 256, 3, "reduce=deterministic,splits=4,cols_per_cta=128");
+    norm_epilogue_case(e, gen, "gather_down", 200, 64, 2, "reduce=direct,splits=1");
+    norm_epilogue_case(e, gen, "gather_down", 200, 64, 2, "layout=n,threads=64,rows_per_warp=2");
     /* defaults: auto splits (32 at 8 heads), 128 threads, vec 8, 4 positions in flight per lane
      * group; positions with empty splits, one per split, several */
     const int positions[] = {0, 3, 37};

@@ -15,7 +15,7 @@
 --            one arrival counter per head (zero at allocation, left zero)
 --   out      T [heads*head_dim]: softmax(q k^T / sqrt(head_dim)) v over positions 0..pos
 -- One kernel (templates/attention_decode.cu.lua):
---   sprig_attn_decode(T *qkv, const float *inv_freq, T *k_cache, T *v_cache, const int *pos,
+--   sprig_attn_decode(const T *qkv, const float *inv_freq, T *k_cache, T *v_cache, const int *pos,
 --                     float *ws, T *out)
 --   grid (heads, splits): split s takes a contiguous share of the pos+1 positions (sized
 --   on the device); lane groups of head_dim/vec lanes own one position each, `unroll` of
@@ -98,7 +98,7 @@ end
 function F.args(req, p, v)
   local hd, kvd = p.head_dim, p.kv_heads * p.head_dim
   return {
-    A.ptr("qkv", "T", { (p.heads + 2 * p.kv_heads) * hd }, { dir = "inout", role = "qkv" }),
+    A.ptr("qkv", "T", { (p.heads + 2 * p.kv_heads) * hd }, { role = "qkv" }),
     A.ptr("inv_freq", "f32", { hd // 2 }, { role = "inv_freq" }),
     A.ptr("k_cache", "T", { 0, kvd }, { dir = "inout", role = "k_cache", align = A.vec_align(p.vec) }),
     A.ptr("v_cache", "T", { 0, kvd }, { dir = "inout", role = "v_cache", align = A.vec_align(p.vec) }),

@@ -5,8 +5,14 @@
 --                 problem parameter: SliceGPT adds the MLP shortcut x @ Q onto
 --                 down_proj's output this way; written inline on existing template
 --                 lines, so accumulate=0 renders byte for byte as before it existed)
+--   norm=add:     then, in the CTA that finishes last, the rmsnorm family's
+--                 mode=add folded in: res[b] += y[b] (fp32 residual, [B][N]),
+--                 normed[b] = T(rmsnorm(res[b]) * norm_w) (a problem parameter:
+--                 the runtime folds the norm after o_proj into o_proj this way)
 -- Kernel (see templates/dense_gemv.cu.lua):
 --   sprig_dense_gemv(const T *W, const T *x, T *y)
+--   sprig_dense_gemv(const T *W, const T *x, T *y, float *ws, float *res, const T *norm_w, T *normed,
+--                    float eps)                                                      (norm=add)
 -- A warp owns rows_per_warp rows and walks K with VEC-wide loads, unrolled;
 -- every K that is a multiple of 8 works (the last chunk is guarded).
 local A = require("sprig.args")
@@ -21,14 +27,15 @@ local F = {
     { name = "op", values = { "up", "down" }, default = "up",
       doc = "up: W is [f][d]; down: W is [d][f]" },
     { name = "accumulate", values = { 0, 1 }, default = 0, doc = "1: y = W x + y (y is read first)" },
+    S.norm(),
     S.threads(),
     S.rows_per_warp("output rows per warp"),
     S.vec(),
     S.unroll(),
   },
-  -- accumulate is part of the problem, not a tuning choice (op comes fixed with the request).
+  -- accumulate and norm are part of the problem, not tuning choices (op comes fixed with the request).
   -- MLP keys: the dense baseline's two GEMV shapes, at sparsity 0 only.
-  tune = { skip = { "accumulate" },
+  tune = { skip = { "accumulate", "norm" },
            mlp = { fixed = function(sparsity) return sparsity == 0 and { "op=up", "op=down" } or {} end } },
 }
 
@@ -50,6 +57,7 @@ function F.plan(req, p)
   return {
     kernels = { { name = "sprig_dense_gemv", grid = { (N + rows_per_cta - 1) // rows_per_cta, 1, 1 },
                   block = { p.threads, 1, 1 }, smem = 0 } },
+    workspace = p.norm == "add" and 16 or 0, -- the arrival counter
     values = { N = N, K = K },
   }
 end
@@ -57,11 +65,16 @@ end
 -- W [N][K] and x [B][K] are read VEC elements at a time.
 function F.args(req, p, v)
   local al = A.vec_align(p.vec)
-  return {
+  local list = {
     A.ptr("W", "T", { v.N, v.K }, { role = "weight", fan_in = v.K, align = al }),
     A.ptr("x", "T", { req.batch, v.K }, { align = al }),
     A.ptr("y", "T", { req.batch, v.N }, { dir = p.accumulate == 1 and "inout" or "out" }),
   }
+  if p.norm == "add" then
+    list[#list + 1] = A.ptr("ws", "f32", { 4 }, { dir = "scratch" }) -- the arrival counter
+    S.norm_args(list, A, req.batch, v.N)
+  end
+  return list
 end
 
 F.verify = "gemv"
@@ -69,13 +82,15 @@ F.verify = "gemv"
 -- The traffic and parallelism the static model reads (docs/perf-model.md), per
 -- kernel: bytes requested from memory, loads in flight per lane before their
 -- first use, CTAs that work, dependent memory round trips. The warps of the
--- last CTA past N read a valid row again (requested, never stored).
+-- last CTA past N read a valid row again (requested, never stored). norm=add:
+-- S.norm_perf.
 function F.perf(req, p, v)
   local rpc = (p.threads // 32) * p.rows_per_warp
   local ctas = (v.N + rpc - 1) // rpc
   local y = req.batch * v.N * 2
-  return { { read = ctas * rpc * v.K * 2 + req.batch * v.K * 2 + (p.accumulate == 1 and y or 0), write = y,
-             inflight = p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas, rounds = 1 } }
+  local e = { read = ctas * rpc * v.K * 2 + req.batch * v.K * 2 + (p.accumulate == 1 and y or 0), write = y,
+              inflight = p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas, rounds = 1 }
+  return { p.norm == "add" and S.norm_perf(e, req.batch * v.N) or e }
 end
 
 return F

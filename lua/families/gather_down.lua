@@ -18,6 +18,10 @@
 --                         the splits that had rows, in split order.
 --   reduce=direct:        splits=1, the one kernel writes y.
 --   One kernel in every case: no finalize launch.
+-- norm=add (a problem parameter, any layout): then the CTA that arrives last at
+--   a counter in ws adds y into the fp32 residual and writes the next norm's
+--   output, the rmsnorm family's mode=add folded in; extra trailing arguments
+--   (float *res, const T *norm_w, T *normed, float eps).
 -- layout=n: Wd = W_down [d][f] as stored. A warp owns rows_per_warp output
 --   columns; its lanes split the (union slot × g/vec) pieces of those rows,
 --   dot them with h and warp-reduce; one kernel writes y (deterministic).
@@ -48,9 +52,10 @@ local F = {
     { name = "unroll", values = { 1, 2, 4, 8 }, default = 4, doc = "weight loads in flight per thread" },
     { name = "all_active", values = { 0, 1 }, default = 0,
       doc = "1: every expert active (h dense [B][f]); routing arguments unused, may be NULL" },
+    S.norm(),
   },
-  -- all_active is part of the problem, not a tuning choice.
-  tune = { skip = { "all_active" }, mlp = S.MLP_ALL_ACTIVE },
+  -- all_active and norm are part of the problem, not tuning choices.
+  tune = { skip = { "all_active", "norm" }, mlp = S.MLP_ALL_ACTIVE },
 }
 
 local H100_SMS = 132
@@ -95,6 +100,9 @@ local function shape_t(req, p)
   local sums = p.reduce == "atomic" and req.batch * req.d or p.reduce == "deterministic" and s.SPLITS * req.batch * req.d or 0
   s.WS_SUMS = sums
   s.WS_FLOATS = sums == 0 and 0 or sums + (s.GRID_X * s.TILES + 3) // 4 * 4
+  -- norm=add: its arrival counter after those, in 16 more bytes
+  s.WS_NORM = s.WS_FLOATS
+  if p.norm == "add" then s.WS_FLOATS = s.WS_FLOATS + 4 end
   return s
 end
 
@@ -154,8 +162,8 @@ local function plan_n(req, p)
   return {
     kernels = { { name = "sprig_gather_down", grid = { (req.d + cols_per_cta - 1) // cols_per_cta, 1, 1 },
                   block = { p.threads, 1, 1 }, smem = 0 } },
-    workspace = 0,
-    values = {},
+    workspace = p.norm == "add" and 16 or 0, -- norm=add's arrival counter
+    values = { WS_NORM = 0 },
   }
 end
 
@@ -171,7 +179,7 @@ function F.args(req, p, v)
   local wd = p.layout == "t"
     and A.ptr("Wd", "T", { req.f, req.d }, { role = "w_down_t", fan_in = req.f, align = al })
     or A.ptr("Wd", "T", { req.d, req.f }, { role = "w_down", fan_in = req.f, align = al })
-  return {
+  local list = {
     wd,
     A.ptr("h", "T", { B, req.f }, { role = "h", align = al }),
     A.ptr("union_ids", "i32", { E }, { role = "union_ids", optional = p.all_active == 1 }),
@@ -179,6 +187,8 @@ function F.args(req, p, v)
     A.ptr("ws", "f32", { ws }, { dir = "scratch", align = 16, optional = ws == 0 }),
     A.ptr("y", "T", { B, req.d }, { dir = "out", role = "y", align = 8 }),
   }
+  if p.norm == "add" then S.norm_args(list, A, B, req.d) end
+  return list
 end
 
 F.verify = "down"
@@ -186,21 +196,26 @@ F.verify = "down"
 -- layout t: every split streams its share of the active rows (after reading
 -- the expert list, hot in L2), summing in ws (L2 atomics or partials); the
 -- last arrival per block then reads its block's sums back (a ticket and a
--- read: two L2 round trips) and writes y.
-function F.perf(req, p, v, active)
+-- read: two L2 round trips) and writes y. norm=add: S.norm_perf.
+local function main_perf(req, p, v, active)
   local rows = p.all_active == 1 and req.f or math.ceil(req.f * active)
   local B = req.batch
   local main_read = rows * req.d * 2 + B * rows * 2
   if p.layout == "n" then
     local cpc = (p.threads // 32) * p.rows_per_warp
-    return { { read = main_read, write = B * req.d * 2, inflight = p.unroll, load_bytes = 2 * p.vec,
-               working = (req.d + cpc - 1) // cpc, rounds = 2 } }
+    return { read = main_read, write = B * req.d * 2, inflight = p.unroll, load_bytes = 2 * p.vec,
+             working = (req.d + cpc - 1) // cpc, rounds = 2, l2_rounds = 0, grid_syncs = 0 }
   end
   local sums = v.WS_SUMS * 4
   local folded = p.reduce ~= "direct"
-  return { { read = main_read + sums, write = B * req.d * 2 + (p.reduce == "atomic" and sums or 0),
-             inflight = p.unroll, load_bytes = 2 * p.vec, working = v.GRID_X * v.SPLITS * v.TILES, rounds = 1,
-             l2_rounds = (p.all_active == 1 and 0 or 1) + (folded and 2 or 0), grid_syncs = folded and 1 or 0 } }
+  return { read = main_read + sums, write = B * req.d * 2 + (p.reduce == "atomic" and sums or 0),
+           inflight = p.unroll, load_bytes = 2 * p.vec, working = v.GRID_X * v.SPLITS * v.TILES, rounds = 1,
+           l2_rounds = (p.all_active == 1 and 0 or 1) + (folded and 2 or 0), grid_syncs = folded and 1 or 0 }
+end
+
+function F.perf(req, p, v, active)
+  local e = main_perf(req, p, v, active)
+  return { p.norm == "add" and S.norm_perf(e, req.batch * req.d) or e }
 end
 
 return F

@@ -14,8 +14,8 @@
 --   weightless=1 no multiplication by w (w is not read and may be NULL)
 --   raw_out=1    one extra trailing argument T *raw [B][d]: raw[t][i] = T(x[t][i]),
 --                the new residual before the norm
--- The template writes these options inline on its existing lines, so the
--- defaults render byte for byte as before they existed (#line numbers too).
+-- The row itself is sp_rmsnorm_row (templates/common.cuh.lua), which
+-- dense_gemv's norm=add epilogue shares.
 -- Kernel (see templates/rmsnorm.cu.lua):
 --   sprig_rmsnorm(float *x, const T *src, const int *row, const T *w, T *out, float eps)
 --   sprig_rmsnorm(float *x, const T *src, const int *row, const T *w, T *out, float eps, T *raw)  (raw_out=1)

@@ -40,6 +40,33 @@ function M.interleave()
            doc = "0: Wg, Wu are [f][d]; 1: Wg is [E][2][g][d] (each expert's g gate rows, then its g up rows), Wu unused" }
 end
 
+-- norm=add, a problem parameter of the kernels whose output feeds the residual
+-- stream (dense_gemv, gather_down): the CTA that arrives last adds y into the
+-- fp32 residual and writes the next RMSNorm's output (sp_norm_epilogue in
+-- templates/common.cuh.lua), so that norm needs no launch of its own.
+function M.norm()
+  return { name = "norm", values = { "none", "add" }, default = "none",
+           doc = "add: the last CTA also adds y into the fp32 residual res and writes normed = rmsnorm(res) * norm_w" }
+end
+
+-- Its trailing arguments, appended to `list` (y is [B][d]).
+function M.norm_args(list, A, B, d)
+  list[#list + 1] = A.ptr("res", "f32", { B, d }, { dir = "inout", role = "residual" })
+  list[#list + 1] = A.ptr("norm_w", "T", { d }, { role = "norm_weight" })
+  list[#list + 1] = A.ptr("normed", "T", { B, d }, { dir = "out", role = "normed" })
+  list[#list + 1] = A.scalar("eps", "f32", { role = "eps" })
+  return list
+end
+
+-- Its cost in the static model (docs/perf-model.md), added to the kernel's
+-- entry e: one more grid-wide dependency, then the last CTA's n = B*d values
+-- (y and the residual hot in L2, the norm weight from memory) over two passes.
+function M.norm_perf(e, n)
+  e.read, e.write = e.read + n * (2 + 4 + 2), e.write + n * (4 + 2)
+  e.rounds, e.l2_rounds, e.grid_syncs = e.rounds + 1, (e.l2_rounds or 0) + 2, (e.grid_syncs or 0) + 1
+  return e
+end
+
 -- Resident threads per SM that every supported architecture holds (sm_75: 1024).
 M.MAX_RESIDENT_THREADS = 1024
 

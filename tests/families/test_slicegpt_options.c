@@ -46,9 +46,12 @@ static void test_render(sprig_gen *gen) {
         /* the signature gains exactly one trailing argument */
         CHECK(sp_contains(def->source, "T *__restrict__ out, float eps) {"));
         CHECK(sp_contains(opt->source, "T *__restrict__ out, float eps, T *__restrict__ raw) {"));
-        CHECK(!sp_contains(def->source, "raw[") && sp_contains(opt->source, "raw[(size_t)t * D_COLS + i] = SP_FROM_F(v)"));
-        CHECK(sp_contains(def->source, "(float)D_COLS + eps") && sp_contains(opt->source, "(float)4096 + eps"));
-        CHECK(sp_contains(def->source, "SP_TO_F(w[i])") && !sp_contains(opt->source, "w[i]"));
+        /* the row is sp_rmsnorm_row (common.cuh.lua): raw, the divisor and the weight are its arguments */
+        CHECK(sp_contains(def->source, "out + (size_t)t * D_COLS, nullptr,") &&
+              sp_contains(opt->source, "out + (size_t)t * D_COLS, raw + (size_t)t * D_COLS,"));
+        CHECK(sp_contains(def->source, "(float)D_COLS, eps);") && sp_contains(opt->source, "(float)4096, eps);"));
+        CHECK(sp_contains(def->source, "sp_rmsnorm_row<THREADS, D_COLS, true>(") &&
+              sp_contains(opt->source, "sp_rmsnorm_row<THREADS, D_COLS, false>("));
     }
     sprig_plan_free(def);
     sprig_plan_free(opt);
@@ -57,8 +60,8 @@ static void test_render(sprig_gen *gen) {
     opt = render(gen, "dense_gemv", 3072, 4096, "bf16", 4, "op=down,accumulate=1", &st);
     CHECK_MSG(def && opt, "dense_gemv: %s", sprig_last_error());
     if (def && opt) {
-        CHECK_MSG(sp_contains(def->key, "|op=down,accumulate=0,threads=256"), "%s", def->key);
-        CHECK_MSG(sp_contains(opt->key, "|op=down,accumulate=1,threads=256"), "%s", opt->key);
+        CHECK_MSG(sp_contains(def->key, "|op=down,accumulate=0,norm=none,threads=256"), "%s", def->key);
+        CHECK_MSG(sp_contains(opt->key, "|op=down,accumulate=1,norm=none,threads=256"), "%s", opt->key);
         CHECK(sp_contains(def->source, "= SP_FROM_F(s);") && !sp_contains(def->source, "SP_TO_F(y["));
         CHECK(sp_contains(opt->source, "SP_FROM_F(s + SP_TO_F(y[(size_t)b * N_ROWS + row0 + r]))"));
         CHECK(sp_contains(opt->params_json, "\"accumulate\":1"));
