@@ -24,6 +24,7 @@
 #include "sp_tune.h"
 
 #define TU_MAX_LIST 32
+#define TU_MAX_KEPT 128 /* sp_tune_opts.max_kept's default */
 
 typedef struct tu_opts {
     cli_kernel_args k;          /* --model/--shape, --g, --template-dir (dtype, batch, family parsed here) */
@@ -43,6 +44,9 @@ typedef struct tu_opts {
     double budget_s, total_budget_s;
     const char *db_dir;
     int retune, json, jobs, device, force, reps, warmup;
+    const char *gpu;            /* --gpu: the static model's profile (NULL: from the device's name) */
+    int no_prune, counts;       /* --no-prune; --counts (with --list) */
+    double prune_within;        /* --prune-within (1.3) */
     long exhaustive_limit;
     unsigned long long seed;
 } tu_opts;
@@ -56,7 +60,11 @@ static void tu_help(FILE *to) {
             "is compiled (NVRTC, in parallel, through the cubin cache), checked against a\n"
             "float64 reference on random inputs (wrong ones are recorded, never chosen) and\n"
             "timed with CUDA events over rotating weight copies larger than the L2 cache.\n"
-            "The database is saved after every key: a killed run resumes where it stopped.\n\n"
+            "The database is saved after every key: a killed run resumes where it stopped.\n"
+            "Before measuring, candidates whose rendered kernels are identical to another's\n"
+            "are dropped, and the rest are predicted by the static model (sprig analyze,\n"
+            "docs/perf-model.md) and measured best predicted first; those predicted more\n"
+            "than 1.3x slower than the best are not measured (--prune-within, --no-prune).\n\n"
             "With --model/--shape, keys per dtype, batch and sparsity: router (sparse only),\n"
             "gather_upgate, gather_down, fused_mlp (batch <= 8), dense_gemv op=up/op=down\n"
             "(sparsity 0 only), and gather_gemm stage=upgate/down from batch 8. At sparsity 0\n"
@@ -82,6 +90,14 @@ static void tu_help(FILE *to) {
             "  --family LIST       only these families (default: the MLP families above;\n"
             "                      --model-dir: dense_gemv,router,gather_upgate,gather_down)\n"
             "  --g N               neurons per expert (default 32; --model-dir: from its config)\n"
+            "  --counts            with --list: also each key's candidates, distinct kernels and\n"
+            "                      those left after pruning, and the GPU time that estimates\n"
+            "                      (renders every candidate: seconds to minutes, no GPU)\n"
+            "  --gpu NAME          the static model's GPU profile for pruning (sprig analyze;\n"
+            "                      default: from the device's name, else h100)\n"
+            "  --prune-within F    measure only candidates predicted within F x the best\n"
+            "                      prediction, best first (default 1.3)\n"
+            "  --no-prune          measure among every distinct candidate, sampled at random\n"
             "  --budget S          search time per key in seconds (default 20; 0: none)\n"
             "  --total-budget S    start no new key after S seconds (default: none)\n"
             "  --exhaustive-limit N  measure every candidate of spaces up to N (default 64)\n"
@@ -159,6 +175,7 @@ static void tu_defaults(tu_opts *o) {
     o->reps = 30, o->warmup = 3;
     o->exhaustive_limit = 64;
     o->seed = 1;
+    o->prune_within = 1.3;
 }
 
 /* One option with a value; returns 1 consumed, 0 not ours, -1 bad. */
@@ -199,6 +216,8 @@ static int tu_value_opt(tu_opts *o, const char *a, const char *v) {
     if (!strcmp(a, "--exhaustive-limit"))
         return tu_number(a, v, 0, 1e6, &x) ? -1 : (o->exhaustive_limit = (long)x, 1);
     if (!strcmp(a, "-j")) return tu_number(a, v, 1, 256, &x) ? -1 : (o->jobs = (int)x, 1);
+    if (!strcmp(a, "--gpu")) return o->gpu = v, 1;
+    if (!strcmp(a, "--prune-within")) return tu_number(a, v, 1, 100, &o->prune_within) ? -1 : 1;
     return 0;
 }
 
@@ -231,12 +250,15 @@ static int tu_parse(int argc, char **argv, tu_opts *o) {
         else if (!strcmp(a, "--json")) o->json = 1;
         else if (!strcmp(a, "--force")) o->force = 1;
         else if (!strcmp(a, "--list") || !strcmp(a, "--dry-run")) o->list = 1;
+        else if (!strcmp(a, "--no-prune")) o->no_prune = 1;
+        else if (!strcmp(a, "--counts")) o->counts = 1;
         else if (!strncmp(a, "-j", 2) && a[2]) { /* -j8 */
             if (tu_value_opt(o, "-j", a + 2) < 0) return 2;
         } else if (!strcmp(a, "--dtype") || !strcmp(a, "--batch") || !strcmp(a, "--family") || !strcmp(a, "--sparsity") ||
                    !strcmp(a, "--budget") || !strcmp(a, "--total-budget") || !strcmp(a, "--db-dir") ||
                    !strcmp(a, "--device") || !strcmp(a, "--reps") || !strcmp(a, "--seed") ||
-                   !strcmp(a, "--exhaustive-limit") || !strcmp(a, "-j") || !strcmp(a, "--model-dir")) {
+                   !strcmp(a, "--exhaustive-limit") || !strcmp(a, "-j") || !strcmp(a, "--model-dir") ||
+                   !strcmp(a, "--gpu") || !strcmp(a, "--prune-within")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "sprig tune: %s needs a value\n", a);
                 return 2;
@@ -251,6 +273,10 @@ static int tu_parse(int argc, char **argv, tu_opts *o) {
                 return 2;
             }
         }
+    }
+    if (o->counts && !o->list) {
+        fprintf(stderr, "sprig tune: --counts goes with --list (it counts the candidates each key would measure)\n");
+        return 2;
     }
     return tu_check_source(o);
 }
@@ -359,25 +385,94 @@ static int tu_build_keys(sprig_gen *gen, tu_opts *o, tu_keys *keys) {
     return 0;
 }
 
+/* ---- the static model's filter ------------------------------------------------------------- */
+
+/* The profile pruning predicts for: --gpu, else the one the device's name
+ * names, else h100 (the ranking is relative, so any recent profile orders
+ * candidates much the same). */
+static int tu_profile(sprig_gen *gen, const tu_opts *o, const char *device, sp_gpu_profile *out) {
+    const char *name = o->gpu;
+    static const struct { const char *needle, *profile; } known[] = {
+        {"H200", "h200"}, {"H100", "h100"}, {"A100", "a100"}, {"L40S", "l40s"}, {"4090", "rtx4090"}, {"B200", "b200"}};
+    for (size_t i = 0; !name && device && i < sizeof known / sizeof known[0]; ++i)
+        if (strstr(device, known[i].needle)) name = known[i].profile;
+    sprig_status s = sp_gen_gpu_profile(gen, name ? name : "h100", out);
+    return s == SPRIG_OK ? 0 : cli_error("--gpu", s);
+}
+
+/* GPU seconds a key's search is expected to take (docs/perf-model.md, "Tuning"):
+ * the candidates it measures (all kept ones up to --exhaustive-limit, else the
+ * sample and about three climbs' neighbours), plus the three re-timed, each
+ * costing a fixed 5 ms (module load, verification, synchronisation) and
+ * warm-up + reps samples of at least 50 us (short kernels are timed k launches
+ * per graph). An estimate until a GPU calibrates it. */
+static double tu_estimate_s(const tu_opts *o, const sp_analyze_rank *r) {
+    const size_t kept = r->n_keep < TU_MAX_KEPT ? r->n_keep : TU_MAX_KEPT;
+    const size_t searched = kept <= (size_t)o->exhaustive_limit ? kept : 56;
+    const double sample_us = r->best_us > 50 ? r->best_us : 50;
+    return (double)(searched + 3) * (5e-3 + (o->warmup + o->reps) * sample_us * 1e-6);
+}
+
 /* ---- --list ----------------------------------------------------------------------------------- */
 
-static void tu_list_table(const tu_opts *o, const tu_keys *k) {
+/* --list --counts: each key's filter, ranked (ranks[i] zeroed when it failed). */
+static int tu_rank_keys(sprig_gen *gen, const tu_opts *o, const tu_keys *k, sp_analyze_rank **ranks) {
+    sp_gpu_profile g;
+    *ranks = NULL;
+    if (!o->counts) return 0;
+    if (tu_profile(gen, o, NULL, &g)) return 1;
+    *ranks = calloc(k->n ? k->n : 1, sizeof **ranks);
+    if (!*ranks) return fprintf(stderr, "sprig tune: out of memory\n"), 1;
+    const int tty = isatty(STDERR_FILENO);
+    for (size_t i = 0; i < k->n; ++i) {
+        if (tty) fprintf(stderr, "\r\033[Kcounting candidates: key %zu of %zu (%s)", i + 1, k->n, k->keys[i].family);
+        if (sp_tune_key_rank(gen, &k->keys[i], &g, o->no_prune ? 0 : o->prune_within, 0, &(*ranks)[i]) != SPRIG_OK)
+            fprintf(stderr, "%ssprig tune: key %zu (%s): %s\n", tty ? "\r\033[K" : "", i + 1, k->keys[i].family,
+                    sprig_last_error());
+    }
+    if (tty) fprintf(stderr, "\r\033[K");
+    return 0;
+}
+
+static void tu_free_ranks(sp_analyze_rank *ranks, size_t n) {
+    for (size_t i = 0; ranks && i < n; ++i) sp_analyze_rank_free(&ranks[i]);
+    free(ranks);
+}
+
+static void tu_list_table(const tu_opts *o, const tu_keys *k, const sp_analyze_rank *ranks) {
     if (o->model_dir)
         printf("%zu keys for %s (%s, %s; g=%d dense, g=%d routed)\n", k->n, o->model_dir,
                k->model.sliced ? "SliceGPT-sliced" : "unsliced", k->model.routed ? "LTE routers" : "no LTE routers",
                k->model.g_dense, k->model.g_routed);
     else
         printf("%zu keys for d=%d, f=%d, g=%d\n", k->n, o->k.d, o->k.f, o->k.g);
-    printf("%4s  %-14s %-14s %-5s %5s %8s %7s %7s %4s  %s\n", "#", "family", "fixed", "dtype", "batch", "sparsity",
-           "d", "f", "g", "used by");
+    printf("%4s  %-14s %-14s %-5s %5s %8s %7s %7s %4s", "#", "family", "fixed", "dtype", "batch", "sparsity", "d", "f",
+           "g");
+    if (ranks) printf(" %7s %7s %8s %7s %6s", "space", "within", "distinct", "search", "est_s");
+    printf("  %s\n", "used by");
+    size_t space = 0, within = 0, distinct = 0, searched = 0;
+    double est = 0;
     for (size_t i = 0; i < k->n; ++i) {
         const sp_tune_key *x = &k->keys[i];
-        printf("%4zu  %-14s %-14s %-5s %5d %8g %7d %7d %4d  %s\n", i + 1, x->family, x->fixed ? x->fixed : "",
-               x->dtype, x->batch, x->sparsity, x->d, x->f, x->g, k->uses ? k->uses[i] : "-");
+        printf("%4zu  %-14s %-14s %-5s %5d %8g %7d %7d %4d", i + 1, x->family, x->fixed ? x->fixed : "", x->dtype,
+               x->batch, x->sparsity, x->d, x->f, x->g);
+        if (ranks) {
+            const sp_analyze_rank *r = &ranks[i];
+            const size_t search = r->n_keep < TU_MAX_KEPT ? r->n_keep : TU_MAX_KEPT;
+            const double e = tu_estimate_s(o, r);
+            printf(" %7zu %7zu %8zu %7zu %6.1f", r->n_space, r->n_within, r->n_distinct, search, e);
+            space += r->n_space, within += r->n_within, distinct += r->n_distinct, searched += search, est += e;
+        }
+        printf("  %s\n", k->uses ? k->uses[i] : "-");
     }
+    if (ranks)
+        printf("total: %zu candidates; %zu predicted within %.2gx of their key's best, %zu of them distinct kernels, "
+               "%zu searched (the best predicted %d per key at most); about %.0f s of GPU time (an estimate: "
+               "docs/perf-model.md)\n", space, within, o->no_prune ? 0.0 : o->prune_within, distinct, searched,
+               TU_MAX_KEPT, est);
 }
 
-static int tu_list_json(const tu_opts *o, const tu_keys *k) {
+static int tu_list_json(const tu_opts *o, const tu_keys *k, const sp_analyze_rank *ranks) {
     cJSON *root = cJSON_CreateObject();
     cJSON *src = cJSON_AddObjectToObject(root, "source");
     if (o->model_dir) {
@@ -404,6 +499,14 @@ static int tu_list_json(const tu_opts *o, const tu_keys *k) {
         cJSON_AddNumberToObject(e, "f", x->f);
         cJSON_AddNumberToObject(e, "g", x->g);
         if (k->uses) cJSON_AddStringToObject(e, "uses", k->uses[i]);
+        if (ranks) {
+            cJSON_AddNumberToObject(e, "space", (double)ranks[i].n_space);
+            cJSON_AddNumberToObject(e, "within", (double)ranks[i].n_within);
+            cJSON_AddNumberToObject(e, "distinct", (double)ranks[i].n_distinct);
+            cJSON_AddNumberToObject(e, "searched", (double)(ranks[i].n_keep < TU_MAX_KEPT ? ranks[i].n_keep : TU_MAX_KEPT));
+            cJSON_AddNumberToObject(e, "best_predicted_us", ranks[i].best_us);
+            cJSON_AddNumberToObject(e, "estimated_gpu_s", tu_estimate_s(o, &ranks[i]));
+        }
         cJSON_AddItemToArray(keys, e);
     }
     cJSON *skipped = cJSON_AddArrayToObject(root, "skipped");
@@ -467,6 +570,14 @@ static int tu_run_keys(const tu_opts *o, sprig_gen *gen, sp_exec *e, sp_db *db, 
     to.total_budget_s = o->total_budget_s;
     to.retune = o->retune;
     to.measure = tu_measure, to.prepare = tu_prepare, to.progress = tu_progress, to.ctx = &run;
+    sp_gpu_profile profile;
+    if (tu_profile(gen, o, e->device, &profile)) {
+        sp_measure_close(run.m);
+        return 1;
+    }
+    to.model_gpu = &profile;
+    to.prune_within = o->no_prune ? 0 : o->prune_within;
+    to.max_kept = o->no_prune ? 0 : TU_MAX_KEPT;
     if (!o->json && o->model_dir)
         printf("tuning %zu keys (model %s) on %s (sm_%d%d, %d SMs) into %s\n", keys->n, o->model_dir, e->device,
                e->cc_major, e->cc_minor, e->sm_count, db->path);
@@ -506,8 +617,11 @@ int cmd_tune(int argc, char **argv) {
     sp_db *db = NULL;
     rc = tu_build_keys(gen, &o, &keys);
     if (!rc && o.list) {
-        if (o.json) rc = tu_list_json(&o, &keys);
-        else tu_list_table(&o, &keys);
+        sp_analyze_rank *ranks = NULL;
+        rc = tu_rank_keys(gen, &o, &keys, &ranks);
+        if (!rc && o.json) rc = tu_list_json(&o, &keys, ranks);
+        else if (!rc) tu_list_table(&o, &keys, ranks);
+        tu_free_ranks(ranks, keys.n);
         tu_keys_free(&keys);
         sprig_gen_close(gen);
         return rc;

@@ -20,6 +20,8 @@ typedef struct sp_gen_perf {
                            * least three L2 round trips (drain, ticket, read back) */
     int hot;              /* 1: it reads what the kernel before it wrote (in L2): L2 latency, not DRAM's */
     double unsized;       /* bytes it must read of arguments the request cannot size (a KV cache at `context`) */
+    unsigned ctas, threads; /* the plan's launch: CTAs in the grid, threads per CTA */
+    int smem;             /* its dynamic shared memory */
 } sp_gen_perf;
 
 /* The perf() of req's family for req (req->params resolved as a render would),

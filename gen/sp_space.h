@@ -52,6 +52,13 @@ sprig_status sp_space_grid(int n_dims, const char *const *names, const int *n_va
 
 void sp_space_free(sp_space *space); /* NULL is a no-op */
 
+/* Narrows the space to candidates keep[0..n) of it, in that order (candidate
+ * i becomes keep[i]'s; the rest are dropped): the tuner measures only those
+ * its model does not rule out, best predicted first. default_index follows its
+ * candidate, or is -1 when that one is dropped. Neighbours are then among the
+ * kept candidates only. SPRIG_E_INVALID for an index out of range or repeated. */
+sprig_status sp_space_keep(sp_space *space, const size_t *keep, size_t n);
+
 /* Candidate i's coordinates ([n_dims]). */
 static inline const int *sp_space_coords(const sp_space *s, size_t i) { return s->coords + i * (size_t)s->n_dims; }
 

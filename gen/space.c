@@ -67,6 +67,34 @@ static sprig_status index_codes(sp_space *s) {
     return SPRIG_OK;
 }
 
+sprig_status sp_space_keep(sp_space *s, const size_t *keep, size_t n) {
+    if (!s || (n && !keep)) return sp_fail(SPRIG_E_INVALID, "sp_space_keep: NULL argument");
+    char *taken = calloc(s->n ? s->n : 1, 1);
+    char **params = malloc((n ? n : 1) * sizeof *params);
+    int *coords = malloc((n ? n : 1) * (size_t)(s->n_dims ? s->n_dims : 1) * sizeof *coords);
+    sprig_status st = !taken || !params || !coords ? sp_fail(SPRIG_E_NOMEM, "out of memory narrowing a tuning space")
+                                                   : SPRIG_OK;
+    for (size_t i = 0; st == SPRIG_OK && i < n; ++i)
+        if (keep[i] >= s->n || taken[keep[i]]++)
+            st = sp_fail(SPRIG_E_INVALID, "sp_space_keep: index %zu is out of range or given twice", keep[i]);
+    if (st != SPRIG_OK) {
+        free(taken), free(params), free(coords);
+        return st;
+    }
+    long def = -1;
+    for (size_t i = 0; i < n; ++i) {
+        params[i] = s->params[keep[i]];
+        memcpy(coords + i * (size_t)s->n_dims, sp_space_coords(s, keep[i]), sizeof *coords * (size_t)s->n_dims);
+        if ((long)keep[i] == s->default_index) def = (long)i;
+    }
+    for (size_t i = 0; i < s->n; ++i)
+        if (!taken[i]) free(s->params[i]);
+    free(taken), free(s->params), free(s->coords), free(s->codes_sorted), free(s->code_index);
+    s->params = params, s->coords = coords, s->n = n, s->default_index = def;
+    s->codes_sorted = NULL, s->code_index = NULL;
+    return index_codes(s);
+}
+
 long sp_space_find(const sp_space *s, const int *coords) {
     for (int d = 0; d < s->n_dims; ++d)
         if (coords[d] < 0 || coords[d] >= s->dims[d].n_values) return -1;

@@ -93,6 +93,8 @@ static sp_measure *open_measure(sp_exec *e, sprig_gen *gen) {
 }
 
 /* Runs sp_tune_run over keys into dir's db; returns the status. */
+static const sp_gpu_profile *model_gpu; /* set: sp_tune_run filters with the static model */
+
 static sprig_status tune(sprig_gen *gen, sp_exec *e, const char *dir, const sp_tune_key *keys, size_t n,
                          sp_measure **m_out, sp_tune_summary *sum, progress *prog) {
     sp_db *db = NULL;
@@ -105,6 +107,7 @@ static sprig_status tune(sprig_gen *gen, sp_exec *e, const char *dir, const sp_t
     sp_tune_opts_init(&o);
     o.gen = gen, o.db = db, o.keys = keys, o.n_keys = n;
     o.search.confirm = 1;
+    o.model_gpu = model_gpu;
     o.measure = rc_measure, o.prepare = rc_prepare, o.progress = on_progress, o.ctx = &rc;
     st = sp_tune_run(&o, sum);
     if (st != SPRIG_OK) fprintf(stderr, "sp_tune_run: %s\n", sprig_last_error());
@@ -319,6 +322,42 @@ static void test_duplicates(sprig_gen *gen, sp_exec *e, const char *root) {
     sp_tune_summary_free(&sum);
 }
 
+/* With the static model's filter (o.model_gpu): the four batch_tile copies are
+ * one candidate before anything runs, and a whole space is searched best
+ * predicted first with no kernel measured twice. */
+static void test_filtered(sprig_gen *gen, sp_exec *e, const char *root) {
+    sp_gpu_profile h200;
+    CHECK(sp_gen_gpu_profile(gen, "h200", &h200) == SPRIG_OK);
+    model_gpu = &h200;
+    const sp_tune_key keys[] = {
+        {"gather_down", D, F, "fp16", 1, G, 50,
+         "layout=t,threads=64,vec=8,unroll=2,cols_per_cta=64,splits=1,reduce=direct,all_active=0"},
+        {"dense_gemv", D, F, "fp16", 1, 1, 0, "op=up,threads=64,unroll=2"}};
+    for (int i = 0; i < 2; ++i) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/db-filtered-%d", root, i);
+        progress prog = {0, 0};
+        sp_tune_summary sum;
+        sp_measure *m = NULL;
+        CHECK(tune(gen, e, dir, &keys[i], 1, &m, &sum, &prog) == SPRIG_OK);
+        if (m && sum.n == 1) {
+            const sp_tune_row *r = &sum.rows[0];
+            sp_measure_stats ms;
+            sp_measure_get_stats(m, &ms);
+            printf("filtered %s: space %zu, within %zu, kept %zu, tried %zu; %ld measure calls, %ld answered by a twin\n",
+                   keys[i].family, r->space_size, r->within, r->kept, r->tried, ms.measured, ms.duplicates);
+            CHECK(r->outcome == SP_TUNE_TUNED && r->kept >= 1 && r->kept <= r->within && r->within <= r->space_size);
+            CHECK_MSG(r->tried <= r->kept, "tried %zu of %zu kept", r->tried, r->kept);
+            /* only the confirmation's re-time of the winner meets a kernel already measured */
+            CHECK_MSG(ms.duplicates <= 1, "%ld candidates were copies of measured ones", ms.duplicates);
+            if (i == 0) CHECK_MSG(r->within == 4 && r->kept == 1 && r->tried == 1, "batch_tile copies: %zu kept", r->kept);
+        }
+        sp_measure_close(m);
+        sp_tune_summary_free(&sum);
+    }
+    model_gpu = NULL;
+}
+
 int main(void) {
     char root[] = "/tmp/sprig_test_tune_emu_XXXXXX";
     if (!mkdtemp(root)) {
@@ -334,6 +373,7 @@ int main(void) {
     test_pipeline(gen, e, root);
     test_bad_template(gen, e, root);
     test_duplicates(gen, e, root);
+    test_filtered(gen, e, root);
     sp_exec_close(e);
     sprig_gen_close(gen);
     remove_tree(root);

@@ -6,10 +6,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "sp_analyze.h"
 #include "sp_error.h"
 #include "sp_file.h"
 #include "sp_gpu.h"
+#include "sp_space.h"
+#include "tuner_internal.h"
 
 /* ---- the minimum: what the declared arguments must move --------------------------------- */
 
@@ -297,5 +301,132 @@ sprig_status sp_analyze_step_of(sprig_gen *gen, const sp_model_config *cfg, int 
     sp_gpu_step_free(&step);
     sp_gpu_kernels_close(ks);
     if (s != SPRIG_OK) sp_analyze_step_free(out);
+    return s;
+}
+
+/* ---- the tuner's filter ------------------------------------------------------------------ */
+
+uint64_t sp_plan_identity(const sprig_plan *plan) {
+    XXH3_state_t *h = XXH3_createState();
+    if (!h) return 0;
+    XXH3_64bits_reset(h);
+    XXH3_64bits_update(h, plan->source, plan->source_len);
+    XXH3_64bits_update(h, plan->kernels, sizeof plan->kernels[0] * (size_t)plan->n_kernels);
+    XXH3_64bits_update(h, &plan->workspace_bytes, sizeof plan->workspace_bytes);
+    XXH3_64bits_update(h, plan->args, sizeof plan->args[0] * (size_t)plan->n_args);
+    const uint64_t v = XXH3_64bits_digest(h);
+    XXH3_freeState(h);
+    return v;
+}
+
+/* The prediction without a render or a compile: the spec's perf() with its
+ * launch; occupancy from threads and dynamic shared memory only (registers
+ * unknown). */
+static sprig_status an_quick_predict(sprig_gen *gen, const sprig_request *req, const sp_analyze_opts *o,
+                                     double *t_us) {
+    sp_gen_perf perf[SP_ANALYZE_MAX_KERNELS];
+    int n = 0;
+    SP_TRY(sp_gen_perf_of(gen, req, o->active > 0 ? o->active : 1.0, o->context > 0 ? o->context : 512, perf,
+                          SP_ANALYZE_MAX_KERNELS, &n));
+    *t_us = 0;
+    for (int i = 0; i < n; ++i) {
+        sp_analyze_kernel k = {0};
+        k.ctas = perf[i].ctas, k.threads = perf[i].threads;
+        k.ctas_per_sm = an_ctas_per_sm(o->gpu, 0, perf[i].smem, k.threads);
+        an_predict(o->gpu, &perf[i], &k);
+        *t_us += k.t_us;
+    }
+    return SPRIG_OK;
+}
+
+typedef struct an_cand {
+    size_t index;
+    uint64_t tie;   /* a fixed pseudo-random order among equal predictions */
+    double t_us;
+} an_cand;
+
+static uint64_t an_mix(uint64_t x) { /* splitmix64's finaliser */
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static int an_by_time(const void *a, const void *b) {
+    const an_cand *x = a, *y = b;
+    if (x->t_us != y->t_us) return x->t_us < y->t_us ? -1 : 1;
+    return x->tie < y->tie ? -1 : x->tie > y->tie;
+}
+
+static int an_by_u64(const void *a, const void *b) {
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void sp_analyze_rank_free(sp_analyze_rank *r) {
+    if (!r) return;
+    free(r->keep);
+    free(r->predicted_us);
+    memset(r, 0, sizeof *r);
+}
+
+/* Renders candidates in ranked order, keeping the first of each plan identity,
+ * until max_keep are kept (0: all); the default's twin stays whatever its rank. */
+static sprig_status an_keep_distinct(sprig_gen *gen, const sprig_request *req, const sp_space *space,
+                                     const an_cand *c, size_t n, long def, size_t max_keep, sp_analyze_rank *out) {
+    uint64_t *seen = malloc((n ? n : 1) * sizeof *seen);
+    out->keep = malloc((n ? n : 1) * sizeof *out->keep);
+    out->predicted_us = malloc((n ? n : 1) * sizeof *out->predicted_us);
+    if (!seen || !out->keep || !out->predicted_us) {
+        free(seen);
+        return sp_fail(SPRIG_E_NOMEM, "out of memory ranking a tuning space");
+    }
+    size_t n_seen = 0; /* seen[0..n_seen) kept sorted: binary search */
+    for (size_t i = 0; i < n; ++i) {
+        const int is_def = (long)c[i].index == def;
+        if (max_keep && out->n_keep >= max_keep && !is_def) continue;
+        sprig_request r = *req;
+        r.params = space->params[c[i].index];
+        sprig_plan *plan = NULL;
+        uint64_t id = an_mix(c[i].index) | 1u; /* one that does not render is its own: the search reports it */
+        if (sprig_gen_render(gen, &r, &plan) == SPRIG_OK) id = sp_plan_identity(plan) & ~(uint64_t)1;
+        sprig_plan_free(plan);
+        ++out->n_rendered;
+        if (bsearch(&id, seen, n_seen, sizeof *seen, an_by_u64)) continue;
+        size_t at = n_seen;
+        while (at > 0 && seen[at - 1] > id) seen[at] = seen[at - 1], --at;
+        seen[at] = id, ++n_seen;
+        out->keep[out->n_keep] = c[i].index;
+        out->predicted_us[out->n_keep++] = c[i].t_us;
+    }
+    out->n_distinct = n_seen;
+    free(seen);
+    return SPRIG_OK;
+}
+
+sprig_status sp_analyze_rank_space(sprig_gen *gen, const sprig_request *req, const sp_space *space,
+                                   const sp_analyze_opts *o, double keep_within, size_t max_keep,
+                                   sp_analyze_rank *out) {
+    memset(out, 0, sizeof *out);
+    if (!gen || !req || !space || !o || !o->gpu) return sp_fail(SPRIG_E_INVALID, "sp_analyze_rank_space: NULL argument");
+    out->n_space = space->n;
+    an_cand *c = calloc(space->n ? space->n : 1, sizeof *c);
+    SP_CHECK_ALLOC(c);
+    for (size_t i = 0; i < space->n; ++i) {
+        sprig_request r = *req;
+        r.params = space->params[i];
+        c[i].index = i, c[i].tie = an_mix(i);
+        if (an_quick_predict(gen, &r, o, &c[i].t_us) != SPRIG_OK) c[i].t_us = INFINITY; /* last: the search says why */
+    }
+    qsort(c, space->n, sizeof *c, an_by_time);
+    out->best_us = space->n ? c[0].t_us : 0;
+    size_t n = 0; /* those within the factor, and the default */
+    for (size_t i = 0; i < space->n; ++i)
+        if (keep_within <= 0 || c[i].t_us <= keep_within * out->best_us || (long)c[i].index == space->default_index)
+            c[n++] = c[i];
+    out->n_within = n;
+    sprig_status s = an_keep_distinct(gen, req, space, c, n, space->default_index, max_keep, out);
+    free(c);
+    if (s != SPRIG_OK) sp_analyze_rank_free(out);
     return s;
 }

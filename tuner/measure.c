@@ -24,9 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <xxhash.h>
-
 #include "operands.h"
+#include "tuner_internal.h"
 #include "sp_error.h"
 #include "sp_gen_reference.h"
 #include "sp_kargs.h"
@@ -67,7 +66,7 @@ typedef struct mz_out {
 #define MZ_MAX_REFS 8
 #define MZ_MAX_OUTS 16
 
-/* A measured candidate of the key, by what its plan runs (see mz_plan_hash). */
+/* A measured candidate of the key, by what its plan runs (see sp_plan_identity). */
 typedef struct mz_seen {
     uint64_t hash;
     sp_measurement m;
@@ -969,21 +968,6 @@ done:
     return st;
 }
 
-/* What a plan runs: its source, kernels, launches, workspace and arguments.
- * Two candidates with the same hash are the same kernels. */
-static uint64_t mz_plan_hash(const sprig_plan *plan) {
-    XXH3_state_t *h = XXH3_createState();
-    if (!h) return 0;
-    XXH3_64bits_reset(h);
-    XXH3_64bits_update(h, plan->source, plan->source_len);
-    XXH3_64bits_update(h, plan->kernels, sizeof plan->kernels[0] * (size_t)plan->n_kernels);
-    XXH3_64bits_update(h, &plan->workspace_bytes, sizeof plan->workspace_bytes);
-    XXH3_64bits_update(h, plan->args, sizeof plan->args[0] * (size_t)plan->n_args);
-    const uint64_t v = XXH3_64bits_digest(h);
-    XXH3_freeState(h);
-    return v;
-}
-
 static const mz_seen *mz_find_seen(const mz_problem *p, uint64_t hash) {
     for (size_t i = 0; i < p->n_seen; ++i)
         if (p->seen[i].hash == hash) return &p->seen[i];
@@ -1021,7 +1005,7 @@ sprig_status sp_measure_candidate(void *ctx, const sp_tune_key *key, const char 
         mz_note(out, SP_VERDICT_COMPILE_FAILED, "render: ", sprig_last_error());
         return st == SPRIG_E_NOMEM ? st : SPRIG_OK;
     }
-    const uint64_t hash = mz_plan_hash(plan);
+    const uint64_t hash = sp_plan_identity(plan);
     const mz_seen *twin = mz_find_seen(&m->p, hash);
     if (twin) { /* the same kernels as a candidate already measured: nothing to run */
         *out = twin->m;

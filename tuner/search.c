@@ -227,7 +227,9 @@ static sprig_status run_pruned(search *s) {
     sprig_status st = SPRIG_OK;
     if (!perm || !nb) st = sp_fail(SPRIG_E_NOMEM, "out of memory in the tuning search");
     size_t cursor = 0;
-    if (st == SPRIG_OK && sp_space_sample(s->space, s->o->seed, n, perm) != n)
+    if (st == SPRIG_OK && s->o->ordered)
+        for (size_t i = 0; i < n; ++i) perm[i] = i; /* best predicted first */
+    else if (st == SPRIG_OK && sp_space_sample(s->space, s->o->seed, n, perm) != n)
         st = sp_fail(SPRIG_E_NOMEM, "out of memory sampling the tuning space");
     if (st == SPRIG_OK) st = run_sample(s, perm, &cursor);
     for (int c = 0; st == SPRIG_OK && c < s->o->climbs && !s->stopped; ++c) {

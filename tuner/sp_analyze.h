@@ -93,6 +93,28 @@ sprig_status sp_analyze_step_of(sprig_gen *gen, const sp_model_config *cfg, int 
                                 const sp_analyze_opts *o, sp_analyze_step *out);
 void sp_analyze_step_free(sp_analyze_step *s);
 
+/* The tuner's filter over a tuning space (sp_space.h; tuner_internal.h
+ * sp_analyze_rank_space, through sp_tune_key_rank). Every candidate is
+ * predicted from its spec alone (perf() and the launch: no render, no compile,
+ * so occupancy from threads and shared memory only, no SASS); those predicted
+ * within keep_within x the best (<= 0: all) are rendered best first (equal
+ * predictions in a fixed pseudo-random order), dropping any whose plan runs the
+ * very kernels of one before it (same source, launches, workspace, arguments),
+ * until max_keep are kept (0: all). The family's default is always kept (or
+ * its twin): it is the baseline the reports compare with. */
+typedef struct sp_analyze_rank {
+    size_t *keep;             /* owned, [n_keep]: indices into the space, best predicted first */
+    double *predicted_us;     /* owned, [n_keep] */
+    size_t n_keep;
+    size_t n_space;           /* candidates in the space */
+    size_t n_within;          /* of them predicted within keep_within x the best */
+    size_t n_rendered;        /* of those rendered to find the distinct ones */
+    size_t n_distinct;        /* of the rendered, with kernels of their own */
+    double best_us;           /* the best prediction */
+} sp_analyze_rank;
+
+void sp_analyze_rank_free(sp_analyze_rank *r); /* (sp_tune_key_rank, sp_tune.h, fills one) */
+
 /* nvdisasm: $SPRIG_NVDISASM, then PATH, then /usr/local/cuda/bin, then the
  * copy scripts/install-deps.sh extracts into the data folder; into buf, 1 when found. */
 int sp_analyze_find_nvdisasm(char *buf, size_t cap);

@@ -4,7 +4,8 @@
  * inject synthetic timings).
  *
  * Exhaustive when the space has at most exhaustive_limit candidates; else a
- * seeded random sample (the family's default candidate first), then hill
+ * seeded random sample (the family's default candidate first; with `ordered`,
+ * the space's first candidates instead: the best predicted), then hill
  * climbing from the best few over neighbours (one parameter moved to an
  * adjacent value) until no neighbour improves or the time budget runs out.
  * Finally the top `confirm` verified candidates are re-timed and the best
@@ -68,6 +69,9 @@ typedef struct sp_search_opts {
                                 * confirmation adds at most `confirm` measurements after it */
     size_t max_trials;         /* stop after this many measurements (0: no cap) */
     uint64_t seed;             /* sampling seed (same seed, same candidates) */
+    int ordered;               /* 1: the space is ordered best-first (sp_space_keep after the static
+                                * model's ranking): the sample takes candidates in that order, not a
+                                * random permutation */
 } sp_search_opts;
 
 void sp_search_opts_init(sp_search_opts *o); /* the defaults above, seed 1 */

@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 
+#include "sp_analyze.h"
 #include "sp_db.h"
 #include "sp_search.h"
 #include "sp_space.h"
@@ -51,13 +52,21 @@ typedef struct sp_tune_opts {
     sp_search_opts search;       /* per key (budget_s is per key) */
     double total_budget_s;       /* no new key is started after this many seconds (<= 0: none) */
     int retune;                  /* measure keys that are already in the db */
+    const sp_gpu_profile *model_gpu; /* the static model's GPU (sp_analyze.h): before measuring, candidates
+                                  * whose plans are the very kernels of another are dropped and the rest
+                                  * predicted; NULL: the whole space, sampled at random */
+    double prune_within;         /* with model_gpu: measure only candidates predicted within this factor
+                                  * of the best prediction (default 1.3), best first; <= 0: every
+                                  * distinct one, sampled at random */
+    size_t max_kept;             /* with model_gpu: search at most this many distinct candidates, the
+                                  * best predicted (default 128; 0: no cap) */
     sp_tune_measure_fn measure;  /* required */
     sp_tune_prepare_fn prepare;  /* may be NULL */
     sp_tune_progress_fn progress;/* may be NULL */
     void *ctx;                   /* passed to the three callbacks */
 } sp_tune_opts;
 
-void sp_tune_opts_init(sp_tune_opts *o); /* zeroes, search defaults */
+void sp_tune_opts_init(sp_tune_opts *o); /* zeroes, search defaults, prune_within 1.3, max_kept 128 */
 
 typedef enum sp_tune_outcome {
     SP_TUNE_TUNED = 0,   /* searched and saved */
@@ -76,6 +85,8 @@ typedef struct sp_tune_row {
     char winner[512];          /* tuned or skipped: the winning params */
     double median_us;          /* its (confirmed) median; 0 if none */
     size_t space_size;         /* candidates in the space (0 if unknown) */
+    size_t within, kept;       /* with model_gpu: of them predicted within prune_within, and the
+                                  * distinct ones of those searched (sp_analyze_rank) */
     size_t tried, wrong, failed;
     int exhaustive;
     double elapsed_s;
@@ -97,6 +108,11 @@ typedef struct sp_tune_summary {
  * free it with sp_tune_summary_free. */
 sprig_status sp_tune_run(const sp_tune_opts *o, sp_tune_summary *out);
 void sp_tune_summary_free(sp_tune_summary *s);
+
+/* What the filter of sp_tune_run (model_gpu, prune_within) leaves of key's
+ * space, without measuring: for sprig tune --list. */
+sprig_status sp_tune_key_rank(sprig_gen *gen, const sp_tune_key *key, const sp_gpu_profile *gpu, double prune_within,
+                              size_t max_keep, sp_analyze_rank *out);
 
 /* The summary as a JSON array of row objects (malloc'ed; NULL on no memory). */
 char *sp_tune_summary_json(const sp_tune_summary *s);

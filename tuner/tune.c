@@ -8,10 +8,13 @@
 
 #include "sp_error.h"
 #include "sp_tune.h"
+#include "tuner_internal.h"
 
 void sp_tune_opts_init(sp_tune_opts *o) {
     memset(o, 0, sizeof *o);
     sp_search_opts_init(&o->search);
+    o->prune_within = 1.3;
+    o->max_kept = 128;
 }
 
 const char *sp_tune_outcome_name(sp_tune_outcome o) {
@@ -75,6 +78,35 @@ static sprig_status prepare_key(const sp_tune_opts *o, const sp_tune_key *k, sp_
     return sp_db_key_make(dbk, k->family, hash, k->d, k->f, k->dtype, k->batch, k->sparsity, k->g, k->fixed);
 }
 
+/* The static model's filter over key's space: distinct kernels, ranked. */
+static sprig_status rank_key(sprig_gen *gen, const sp_tune_key *k, const sp_space *space, const sp_gpu_profile *gpu,
+                             double prune_within, size_t max_keep, sp_analyze_rank *out) {
+    sprig_request req = request_of(k, k->fixed ? k->fixed : "");
+    sp_analyze_opts ao = {gpu, 1.0 - k->sparsity / 100.0, 512, NULL, ""};
+    return sp_analyze_rank_space(gen, &req, space, &ao, prune_within, max_keep, out);
+}
+
+sprig_status sp_tune_key_rank(sprig_gen *gen, const sp_tune_key *key, const sp_gpu_profile *gpu, double prune_within,
+                              size_t max_keep, sp_analyze_rank *out) {
+    memset(out, 0, sizeof *out);
+    sprig_request req = request_of(key, key->fixed ? key->fixed : "");
+    sp_space *space = NULL;
+    SP_TRY(sp_space_build(gen, &req, &space));
+    sprig_status s = rank_key(gen, key, space, gpu, prune_within, max_keep, out);
+    sp_space_free(space);
+    return s;
+}
+
+/* Narrows space to what the filter keeps, best predicted first (o->model_gpu). */
+static sprig_status narrow_space(const sp_tune_opts *o, const sp_tune_key *k, sp_space *space, sp_tune_row *row) {
+    sp_analyze_rank rank;
+    SP_TRY(rank_key(o->gen, k, space, o->model_gpu, o->prune_within, o->max_kept, &rank));
+    sprig_status s = sp_space_keep(space, rank.keep, rank.n_keep);
+    row->within = rank.n_within, row->kept = rank.n_keep;
+    sp_analyze_rank_free(&rank);
+    return s;
+}
+
 static void fill_tuned(sp_tune_row *row, const sp_search_result *r, size_t space_size) {
     row->outcome = SP_TUNE_TUNED;
     const sp_trial *w = &r->trials[r->winner];
@@ -124,17 +156,28 @@ static sprig_status tune_key(const sp_tune_opts *o, size_t index, sp_tune_row *r
         sp_space_free(space);
         return SPRIG_OK;
     }
+    const size_t space_size = space->n;
+    sp_search_opts so = o->search;
+    if (o->model_gpu) {
+        if (narrow_space(o, k, space, row) != SPRIG_OK) {
+            row->space_size = space_size;
+            row_fail(row, SP_TUNE_INVALID, sprig_last_error());
+            sp_space_free(space);
+            return SPRIG_OK;
+        }
+        so.ordered = o->prune_within > 0;
+    }
     adapter a = {o, k, index};
     sp_search_callbacks cb = {adapt_measure, o->prepare ? adapt_prepare : NULL, o->progress ? adapt_progress : NULL, &a};
     sp_search_result r;
-    sprig_status st = sp_search_run(space, &o->search, &cb, &r);
-    row->space_size = space->n;
+    sprig_status st = sp_search_run(space, &so, &cb, &r);
+    row->space_size = space_size;
     row->tried = r.n_trials;
     row->wrong = r.n_wrong;
     row->failed = r.n_failed;
     row->elapsed_s = r.elapsed_s;
     if (st == SPRIG_OK) {
-        fill_tuned(row, &r, space->n);
+        fill_tuned(row, &r, space_size);
         st = sp_db_put(o->db, &dbk, &r);
         if (st == SPRIG_OK) st = sp_db_save(o->db);
         if (st != SPRIG_OK) row_fail(row, SP_TUNE_ABORTED, sprig_last_error());
@@ -215,6 +258,10 @@ char *sp_tune_summary_json(const sp_tune_summary *s) {
             cJSON_AddNumberToObject(o, "median_us", r->median_us);
         }
         cJSON_AddNumberToObject(o, "space", (double)r->space_size);
+        if (r->kept) {
+            cJSON_AddNumberToObject(o, "within", (double)r->within);
+            cJSON_AddNumberToObject(o, "kept", (double)r->kept);
+        }
         cJSON_AddNumberToObject(o, "tried", (double)r->tried);
         cJSON_AddNumberToObject(o, "wrong", (double)r->wrong);
         cJSON_AddNumberToObject(o, "failed", (double)r->failed);
@@ -229,15 +276,18 @@ char *sp_tune_summary_json(const sp_tune_summary *s) {
 }
 
 void sp_tune_summary_print(const sp_tune_summary *s, FILE *to) {
-    fprintf(to, "%-11s %10s %6s %6s %6s  %-s\n", "outcome", "median_us", "tried", "wrong", "failed", "key / winner");
+    fprintf(to, "%-11s %10s %6s %6s %6s %6s %6s  %-s\n", "outcome", "median_us", "space", "kept", "tried", "wrong",
+            "failed", "key / winner");
     for (size_t i = 0; s && i < s->n; ++i) {
         const sp_tune_row *r = &s->rows[i];
+        char kept[24] = "-";
+        if (r->kept) snprintf(kept, sizeof kept, "%zu", r->kept);
         if (r->winner[0])
-            fprintf(to, "%-11s %10.2f %6zu %6zu %6zu  %s\n%52s-> %s\n", sp_tune_outcome_name(r->outcome), r->median_us,
-                    r->tried, r->wrong, r->failed, r->key, "", r->winner);
+            fprintf(to, "%-11s %10.2f %6zu %6s %6zu %6zu %6zu  %s\n%66s-> %s\n", sp_tune_outcome_name(r->outcome),
+                    r->median_us, r->space_size, kept, r->tried, r->wrong, r->failed, r->key, "", r->winner);
         else
-            fprintf(to, "%-11s %10s %6zu %6zu %6zu  %s\n%52s%s\n", sp_tune_outcome_name(r->outcome), "-", r->tried,
-                    r->wrong, r->failed, r->key, "", r->message);
+            fprintf(to, "%-11s %10s %6zu %6s %6zu %6zu %6zu  %s\n%66s%s\n", sp_tune_outcome_name(r->outcome), "-",
+                    r->space_size, kept, r->tried, r->wrong, r->failed, r->key, "", r->message);
     }
     fprintf(to, "%zu tuned, %zu already in the database, %zu failed, %zu not run\n", s ? s->n_tuned : 0,
             s ? s->n_skipped : 0, s ? s->n_failed : 0, s ? s->n_not_run : 0);

@@ -76,7 +76,13 @@ function M.perf(req, active, context, require_spec)
   if #list ~= #plan.kernels then
     return nil, string.format("%s: perf() describes %d kernels, the plan launches %d", fam.name, #list, #plan.kernels)
   end
-  for i, k in ipairs(list) do k.name = plan.kernels[i].name end
+  for i, k in ipairs(list) do -- and the launch, so a prediction needs no render
+    local l = plan.kernels[i]
+    k.name = l.name
+    k.ctas = l.grid[1] * (l.grid[2] or 1) * (l.grid[3] or 1)
+    k.threads = l.block[1] * (l.block[2] or 1) * (l.block[3] or 1)
+    k.smem = l.smem or 0
+  end
   return list
 end
 
