@@ -36,6 +36,11 @@ int cli_kernel_arg(cli_kernel_args *a, int argc, char **argv, int *i);
 int cli_resolve_model(sprig_gen *gen, cli_kernel_args *a);
 extern const char *const cli_kernel_args_help;
 
+/* The static model's GPU profile (sp_gen_perf.h) for name, else the one the
+ * device's name names (H200 -> h200, ...), else h100: 0, or 1 after an error. */
+struct sp_gpu_profile;
+int cli_model_profile(sprig_gen *gen, const char *name, const char *device, struct sp_gpu_profile *out);
+
 /* Prints "sprig: <what>: <status name>: <last error>" to stderr, returns 1. */
 int cli_error(const char *what, sprig_status s);
 #endif

@@ -249,6 +249,8 @@ static int be_run(const be_opts *o, sprig_gen *gen, sp_exec *e) {
     bo.reps = o->reps, bo.warmup = o->warmup, bo.seed = o->seed;
     bo.read_bytes = (size_t)(o->read_gib * 1073741824.0);
     bo.dbs = &set, bo.gpu = &gpu;
+    sp_gpu_profile profile; /* predictions beside the measurements, to check the static model */
+    if (!rc && !cli_model_profile(gen, NULL, e->device, &profile)) bo.model_gpu = &profile;
     bo.baseline = cub ? sp_cublas_time_mlp : NULL, bo.baseline_ctx = cub;
     bo.log = be_log;
     sp_bench_report r;

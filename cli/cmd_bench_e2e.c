@@ -12,6 +12,8 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "sp_model_keys.h"
+#include "sp_analyze.h"
 #include "cli_tuning.h"
 #include "sp_error.h"
 #include "sp_backend.h"
@@ -76,6 +78,7 @@ typedef struct e2e_row {
     double ms, sparsity;
     double weight_bytes;          /* on the device, the embedding excepted */
     double read_bytes;            /* per token: weight_bytes less the skipped share of the MLP */
+    double predicted_ms;          /* the static model's decode step at the backend's defaults (0: none) */
 } e2e_row;
 
 typedef struct e2e_bench {
@@ -84,6 +87,9 @@ typedef struct e2e_bench {
     sp_exec *exec;
     sp_gpu_kernels *kernels;      /* every run's kernels, parameters from the tuning databases */
     double read_gbs;              /* measured streaming-read bandwidth; 0 when not measured */
+    sprig_gen *gen;               /* for the static model's predictions (cuda) */
+    sp_gpu_profile profile;
+    int predict;
     e2e_row rows[E2E_MAX_MODELS * 4];
     int n_rows;
 } e2e_bench;
@@ -192,6 +198,23 @@ static sprig_status open_run(e2e_bench *b, const sp_model *model, int sparse, co
     return SPRIG_OK;
 }
 
+/* The static model's ms/token for this row's step (sprig analyze --model-dir):
+ * the backend's launches at their default parameters, the MLP at the measured
+ * sparsity. 0 when it cannot be predicted (said once on stderr). */
+static double predict_ms(e2e_bench *b, const char *dir, int sparse, int thresholds, double sparsity) {
+    sp_model_config cfg;
+    sp_analyze_step st;
+    sp_analyze_opts ao = {&b->profile, sparse ? 1.0 - sparsity : 1.0, 512, NULL, ""};
+    const sp_mlp_mode mode = thresholds ? SP_MLP_THRESHOLD : sparse ? SP_MLP_AUTO : SP_MLP_DENSE;
+    if (sp_model_keys_config(dir, &cfg) != SPRIG_OK || sp_analyze_step_of(b->gen, &cfg, mode, b->o->dtype, &ao, &st) != SPRIG_OK) {
+        fprintf(stderr, "sprig bench-e2e: no prediction for %s: %s\n", dir, sprig_last_error());
+        return 0;
+    }
+    const double ms = st.t_us / 1e3;
+    sp_analyze_step_free(&st);
+    return ms;
+}
+
 static sprig_status time_row(e2e_bench *b, const sp_model *model, const char *dir, int sparse,
                              const float *thresholds, int graph) {
     e2e_row *row = &b->rows[b->n_rows];
@@ -213,6 +236,7 @@ static sprig_status time_row(e2e_bench *b, const sp_model *model, const char *di
         row->read_bytes = all ? row->weight_bytes - row->sparsity * (double)mlp : 0;
     }
     sp_backend_close(be);
+    if (s == SPRIG_OK && b->predict) row->predicted_ms = predict_ms(b, dir, sparse, thresholds != NULL, row->sparsity);
     if (s != SPRIG_OK) return sp_wrap(s, "%s, %s", dir, row->mode);
     fprintf(stderr, "  %s %s%s: %.3f ms/token\n", dir, row->mode, row->graph == 0 ? " (no graph)" : "", row->ms);
     ++b->n_rows;
@@ -246,14 +270,16 @@ static double roof_ms(const e2e_bench *b, const e2e_row *r) {
 
 static void print_table(const e2e_bench *b) {
     const e2e_row *first = &b->rows[0];
-    printf("%-28s %-9s %-5s %9s %8s %10s %10s %8s %7s %8s %7s\n", "model", "mode", "graph", "ms/token", "MLP sp",
-           "weights MB", "read MB", "roof ms", "of roof", "speed-up", "of bytes");
+    printf("%-28s %-9s %-5s %9s %8s %8s %10s %10s %8s %7s %8s %7s\n", "model", "mode", "graph", "ms/token", "pred ms",
+           "MLP sp", "weights MB", "read MB", "roof ms", "of roof", "speed-up", "of bytes");
     for (int i = 0; i < b->n_rows; ++i) {
         const e2e_row *r = &b->rows[i];
         const char *name = strrchr(r->model, '/') && strrchr(r->model, '/')[1] ? strrchr(r->model, '/') + 1 : r->model;
         const double roof = roof_ms(b, r), speedup = first->ms / r->ms;
-        printf("%-28.28s %-9s %-5s %9.3f %7.1f%%", name, r->mode, r->graph < 0 ? "-" : r->graph ? "on" : "off", r->ms,
-               100 * r->sparsity);
+        printf("%-28.28s %-9s %-5s %9.3f", name, r->mode, r->graph < 0 ? "-" : r->graph ? "on" : "off", r->ms);
+        if (r->predicted_ms > 0) printf(" %8.3f", r->predicted_ms);
+        else printf(" %8s", "-");
+        printf(" %7.1f%%", 100 * r->sparsity);
         if (r->read_bytes > 0) printf(" %10.1f %10.1f", r->weight_bytes / 1e6, r->read_bytes / 1e6);
         else printf(" %10s %10s", "-", "-");
         if (roof > 0) printf(" %8.3f %6.0f%%", roof, 100 * roof / r->ms);
@@ -293,6 +319,7 @@ static char *rows_json(const e2e_bench *b, const sp_runtime_tuning *tuning) {
                 cJSON_AddNumberToObject(o, "speedup_of_bytes_ratio", (first->ms / r->ms) / (first->read_bytes / r->read_bytes));
         }
         if (roof_ms(b, r) > 0) cJSON_AddNumberToObject(o, "roof_ms", roof_ms(b, r));
+        if (r->predicted_ms > 0) cJSON_AddNumberToObject(o, "predicted_ms", r->predicted_ms);
         cJSON_AddItemToArray(rows, o);
     }
     cJSON_AddItemToObject(root, "rows", rows);
@@ -348,6 +375,9 @@ int cmd_bench_e2e(int argc, char **argv) {
             b.read_gbs = 0, s = SPRIG_OK;
         }
     }
+    /* the static model's prediction beside each measurement (docs/perf-model.md) */
+    if (b.cuda && sprig_gen_open(&b.gen, NULL) == SPRIG_OK)
+        b.predict = !cli_model_profile(b.gen, NULL, b.exec->device, &b.profile);
     for (int i = 0; i < o.n_dirs && s == SPRIG_OK; ++i) s = time_model(&b, o.dirs[i]);
     if (b.cuda) cli_tuning_report(&o.tuning, "bench-e2e", tuning);
     if (s != SPRIG_OK) rc = cli_error("timing", s);
@@ -356,6 +386,7 @@ int cmd_bench_e2e(int argc, char **argv) {
         if (o.json) rc |= write_json(&b, tuning);
     }
     sp_gpu_kernels_close(b.kernels); /* after every backend on it */
+    sprig_gen_close(b.gen);
     sp_runtime_tuning_close(tuning);
     sp_exec_close(b.exec);
     return rc;

@@ -387,19 +387,6 @@ static int tu_build_keys(sprig_gen *gen, tu_opts *o, tu_keys *keys) {
 
 /* ---- the static model's filter ------------------------------------------------------------- */
 
-/* The profile pruning predicts for: --gpu, else the one the device's name
- * names, else h100 (the ranking is relative, so any recent profile orders
- * candidates much the same). */
-static int tu_profile(sprig_gen *gen, const tu_opts *o, const char *device, sp_gpu_profile *out) {
-    const char *name = o->gpu;
-    static const struct { const char *needle, *profile; } known[] = {
-        {"H200", "h200"}, {"H100", "h100"}, {"A100", "a100"}, {"L40S", "l40s"}, {"4090", "rtx4090"}, {"B200", "b200"}};
-    for (size_t i = 0; !name && device && i < sizeof known / sizeof known[0]; ++i)
-        if (strstr(device, known[i].needle)) name = known[i].profile;
-    sprig_status s = sp_gen_gpu_profile(gen, name ? name : "h100", out);
-    return s == SPRIG_OK ? 0 : cli_error("--gpu", s);
-}
-
 /* GPU seconds a key's search is expected to take (docs/perf-model.md, "Tuning"):
  * the candidates it measures (all kept ones up to --exhaustive-limit, else the
  * sample and about three climbs' neighbours), plus the three re-timed, each
@@ -420,7 +407,7 @@ static int tu_rank_keys(sprig_gen *gen, const tu_opts *o, const tu_keys *k, sp_a
     sp_gpu_profile g;
     *ranks = NULL;
     if (!o->counts) return 0;
-    if (tu_profile(gen, o, NULL, &g)) return 1;
+    if (cli_model_profile(gen, o->gpu, NULL, &g)) return 1;
     *ranks = calloc(k->n ? k->n : 1, sizeof **ranks);
     if (!*ranks) return fprintf(stderr, "sprig tune: out of memory\n"), 1;
     const int tty = isatty(STDERR_FILENO);
@@ -571,7 +558,7 @@ static int tu_run_keys(const tu_opts *o, sprig_gen *gen, sp_exec *e, sp_db *db, 
     to.retune = o->retune;
     to.measure = tu_measure, to.prepare = tu_prepare, to.progress = tu_progress, to.ctx = &run;
     sp_gpu_profile profile;
-    if (tu_profile(gen, o, e->device, &profile)) {
+    if (cli_model_profile(gen, o->gpu, e->device, &profile)) {
         sp_measure_close(run.m);
         return 1;
     }

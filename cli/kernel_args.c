@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "sp_gen_perf.h"
 
 const char *const cli_kernel_args_help =
     "  --family NAME       kernel family (sprig families lists them)\n"
@@ -101,6 +102,15 @@ int cli_resolve_model(sprig_gen *gen, cli_kernel_args *a) {
         return 1;
     }
     return 0;
+}
+
+int cli_model_profile(sprig_gen *gen, const char *name, const char *device, sp_gpu_profile *out) {
+    static const struct { const char *needle, *profile; } known[] = {
+        {"H200", "h200"}, {"H100", "h100"}, {"A100", "a100"}, {"L40S", "l40s"}, {"4090", "rtx4090"}, {"B200", "b200"}};
+    for (size_t i = 0; !name && device && i < sizeof known / sizeof known[0]; ++i)
+        if (strstr(device, known[i].needle)) name = known[i].profile;
+    sprig_status s = sp_gen_gpu_profile(gen, name ? name : "h100", out);
+    return s == SPRIG_OK ? 0 : cli_error("the GPU profile (--gpu)", s);
 }
 
 int cli_error(const char *what, sprig_status s) {

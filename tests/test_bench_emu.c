@@ -13,6 +13,7 @@
 
 #include "exec_emu.h"
 #include "sp_bench.h"
+#include "sp_gen_perf.h"
 #include "sp_db.h"
 #include "sp_mlp_keys.h"
 #include "sprig.h"
@@ -110,6 +111,9 @@ int main(void) {
     o.batches = batches, o.n_batches = 1, o.sparsities = sparsities, o.n_sparsities = 2;
     o.warmup = 0, o.reps = 1, o.read_bytes = 1 << 20;
     o.dbs = &set, o.gpu = &EMU_GPU, o.log = on_log, o.log_ctx = &log;
+    sp_gpu_profile h200; /* the prediction printed beside each measurement */
+    CHECK(sp_gen_gpu_profile(gen, "h200", &h200) == SPRIG_OK);
+    o.model_gpu = &h200;
     sp_bench_report r;
     sprig_status st = sp_bench_run(e, gen, &o, &r);
     CHECK_MSG(st == SPRIG_OK, "%s", sprig_last_error());
@@ -120,6 +124,8 @@ int main(void) {
         CHECK_MSG(w->ours_us > 0 && w->ours_rel_err < 1e-2 && w->roof_us > 0 && w->cublas_us < 0,
                   "row %zu: ours %g rel %g roof %g", i, w->ours_us, w->ours_rel_err, w->roof_us);
         CHECK_MSG(!w->note[0], "row %zu note: %s", i, w->note);
+        /* at least the roof of the bytes it moves at the profile's bandwidth, plus a round trip */
+        CHECK_MSG(w->predicted_us > w->bytes / (h200.read_gbs * 1e3), "row %zu: predicted %g us", i, w->predicted_us);
     }
     if (r.n == 2) {
         /* dense: every expert read; sparse: the union of 4 tokens at 50% */

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "tuner_internal.h"
+#include "sp_analyze.h"
 #include "sp_bench.h"
 #include "sp_error.h"
 #include "sp_mlp_keys.h"
@@ -550,6 +551,22 @@ static void bn_note(sp_bench_row *row, const char *pipe, const char *why) {
 }
 
 /* Every pipeline of one (batch, sparsity) case; the fastest verified wins. */
+/* The static model's time for pipe p at the routed share `active`: its
+ * kernels, plus one launch gap between consecutive stages. */
+static double bn_predict(const bn_ctx *c, const bn_pipe *p, double active) {
+    if (!c->o->model_gpu) return -1;
+    double t = 0;
+    for (int i = 0; i < p->n; ++i) {
+        const char *bar = strchr(p->st[i].plan->key, '|');
+        sprig_request req = {p->st[i].family, c->d, c->f, c->o->dtype, c->b.B, c->g, bar ? bar + 1 : ""};
+        sp_analyze_opts ao = {c->o->model_gpu, active > 0 ? active : 1.0, 512, NULL, ""};
+        sp_analyze_plan ap;
+        if (sp_analyze_request(c->gen, &req, &ao, &ap) != SPRIG_OK) return -1;
+        t += ap.t_us + (i ? c->o->model_gpu->launch_us : 0);
+    }
+    return t;
+}
+
 static sprig_status bn_case(bn_ctx *c, double sparsity, sp_bench_row *row) {
     const int routed = sparsity > 0;
     if (!routed) SP_TRY(bn_route_all(c));
@@ -559,6 +576,8 @@ static sprig_status bn_case(bn_ctx *c, double sparsity, sp_bench_row *row) {
         sprig_status st = bn_open_pipe(c, &c->pipes.items[k], sparsity, &p, why, sizeof why);
         bn_result r = {0};
         if (st == SPRIG_OK && !why[0]) st = bn_run_pipe(c, &p, routed, &r);
+        const double predicted = st == SPRIG_OK && r.ok && (row->ours_us < 0 || r.us < row->ours_us)
+                                     ? bn_predict(c, &p, r.active_frac) : -1;
         bn_pipe_free(c, &p);
         SP_TRY(st);
         if (why[0] || !r.ok) {
@@ -570,7 +589,7 @@ static sprig_status bn_case(bn_ctx *c, double sparsity, sp_bench_row *row) {
                p.sources);
         row->active_frac = r.active_frac, row->bytes = r.bytes;
         if (row->ours_us < 0 || r.us < row->ours_us) {
-            row->ours_us = r.us, row->ours_rel_err = r.rel;
+            row->ours_us = r.us, row->ours_rel_err = r.rel, row->predicted_us = predicted;
             snprintf(row->ours_what, sizeof row->ours_what, "%s", p.name);
             snprintf(row->ours_source, sizeof row->ours_source, "%s", p.sources);
         }
@@ -654,7 +673,7 @@ static sprig_status bn_run(bn_ctx *c, sp_bench_report *out) {
         for (int si = 0; si < o->n_sparsities; ++si) {
             sp_bench_row *row = &out->rows[out->n++];
             row->batch = o->batches[bi], row->sparsity = o->sparsities[si];
-            row->ours_us = row->roof_us = row->active_frac = -1;
+            row->ours_us = row->roof_us = row->active_frac = row->predicted_us = -1;
             row->cublas_us = cub_us, row->cublas_rel_err = cub_rel;
             if (cub_why[0]) bn_note(row, "baseline", cub_why);
             SP_TRY(bn_case(c, o->sparsities[si], row));

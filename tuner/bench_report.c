@@ -31,11 +31,11 @@ static void br_cell(char *buf, size_t cap, double v, const char *fmt) {
 void sp_bench_print(const sp_bench_report *r, FILE *to) {
     fprintf(to, "%s (d=%d, f=%d, g=%d) %s on %s", r->shape, r->d, r->f, r->g, r->dtype, r->device);
     if (r->read_gbs > 0) fprintf(to, "; streaming read %.4g GB/s over %.3g GiB", r->read_gbs, r->read_bytes / 1073741824.0);
-    fprintf(to, "\n%-16s %7s %10s %10s %10s %11s %9s  %s\n", "case", "active", "ours_us", "cublas_us", "roof_us",
-            "ours/cublas", "ours/roof", "ours: pipeline [params from]");
+    fprintf(to, "\n%-16s %7s %10s %10s %10s %10s %11s %9s %9s  %s\n", "case", "active", "ours_us", "pred_us",
+            "cublas_us", "roof_us", "ours/cublas", "ours/roof", "ours/pred", "ours: pipeline [params from]");
     for (size_t i = 0; i < r->n; ++i) {
         const sp_bench_row *w = &r->rows[i];
-        char cs[32], act[16], o[16], c[16], rf[16], oc[16], orf[16];
+        char cs[32], act[16], o[16], pr[16], c[16], rf[16], oc[16], orf[16], op[16];
         snprintf(cs, sizeof cs, "b=%d s=%g%%", w->batch, w->sparsity);
         br_cell(act, sizeof act, 100 * w->active_frac, "%.0f%%");
         br_cell(o, sizeof o, w->ours_us, "%.2f");
@@ -43,7 +43,9 @@ void sp_bench_print(const sp_bench_report *r, FILE *to) {
         br_cell(rf, sizeof rf, w->roof_us, "%.2f");
         br_cell(oc, sizeof oc, br_has(w->ours_us) && br_has(w->cublas_us) ? w->ours_us / w->cublas_us : -1, "%.3f");
         br_cell(orf, sizeof orf, br_has(w->ours_us) && w->roof_us > 0 ? w->ours_us / w->roof_us : -1, "%.3f");
-        fprintf(to, "%-16s %7s %10s %10s %10s %11s %9s  %s%s%s%s\n", cs, act, o, c, rf, oc, orf,
+        br_cell(pr, sizeof pr, w->predicted_us, "%.2f");
+        br_cell(op, sizeof op, br_has(w->ours_us) && w->predicted_us > 0 ? w->ours_us / w->predicted_us : -1, "%.3f");
+        fprintf(to, "%-16s %7s %10s %10s %10s %10s %11s %9s %9s  %s%s%s%s\n", cs, act, o, pr, c, rf, oc, orf, op,
                 w->ours_what[0] ? w->ours_what : "none verified", w->ours_source[0] ? " [" : "", w->ours_source,
                 w->ours_source[0] ? "]" : "");
         if (w->note[0]) fprintf(to, "%16s   note: %s\n", "", w->note);
@@ -70,6 +72,7 @@ static cJSON *br_row_json(const sp_bench_row *w) {
     br_num_or_null(o, "cublas_us", w->cublas_us);
     br_num_or_null(o, "cublas_rel_err", br_has(w->cublas_us) ? w->cublas_rel_err : -1);
     br_num_or_null(o, "roof_us", w->roof_us);
+    br_num_or_null(o, "predicted_us", w->predicted_us);
     cJSON_AddNumberToObject(o, "bytes", w->bytes);
     br_num_or_null(o, "ours_over_cublas", br_has(w->ours_us) && br_has(w->cublas_us) && w->cublas_us > 0
                                               ? w->ours_us / w->cublas_us : -1);

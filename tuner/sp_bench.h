@@ -28,6 +28,7 @@
 #include <stdio.h>
 
 #include "sp_db.h"
+#include "sp_gen_perf.h"
 #include "sp_exec.h"
 #include "sprig.h"
 
@@ -44,6 +45,8 @@ typedef struct sp_bench_row {
     double cublas_us;         /* the dense baseline at this batch; < 0 when not measured */
     double cublas_rel_err;
     double roof_us;           /* bytes / read bandwidth; < 0 when unknown */
+    double predicted_us;      /* the static model's time for ours (its kernels, sp_analyze.h, at the
+                                 routed share of experts, plus a launch gap between stages); < 0: none */
     double bytes;             /* what the MLP must read */
     char note[512];           /* pipelines that failed and why */
 } sp_bench_row;
@@ -108,6 +111,7 @@ typedef struct sp_bench_opts {
     size_t max_rotation_bytes;    /* (4 GiB) */
     const sp_db_set *dbs;         /* where tuned params are looked up (may be empty) */
     const sp_gpu_id *gpu;
+    const sp_gpu_profile *model_gpu; /* the static model's profile for predicted_us (NULL: no prediction) */
     sp_bench_baseline_fn baseline;/* NULL: no baseline */
     void *baseline_ctx;
     void (*log)(void *ctx, const char *line); /* progress and lookup sources (NULL: quiet) */
@@ -143,6 +147,8 @@ typedef struct sp_bench_kernel_row {
     double rel_err;
     double bytes;             /* the declared arguments' bytes */
     double roof_us;           /* bytes / read bandwidth; < 0 when unknown */
+    double predicted_us;      /* the static model's time for ours (its kernels, sp_analyze.h, at the
+                                 routed share of experts, plus a launch gap between stages); < 0: none */
     char note[256];
 } sp_bench_kernel_row;
 
