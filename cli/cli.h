@@ -41,6 +41,16 @@ extern const char *const cli_kernel_args_help;
 struct sp_gpu_profile;
 int cli_model_profile(sprig_gen *gen, const char *name, const char *device, struct sp_gpu_profile *out);
 
+/* Opens the executor the GPU commands (run, tune, bench, bench-e2e) run on:
+ * the CUDA device (sp_exec_open_cuda). A test build points it at the CPU
+ * emulator (tests/sprig_emu_cli.c), so scripts/gpu-check.sh --dry-run runs
+ * the commands' plumbing without a GPU. */
+struct sp_exec;
+extern sprig_status (*cli_exec_open)(struct sp_exec **out, int device);
+
+/* The command-line tool itself (main() only calls it). */
+int sprig_cli_main(int argc, char **argv);
+
 /* Prints "sprig: <what>: <status name>: <last error>" to stderr, returns 1. */
 int cli_error(const char *what, sprig_status s);
 #endif

@@ -278,7 +278,7 @@ int cmd_bench(int argc, char **argv) {
     rc = cli_resolve_model(gen, &o.k);
     sp_exec *e = NULL;
     if (!rc) {
-        s = sp_exec_open_cuda(&e, o.device);
+        s = cli_exec_open(&e, o.device);
         if (s == SPRIG_E_NO_DRIVER || s == SPRIG_E_NO_DEVICE) {
             fprintf(stderr, "sprig bench: no GPU to benchmark on: %s\n"
                             "Benchmarks time kernels on a GPU; run sprig bench on a machine with an NVIDIA GPU "

@@ -357,7 +357,7 @@ int cmd_bench_e2e(int argc, char **argv) {
     b.cuda = !strcmp(o.backend, "cuda");
     sp_runtime_tuning *tuning = NULL;
     sprig_status s = SPRIG_OK;
-    if (b.cuda && (s = sp_exec_open_cuda(&b.exec, 0)) != SPRIG_OK) {
+    if (b.cuda && (s = cli_exec_open(&b.exec, 0)) != SPRIG_OK) {
         fprintf(stderr, "sprig bench-e2e: --backend cuda: %s (%s); --backend cpu runs without one\n",
                 sprig_status_name(s), sprig_last_error());
         return 1;

@@ -170,7 +170,7 @@ static void run_cuda_close(run_cuda *c) {
 /* --backend cuda: GPU 0 through the driver, the kernels' parameters from the
  * tuning databases. Prints why and returns nonzero on failure. */
 static int open_cuda(const run_opts *o, run_cuda *c) {
-    sprig_status s = sp_exec_open_cuda(&c->exec, 0);
+    sprig_status s = cli_exec_open(&c->exec, 0);
     if (s == SPRIG_E_NO_DRIVER || s == SPRIG_E_NO_DEVICE) {
         fprintf(stderr, "sprig run: --backend cuda: %s (%s); --backend cpu runs without one\n",
                 s == SPRIG_E_NO_DRIVER ? "no CUDA driver found" : "no CUDA GPU found", sprig_last_error());

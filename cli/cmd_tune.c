@@ -511,7 +511,7 @@ static int tu_list_json(const tu_opts *o, const tu_keys *k, const sp_analyze_ran
 }
 
 static int tu_open_device(const tu_opts *o, sp_exec **e) {
-    sprig_status s = sp_exec_open_cuda(e, o->device);
+    sprig_status s = cli_exec_open(e, o->device);
     if (s == SPRIG_E_NO_DRIVER || s == SPRIG_E_NO_DEVICE) {
         fprintf(stderr,
                 "sprig tune: no GPU to tune on: %s\n"

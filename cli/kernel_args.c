@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "sp_exec.h"
 #include "sp_gen_perf.h"
 
 const char *const cli_kernel_args_help =
@@ -103,6 +104,8 @@ int cli_resolve_model(sprig_gen *gen, cli_kernel_args *a) {
     }
     return 0;
 }
+
+sprig_status (*cli_exec_open)(struct sp_exec **out, int device) = sp_exec_open_cuda;
 
 int cli_model_profile(sprig_gen *gen, const char *name, const char *device, sp_gpu_profile *out) {
     static const struct { const char *needle, *profile; } known[] = {
