@@ -387,17 +387,18 @@ static int tu_build_keys(sprig_gen *gen, tu_opts *o, tu_keys *keys) {
 
 /* ---- the static model's filter ------------------------------------------------------------- */
 
-/* GPU seconds a key's search is expected to take (docs/perf-model.md, "Tuning"):
- * the candidates it measures (all kept ones up to --exhaustive-limit, else the
- * sample and about three climbs' neighbours), plus the three re-timed, each
- * costing a fixed 5 ms (module load, verification, synchronisation) and
- * warm-up + reps samples of at least 50 us (short kernels are timed k launches
- * per graph). An estimate until a GPU calibrates it. */
+/* GPU seconds a key's search is expected to take (docs/perf-model.md, "Tuning
+ * with the model"): 1 s for the key (operands, weight copies past the L2,
+ * references), then the candidates it measures (all kept ones up to
+ * --exhaustive-limit, else the sample and about three climbs' neighbours) plus
+ * the three re-timed, each costing a fixed 5 ms (module load, verification,
+ * synchronisation) and warm-up + reps samples of at least 50 us (short kernels
+ * are timed k launches per graph). An estimate until a GPU calibrates it. */
 static double tu_estimate_s(const tu_opts *o, const sp_analyze_rank *r) {
     const size_t kept = r->n_keep < TU_MAX_KEPT ? r->n_keep : TU_MAX_KEPT;
     const size_t searched = kept <= (size_t)o->exhaustive_limit ? kept : 56;
     const double sample_us = r->best_us > 50 ? r->best_us : 50;
-    return (double)(searched + 3) * (5e-3 + (o->warmup + o->reps) * sample_us * 1e-6);
+    return 1.0 + (double)(searched + 3) * (5e-3 + (o->warmup + o->reps) * sample_us * 1e-6);
 }
 
 /* ---- --list ----------------------------------------------------------------------------------- */
