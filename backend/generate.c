@@ -72,7 +72,7 @@ sprig_status sp_generate(sp_backend *be, const int *prompt, int n_prompt, int ma
     if (n_prompt < 1) return sp_fail(SPRIG_E_INVALID, "the prompt is empty (no tokens to start from)");
     if (n_prompt > context)
         return sp_fail(SPRIG_E_INVALID, "the prompt has %d tokens but the context holds %d", n_prompt, context);
-    if (n_prompt + max_new > context) max_new = context - n_prompt;
+    if (max_new > context - n_prompt) max_new = context - n_prompt; /* no n_prompt + max_new: it can overflow */
     const float *logits = NULL;
     double t0 = now_seconds();
     for (int i = 0; i < n_prompt; ++i) SP_TRY(sp_backend_forward(be, prompt[i], i, &logits));

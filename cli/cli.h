@@ -51,6 +51,11 @@ extern sprig_status (*cli_exec_open)(struct sp_exec **out, int device);
 /* The command-line tool itself (main() only calls it). */
 int sprig_cli_main(int argc, char **argv);
 
+/* Strict numbers for options: the whole text, within [lo, hi] (NaN never is);
+ * else "sprig CMD: OPT expects ..." on stderr and -1. 0 on success. */
+int cli_parse_int(const char *cmd, const char *opt, const char *text, long lo, long hi, int *out);
+int cli_parse_double(const char *cmd, const char *opt, const char *text, double lo, double hi, double *out);
+
 /* Prints "sprig: <what>: <status name>: <last error>" to stderr, returns 1. */
 int cli_error(const char *what, sprig_status s);
 #endif

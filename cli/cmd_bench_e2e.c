@@ -149,9 +149,9 @@ static int parse_e2e(int argc, char **argv, e2e_opts *o) {
         else if (!strcmp(a, "--dtype")) o->dtype = v;
         else if (!strcmp(a, "--modes")) o->modes = v;
         else if (!strcmp(a, "--graph")) o->graph = v;
-        else if (!strcmp(a, "--tokens")) o->tokens = atoi(v);
-        else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
-        else if (!strcmp(a, "--sparsity")) o->sparsity = atof(v);
+        else if (!strcmp(a, "--tokens")) { if (cli_parse_int("bench-e2e", a, v, 1, 1 << 16, &o->tokens)) return 2; }
+        else if (!strcmp(a, "--warmup")) { if (cli_parse_int("bench-e2e", a, v, 0, 1 << 16, &o->warmup)) return 2; }
+        else if (!strcmp(a, "--sparsity")) { if (cli_parse_double("bench-e2e", a, v, 0, 1, &o->sparsity)) return 2; }
         else if (!strcmp(a, "--json")) o->json = v;
         else { fprintf(stderr, "sprig bench-e2e: unknown option '%s' (see --help)\n", a); return 2; }
     }

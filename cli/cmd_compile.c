@@ -207,13 +207,15 @@ static int cc_render_one(sprig_gen *gen, const cc_opts *o, const char *family, i
  * for the same reason, that reason is the error. Returns n, or -1. */
 static int cc_note_skips(const cc_plan *plans, int n) {
     int skipped = 0, same = 1;
+    const char *first = NULL; /* the first skipped family's reason */
     for (int i = 0; i < n; ++i) {
         if (!plans[i].skip_reason) continue;
-        same &= !skipped || !strcmp(plans[i].skip_reason, plans[0].skip_reason);
+        if (!first) first = plans[i].skip_reason;
+        same &= !strcmp(plans[i].skip_reason, first);
         ++skipped;
     }
     if (n > 0 && skipped == n && same) {
-        fprintf(stderr, "sprig compile: invalid request: %s\n", plans[0].skip_reason);
+        fprintf(stderr, "sprig compile: invalid request: %s\n", first);
         return -1;
     }
     for (int i = 0; i < n; ++i)

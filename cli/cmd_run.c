@@ -111,12 +111,16 @@ static int parse_run_args(int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--tokens")) o->tokens = v, ++i;
         else if (!strcmp(a, "--backend")) o->backend = v, ++i;
         else if (!strcmp(a, "--dtype")) o->dtype = v, ++i;
-        else if (!strcmp(a, "--max-tokens")) o->max_tokens = atoi(v), ++i;
-        else if (!strcmp(a, "--context")) o->context = atoi(v), ++i;
-        else if (!strcmp(a, "--temperature")) o->temperature = atof(v), ++i;
-        else if (!strcmp(a, "--top-p")) o->top_p = atof(v), ++i;
-        else if (!strcmp(a, "--sparsity")) o->sparsity = atof(v), ++i;
-        else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10), ++i;
+        else if (!strcmp(a, "--max-tokens")) { if (cli_parse_int("run", a, v, 0, 1 << 20, &o->max_tokens)) return 2; ++i; }
+        else if (!strcmp(a, "--context")) { if (cli_parse_int("run", a, v, 1, 1 << 20, &o->context)) return 2; ++i; }
+        else if (!strcmp(a, "--temperature")) { if (cli_parse_double("run", a, v, 0, 100, &o->temperature)) return 2; ++i; }
+        else if (!strcmp(a, "--top-p")) { if (cli_parse_double("run", a, v, 0, 1, &o->top_p)) return 2; ++i; }
+        else if (!strcmp(a, "--sparsity")) { if (cli_parse_double("run", a, v, 0, 0.999, &o->sparsity)) return 2; ++i; }
+        else if (!strcmp(a, "--seed")) {
+            double seed;
+            if (cli_parse_double("run", a, v, 0, 1e15, &seed)) return 2;
+            o->seed = (unsigned long long)seed, ++i;
+        }
         else { fprintf(stderr, "sprig run: unknown option '%s' (see --help)\n", a); return 2; }
     }
     if (!o->dir) { fprintf(stderr, "sprig run: give the model folder (see --help)\n"); return 2; }

@@ -3,6 +3,7 @@
  * target sparsity and optionally sliced the SliceGPT way (sp_slicegpt.h), so
  * the runtime can be tested and benchmarked where no real weights can be
  * downloaded. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@ typedef struct synth_opts {
     int slice_width;     /* the residual width it gives (round_interval 8) */
     unsigned long long seed;
     int config_only;     /* config.json and tokenizer.json, no weights (for sprig analyze --model-dir) */
+    int force;           /* --force: write into a folder that already holds files */
 } synth_opts;
 
 static void synth_help(FILE *to) {
@@ -58,7 +60,9 @@ static void synth_help(FILE *to) {
                 "                      config.json (\"slicegpt\"); routers then read the sliced width\n"
                 "  --seed S            random seed (default 1)\n"
                 "  --config-only       write config.json and tokenizer.json only, no weights: a folder that\n"
-                "                      sprig analyze --model-dir and sprig tune --model-dir --list read\n");
+                "                      sprig analyze --model-dir and sprig tune --model-dir --list read\n"
+                "  --force             write into OUT_DIR even when it already holds files (they may be\n"
+                "                      overwritten); without it such a folder is refused\n");
 }
 
 /* ---- random data: a pool of random values copied from at random offsets, so
@@ -302,6 +306,7 @@ static int parse_synth(int argc, char **argv, synth_opts *o) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { synth_help(stdout); exit(0); }
         if (a[0] != '-' && !o->out) { o->out = a; continue; }
         if (!strcmp(a, "--config-only")) { o->config_only = 1; continue; }
+        if (!strcmp(a, "--force")) { o->force = 1; continue; }
         if (!v) { fprintf(stderr, "sprig synth: %s needs a value\n", a); return 2; }
         ++i;
         if (!strcmp(a, "--model")) {
@@ -309,10 +314,14 @@ static int parse_synth(int argc, char **argv, synth_opts *o) {
             for (size_t k = 0; k < sizeof kShapes / sizeof kShapes[0]; ++k)
                 if (!strcmp(kShapes[k].name, v)) o->shape = kShapes[k], found = 1;
             if (!found) { fprintf(stderr, "sprig synth: unknown model '%s' (tiny, llama2-7b, llama2-13b, llama3-8b)\n", v); return 2; }
-        } else if (!strcmp(a, "--layers")) layers = atoi(v);
-        else if (!strcmp(a, "--lte")) o->lte_g = atoi(v);
-        else if (!strcmp(a, "--lte-sparsity")) o->lte_sparsity = atof(v);
-        else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
+        } else if (!strcmp(a, "--layers")) { if (cli_parse_int("synth", a, v, 1, 1024, &layers)) return 2; }
+        else if (!strcmp(a, "--lte")) { if (cli_parse_int("synth", a, v, 1, 1 << 20, &o->lte_g)) return 2; }
+        else if (!strcmp(a, "--lte-sparsity")) { if (cli_parse_double("synth", a, v, 0, 1, &o->lte_sparsity)) return 2; }
+        else if (!strcmp(a, "--seed")) {
+            double seed;
+            if (cli_parse_double("synth", a, v, 0, 1e15, &seed)) return 2;
+            o->seed = (unsigned long long)seed;
+        }
         else if (!strcmp(a, "--slice")) {
             char *end;
             o->slice = strtod(v, &end);
@@ -348,12 +357,28 @@ static void set_tensor(sp_tensor *t, char *name, sp_dtype dt, int ndim, int64_t 
     t->name = name, t->dtype = dt, t->ndim = ndim, t->shape[0] = a, t->shape[1] = b;
 }
 
+/* Whether dir holds anything but . and .. (or is not a readable folder). */
+static int synth_dir_in_use(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 1;
+    int used = 0;
+    for (struct dirent *e; !used && (e = readdir(d)) != NULL;)
+        used = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return used;
+}
+
 int cmd_synth(int argc, char **argv) {
     synth_opts o;
     int rc = parse_synth(argc, argv, &o);
     if (rc) return rc;
     if (mkdir(o.out, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "sprig synth: cannot create %s: %s\n", o.out, strerror(errno));
+        return 1;
+    }
+    if (!o.force && synth_dir_in_use(o.out)) {
+        fprintf(stderr, "sprig synth: %s already holds files (a model?); not writing over them: give an empty or new "
+                        "folder, or --force\n", o.out);
         return 1;
     }
     const synth_shape *s = &o.shape;

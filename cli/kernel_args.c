@@ -39,6 +39,30 @@ static int parse_int(const char *opt, const char *text, int *out) {
     return 1;
 }
 
+int cli_parse_int(const char *cmd, const char *opt, const char *text, long lo, long hi, int *out) {
+    char *end = NULL;
+    errno = 0;
+    const long v = text ? strtol(text, &end, 10) : 0;
+    if (!text || errno || end == text || *end || v < lo || v > hi) {
+        fprintf(stderr, "sprig %s: %s expects an integer in %ld..%ld, got '%s'\n", cmd, opt, lo, hi, text ? text : "");
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_parse_double(const char *cmd, const char *opt, const char *text, double lo, double hi, double *out) {
+    char *end = NULL;
+    errno = 0;
+    const double v = text ? strtod(text, &end) : 0;
+    if (!text || errno || end == text || *end || !(v >= lo && v <= hi)) { /* NaN fails the range */
+        fprintf(stderr, "sprig %s: %s expects a number in %g..%g, got '%s'\n", cmd, opt, lo, hi, text ? text : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 int cli_kernel_arg(cli_kernel_args *a, int argc, char **argv, int *i) {
     const char *opt = argv[*i];
     static const char *const with_value[] = {"--family", "--model", "--shape", "--dtype", "--batch",
@@ -58,11 +82,17 @@ int cli_kernel_arg(cli_kernel_args *a, int argc, char **argv, int *i) {
     else if (!strcmp(opt, "--batch")) return parse_int(opt, val, &a->batch);
     else if (!strcmp(opt, "--g")) return parse_int(opt, val, &a->g);
     else if (!strcmp(opt, "--shape")) {
-        char extra;
-        if (sscanf(val, "%d,%d%c", &a->d, &a->f, &extra) != 2) {
-            fprintf(stderr, "sprig: --shape expects D,F (for example 4096,11008), got '%s'\n", val);
+        /* strtol, not sscanf's %d: a number past int must be refused, not wrapped */
+        char *comma = NULL, *end = NULL;
+        errno = 0;
+        const long d = strtol(val, &comma, 10);
+        const long f = comma && *comma == ',' ? strtol(comma + 1, &end, 10) : 0;
+        if (errno || comma == val || *comma != ',' || !end || end == comma + 1 || *end || d < 1 || f < 1 ||
+            d > 1048576 || f > 1048576) {
+            fprintf(stderr, "sprig: --shape expects D,F, each 1..1048576 (for example 4096,11008), got '%s'\n", val);
             return -1;
         }
+        a->d = (int)d, a->f = (int)f;
     } else if (!strcmp(opt, "--param")) {
         size_t used = strlen(a->params);
         if (used + strlen(val) + 2 > sizeof a->params) {
