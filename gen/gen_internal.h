@@ -10,7 +10,19 @@
 struct sprig_gen {
     lua_State *L;        /* sandboxed: base (no dofile/loadfile), string, table, math, utf8 */
     char *template_dir;  /* owned; NULL when only embedded templates are used */
+    size_t lua_bytes;    /* the Lua state's allocations now (capped: SP_GEN_LUA_MAX_BYTES) */
+    long lua_steps;      /* millions of Lua instructions in the current call (capped: SP_GEN_LUA_MAX_STEPS) */
 };
+
+/* The sandbox's limits: a template (--template-dir) that loops or allocates
+ * without end fails its render with a clear error instead of hanging. A
+ * render of the largest plan takes well under 1% of either. */
+#define SP_GEN_LUA_MAX_BYTES ((size_t)256 << 20)
+#define SP_GEN_LUA_MAX_STEPS 1000L /* x 1e6 instructions, per call from C */
+
+/* Every call into Lua from C goes through one of these, which reset the
+ * instruction count (sp_gen_pcall, or this before a raw lua_pcall). */
+void sp_gen_call_begin(sprig_gen *gen);
 
 /* Reads a source file by its path relative to the source root: the template
  * override folder first (templates/ only), then the embedded copy.

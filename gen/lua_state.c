@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -17,7 +18,20 @@
 /* Template overrides are source files: nothing legitimate comes near this. */
 #define GEN_MAX_TEMPLATE_BYTES ((size_t)16 << 20)
 
+/* A source path stays inside the source root: relative, no ".." component. */
+static int path_is_contained(const char *path) {
+    if (!path || path[0] == '/' || path[0] == '\0') return 0;
+    for (const char *p = path; *p;) {
+        const char *slash = strchr(p, '/');
+        const size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        if (n == 2 && p[0] == '.' && p[1] == '.') return 0;
+        p += n + (slash ? 1 : 0);
+    }
+    return 1;
+}
+
 char *sp_gen_read_file(const sprig_gen *gen, const char *path, size_t *len) {
+    if (!path_is_contained(path)) return NULL; /* include("templates/../../etc/x") reads nothing */
     if (gen->template_dir && strncmp(path, "templates/", 10) == 0) {
         char full[4096];
         snprintf(full, sizeof full, "%s/%s", gen->template_dir, path + 10);
@@ -107,24 +121,57 @@ static void open_sandboxed_libs(lua_State *L) {
     lua_setglobal(L, "loadfile");
 }
 
+/* The Lua state's allocator: realloc, within SP_GEN_LUA_MAX_BYTES. */
+static void *lua_alloc_capped(void *ud, void *ptr, size_t osize, size_t nsize) {
+    sprig_gen *gen = ud;
+    const size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        gen->lua_bytes -= old;
+        return NULL;
+    }
+    if (nsize > old && gen->lua_bytes - old + nsize > SP_GEN_LUA_MAX_BYTES) return NULL; /* Lua raises "not enough memory" */
+    void *p = realloc(ptr, nsize);
+    if (p) gen->lua_bytes = gen->lua_bytes - old + nsize;
+    return p;
+}
+
+/* Every million instructions: stop a call that has run too long. */
+static void lua_step_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    sprig_gen *gen = NULL;
+    lua_getallocf(L, (void **)&gen);
+    if (gen && ++gen->lua_steps > SP_GEN_LUA_MAX_STEPS)
+        luaL_error(L, "ran more than %d million Lua instructions (an endless loop in a template?)",
+                   (int)SP_GEN_LUA_MAX_STEPS);
+}
+
+void sp_gen_call_begin(sprig_gen *gen) { gen->lua_steps = 0; }
+
 sprig_status sprig_gen_open(sprig_gen **out, const char *template_dir) {
     if (!out) return sp_fail(SPRIG_E_INVALID, "sprig_gen_open: out is NULL");
     *out = NULL;
     sprig_gen *gen = calloc(1, sizeof *gen);
     SP_CHECK_ALLOC(gen);
     if (template_dir && *template_dir) {
+        struct stat st;
+        if (stat(template_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            free(gen);
+            return sp_fail(SPRIG_E_INVALID, "template folder '%s' is not a readable directory", template_dir);
+        }
         gen->template_dir = strdup(template_dir);
         if (!gen->template_dir) {
             free(gen);
             return sp_fail(SPRIG_E_NOMEM, "out of memory");
         }
     }
-    gen->L = luaL_newstate();
+    gen->L = lua_newstate(lua_alloc_capped, gen);
     if (!gen->L) {
         sprig_gen_close(gen);
         return sp_fail(SPRIG_E_NOMEM, "could not create a Lua state");
     }
     lua_State *L = gen->L;
+    lua_sethook(L, lua_step_hook, LUA_MASKCOUNT, 1000000);
     open_sandboxed_libs(L);
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "sp_loaded");
@@ -157,6 +204,7 @@ void sprig_gen_close(sprig_gen *gen) {
 }
 
 sprig_status sp_gen_pcall(sprig_gen *gen, int nargs, int nresults) {
+    sp_gen_call_begin(gen);
     if (lua_pcall(gen->L, nargs, nresults, 0) != LUA_OK) {
         const char *msg = lua_tostring(gen->L, -1);
         sprig_status s = sp_fail(SPRIG_E_INTERNAL, "lua: %s", msg ? msg : "(no message)");

@@ -72,6 +72,7 @@ sprig_status sp_gen_gpu_profile(sprig_gen *gen, const char *name, sp_gpu_profile
     SP_TRY(sp_gen_require(gen, "sprig.gpus"));
     lua_getfield(L, -1, "find");
     lua_pushstring(L, name ? name : "");
+    sp_gen_call_begin(gen);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
         sprig_status s = sp_fail(SPRIG_E_INVALID, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "no profile");
         lua_settop(L, top);

@@ -261,6 +261,7 @@ static sprig_status call_space(sprig_gen *gen, const char *fn, const sprig_reque
         ++nargs;
     }
     lua_getglobal(L, "sp_require");
+    sp_gen_call_begin(gen);
     if (lua_pcall(L, nargs, nres, 0) != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
         sprig_status st = sp_fail(SPRIG_E_INVALID, "%s", msg ? msg : "(no message)");

@@ -53,6 +53,21 @@ fi
 expect 0 - "$sprig" synth "$tmp/model" --config-only --force
 expect 0 - "$sprig" synth "$tmp/new" --config-only
 
+# --template-dir: a missing folder is an error (not a silent fallback), and a
+# template cannot read outside its folder, loop or allocate without end
+expect 1 1 "$sprig" gen --family dense_gemv --model llama2-7b --template-dir "$tmp/no-such-folder"
+mkdir -p "$tmp/t-escape" "$tmp/t-loop" "$tmp/t-alloc"
+echo '{% include("templates/../../../../etc/hostname") %}' >"$tmp/t-escape/dense_gemv.cu.lua"
+echo '{% while true do end %}' >"$tmp/t-loop/dense_gemv.cu.lua"
+echo '{% local t = {} for i = 1, 1e9 do t[i] = string.rep("x", 100000) .. i end %}' >"$tmp/t-alloc/dense_gemv.cu.lua"
+for t in escape loop alloc; do
+    expect 1 1 "$sprig" gen --family dense_gemv --model llama2-7b --template-dir "$tmp/t-$t"
+done
+if [ -r /etc/hostname ] && grep -qF "$(cat /etc/hostname)" "$tmp/out" 2>/dev/null; then
+    echo "FAIL: a template read /etc/hostname" >&2
+    failures=$((failures + 1))
+fi
+
 # a FIFO where a file is looked for: an error naming it, not a hang
 mkdir -p "$tmp/fifo"
 cp "$m"/* "$tmp/fifo/"
