@@ -84,7 +84,7 @@ if [ -n "$build" ]; then
         nm -g --defined-only "$o" | awk '{print $3}' | sort -u >"$tmp/def_$l"
         nm -u "$o" | awk '{print $2}' | sort -u >"$tmp/use_$l"
     done
-    find "$build/CMakeFiles/sprig_cli.dir" "$build/tests/CMakeFiles" -name '*.o' -print0 2>/dev/null |
+    find "$build/CMakeFiles/sprig_cli.dir" "$build/CMakeFiles/sprig_cli_cmds.dir" "$build/tests/CMakeFiles" -name '*.o' -print0 2>/dev/null |
         xargs -0 -r nm -u 2>/dev/null | awk 'NF == 2 {print $2}' | sort -u >"$tmp/use_outside"
     for i in $(seq 0 5); do
         l=${layers[$i]}

@@ -360,6 +360,28 @@ static void test_lookup(const char *dir) {
     sp_test_remove_dir(sub);
 }
 
+/* Two processes' databases on one GPU file: each save merges what the other
+ * saved, so neither loses the other's entries. */
+static void test_concurrent(const char *dir) {
+    sp_db *a = NULL, *b = NULL;
+    const sp_gpu_id h200 = {"NVIDIA H200", 9, 0, 132};
+    CHECK(sp_db_open(&a, dir, &h200, 0) == SPRIG_OK && sp_db_open(&b, dir, &h200, 0) == SPRIG_OK);
+    if (a && b) {
+        put(a, "dense_gemv", HASH, 4096, 11008, "fp16", 1, 0, "op=up", "op=up,threads=128", 21.5);
+        CHECK(sp_db_save(a) == SPRIG_OK);
+        put(b, "dense_gemv", HASH, 4096, 11008, "fp16", 1, 0, "op=down", "op=down,threads=256", 30.0);
+        CHECK(sp_db_save(b) == SPRIG_OK);
+        put(a, "router", HASH, 4096, 11008, "fp16", 1, 50, "score=sigmoid", "score=sigmoid,threads=256", 3.0);
+        CHECK(sp_db_save(a) == SPRIG_OK);
+    }
+    sp_db_close(a);
+    sp_db_close(b);
+    sp_db *c = NULL;
+    CHECK(sp_db_open(&c, dir, &h200, 0) == SPRIG_OK);
+    CHECK_MSG(c && c->n == 3, "%zu entries after two processes saved 3", c ? c->n : 0);
+    sp_db_close(c);
+}
+
 int main(void) {
     char dir[] = "/tmp/sprig_test_db_XXXXXX";
     if (!mkdtemp(dir)) {
@@ -370,6 +392,7 @@ int main(void) {
     test_round_trip(dir);
     test_unusable(dir);
     test_lookup(dir);
+    test_concurrent(dir);
     sp_test_remove_dir(dir);
     return sp_test_finish("test_db", 0);
 }

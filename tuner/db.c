@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -330,6 +331,35 @@ static char *db_to_text(const sp_db *db) {
     return text;
 }
 
+static sprig_status load(const char *path, const sp_gpu_id *expect, sp_db **out, int *missing);
+
+/* Entries of the file as it is now that db lacks (by key): another process's
+ * work saved since db was loaded, moved into db. An unusable file merges
+ * nothing (saving then replaces it only when forced, as ever). */
+static sprig_status merge_from_disk(sp_db *db) {
+    sp_db *disk = NULL;
+    int missing = 0;
+    const sprig_status st = load(db->path, &db->gpu, &disk, &missing);
+    if (st != SPRIG_OK || !disk) {
+        sp_db_close(disk);
+        return st == SPRIG_E_FORMAT && db->force ? SPRIG_OK : st;
+    }
+    sprig_status s = SPRIG_OK;
+    for (size_t i = 0; i < disk->n && s == SPRIG_OK; ++i) {
+        if (sp_db_find(db, &disk->entries[i].key)) continue; /* ours is newer */
+        sp_db_entry *e = NULL;
+        s = entry_append(db, &e);
+        if (s == SPRIG_OK) {
+            *e = disk->entries[i];
+            memset(&disk->entries[i], 0, sizeof disk->entries[i]); /* moved: disk no longer owns it */
+        }
+    }
+    sp_db_close(disk);
+    return s;
+}
+
+/* Saves under an exclusive lock on .<file>.lock (flock): two sprig tune runs on
+ * one GPU keep each other's entries, each save merging what the other saved. */
 sprig_status sp_db_save(sp_db *db) {
     if (!db || !db->path) return sp_fail(SPRIG_E_INVALID, "sp_db_save: no database");
     if (db->load_failed && !db->force)
@@ -349,10 +379,23 @@ sprig_status sp_db_save(sp_db *db) {
             return sp_fail(SPRIG_E_IO, "cannot move the unusable %s aside: %s", db->path, strerror(errno));
         db->load_failed = 0;
     }
-    char *text = db_to_text(db);
-    SP_CHECK_ALLOC(text);
-    sprig_status st = sp_file_write_atomic(db->path, text, strlen(text));
+    char lock[4200]; /* beside the file, hidden: <dir>/.<file>.lock */
+    const char *base = strrchr(db->path, '/');
+    if (base) snprintf(lock, sizeof lock, "%.*s/.%s.lock", (int)(base - db->path), db->path, base + 1);
+    else snprintf(lock, sizeof lock, ".%s.lock", db->path);
+    const int fd = open(lock, O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) return sp_fail(SPRIG_E_IO, "cannot open the lock %s: %s", lock, strerror(errno));
+    if (flock(fd, LOCK_EX) != 0) {
+        const int e = errno;
+        close(fd);
+        return sp_fail(SPRIG_E_IO, "cannot lock %s: %s", lock, strerror(e));
+    }
+    sprig_status st = merge_from_disk(db);
+    char *text = st == SPRIG_OK ? db_to_text(db) : NULL;
+    if (st == SPRIG_OK && !text) st = sp_fail(SPRIG_E_NOMEM, "out of memory");
+    if (st == SPRIG_OK) st = sp_file_write_atomic(db->path, text, strlen(text));
     free(text);
+    close(fd); /* releases the lock */
     return st;
 }
 

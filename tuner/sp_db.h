@@ -98,7 +98,10 @@ sprig_status sp_db_open(sp_db **out, const char *dir, const sp_gpu_id *gpu, int 
 sprig_status sp_db_load_file(sp_db **out, const char *path, const sp_gpu_id *expect);
 void sp_db_close(sp_db *db); /* NULL is a no-op */
 
-/* Writes the whole db atomically (entries sorted by key). Creates the folder. */
+/* Writes the whole db atomically (entries sorted by key). Creates the folder.
+ * Under an exclusive lock (.<file>.lock beside it), the entries the file holds
+ * now that db lacks are merged in first: another process tuning the same GPU
+ * keeps its work. */
 sprig_status sp_db_save(sp_db *db);
 
 const sp_db_entry *sp_db_find(const sp_db *db, const sp_db_key *key);
