@@ -92,13 +92,13 @@ static sprig_status load_layer_kernels(sp_gpu *g, gpu_layer *G) {
          * norm after the MLP is folded into gather_down the same way (gpu_mlp.c) */
         return sp_gpu_kernel_get(ks, "dense_gemv", g->qd, g->d, g->dtype, 1, "op=up,norm=add", 0, &G->gemv_o);
     }
-    char norm[96];
-    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", G->a_in + g->qd, G->a_out, g->dtype, 1, "op=up", 0, &G->gemv_o));
-    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", G->a_out, G->m_out, g->dtype, 1, "op=up,accumulate=1", 0,
-                             &G->gemv_sc));
-    snprintf(norm, sizeof norm, "mode=set,norm_dim=%d,weightless=1,raw_out=1", g->d);
-    SP_TRY(sp_gpu_kernel_get(ks, "rmsnorm", G->a_out, G->a_out, g->dtype, 1, norm, 0, &G->norm_mid));
-    return sp_gpu_kernel_get(ks, "rmsnorm", G->m_out, G->m_out, g->dtype, 1, norm, 0, &G->norm_out);
+    /* SliceGPT's norms (weightless, over the original width, x kept in T for the
+     * next GEMV) fold into o_proj and the MLP-shortcut GEMV as norm=set */
+    char o[160], sc[160];
+    snprintf(o, sizeof o, "op=up,norm=set,norm_dim=%d,norm_weightless=1,norm_raw=1", g->d);
+    snprintf(sc, sizeof sc, "op=up,accumulate=1,norm=set,norm_dim=%d,norm_weightless=1,norm_raw=1", g->d);
+    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", G->a_in + g->qd, G->a_out, g->dtype, 1, o, 0, &G->gemv_o));
+    return sp_gpu_kernel_get(ks, "dense_gemv", G->a_out, G->m_out, g->dtype, 1, sc, 0, &G->gemv_sc);
 }
 
 /* Norms, projections, attention and lm_head; then the MLP kernels. */
@@ -118,7 +118,6 @@ static sprig_status load_kernels(sp_gpu *g) {
         if (sp_gpu_same_widths(g, l)) {
             const gpu_layer *P = G - 1;
             G->gemv_qkv = P->gemv_qkv, G->gemv_o = P->gemv_o, G->gemv_sc = P->gemv_sc;
-            G->norm_mid = P->norm_mid, G->norm_out = P->norm_out;
             continue;
         }
         sprig_status s = load_layer_kernels(g, G);
@@ -247,7 +246,8 @@ static sprig_status gemv(sp_gpu *g, sp_gpu_kernel *k, sp_dptr W, sp_dptr x, sp_d
     return sp_gpu_kernel_launch(g->kernels, k, &a);
 }
 
-/* y = W x, then x += y and xb = norm(x) * w in the kernel's last CTA (norm=add). */
+/* y = W x, then x += y (norm=set: x = y) and xb = norm(x) [* w] in the kernel's
+ * last CTA; w is 0 for SliceGPT's weightless norms. */
 static sprig_status gemv_norm(sp_gpu *g, sp_gpu_kernel *k, sp_dptr W, sp_dptr x, sp_dptr y, sp_dptr w) {
     sp_kargs a;
     sp_kargs_init(&a, k->plan);
@@ -259,6 +259,7 @@ static sprig_status gemv_norm(sp_gpu *g, sp_gpu_kernel *k, sp_dptr W, sp_dptr x,
     sp_kargs_ptr(&a, "normed", g->xb);
     sp_kargs_f32(&a, "eps", g->norm_eps);
     sp_kargs_ptr(&a, "ws", k->ws);
+    if (sp_kargs_has(&a, "raw")) sp_kargs_ptr(&a, "raw", g->cat); /* sliced: x in T, where the next GEMV reads it */
     return sp_gpu_kernel_launch(g->kernels, k, &a);
 }
 
@@ -289,16 +290,15 @@ static sprig_status run_layer(sp_gpu *g, int l) {
 /* A SliceGPT layer. g->cat holds x (as T, a_in wide) from the norm before;
  * attention appends its output, so one GEMV over [x ; att] gives
  * x @ attn_shortcut_Q + o(att). The MLP shortcut accumulates onto the MLP
- * output, and each norm sets x from that sum (weightless, over d). */
+ * output, and each norm sets x from that sum (weightless, over d), in the
+ * last CTA of the GEMV before it. */
 static sprig_status run_sliced_layer(sp_gpu *g, int l) {
     const gpu_layer *G = &g->layers[l];
     SP_TRY(gemv(g, G->gemv_qkv, G->wqkv, g->xb, g->qkv));
     SP_TRY(attention(g, l, g->cat + 2 * (size_t)G->a_in));
-    SP_TRY(gemv(g, G->gemv_o, G->wo, g->cat, g->proj));
-    SP_TRY(norm(g, G->norm_mid, g->proj, 0));
+    SP_TRY(gemv_norm(g, G->gemv_o, G->wo, g->cat, g->proj, 0));
     SP_TRY(sp_gpu_mlp_launch(g, l));
-    SP_TRY(gemv(g, G->gemv_sc, G->wsc, g->cat, g->proj));
-    return norm(g, G->norm_out, g->proj, 0);
+    return gemv_norm(g, G->gemv_sc, G->wsc, g->cat, g->proj, 0);
 }
 
 /* One token: the same launches, with the same arguments, every time; only the

@@ -98,9 +98,6 @@ typedef struct gpu_layer {
     sp_dptr wsc;         /* sliced: [m_out][a_out], else 0 */
     gpu_mlp_kind kind;
     sp_gpu_kernel *gemv_qkv, *gemv_o;
-    sp_gpu_kernel *norm_mid;   /* after attention, sliced only: set, weightless, raw copy (unsliced:
-                                  folded into gemv_o, norm=add) */
-    sp_gpu_kernel *norm_out;   /* after the MLP, sliced only (unsliced: folded into gather_down) */
     sp_gpu_kernel *gemv_sc;    /* sliced: the MLP shortcut */
     gpu_mlp_path dense, lte, thr;
 } gpu_layer;

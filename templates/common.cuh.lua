@@ -243,8 +243,10 @@ __device__ __forceinline__ float sp_warp_sum(float v) {
 // columns it wrote itself. raw (may be NULL) gets the new residual in T. x is not
 // __restrict__: next() reads it. Every thread of the CTA must call it (it synchronises).
 // sp_norm_epilogue: the same, folded into a kernel whose CTAs each write a share of
-// y [BATCH][D]: the CTA that arrives last at *counter (after all `arrivals`) adds
-// y into the fp32 residual res and writes normed, token by token.
+// y [BATCH][D]: the CTA that arrives last at *counter (after all `arrivals`) adds y
+// into the fp32 residual res (SET: replaces res by y) and writes normed (and raw, the
+// new residual in T, unless NULL), token by token. Its reads of the kernel's inputs
+// are all done by then, so raw may be one of them (SliceGPT's [x ; att]).
 template <int THREADS, int D, bool WEIGHTED, class Next>
 __device__ __forceinline__ void sp_rmsnorm_row(float *x, Next next, const T *__restrict__ w,
                                                T *__restrict__ out, T *__restrict__ raw, float n, float eps) {
@@ -268,16 +270,17 @@ __device__ __forceinline__ void sp_rmsnorm_row(float *x, Next next, const T *__r
     __syncthreads();  // warp_ss is free for the next row
 }
 
-template <int THREADS, int D, int BATCH>
+template <int THREADS, int D, int BATCH, bool SET, bool WEIGHTED>
 __device__ __forceinline__ void sp_norm_epilogue(unsigned *counter, unsigned arrivals, const T *__restrict__ y,
                                                  float *__restrict__ res, const T *__restrict__ norm_w,
-                                                 T *__restrict__ normed, float eps) {
+                                                 T *__restrict__ normed, T *__restrict__ raw, float n, float eps) {
     if (!sp_last_arrival(counter, arrivals)) return;
     for (int b = 0; b < BATCH; ++b) {
         const T *yb = y + (size_t)b * D;
         float *rb = res + (size_t)b * D;
-        sp_rmsnorm_row<THREADS, D, true>(rb, [&](int i) { return rb[i] + SP_TO_F(yb[i]); }, norm_w,
-                                         normed + (size_t)b * D, nullptr, (float)D, eps);
+        sp_rmsnorm_row<THREADS, D, WEIGHTED>(
+            rb, [&](int i) { return SET ? SP_TO_F(yb[i]) : rb[i] + SP_TO_F(yb[i]); }, norm_w, normed + (size_t)b * D,
+            raw ? raw + (size_t)b * D : nullptr, n, eps);
     }
 }
 

@@ -35,19 +35,21 @@ __device__ __forceinline__ void sp_gemv_rows(const T *__restrict__ W, const T *_
         }
 }
 
-{% if p.norm == "add" then %}
-// norm=add (sp_norm_epilogue): once y is complete, the CTA that arrives last adds
-// it into the fp32 residual res and writes normed = T(rmsnorm(res) * norm_w): the
-// rmsnorm family's mode=add without a launch of its own. ws[0] counts the arrivals.
+{% if p.norm ~= "none" then %}
+// norm={{ p.norm }} (sp_norm_epilogue): once y is complete, the CTA that arrives last {% if p.norm == "set" then %}sets the
+// fp32 residual res to it{% else %}adds it into the fp32 residual res{% end %} and writes normed = T(rmsnorm(res){% if p.norm_weightless == 0 then %} * norm_w{% end %}): the
+// rmsnorm family's mode={{ p.norm }} without a launch of its own. ws[0] counts the arrivals.
 {% end %}
 extern "C" __global__ void __launch_bounds__(THREADS)
-sprig_dense_gemv(const T *__restrict__ W, const T *__restrict__ x, T *__restrict__ y{% if p.norm == "add" then %},
+sprig_dense_gemv(const T *__restrict__ W, const T *__restrict__ x, T *__restrict__ y{% if p.norm ~= "none" then %},
                  float *__restrict__ ws, float *__restrict__ res, const T *__restrict__ norm_w,
-                 T *__restrict__ normed, float eps{% end %}) {
+                 T *__restrict__ normed, float eps{% if p.norm_raw == 1 then %}, T *__restrict__ raw{% end %}{% end %}) {
     const int lane = threadIdx.x & 31;
     const int row0 = (blockIdx.x * (THREADS / 32) + (threadIdx.x >> 5)) * ROWS;
     if (row0 < N_ROWS) sp_gemv_rows(W, x, y, lane, row0);
-{% if p.norm == "add" then %}
-    sp_norm_epilogue<THREADS, N_ROWS, BATCH>(reinterpret_cast<unsigned *>(ws), gridDim.x, y, res, norm_w, normed, eps);
+{% if p.norm ~= "none" then %}
+    sp_norm_epilogue<THREADS, N_ROWS, BATCH, {{ p.norm == "set" and "true" or "false" }}, {{ p.norm_weightless == 1 and "false" or "true" }}>(
+        reinterpret_cast<unsigned *>(ws), gridDim.x, y, res, norm_w, normed, {% if p.norm_raw == 1 then %}raw{% else %}nullptr{% end %},
+        (float){{ p.norm_dim ~= 0 and p.norm_dim or N }}, eps);
 {% end %}
 }

@@ -10,8 +10,8 @@
 #define VEC {{ p.vec }}
 #define UNROLL {{ p.unroll }}
 #define THREADS {{ p.threads }}
-{% if p.norm == "add" then %}
-// norm=add: the CTA that arrives last (after every block's y is written) adds y
+{% if p.norm ~= "none" then %}
+// norm={{ p.norm }} (add, or set: res = y): the CTA that arrives last (after every block's y is written) adds y
 // into the fp32 residual res and writes normed = T(rmsnorm(res) * norm_w): the
 // rmsnorm family's mode=add without a launch of its own. Its counter: ws[WS_NORM].
 #define WS_NORM {{ WS_NORM }}
@@ -79,7 +79,7 @@ __device__ __forceinline__ void sp_row_fma(float (&acc)[BT][VEC], const float *w
 {% end %}
 extern "C" __global__ void __launch_bounds__(THREADS, {{ MIN_BLOCKS }})
 sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
-                  const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm == "add" then %},
+                  const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm ~= "none" then %},
                   float *__restrict__ res, const T *__restrict__ norm_w, T *__restrict__ normed, float eps{% end %}) {
     const int n_rows = sp_union_rows(union_count);
     int r_begin, r_end;
@@ -182,9 +182,10 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
 {% end %}
     }
 {% end %}
-{% if p.norm == "add" then %}
-    sp_norm_epilogue<THREADS, D_COLS, BATCH>(reinterpret_cast<unsigned *>(ws + WS_NORM),
-                                             gridDim.x * gridDim.y * gridDim.z, y, res, norm_w, normed, eps);
+{% if p.norm ~= "none" then %}
+    sp_norm_epilogue<THREADS, D_COLS, BATCH, {{ p.norm == "set" and "true" or "false" }}, true>(
+        reinterpret_cast<unsigned *>(ws + WS_NORM), gridDim.x * gridDim.y * gridDim.z, y, res, norm_w, normed, nullptr,
+        (float)D_COLS, eps);
 {% end %}
 }
 {% else %}
@@ -272,14 +273,14 @@ __device__ __forceinline__ void sp_down_cols(const T *__restrict__ Wd, const T *
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
-                  const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm == "add" then %},
+                  const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm ~= "none" then %},
                   float *__restrict__ res, const T *__restrict__ norm_w, T *__restrict__ normed, float eps{% end %}) {
     const int lane = threadIdx.x & 31;
     const int c0 = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * ROWS;
     if (c0 < D_COLS) sp_down_cols(Wd, h, union_ids, union_count, y, lane, c0);
-{% if p.norm == "add" then %}
-    sp_norm_epilogue<THREADS, D_COLS, BATCH>(reinterpret_cast<unsigned *>(ws + WS_NORM), gridDim.x, y, res, norm_w,
-                                             normed, eps);
+{% if p.norm ~= "none" then %}
+    sp_norm_epilogue<THREADS, D_COLS, BATCH, {{ p.norm == "set" and "true" or "false" }}, true>(
+        reinterpret_cast<unsigned *>(ws + WS_NORM), gridDim.x, y, res, norm_w, normed, nullptr, (float)D_COLS, eps);
 {% end %}
 }
 {% end %}

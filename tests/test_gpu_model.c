@@ -406,8 +406,14 @@ static void rmsnorm_case(sp_exec *e, sprig_gen *gen, int d, int B, const char *m
  * happens if the first left its arrival counter at zero. */
 static void norm_epilogue_case(sp_exec *e, sprig_gen *gen, const char *family, int N, int K, int B, const char *extra) {
     const int down = !strcmp(family, "gather_down"), transposed = down && !strstr(extra, "layout=n");
-    char params[128];
-    snprintf(params, sizeof params, "%s,norm=add%s%s", down ? "all_active=1" : "op=up", *extra ? "," : "", extra);
+    /* norm=set (SliceGPT's): res = y, divided by norm_dim, weightless, raw = T(res) */
+    const int set = strstr(extra, "norm=set") != NULL, weightless = strstr(extra, "norm_weightless=1") != NULL;
+    const int with_raw = strstr(extra, "norm_raw=1") != NULL;
+    const char *nd = strstr(extra, "norm_dim=");
+    const int divisor = nd ? atoi(nd + 9) : N;
+    char params[160];
+    snprintf(params, sizeof params, "%s%s%s%s", down ? "all_active=1" : "op=up", set ? "" : ",norm=add",
+             *extra ? "," : "", extra);
     sprig_request req = {family, down ? N : K, down ? K : N, "fp16", B, down ? 16 : 1, params};
     sprig_plan *plan = NULL;
     CHECK_MSG(sprig_gen_render(gen, &req, &plan) == SPRIG_OK, "%s %s: %s", family, params, sprig_last_error());
@@ -428,16 +434,18 @@ static void norm_epilogue_case(sp_exec *e, sprig_gen *gen, const char *family, i
     sp_dptr dW = dev_copy(e, W, 2 * (size_t)N * K), dx = dev_copy(e, x, 2 * (size_t)B * K);
     sp_dptr dw = dev_copy(e, w, 2 * (size_t)N), dres = dev_copy(e, res, sizeof(float) * B * N);
     sp_dptr dy = dev_copy(e, NULL, 2 * (size_t)B * N), dn = dev_copy(e, NULL, 2 * (size_t)B * N);
-    sp_dptr ws = dev_copy(e, NULL, plan->workspace_bytes);
+    sp_dptr ws = dev_copy(e, NULL, plan->workspace_bytes), draw = dev_copy(e, NULL, 2 * (size_t)B * N);
     CHECK(sp_exec_fill(e, ws, 0, plan->workspace_bytes) == SPRIG_OK);
     for (int run = 0; run < 2; ++run) {
         CHECK(sp_exec_fill(e, dy, 0xff, 2 * (size_t)B * N) == SPRIG_OK); /* NaN until written */
         CHECK(sp_exec_fill(e, dn, 0xff, 2 * (size_t)B * N) == SPRIG_OK);
+        CHECK(sp_exec_fill(e, draw, 0xff, 2 * (size_t)B * N) == SPRIG_OK);
         sp_kargs a;
         sp_kargs_init(&a, plan);
         sp_kargs_ptr(&a, down ? "Wd" : "W", dW), sp_kargs_ptr(&a, down ? "h" : "x", dx), sp_kargs_ptr(&a, "y", dy);
-        sp_kargs_ptr(&a, "res", dres), sp_kargs_ptr(&a, "norm_w", dw), sp_kargs_ptr(&a, "normed", dn);
+        sp_kargs_ptr(&a, "res", dres), sp_kargs_ptr(&a, "norm_w", weightless ? 0 : dw), sp_kargs_ptr(&a, "normed", dn);
         sp_kargs_f32(&a, "eps", eps), sp_kargs_ptr(&a, "ws", ws);
+        if (with_raw) sp_kargs_ptr(&a, "raw", draw);
         CHECK_MSG(sp_kargs_launch(e, mod, &a) == SPRIG_OK, "%s %s: %s", family, params, sprig_last_error());
     }
     /* every counter in ws (down: after the sums, which atomic leaves zero too) is back at zero */
@@ -447,7 +455,9 @@ static void norm_epilogue_case(sp_exec *e, sprig_gen *gen, const char *family, i
     CHECK(sp_exec_download(e, y, dy, 2 * (size_t)B * N) == SPRIG_OK);
     CHECK(sp_exec_download(e, normed, dn, 2 * (size_t)B * N) == SPRIG_OK);
     CHECK(sp_exec_download(e, res_got, dres, sizeof(float) * B * N) == SPRIG_OK);
-    double ye2 = 0, yr2 = 0, re2 = 0, rr2 = 0, ne2 = 0, nr2 = 0;
+    uint16_t *raw = malloc(2 * (size_t)B * N);
+    CHECK(sp_exec_download(e, raw, draw, 2 * (size_t)B * N) == SPRIG_OK);
+    double ye2 = 0, yr2 = 0, re2 = 0, rr2 = 0, ne2 = 0, nr2 = 0, raw_err = 0;
     double *r = malloc(sizeof(double) * N);
     for (int b = 0; b < B; ++b) {
         double ss = 0;
@@ -456,24 +466,26 @@ static void norm_epilogue_case(sp_exec *e, sprig_gen *gen, const char *family, i
             for (int k = 0; k < K; ++k)
                 acc += (double)h2f(W[transposed ? (size_t)k * N + n : (size_t)n * K + k]) * h2f(x[b * K + k]);
             ye2 += (h2f(y[b * N + n]) - acc) * (h2f(y[b * N + n]) - acc), yr2 += acc * acc;
-            r[n] = res[b * N + n] + 2 * acc;
+            r[n] = set ? acc : res[b * N + n] + 2 * acc;
+            if (with_raw) raw_err = fmax(raw_err, fabs(h2f(raw[b * N + n]) - res_got[b * N + n]) / (fabs(r[n]) + 1e-3));
             re2 += (res_got[b * N + n] - r[n]) * (res_got[b * N + n] - r[n]), rr2 += r[n] * r[n];
             ss += r[n] * r[n];
         }
-        const double scale = 1 / sqrt(ss / N + eps);
+        const double scale = 1 / sqrt(ss / divisor + eps);
         for (int n = 0; n < N; ++n) {
-            const double ref = r[n] * scale * h2f(w[n]), got = h2f(normed[b * N + n]);
+            const double ref = r[n] * scale * (weightless ? 1.0 : h2f(w[n])), got = h2f(normed[b * N + n]);
             ne2 += (got - ref) * (got - ref), nr2 += ref * ref;
         }
     }
     const double ye = sqrt(ye2 / yr2), re = sqrt(re2 / rr2), ne = sqrt(ne2 / nr2);
     printf("%s N=%d K=%d B=%d %s: rel err y %.2g, residual %.2g, normed %.2g; %u nonzero ws words\n", family, N,
            K, B, params, ye, re, ne, nonzero);
-    CHECK_MSG(ye < 1e-2 && re < 1e-2 && ne < 1e-2 && !isnan(ye + re + ne) && nonzero == 0,
-              "%s %s: y %.3g residual %.3g normed %.3g, %u nonzero ws words", family, params, ye, re, ne, nonzero);
-    sp_dptr all[] = {dW, dx, dw, dres, dy, dn, ws};
-    for (int i = 0; i < 7; ++i) sp_exec_free(e, all[i]);
-    free(W), free(x), free(w), free(y), free(normed), free(res), free(res_got), free(r), free(wsh);
+    CHECK_MSG(ye < 1e-2 && re < 1e-2 && ne < 1e-2 && !isnan(ye + re + ne) && nonzero == 0 && raw_err < 1e-2,
+              "%s %s: y %.3g residual %.3g normed %.3g raw %.3g, %u nonzero ws words", family, params, ye, re, ne,
+              raw_err, nonzero);
+    sp_dptr all[] = {dW, dx, dw, dres, dy, dn, ws, draw};
+    for (int i = 0; i < 8; ++i) sp_exec_free(e, all[i]);
+    free(W), free(x), free(w), free(y), free(normed), free(res), free(res_got), free(r), free(wsh), free(raw);
     sp_exec_unload(e, mod);
     sprig_plan_free(plan);
 }
@@ -580,6 +592,8 @@ static void decode_families(sp_exec *e) {
     norm_epilogue_case(e, gen, "gather_down", 520, 256, 3, "reduce=deterministic,splits=4,cols_per_cta=128");
     norm_epilogue_case(e, gen, "gather_down", 200, 64, 2, "reduce=direct,splits=1");
     norm_epilogue_case(e, gen, "gather_down", 200, 64, 2, "layout=n,threads=64,rows_per_warp=2");
+    /* SliceGPT's: res set from y, weightless, over the original width, x in T written back */
+    norm_epilogue_case(e, gen, "dense_gemv", 200, 136, 2, "norm=set,norm_dim=256,norm_weightless=1,norm_raw=1");
     /* defaults: auto splits (32 at 8 heads), 128 threads, vec 8, 4 positions in flight per lane
      * group; positions with empty splits, one per split, several */
     const int positions[] = {0, 3, 37};

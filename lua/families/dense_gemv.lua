@@ -9,10 +9,14 @@
 --                 mode=add folded in: res[b] += y[b] (fp32 residual, [B][N]),
 --                 normed[b] = T(rmsnorm(res[b]) * norm_w) (a problem parameter:
 --                 the runtime folds the norm after o_proj into o_proj this way)
+--   norm=set:     the same with res[b] = y[b]; with norm_dim, norm_weightless and
+--                 norm_raw (trailing T *raw = T(res)) as the rmsnorm family's
+--                 norm_dim, weightless and raw_out: SliceGPT's norms, folded into
+--                 its o_proj and MLP-shortcut GEMVs
 -- Kernel (see templates/dense_gemv.cu.lua):
 --   sprig_dense_gemv(const T *W, const T *x, T *y)
 --   sprig_dense_gemv(const T *W, const T *x, T *y, float *ws, float *res, const T *norm_w, T *normed,
---                    float eps)                                                      (norm=add)
+--                    float eps[, T *raw])                                            (norm=add|set)
 -- A warp owns rows_per_warp rows and walks K with VEC-wide loads, unrolled;
 -- every K that is a multiple of 8 works (the last chunk is guarded).
 local A = require("sprig.args")
@@ -28,6 +32,9 @@ local F = {
       doc = "up: W is [f][d]; down: W is [d][f]" },
     { name = "accumulate", values = { 0, 1 }, default = 0, doc = "1: y = W x + y (y is read first)" },
     S.norm(),
+    S.norm_options()[1],
+    S.norm_options()[2],
+    S.norm_options()[3],
     S.threads(),
     S.rows_per_warp("output rows per warp"),
     S.vec(),
@@ -35,7 +42,7 @@ local F = {
   },
   -- accumulate and norm are part of the problem, not tuning choices (op comes fixed with the request).
   -- MLP keys: the dense baseline's two GEMV shapes, at sparsity 0 only.
-  tune = { skip = { "accumulate", "norm" },
+  tune = { skip = { "accumulate", "norm", "norm_dim", "norm_weightless", "norm_raw" },
            mlp = { fixed = function(sparsity) return sparsity == 0 and { "op=up", "op=down" } or {} end } },
 }
 
@@ -45,6 +52,13 @@ function F.dims(req, p)
 end
 
 function F.check(req, p)
+  local N = F.dims(req, p)
+  if p.norm_dim ~= 0 and p.norm_dim < N then
+    return string.format("norm_dim=%d is smaller than the %d rows it normalises (0 means the rows)", p.norm_dim, N)
+  end
+  if p.norm == "none" and (p.norm_dim ~= 0 or p.norm_weightless ~= 0 or p.norm_raw ~= 0) then
+    return "norm_dim, norm_weightless and norm_raw apply to norm=add or norm=set only"
+  end
   if p.rows_per_warp * req.batch > 64 then
     return string.format("rows_per_warp*batch=%d exceeds 64 accumulators per lane; lower rows_per_warp",
       p.rows_per_warp * req.batch)
@@ -57,7 +71,7 @@ function F.plan(req, p)
   return {
     kernels = { { name = "sprig_dense_gemv", grid = { (N + rows_per_cta - 1) // rows_per_cta, 1, 1 },
                   block = { p.threads, 1, 1 }, smem = 0 } },
-    workspace = p.norm == "add" and 16 or 0, -- the arrival counter
+    workspace = p.norm ~= "none" and 16 or 0, -- the arrival counter
     values = { N = N, K = K },
   }
 end
@@ -70,9 +84,9 @@ function F.args(req, p, v)
     A.ptr("x", "T", { req.batch, v.K }, { align = al }),
     A.ptr("y", "T", { req.batch, v.N }, { dir = p.accumulate == 1 and "inout" or "out" }),
   }
-  if p.norm == "add" then
+  if p.norm ~= "none" then
     list[#list + 1] = A.ptr("ws", "f32", { 4 }, { dir = "scratch" }) -- the arrival counter
-    S.norm_args(list, A, req.batch, v.N)
+    S.norm_args(list, A, req.batch, v.N, p)
   end
   return list
 end
@@ -90,7 +104,7 @@ function F.perf(req, p, v)
   local y = req.batch * v.N * 2
   local e = { read = ctas * rpc * v.K * 2 + req.batch * v.K * 2 + (p.accumulate == 1 and y or 0), write = y,
               inflight = p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas, rounds = 1 }
-  return { p.norm == "add" and S.norm_perf(e, req.batch * v.N) or e }
+  return { p.norm ~= "none" and S.norm_perf(e, req.batch * v.N) or e }
 end
 
 return F

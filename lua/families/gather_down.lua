@@ -18,7 +18,7 @@
 --                         the splits that had rows, in split order.
 --   reduce=direct:        splits=1, the one kernel writes y.
 --   One kernel in every case: no finalize launch.
--- norm=add (a problem parameter, any layout): then the CTA that arrives last at
+-- norm=add|set (a problem parameter, any layout): then the CTA that arrives last at
 --   a counter in ws adds y into the fp32 residual and writes the next norm's
 --   output, the rmsnorm family's mode=add folded in; extra trailing arguments
 --   (float *res, const T *norm_w, T *normed, float eps).
@@ -102,7 +102,7 @@ local function shape_t(req, p)
   s.WS_FLOATS = sums == 0 and 0 or sums + (s.GRID_X * s.TILES + 3) // 4 * 4
   -- norm=add: its arrival counter after those, in 16 more bytes
   s.WS_NORM = s.WS_FLOATS
-  if p.norm == "add" then s.WS_FLOATS = s.WS_FLOATS + 4 end
+  if p.norm ~= "none" then s.WS_FLOATS = s.WS_FLOATS + 4 end
   return s
 end
 
@@ -162,7 +162,7 @@ local function plan_n(req, p)
   return {
     kernels = { { name = "sprig_gather_down", grid = { (req.d + cols_per_cta - 1) // cols_per_cta, 1, 1 },
                   block = { p.threads, 1, 1 }, smem = 0 } },
-    workspace = p.norm == "add" and 16 or 0, -- norm=add's arrival counter
+    workspace = p.norm ~= "none" and 16 or 0, -- the norm's arrival counter
     values = { WS_NORM = 0 },
   }
 end
@@ -187,7 +187,7 @@ function F.args(req, p, v)
     A.ptr("ws", "f32", { ws }, { dir = "scratch", align = 16, optional = ws == 0 }),
     A.ptr("y", "T", { B, req.d }, { dir = "out", role = "y", align = 8 }),
   }
-  if p.norm == "add" then S.norm_args(list, A, B, req.d) end
+  if p.norm ~= "none" then S.norm_args(list, A, B, req.d) end
   return list
 end
 
@@ -215,7 +215,7 @@ end
 
 function F.perf(req, p, v, active)
   local e = main_perf(req, p, v, active)
-  return { p.norm == "add" and S.norm_perf(e, req.batch * req.d) or e }
+  return { p.norm ~= "none" and S.norm_perf(e, req.batch * req.d) or e }
 end
 
 return F

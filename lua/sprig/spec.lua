@@ -45,16 +45,30 @@ end
 -- fp32 residual and writes the next RMSNorm's output (sp_norm_epilogue in
 -- templates/common.cuh.lua), so that norm needs no launch of its own.
 function M.norm()
-  return { name = "norm", values = { "none", "add" }, default = "none",
-           doc = "add: the last CTA also adds y into the fp32 residual res and writes normed = rmsnorm(res) * norm_w" }
+  return { name = "norm", values = { "none", "add", "set" }, default = "none",
+           doc = "add: the last CTA also adds y into the fp32 residual res and writes normed = rmsnorm(res) * norm_w; "
+             .. "set: the same with res = y" }
+end
+
+-- SliceGPT's variants of the folded norm (dense_gemv), as the rmsnorm family's
+-- norm_dim, weightless and raw_out.
+function M.norm_options()
+  return {
+    { name = "norm_dim", range = { 0, 1048576 }, default = 0,
+      doc = "norm: divisor of the sum of squares (0: y's width; else the original hidden size of a sliced model)" },
+    { name = "norm_weightless", values = { 0, 1 }, default = 0, doc = "norm: 1 = no norm_w (it may be NULL)" },
+    { name = "norm_raw", values = { 0, 1 }, default = 0,
+      doc = "norm: 1 = one more trailing argument T *raw [B][width], written with the new residual in T" },
+  }
 end
 
 -- Its trailing arguments, appended to `list` (y is [B][d]).
-function M.norm_args(list, A, B, d)
+function M.norm_args(list, A, B, d, p)
   list[#list + 1] = A.ptr("res", "f32", { B, d }, { dir = "inout", role = "residual" })
-  list[#list + 1] = A.ptr("norm_w", "T", { d }, { role = "norm_weight" })
+  list[#list + 1] = A.ptr("norm_w", "T", { d }, { role = "norm_weight", optional = p and p.norm_weightless == 1 })
   list[#list + 1] = A.ptr("normed", "T", { B, d }, { dir = "out", role = "normed" })
   list[#list + 1] = A.scalar("eps", "f32", { role = "eps" })
+  if p and p.norm_raw == 1 then list[#list + 1] = A.ptr("raw", "T", { B, d }, { dir = "out", role = "raw" }) end
   return list
 end
 
