@@ -1112,7 +1112,7 @@ static sprig_status tk_drain_utf8(sp_tok_stream *s, int final) {
         else SP_TRY(sp_tk_buf_append(&s->out, "\xEF\xBF\xBD", 3));
         i += adv;
     }
-    memmove(s->pending.data, s->pending.data + i, n - i);
+    if (n > i) memmove(s->pending.data, s->pending.data + i, n - i); /* data is NULL while nothing is pending */
     s->pending.len = n - i;
     return SPRIG_OK;
 }

@@ -81,7 +81,8 @@ if [ -n "$build" ]; then
     for l in "${layers[@]:0:6}"; do
         o=$build/sprig_$l.o
         [ -f "$o" ] || { bad "$o is missing (build first)"; continue; }
-        nm -g --defined-only "$o" | awk '{print $3}' | sort -u >"$tmp/def_$l"
+        # (a sanitizer build's own symbols, __asan_* / __odr_asan.*, are not the layer's)
+        nm -g --defined-only "$o" | awk '{print $3}' | grep -v '^__odr_asan\|^__asan\|^__ubsan' | sort -u >"$tmp/def_$l"
         nm -u "$o" | awk '{print $2}' | sort -u >"$tmp/use_$l"
     done
     find "$build/CMakeFiles/sprig_cli.dir" "$build/CMakeFiles/sprig_cli_cmds.dir" "$build/tests/CMakeFiles" -name '*.o' -print0 2>/dev/null |

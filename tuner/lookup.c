@@ -76,7 +76,7 @@ sprig_status sp_db_set_add_dir(sp_db_set *set, const char *dir) {
         if (st == SPRIG_OK && !(names[n++] = strdup(de->d_name))) st = sp_fail(SPRIG_E_NOMEM, "out of memory");
     }
     closedir(dp);
-    if (st == SPRIG_OK) qsort(names, n, sizeof *names, cmp_name);
+    if (st == SPRIG_OK && n) qsort(names, n, sizeof *names, cmp_name); /* names is NULL for an empty folder */
     for (size_t i = 0; i < n; ++i) {
         char path[4400];
         snprintf(path, sizeof path, "%s/%s", dir, names[i] ? names[i] : "");
