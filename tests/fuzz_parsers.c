@@ -6,15 +6,22 @@
  *     checked against it (sp_model_config_check_tensors), so one seed drives
  *     the whole loading path;
  *  2. a config.json text (sp_model_config_parse), asserting the validated
- *     fields are consistent.
+ *     fields are consistent;
+ *  3. a tokenizer.json (sp_tok_open_json): on success a fixed text is encoded
+ *     and decoded again, and every id it gives must be in the vocabulary;
+ *  4. a SliceGPT slicing JSON for a fixed 2-layer, 112-wide config
+ *     (sp_slice_parse): on success every width is a multiple of 8 within it.
  * A broken invariant traps, which libFuzzer reports as a crash with the input.
  * Built with clang -fsanitize=fuzzer,address,undefined (tests/CMakeLists.txt). */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sp_model_config.h"
 #include "sp_safetensors.h"
+#include "sp_slicegpt.h"
+#include "sp_tokenizer.h"
 
 #define FUZZ_ASSERT(c)                 \
     do {                               \
@@ -72,6 +79,39 @@ static void fuzz_check_config(const sp_model_config *c) {
     FUZZ_ASSERT(memchr(c->torch_dtype, '\0', sizeof c->torch_dtype) != NULL);
 }
 
+static void fuzz_tokenizer(const uint8_t *data, size_t size) {
+    sp_tokenizer *tok = NULL;
+    if (sp_tok_open_json((const char *)data, size, "fuzz/tokenizer.json", &tok) != SPRIG_OK) {
+        FUZZ_ASSERT(tok == NULL);
+        return;
+    }
+    static const char text[] = "Hello, world! \xc3\xa9t\xc3\xa9 123\n  tabs\tand \xf0\x9f\x98\x80";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (sp_tok_encode(tok, text, sizeof text - 1, 1, &ids, &n) == SPRIG_OK) {
+        for (size_t i = 0; i < n; ++i) FUZZ_ASSERT(ids[i] >= 0 && ids[i] < sp_tok_n_ids(tok));
+        char *out = NULL;
+        size_t len = 0;
+        if (sp_tok_decode(tok, ids, n, 0, &out, &len) == SPRIG_OK) FUZZ_ASSERT(out && strlen(out) <= len);
+        free(out);
+    }
+    free(ids);
+    sp_tok_close(tok);
+}
+
+static void fuzz_slicing(const uint8_t *data, size_t size) {
+    sp_model_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.hidden_size = 112, cfg.num_hidden_layers = 2;
+    sp_slice_config sl;
+    if (sp_slice_parse((const char *)data, size, "fuzz/slicing.json", &cfg, &sl) != SPRIG_OK) return;
+    FUZZ_ASSERT(sl.enabled);
+    for (int l = 0; l < cfg.num_hidden_layers; ++l) {
+        const int w[4] = {sl.attn_in[l], sl.attn_out[l], sl.mlp_in[l], sl.mlp_out[l]};
+        for (int i = 0; i < 4; ++i) FUZZ_ASSERT(w[i] > 0 && w[i] % 8 == 0 && w[i] <= cfg.hidden_size);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sp_safetensors *st = NULL;
     if (sp_st_parse(data, size, "fuzz.safetensors", &st) == SPRIG_OK) {
@@ -92,5 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sp_model_config c;
     if (sp_model_config_parse((const char *)data, size, "fuzz/config.json", &c) == SPRIG_OK)
         fuzz_check_config(&c);
+    fuzz_tokenizer(data, size);
+    fuzz_slicing(data, size);
     return 0;
 }
