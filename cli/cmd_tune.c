@@ -24,7 +24,6 @@
 #include "sp_tune.h"
 
 #define TU_MAX_LIST 32
-#define TU_MAX_KEPT 128 /* sp_tune_opts.max_kept's default */
 
 typedef struct tu_opts {
     cli_kernel_args k;          /* --model/--shape, --g, --template-dir (dtype, batch, family parsed here) */
@@ -387,6 +386,11 @@ static int tu_build_keys(sprig_gen *gen, tu_opts *o, tu_keys *keys) {
 
 /* ---- the static model's filter ------------------------------------------------------------- */
 
+/* The candidates of a ranked key the search may measure: the kept, up to the cap. */
+static size_t tu_searched(const sp_analyze_rank *r) {
+    return r->n_keep < SP_TUNE_MAX_KEPT ? r->n_keep : SP_TUNE_MAX_KEPT;
+}
+
 /* GPU seconds a key's search is expected to take (docs/perf-model.md, "Tuning
  * with the model"): 1 s for the key (operands, weight copies past the L2,
  * references), then the candidates it measures (all kept ones up to
@@ -395,7 +399,7 @@ static int tu_build_keys(sprig_gen *gen, tu_opts *o, tu_keys *keys) {
  * synchronisation) and warm-up + reps samples of at least 50 us (short kernels
  * are timed k launches per graph). An estimate until a GPU calibrates it. */
 static double tu_estimate_s(const tu_opts *o, const sp_analyze_rank *r) {
-    const size_t kept = r->n_keep < TU_MAX_KEPT ? r->n_keep : TU_MAX_KEPT;
+    const size_t kept = tu_searched(r);
     const size_t searched = kept <= (size_t)o->exhaustive_limit ? kept : 56;
     const double sample_us = r->best_us > 50 ? r->best_us : 50;
     return 1.0 + (double)(searched + 3) * (5e-3 + (o->warmup + o->reps) * sample_us * 1e-6);
@@ -446,7 +450,7 @@ static void tu_list_table(const tu_opts *o, const tu_keys *k, const sp_analyze_r
                x->batch, x->sparsity, x->d, x->f, x->g);
         if (ranks) {
             const sp_analyze_rank *r = &ranks[i];
-            const size_t search = r->n_keep < TU_MAX_KEPT ? r->n_keep : TU_MAX_KEPT;
+            const size_t search = tu_searched(r);
             const double e = tu_estimate_s(o, r);
             printf(" %7zu %7zu %8zu %7zu %6.1f", r->n_space, r->n_within, r->n_distinct, search, e);
             space += r->n_space, within += r->n_within, distinct += r->n_distinct, searched += search, est += e;
@@ -457,7 +461,7 @@ static void tu_list_table(const tu_opts *o, const tu_keys *k, const sp_analyze_r
         printf("total: %zu candidates; %zu predicted within %.2gx of their key's best, %zu of them distinct kernels, "
                "%zu searched (the best predicted %d per key at most); about %.0f s of GPU time (an estimate: "
                "docs/perf-model.md)\n", space, within, o->no_prune ? 0.0 : o->prune_within, distinct, searched,
-               TU_MAX_KEPT, est);
+               SP_TUNE_MAX_KEPT, est);
 }
 
 static int tu_list_json(const tu_opts *o, const tu_keys *k, const sp_analyze_rank *ranks) {
@@ -491,7 +495,7 @@ static int tu_list_json(const tu_opts *o, const tu_keys *k, const sp_analyze_ran
             cJSON_AddNumberToObject(e, "space", (double)ranks[i].n_space);
             cJSON_AddNumberToObject(e, "within", (double)ranks[i].n_within);
             cJSON_AddNumberToObject(e, "distinct", (double)ranks[i].n_distinct);
-            cJSON_AddNumberToObject(e, "searched", (double)(ranks[i].n_keep < TU_MAX_KEPT ? ranks[i].n_keep : TU_MAX_KEPT));
+            cJSON_AddNumberToObject(e, "searched", (double)tu_searched(&ranks[i]));
             cJSON_AddNumberToObject(e, "best_predicted_us", ranks[i].best_us);
             cJSON_AddNumberToObject(e, "estimated_gpu_s", tu_estimate_s(o, &ranks[i]));
         }
@@ -565,7 +569,7 @@ static int tu_run_keys(const tu_opts *o, sprig_gen *gen, sp_exec *e, sp_db *db, 
     }
     to.model_gpu = &profile;
     to.prune_within = o->no_prune ? 0 : o->prune_within;
-    to.max_kept = o->no_prune ? 0 : TU_MAX_KEPT;
+    to.max_kept = o->no_prune ? 0 : SP_TUNE_MAX_KEPT;
     if (!o->json && o->model_dir)
         printf("tuning %zu keys (model %s) on %s (sm_%d%d, %d SMs) into %s\n", keys->n, o->model_dir, e->device,
                e->cc_major, e->cc_minor, e->sm_count, db->path);

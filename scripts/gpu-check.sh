@@ -52,30 +52,25 @@ budget() {
     local left=$((DEADLINE - ($(date +%s) - T0) - 10))
     [ "$1" -lt "$left" ] && echo "$1" || echo "$left"
 }
-# step NAME SECONDS CMD...: runs CMD with a time limit, its output appended to the log
-step() {
-    local name=$1 limit
-    limit=$(budget "$2")
-    shift 2
-    [ "$limit" -ge 10 ] || { log "$name: skipped, no time left"; return 0; }
-    log "$name (at most ${limit}s)"
-    timeout --kill-after=5 "$limit" "$@" >>"$LOG" 2>&1
-    local rc=$?
-    [ $rc -eq 124 ] && log "$name: stopped at its time limit" || log "$name: exit $rc"
-    return 0
-}
-# step_to FILE NAME SECONDS CMD...: the same, CMD's stdout to FILE (its stderr to the log)
+# step_to FILE NAME SECONDS CMD...: runs CMD with a time limit, its stdout to FILE
+# and its stderr to the log; FILE "-" sends stdout to the log too
 step_to() {
     local file=$1 name=$2 limit
     limit=$(budget "$3")
     shift 3
     [ "$limit" -ge 10 ] || { log "$name: skipped, no time left"; return 0; }
     log "$name (at most ${limit}s)"
-    timeout --kill-after=5 "$limit" "$@" >"$file" 2>>"$LOG"
+    if [ "$file" = - ]; then
+        timeout --kill-after=5 "$limit" "$@" >>"$LOG" 2>&1
+    else
+        timeout --kill-after=5 "$limit" "$@" >"$file" 2>>"$LOG"
+    fi
     local rc=$?
     [ $rc -eq 124 ] && log "$name: stopped at its time limit" || log "$name: exit $rc"
     return 0
 }
+# step NAME SECONDS CMD...: the same, all of CMD's output appended to the log
+step() { step_to - "$@"; }
 
 if [ $DRY = 1 ]; then
     SPRIG=$BUILD/tests/sprig_emu_cli

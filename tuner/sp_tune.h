@@ -59,14 +59,15 @@ typedef struct sp_tune_opts {
                                   * of the best prediction (default 1.3), best first; <= 0: every
                                   * distinct one, sampled at random */
     size_t max_kept;             /* with model_gpu: search at most this many distinct candidates, the
-                                  * best predicted (default 128; 0: no cap) */
+                                  * best predicted (default SP_TUNE_MAX_KEPT; 0: no cap) */
     sp_tune_measure_fn measure;  /* required */
     sp_tune_prepare_fn prepare;  /* may be NULL */
     sp_tune_progress_fn progress;/* may be NULL */
     void *ctx;                   /* passed to the three callbacks */
 } sp_tune_opts;
 
-void sp_tune_opts_init(sp_tune_opts *o); /* zeroes, search defaults, prune_within 1.3, max_kept 128 */
+#define SP_TUNE_MAX_KEPT 128 /* sp_tune_opts.max_kept's default */
+void sp_tune_opts_init(sp_tune_opts *o); /* zeroes, search defaults, prune_within 1.3, max_kept SP_TUNE_MAX_KEPT */
 
 typedef enum sp_tune_outcome {
     SP_TUNE_TUNED = 0,   /* searched and saved */

@@ -14,7 +14,7 @@ void sp_tune_opts_init(sp_tune_opts *o) {
     memset(o, 0, sizeof *o);
     sp_search_opts_init(&o->search);
     o->prune_within = 1.3;
-    o->max_kept = 128;
+    o->max_kept = SP_TUNE_MAX_KEPT;
 }
 
 const char *sp_tune_outcome_name(sp_tune_outcome o) {
