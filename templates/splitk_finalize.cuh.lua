@@ -37,18 +37,31 @@ __device__ __forceinline__ float4 sp_spk_f4(float a, float b, float c, float d) 
 
 // Adds N (2, 4 or 8) consecutive floats to p (8-byte aligned for N=2, 16-byte
 // otherwise) without reading the result: one vector reduction per 4 floats on
-// sm_90+, scalar reductions before that.
+// sm_90+, scalar reductions before that. Under the CPU emulator (tests/emu)
+// SPRIG_EMU_ARCH picks the branch, and sp_emu_red_add_f32 stands for the
+// vector instruction, alignment checked.
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900) || (defined(SPRIG_EMU) && SPRIG_EMU_ARCH >= 90)
+#define SP_SPK_VECTOR_RED 1
+#endif
+#ifdef SPRIG_EMU
+#define SP_SPK_RED_V2(p, v) sp_emu_red_add_f32((p), (v), 2, __LINE__)
+#define SP_SPK_RED_V4(p, v) sp_emu_red_add_f32((p), (v), 4, __LINE__)
+#else
+#define SP_SPK_RED_V2(p, v) \
+    asm volatile("red.global.add.v2.f32 [%0], { %1, %2 };" ::"l"(p), "f"((v)[0]), "f"((v)[1]) : "memory")
+#define SP_SPK_RED_V4(p, v)                                                                             \
+    asm volatile("red.global.add.v4.f32 [%0], { %1, %2, %3, %4 };" ::"l"(p), "f"((v)[0]), "f"((v)[1]), \
+                 "f"((v)[2]), "f"((v)[3])                                                              \
+                 : "memory")
+#endif
 template <int N>
 __device__ __forceinline__ void sp_spk_red_add(float *p, const float *v) {
-#if __CUDA_ARCH__ >= 900
+#ifdef SP_SPK_VECTOR_RED
     if (N == 2) {
-        asm volatile("red.global.add.v2.f32 [%0], { %1, %2 };" ::"l"(p), "f"(v[0]), "f"(v[1]) : "memory");
+        SP_SPK_RED_V2(p, v);
     } else {
 #pragma unroll
-        for (int i = 0; i < N; i += 4)
-            asm volatile("red.global.add.v4.f32 [%0], { %1, %2, %3, %4 };" ::"l"(p + i), "f"(v[i]), "f"(v[i + 1]),
-                         "f"(v[i + 2]), "f"(v[i + 3])
-                         : "memory");
+        for (int i = 0; i < N; i += 4) SP_SPK_RED_V4(p + i, v + i);
     }
 #else
 #pragma unroll

@@ -1,24 +1,33 @@
-/* The emulator's scheduler: every CUDA thread of a CTA is a ucontext fiber;
- * CTAs run one after another on the calling OS thread.
+/* The emulator's scheduler: every CUDA thread of a CTA is a fiber
+ * (emu_fiber.h); CTAs run one after another on the calling OS thread.
  *
  * A fiber runs until it finishes or blocks at __syncthreads or at a warp
  * collective (shuffle, vote, mma). When no fiber can run, the scheduler
  * completes every warp collective whose live lanes have all arrived, then the
  * CTA barrier if every live thread waits at it. If neither is possible the
- * kernel has diverged around a collective: that is reported, not hung. */
+ * kernel has diverged around a collective: that is reported, not hung.
+ *
+ * With SPRIG_EMU_SEED=n set, the schedule is random (and reproducible from n):
+ * CTAs run in a random order, and threads in a random order, each yielding at
+ * random loads and stores between barriers, so that code relying on an order
+ * CUDA does not promise shows itself. */
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <ucontext.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
+#include "emu_check.h"
+#include "emu_compile.h"
+#include "emu_fiber.h"
 #include "emu_runtime.h"
 #include "sp_emu.h"
 
@@ -29,7 +38,7 @@ namespace {
 enum FiberState { RUNNABLE, AT_BARRIER, AT_WARP, DONE };
 
 struct Fiber {
-    ucontext_t ctx;
+    sp_emu_fiber_ctx ctx;
     sp_dim3 tid;
     int linear = 0;
     FiberState state = RUNNABLE;
@@ -40,17 +49,37 @@ struct Fiber {
     void *op_ctx = nullptr;
 };
 
+/* A small seeded generator (splitmix64): the random schedule must replay
+ * from its seed on any platform. */
+struct Rng {
+    uint64_t s;
+    uint64_t next() {
+        uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
+    unsigned below(unsigned n) { return (unsigned)(next() % n); }
+};
+
 struct Cta {
     std::vector<Fiber> fibers;
     sp_dim3 bid, bdim, gdim;
     void (*entry)(void **) = nullptr;
     void **args = nullptr;
     std::string error;
+    const std::string *source = nullptr; /* the module's text, for source lines */
+    uint32_t epoch = 0;                  /* barriers completed */
+    std::vector<uint32_t> warp_epochs;   /* per warp: collectives completed */
+    std::vector<sp_emu_shadow> shadow;   /* per byte of shared memory */
+    char *shared_lo = nullptr, *shared_hi = nullptr;
+    Rng *rng = nullptr;                  /* the random schedule, or null */
 };
 
 thread_local Cta *g_cta = nullptr;
 thread_local Fiber *g_cur = nullptr;
-thread_local ucontext_t g_sched;
+thread_local sp_emu_fiber_ctx g_sched;
+thread_local unsigned g_yield_countdown = 1;
 
 const size_t kStackBytes = 256 * 1024;
 
@@ -76,13 +105,14 @@ char *stack_for(unsigned i) {
 
 void block_current(FiberState why) {
     g_cur->state = why;
-    swapcontext(&g_cur->ctx, &g_sched);
+    sp_emu_fiber_switch(&g_cur->ctx, &g_sched);
 }
 
 void fiber_main(void) {
     g_cta->entry(g_cta->args);
     g_cur->state = DONE;
-    /* returning resumes uc_link: the scheduler */
+    sp_emu_fiber_switch(&g_cur->ctx, &g_sched); /* never resumed */
+    abort();
 }
 
 /* Completes the collectives of warps whose live lanes all wait; returns how many. */
@@ -121,6 +151,7 @@ int resolve_warps(Cta &cta) {
             memcpy(f.out, out[l], sizeof f.out);
             f.state = RUNNABLE;
         }
+        ++cta.warp_epochs[(size_t)(w0 / 32)]; /* the lanes' accesses before it are ordered before those after */
         ++resolved;
     }
     return resolved;
@@ -135,12 +166,48 @@ int release_barrier(Cta &cta) {
     if (!waiting || waiting != live) return 0;
     for (Fiber &f : cta.fibers)
         if (f.state == AT_BARRIER) f.state = RUNNABLE;
+    ++cta.epoch;
     return 1;
+}
+
+/* Shared memory at a CTA's start: poisoned (0xff bytes: NaN as floats, -1 as
+ * integers) and with no history, as a GPU gives each CTA fresh garbage. */
+void reset_shared(Cta &cta) {
+    const size_t n = (size_t)(cta.shared_hi - cta.shared_lo);
+    if (!n) return;
+    memset(cta.shared_lo, 0xff, n);
+    sp_emu_shadow none;
+    memset(&none, 0, sizeof none);
+    none.w_tid = none.r_tid = SP_EMU_TID_NONE;
+    std::fill(cta.shadow.begin(), cta.shadow.end(), none);
+}
+
+void resume(Cta &cta, Fiber &f) {
+    g_cur = &f;
+    sp_emu_access_ctx &a = sp_emu_access;
+    a.tid = f.linear;
+    a.warp = f.linear / 32;
+    a.stack_lo = f.stack;
+    a.stack_hi = f.stack + kStackBytes;
+    a.epoch = cta.epoch;
+    a.active = 1;
+    sp_emu_fiber_switch(&g_sched, &f.ctx);
+    a.active = 0;
+    g_cur = nullptr;
 }
 
 bool run_cta(Cta &cta) {
     const unsigned nthreads = cta.bdim.x * cta.bdim.y * cta.bdim.z;
     cta.fibers.assign(nthreads, Fiber());
+    cta.epoch = 0;
+    cta.warp_epochs.assign((nthreads + 31) / 32, 0);
+    reset_shared(cta);
+    sp_emu_access_ctx &a = sp_emu_access;
+    a.shared_lo = cta.shared_lo, a.shared_hi = cta.shared_hi;
+    a.shadow = cta.shadow.data();
+    a.warp_epochs = cta.warp_epochs.data();
+    a.preempt = cta.rng != nullptr;
+    std::vector<unsigned> order(nthreads);
     for (unsigned i = 0; i < nthreads; ++i) {
         Fiber &f = cta.fibers[i];
         f.linear = (int)i;
@@ -150,19 +217,17 @@ bool run_cta(Cta &cta) {
             cta.error = "out of memory for fiber stacks";
             return false;
         }
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = f.stack;
-        f.ctx.uc_stack.ss_size = kStackBytes;
-        f.ctx.uc_link = &g_sched;
-        makecontext(&f.ctx, fiber_main, 0);
+        sp_emu_fiber_init(&f.ctx, f.stack, kStackBytes, fiber_main);
+        order[i] = i;
     }
     for (;;) {
         bool ran = false;
-        for (Fiber &f : cta.fibers) {
+        if (cta.rng)
+            for (unsigned i = nthreads; i > 1; --i) std::swap(order[i - 1], order[cta.rng->below(i)]);
+        for (unsigned i : order) {
+            Fiber &f = cta.fibers[i];
             if (f.state != RUNNABLE) continue;
-            g_cur = &f;
-            swapcontext(&g_sched, &f.ctx);
-            g_cur = nullptr;
+            resume(cta, f);
             ran = true;
             if (!cta.error.empty()) return false;
         }
@@ -178,6 +243,50 @@ bool run_cta(Cta &cta) {
                     "or a warp collective misses lanes that are still running";
         return false;
     }
+}
+
+/* "line 12: `    y[i] = v;`" for the kernel source line, or "" if unknown. */
+std::string describe_line(const std::string *source, int line) {
+    if (!source || line <= 0) return "";
+    size_t at = 0;
+    for (int l = 1; l < line && at != std::string::npos; ++l) {
+        at = source->find('\n', at);
+        if (at != std::string::npos) ++at;
+    }
+    if (at == std::string::npos || at >= source->size()) return "line " + std::to_string(line);
+    size_t end = source->find('\n', at);
+    std::string text = source->substr(at, end == std::string::npos ? std::string::npos : end - at);
+    size_t first = text.find_first_not_of(" \t");
+    text = first == std::string::npos ? "" : text.substr(first);
+    if (text.size() > 120) text = text.substr(0, 117) + "...";
+    return "line " + std::to_string(line) + ": `" + text + "`";
+}
+
+
+/* The kernel source line of a code address (a return address: the call is
+ * just before it), from the module's debug information via addr2line; the
+ * innermost frame in the kernel's own source, past inlined helpers of
+ * sp_emu.h. 0 if unknown. */
+int line_of(const void *pc) {
+    Dl_info info;
+    if (!pc || !dladdr(pc, &info) || !info.dli_fname || !info.dli_fbase) return 0;
+    char off[32];
+    snprintf(off, sizeof off, "0x%zx", (size_t)((const char *)pc - 1 - (const char *)info.dli_fbase));
+    int rc = 0;
+    const std::string out = sp_emu_run_capture(std::string("addr2line -i -e '") + info.dli_fname + "' " + off, &rc);
+    if (rc != 0) return 0;
+    size_t at = 0;
+    while (at < out.size()) {
+        size_t end = out.find('\n', at);
+        const std::string l = out.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        const size_t colon = l.rfind(':');
+        if (colon != std::string::npos && l.compare(0, colon, "??") != 0 && colon >= 10 &&
+            l.compare(colon - 10, 10, "kernel.cpp") == 0)
+            return atoi(l.c_str() + colon + 1);
+        if (end == std::string::npos) break;
+        at = end + 1;
+    }
+    return 0;
 }
 
 } // namespace
@@ -201,13 +310,26 @@ void sp_emu_warp_collective(const uint32_t *in, uint32_t *out, int words, sp_emu
     memcpy(out, g_cur->out, (size_t)words * 4);
 }
 
-void sp_emu_trap(const char *what) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s in thread (%u,%u,%u) of CTA (%u,%u,%u)", what, g_cur->tid.x, g_cur->tid.y,
-             g_cur->tid.z, g_cta->bid.x, g_cta->bid.y, g_cta->bid.z);
-    g_cta->error = buf;
+void sp_emu_trap_at(const char *what, const void *code_address, int line) {
+    std::string msg = std::string(what) + " in thread (" + std::to_string(g_cur->tid.x) + "," +
+                      std::to_string(g_cur->tid.y) + "," + std::to_string(g_cur->tid.z) + ") of CTA (" +
+                      std::to_string(g_cta->bid.x) + "," + std::to_string(g_cta->bid.y) + "," +
+                      std::to_string(g_cta->bid.z) + ")";
+    sp_emu_access.active = 0; /* the line lookup below runs host code */
+    const std::string where = describe_line(g_cta->source, line > 0 ? line : line_of(code_address));
+    if (!where.empty()) msg += ", kernel source " + where;
+    g_cta->error = msg;
     g_cur->state = DONE;
-    swapcontext(&g_cur->ctx, &g_sched);
+    sp_emu_fiber_escape(&g_sched); /* may be in a signal handler: never returns */
+    abort();
+}
+
+void sp_emu_trap(const char *what) { sp_emu_trap_at(what, __builtin_return_address(0), 0); }
+
+void sp_emu_maybe_yield(void) {
+    if (--g_yield_countdown) return;
+    g_yield_countdown = 1 + g_cta->rng->below(8);
+    block_current(RUNNABLE);
 }
 
 void sp_emu_shfl_op(const uint32_t in[32][16], uint32_t out[32][16], unsigned live, void *ctxp) {
@@ -296,27 +418,73 @@ void sp_emu_mma_op(const uint32_t in[32][16], uint32_t out[32][16], unsigned liv
 struct sp_emu_module {
     void *so;
     std::string dir;
+    std::string text; /* what was compiled: the plan's source, then the entry points */
     int n_kernels;
     void (*entries[SPRIG_MAX_KERNELS])(void **);
     /* each kernel's parameter sizes (sp_emu_param_sizes), for recording launches */
     int n_params[SPRIG_MAX_KERNELS];
     size_t param_sizes[SPRIG_MAX_KERNELS][SP_EMU_MAX_PARAMS];
     int widest; /* the kernel with the most parameters */
+    unsigned max_threads[SPRIG_MAX_KERNELS]; /* its __launch_bounds__, 0 if none */
+    char *shared_lo, *shared_hi;             /* every __shared__ variable of the module */
 };
 
-static std::string run_capture(const std::string &cmd, int *rc) {
-    std::string out;
-    FILE *p = popen((cmd + " 2>&1").c_str(), "r");
-    if (!p) {
-        *rc = -1;
-        return "popen failed";
+/* Each kernel's __launch_bounds__ arguments, evaluated by the compiler where
+ * the kernel is defined (they name the template's macros): before the line
+ * that declares it goes `static const unsigned sp_emu_lb_NAME[3] = {ARGS, 0};`
+ * on the same line, so line numbers stay the plan's. */
+static void annotate_launch_bounds(std::string &text, const sprig_plan *plan, std::vector<std::string> *bounded) {
+    static const char kLb[] = "__launch_bounds__(";
+    size_t at = 0;
+    while ((at = text.find(kLb, at)) != std::string::npos) {
+        size_t open = at + sizeof kLb - 1, close = open;
+        int depth = 1;
+        while (close < text.size() && depth > 0) {
+            if (text[close] == '(') ++depth;
+            if (text[close] == ')') --depth;
+            ++close;
+        }
+        const std::string args = text.substr(open, close - 1 - open);
+        size_t name_at = text.find_first_not_of(" \t\n", close), name_end = name_at;
+        while (name_end < text.size() && (isalnum((unsigned char)text[name_end]) || text[name_end] == '_')) ++name_end;
+        const std::string name = name_at == std::string::npos ? "" : text.substr(name_at, name_end - name_at);
+        bool is_kernel = false;
+        for (int k = 0; k < plan->n_kernels; ++k) is_kernel = is_kernel || name == plan->kernels[k].name;
+        if (!is_kernel || args.find('#') != std::string::npos) {
+            at = close;
+            continue;
+        }
+        const size_t line_start = text.rfind('\n', at) == std::string::npos ? 0 : text.rfind('\n', at) + 1;
+        const std::string decl = "static const unsigned sp_emu_lb_" + name + "[3] = {" + args + ", 0}; ";
+        text.insert(line_start, decl);
+        bounded->push_back(name);
+        at = close + decl.size();
     }
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    int st = pclose(p);
-    *rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
+}
+
+/* The text compiled for a plan: its source with the launch bounds recorded,
+ * then per kernel an entry point taking cuLaunchKernel-style args, its
+ * parameter sizes and bounds, and the bounds of the __shared__ section. */
+static std::string module_text(const sprig_plan *plan) {
+    std::string text(plan->source, plan->source_len);
+    std::vector<std::string> bounded;
+    annotate_launch_bounds(text, plan, &bounded);
+    const std::string exported = "extern \"C\" __attribute__((visibility(\"default\"))) ";
+    text += "\n// emulator entry points: cuLaunchKernel-style void **args\n";
+    for (int k = 0; k < plan->n_kernels; ++k) {
+        const std::string name = plan->kernels[k].name;
+        text += exported + "void sp_emu_entry_" + name + "(void **a) { sp_emu_invoke(" + name + ", a); }\n";
+        text += exported + "int sp_emu_sizes_" + name + "(size_t *s, int cap) { return sp_emu_param_sizes(" + name +
+                ", s, cap); }\n";
+    }
+    for (const std::string &name : bounded)
+        text += exported + "const unsigned *sp_emu_bounds_" + name + "(void) { return sp_emu_lb_" + name + "; }\n";
+    /* the section's bounds, from the link script emu_shared.ld */
+    text += "extern \"C\" char __start_sp_emu_shared[] __attribute__((weak, visibility(\"hidden\")));\n"
+            "extern \"C\" char __stop_sp_emu_shared[] __attribute__((weak, visibility(\"hidden\")));\n" +
+            exported + "void sp_emu_shared_bounds(char **lo, char **hi) { *lo = __start_sp_emu_shared; "
+                       "*hi = __stop_sp_emu_shared; }\n";
+    return text;
 }
 
 /* Every kernel of a plan takes the same argument list (docs/kernel-abi.md),
@@ -347,48 +515,36 @@ sprig_status sp_emu_module_load(const sprig_plan *plan, sp_emu_module **out) {
     *out = nullptr;
     char tmpl[] = "/tmp/sprig-emu-XXXXXX";
     if (!mkdtemp(tmpl)) return sp_fail(SPRIG_E_IO, "emu: mkdtemp failed");
-    std::string dir = tmpl, src = dir + "/kernel.cpp", so = dir + "/kernel.so";
-    std::string text(plan->source, plan->source_len);
-    text += "\n// emulator entry points: cuLaunchKernel-style void **args\n";
-    for (int k = 0; k < plan->n_kernels; ++k) {
-        const std::string name = plan->kernels[k].name, exported = "extern \"C\" __attribute__((visibility(\"default\"))) ";
-        text += exported + "void sp_emu_entry_" + name + "(void **a) { sp_emu_invoke(" + name + ", a); }\n";
-        text += exported + "int sp_emu_sizes_" + name + "(size_t *s, int cap) { return sp_emu_param_sizes(" + name +
-                ", s, cap); }\n";
-    }
-    FILE *fp = fopen(src.c_str(), "wb");
-    if (!fp) return sp_fail(SPRIG_E_IO, "emu: cannot write %s", src.c_str());
-    fwrite(text.data(), 1, text.size(), fp);
-    fclose(fp);
-    std::string cmd = std::string(SPRIG_EMU_CXX) + " -std=c++17 -O1 -g -fPIC -shared -DSPRIG_EMU -w"
-                      /* each module keeps its own statics (__shared__ arrays in inline functions
-                       * would otherwise be one GNU-unique symbol across every loaded module) */
-                      " -fno-gnu-unique -fvisibility=hidden -include " +
-                      SPRIG_EMU_DIR + "/sp_emu.h -o " + so + " " + src;
-    int rc = 0;
-    std::string log = run_capture(cmd, &rc);
-    if (rc != 0) return sp_fail(SPRIG_E_COMPILE, "emu: compiling %s failed:\n%s", src.c_str(), log.c_str());
     sp_emu_module *mod = new sp_emu_module();
-    mod->dir = dir;
-    mod->so = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!mod->so) {
-        sprig_status s = sp_fail(SPRIG_E_COMPILE, "emu: dlopen %s: %s", so.c_str(), dlerror());
-        delete mod;
+    mod->dir = tmpl;
+    mod->text = module_text(plan);
+    std::string so;
+    sprig_status s = sp_emu_compile(mod->text, mod->dir, &so);
+    if (s == SPRIG_OK) {
+        mod->so = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (!mod->so) s = sp_fail(SPRIG_E_COMPILE, "emu: dlopen %s: %s", so.c_str(), dlerror());
+    }
+    if (s != SPRIG_OK) {
+        sp_emu_module_free(mod);
         return s;
     }
     for (int k = 0; k < plan->n_kernels; ++k) {
-        std::string sym = std::string("sp_emu_entry_") + plan->kernels[k].name;
-        mod->entries[k] = (void (*)(void **))dlsym(mod->so, sym.c_str());
-        sym = std::string("sp_emu_sizes_") + plan->kernels[k].name;
-        int (*sizes)(size_t *, int) = (int (*)(size_t *, int))dlsym(mod->so, sym.c_str());
+        const std::string name = plan->kernels[k].name;
+        mod->entries[k] = (void (*)(void **))dlsym(mod->so, ("sp_emu_entry_" + name).c_str());
+        int (*sizes)(size_t *, int) = (int (*)(size_t *, int))dlsym(mod->so, ("sp_emu_sizes_" + name).c_str());
+        const unsigned *(*bounds)(void) = (const unsigned *(*)(void))dlsym(mod->so, ("sp_emu_bounds_" + name).c_str());
         if (!mod->entries[k] || !sizes) {
             sp_emu_module_free(mod);
             return sp_fail(SPRIG_E_COMPILE, "emu: kernel %s not found", plan->kernels[k].name);
         }
         mod->n_params[k] = sizes(mod->param_sizes[k], SP_EMU_MAX_PARAMS);
+        mod->max_threads[k] = bounds ? bounds()[0] : 0;
         mod->n_kernels = k + 1;
     }
-    sprig_status s = check_param_sizes(mod, plan);
+    void (*shared_bounds)(char **, char **) = (void (*)(char **, char **))dlsym(mod->so, "sp_emu_shared_bounds");
+    if (shared_bounds) shared_bounds(&mod->shared_lo, &mod->shared_hi);
+    if (!mod->shared_lo || mod->shared_hi < mod->shared_lo) mod->shared_lo = mod->shared_hi = nullptr;
+    s = check_param_sizes(mod, plan);
     if (s != SPRIG_OK) {
         sp_emu_module_free(mod);
         return s;
@@ -400,9 +556,8 @@ sprig_status sp_emu_module_load(const sprig_plan *plan, sp_emu_module **out) {
 void sp_emu_module_free(sp_emu_module *mod) {
     if (!mod) return;
     if (mod->so) dlclose(mod->so);
-    std::string cmd = "rm -rf " + mod->dir;
-    int rc = 0;
-    run_capture(cmd, &rc);
+    for (const char *f : {"/kernel.cpp", "/kernel.o", "/kernel.so"}) unlink((mod->dir + f).c_str());
+    rmdir(mod->dir.c_str());
     delete mod;
 }
 
@@ -418,27 +573,84 @@ int sp_emu_plan_param_sizes(const sp_emu_module *mod, size_t *sizes, int cap) {
     return sp_emu_kernel_param_sizes(mod, mod->widest, sizes, cap);
 }
 
+/* What CUDA refuses at launch (cudaErrorInvalidConfiguration and "too many
+ * resources requested"): grid and block limits, the kernel's
+ * __launch_bounds__, shared memory (48 KB static; 227 KB in all on sm_90). */
+static sprig_status check_launch(const sp_emu_module *mod, int k, const sprig_launch *l, const sp_dim3 &b,
+                                 const sp_dim3 &g) {
+    const size_t static_smem = (size_t)(mod->shared_hi - mod->shared_lo);
+    const unsigned long long threads = (unsigned long long)b.x * b.y * b.z;
+    if (!b.x || !b.y || !b.z || !g.x || !g.y || !g.z)
+        return sp_fail(SPRIG_E_CUDA, "emu: %s: a zero grid or block dimension (grid %ux%ux%u, block %ux%ux%u)",
+                       l->name, g.x, g.y, g.z, b.x, b.y, b.z);
+    if (b.x > 1024 || b.y > 1024 || b.z > 64 || threads > 1024)
+        return sp_fail(SPRIG_E_CUDA, "emu: %s: block %ux%ux%u exceeds CUDA's limits (x, y <= 1024, z <= 64, "
+                       "1024 threads)", l->name, b.x, b.y, b.z);
+    if (g.x > 2147483647u || g.y > 65535 || g.z > 65535)
+        return sp_fail(SPRIG_E_CUDA, "emu: %s: grid %ux%ux%u exceeds CUDA's limits (x < 2^31, y, z <= 65535)",
+                       l->name, g.x, g.y, g.z);
+    if (mod->max_threads[k] && threads > mod->max_threads[k])
+        return sp_fail(SPRIG_E_CUDA, "emu: %s: a block of %llu threads exceeds its __launch_bounds__(%u)", l->name,
+                       threads, mod->max_threads[k]);
+    if (static_smem > 48 * 1024)
+        return sp_fail(SPRIG_E_CUDA, "emu: %s: %zu bytes of static __shared__ memory in its module, over CUDA's 48 KB",
+                       l->name, static_smem);
+    if (static_smem + l->smem_bytes > 227 * 1024)
+        return sp_fail(SPRIG_E_CUDA, "emu: %s: %zu bytes of shared memory (%u dynamic), over the 227 KB of a CTA on sm_90",
+                       l->name, static_smem + l->smem_bytes, l->smem_bytes);
+    return SPRIG_OK;
+}
+
+/* The random schedule's seed from $SPRIG_EMU_SEED; 0 if unset (in order). */
+static bool random_seed(uint64_t *seed) {
+    const char *s = getenv("SPRIG_EMU_SEED");
+    if (!s || !*s) return false;
+    char *end = nullptr;
+    *seed = strtoull(s, &end, 0);
+    return *end == 0;
+}
+
 sprig_status sp_emu_plan_launch(sp_emu_module *mod, const sprig_plan *plan, void **args) {
+    sp_emu_install_fault_handler();
+    uint64_t seed = 0;
+    const bool random = random_seed(&seed);
+    Rng rng = {seed};
     for (int k = 0; k < plan->n_kernels; ++k) {
         const sprig_launch *l = &plan->kernels[k];
         Cta cta;
         cta.entry = mod->entries[k];
         cta.args = args;
+        cta.source = &mod->text;
+        cta.rng = random ? &rng : nullptr;
+        cta.shared_lo = mod->shared_lo, cta.shared_hi = mod->shared_hi;
+        cta.shadow.resize((size_t)(cta.shared_hi - cta.shared_lo));
         cta.bdim = {l->block[0], l->block[1] ? l->block[1] : 1, l->block[2] ? l->block[2] : 1};
         cta.gdim = {l->grid[0], l->grid[1] ? l->grid[1] : 1, l->grid[2] ? l->grid[2] : 1};
-        if (cta.bdim.x * cta.bdim.y * cta.bdim.z > 1024)
-            return sp_fail(SPRIG_E_CUDA, "emu: %s: block of more than 1024 threads", l->name);
-        for (unsigned z = 0; z < cta.gdim.z; ++z)
-            for (unsigned y = 0; y < cta.gdim.y; ++y)
-                for (unsigned x = 0; x < cta.gdim.x; ++x) {
-                    cta.bid = {x, y, z};
-                    g_cta = &cta;
-                    bool ok = run_cta(cta);
-                    g_cta = nullptr;
-                    if (!ok)
-                        return sp_fail(SPRIG_E_CUDA, "emu: kernel %s, CTA (%u,%u,%u): %s", l->name, x, y, z,
-                                       cta.error.c_str());
-                }
+        sprig_status s = check_launch(mod, k, l, cta.bdim, cta.gdim);
+        if (s != SPRIG_OK) return s;
+        const uint64_t n_ctas = (uint64_t)cta.gdim.x * cta.gdim.y * cta.gdim.z;
+        std::vector<uint64_t> order;
+        if (random) { /* CUDA promises no order between CTAs */
+            order.resize(n_ctas);
+            for (uint64_t i = 0; i < n_ctas; ++i) order[i] = i;
+            for (uint64_t i = n_ctas; i > 1; --i) std::swap(order[i - 1], order[rng.next() % i]);
+        }
+        for (uint64_t i = 0; i < n_ctas; ++i) {
+            const uint64_t c = random ? order[i] : i;
+            const unsigned x = (unsigned)(c % cta.gdim.x), y = (unsigned)(c / cta.gdim.x % cta.gdim.y),
+                           z = (unsigned)(c / ((uint64_t)cta.gdim.x * cta.gdim.y));
+            cta.bid = {x, y, z};
+            g_cta = &cta;
+            bool ok = run_cta(cta);
+            g_cta = nullptr;
+            if (!ok) {
+                if (random)
+                    return sp_fail(SPRIG_E_CUDA, "emu: kernel %s, CTA (%u,%u,%u) (SPRIG_EMU_SEED=%llu): %s", l->name, x,
+                                   y, z, (unsigned long long)seed, cta.error.c_str());
+                return sp_fail(SPRIG_E_CUDA, "emu: kernel %s, CTA (%u,%u,%u): %s", l->name, x, y, z,
+                               cta.error.c_str());
+            }
+        }
     }
     return SPRIG_OK;
 }

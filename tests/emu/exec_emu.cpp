@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "emu_check.h"
 #include "emu_runtime.h"
 #include "exec_emu.h"
 
@@ -87,7 +88,7 @@ static void emu_module_free(sp_exec_module *m) {
 
 static void emu_release_deferred(emu_impl *impl) {
     for (const emu_deferred &d : impl->deferred) {
-        free(host(d.buf));
+        sp_emu_free(host(d.buf));
         if (d.module) emu_module_free(d.module);
         delete d.graph;
     }
@@ -97,7 +98,7 @@ static void emu_release_deferred(emu_impl *impl) {
 static sprig_status emu_alloc(sp_exec *e, sp_dptr *out, size_t n) {
     *out = 0;
     if (impl_of(e)->capturing) return emu_refuse("alloc");
-    void *p = n ? malloc(n) : nullptr;
+    void *p = n ? sp_emu_alloc(n) : nullptr; /* between guard pages: emu_check.h */
     if (n && !p) return sp_fail(SPRIG_E_NOMEM, "emulator: out of memory (%zu bytes)", n);
     *out = (sp_dptr)(uintptr_t)p;
     return SPRIG_OK;
@@ -105,7 +106,7 @@ static sprig_status emu_alloc(sp_exec *e, sp_dptr *out, size_t n) {
 static void emu_free(sp_exec *e, sp_dptr p) {
     emu_impl *impl = impl_of(e);
     if (impl->capturing) emu_defer(impl, emu_deferred{p, nullptr, nullptr}, "free", true);
-    else free(host(p));
+    else sp_emu_free(host(p));
 }
 static sprig_status emu_upload(sp_exec *e, sp_dptr d, const void *s, size_t n) {
     if (impl_of(e)->capturing) return emu_refuse("upload");

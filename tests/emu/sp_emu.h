@@ -1,16 +1,23 @@
 /* sp_emu.h: just enough of CUDA for the CPU to run sprig's generated kernels.
  *
  * The generated source is compiled by the host C++ compiler with this header
- * force-included (-include sp_emu.h) and -DSPRIG_EMU. Each CUDA thread runs as
- * a fiber (ucontext) of the emulator in tests/emu/emu_runtime.cpp; CTAs run
- * one after another, so a function-scope `static` is exactly per-CTA shared
- * memory. __syncthreads is a barrier over the CTA's live threads; warp
- * intrinsics (shuffles, votes, mma.sync) are collectives over the warp's live
- * lanes, implemented from the PTX ISA's definitions, not from the kernels.
+ * force-included (-include sp_emu.h), -DSPRIG_EMU and -fsanitize=thread (its
+ * hooks before every load and store are the emulator's memory checks:
+ * emu_check.h). Each CUDA thread runs as a fiber of the emulator in
+ * tests/emu/emu_runtime.cpp; CTAs run one after another, so a function-scope
+ * `static` is exactly per-CTA shared memory: every __shared__ variable lives
+ * in one section (emu_shared.ld), poisoned and its history reset at each
+ * CTA's start.
+ * __syncthreads is a barrier over the CTA's live threads; warp intrinsics
+ * (shuffles, votes, mma.sync) are collectives over the warp's live lanes,
+ * implemented from the PTX ISA's definitions, not from the kernels. The vector
+ * types are aligned as CUDA's (float4 16 bytes, float2 8), so that an access
+ * through one is checked against that alignment.
  *
  * Why: the development and CI machines have no GPU. Running the real kernel
  * source against the float64 references here catches indexing, masking, tail
- * and reduction bugs; timing and memory-model effects still need a GPU. */
+ * and reduction bugs, misaligned and out-of-bounds accesses, and shared-memory
+ * races; timing and the global memory model still need a GPU. */
 #ifndef SP_EMU_H
 #define SP_EMU_H
 
@@ -28,16 +35,16 @@
 #define __noinline__
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
-#define __shared__ static
+#define __shared__ static /* gathered into one section at link: emu_shared.ld */
 #define __grid_constant__
 
 struct sp_dim3 { unsigned x, y, z; };
-struct uint4 { unsigned x, y, z, w; };
-struct uint2 { unsigned x, y; };
-struct float4 { float x, y, z, w; };
-struct float2 { float x, y; };
-struct int4 { int x, y, z, w; };
-struct int2 { int x, y; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+struct alignas(8) uint2 { unsigned x, y; };
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) float2 { float x, y; };
+struct alignas(16) int4 { int x, y, z, w; };
+struct alignas(8) int2 { int x, y; };
 
 extern "C" {
 /* The running fiber's coordinates (emu_runtime.cpp). */
@@ -51,6 +58,9 @@ void sp_emu_syncthreads(void);
 typedef void (*sp_emu_warp_op)(const uint32_t in[32][16], uint32_t out[32][16], const unsigned live, void *ctx);
 void sp_emu_warp_collective(const uint32_t *in, uint32_t *out, int words, sp_emu_warp_op op, void *ctx);
 void sp_emu_trap(const char *what);
+/* An atomic's access checked (alignment, bounds, shared-memory history) at
+ * source line `line` of the kernel: emu_memcheck.cpp. */
+void sp_emu_atomic_access(void *p, size_t size, int line);
 }
 
 #define threadIdx (*sp_emu_thread_idx())
@@ -95,13 +105,40 @@ template <typename T> static inline T __ldca(const T *p) { return *p; }
 template <typename T> static inline void __stcs(T *p, T v) { *p = v; }
 template <typename T> static inline void __stcg(T *p, T v) { *p = v; }
 
-/* Fibers of one OS thread never run at once, so plain read-modify-write is atomic. */
-template <typename T> static inline T atomicAdd(T *p, T v) { T old = *p; *p = old + v; return old; }
-template <typename T> static inline T atomicMax(T *p, T v) { T old = *p; if (v > old) *p = v; return old; }
-template <typename T> static inline T atomicMin(T *p, T v) { T old = *p; if (v < old) *p = v; return old; }
-template <typename T> static inline T atomicExch(T *p, T v) { T old = *p; *p = v; return old; }
-template <typename T> static inline T atomicCAS(T *p, T cmp, T v) { T old = *p; if (old == cmp) *p = v; return old; }
-template <typename T> static inline T atomicOr(T *p, T v) { T old = *p; *p = old | v; return old; }
+/* Fibers of one OS thread never run at once, so plain read-modify-write is
+ * atomic. The atomics are not instrumented (two threads' atomics on one word
+ * are no race); each reports itself, with its line, to the checks instead. */
+#define SP_EMU_ATOMIC(name, body)                                                                  \
+    template <typename T> __attribute__((no_sanitize("thread"))) static inline T sp_emu_##name(T *p, T v, int line) { \
+        sp_emu_atomic_access((void *)p, sizeof(T), line);                                          \
+        T old = *p;                                                                                \
+        body;                                                                                      \
+        return old;                                                                                \
+    }
+SP_EMU_ATOMIC(atomic_add, *p = old + v)
+SP_EMU_ATOMIC(atomic_max, if (v > old) *p = v)
+SP_EMU_ATOMIC(atomic_min, if (v < old) *p = v)
+SP_EMU_ATOMIC(atomic_exch, *p = v)
+SP_EMU_ATOMIC(atomic_or, *p = old | v)
+template <typename T> __attribute__((no_sanitize("thread"))) static inline T sp_emu_atomic_cas(T *p, T cmp, T v, int line) {
+    sp_emu_atomic_access((void *)p, sizeof(T), line);
+    T old = *p;
+    if (old == cmp) *p = v;
+    return old;
+}
+#define atomicAdd(p, v) sp_emu_atomic_add((p), (v), __LINE__)
+#define atomicMax(p, v) sp_emu_atomic_max((p), (v), __LINE__)
+#define atomicMin(p, v) sp_emu_atomic_min((p), (v), __LINE__)
+#define atomicExch(p, v) sp_emu_atomic_exch((p), (v), __LINE__)
+#define atomicOr(p, v) sp_emu_atomic_or((p), (v), __LINE__)
+#define atomicCAS(p, c, v) sp_emu_atomic_cas((p), (c), (v), __LINE__)
+
+/* sm_90's vector reductions (red.global.add.v2/v4.f32): one 8- or 16-byte
+ * aligned access adding 2 or 4 floats (SPRIG_EMU_ARCH >= 90 selects them). */
+__attribute__((no_sanitize("thread"))) static inline void sp_emu_red_add_f32(float *p, const float *v, int n, int line) {
+    sp_emu_atomic_access((void *)p, (size_t)n * 4, line);
+    for (int i = 0; i < n; ++i) p[i] += v[i];
+}
 
 /* ---- warp shuffles and votes -------------------------------------------------- */
 enum sp_emu_shfl_kind { SP_SHFL_IDX, SP_SHFL_UP, SP_SHFL_DOWN, SP_SHFL_XOR };

@@ -1,0 +1,375 @@
+/* The emulator's memory checks (see emu_check.h): the ThreadSanitizer-ABI
+ * hooks that emulated kernels call before each load and store, the guarded
+ * executor buffers, and the fault handler for accesses beyond them. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+
+#include "emu_check.h"
+
+thread_local sp_emu_access_ctx sp_emu_access;
+
+namespace {
+
+/* ---- guarded buffers ------------------------------------------------------- */
+
+struct Guarded {
+    uintptr_t map_lo, map_hi;   /* the whole mapping, guards included */
+    uintptr_t user_lo, user_hi; /* what the caller asked for */
+};
+
+std::mutex g_reg_mutex;
+std::map<uintptr_t, Guarded> g_registry;  /* by map_lo */
+std::atomic<unsigned> g_reg_generation{1}; /* bumped at every free */
+
+size_t page_size(void) {
+    static const size_t p = (size_t)sysconf(_SC_PAGESIZE);
+    return p;
+}
+
+/* The buffer whose mapping holds p (guards included), under the lock. */
+bool find_guarded_locked(uintptr_t p, Guarded *out) {
+    auto it = g_registry.upper_bound(p);
+    if (it == g_registry.begin()) return false;
+    --it;
+    if (p >= it->second.map_hi) return false;
+    *out = it->second;
+    return true;
+}
+
+/* A few buffers each emulated thread touched last: most accesses hit one, and
+ * need no lock. Flushed when any buffer is freed. */
+struct BoundsCache {
+    unsigned generation = 0;
+    Guarded hit[4];
+    int n = 0, next = 0;
+};
+thread_local BoundsCache g_bounds_cache;
+
+/* 0: p..p+n lies in one buffer, or in memory the emulator did not hand out
+ * (tests may pass plain host memory); else the buffer it strays from. */
+bool outside_buffer(uintptr_t p, size_t n, Guarded *g) {
+    BoundsCache &c = g_bounds_cache;
+    const unsigned gen = g_reg_generation.load(std::memory_order_acquire);
+    if (c.generation != gen) c.generation = gen, c.n = 0, c.next = 0;
+    for (int i = 0; i < c.n; ++i)
+        if (p >= c.hit[i].user_lo && p + n <= c.hit[i].user_hi) return false;
+    bool found;
+    {
+        std::lock_guard<std::mutex> lock(g_reg_mutex);
+        found = find_guarded_locked(p, g);
+    }
+    if (!found) return false;
+    if (p >= g->user_lo && p + n <= g->user_hi) {
+        c.hit[c.next] = *g;
+        c.next = (c.next + 1) % 4;
+        if (c.n < 4) ++c.n;
+        return false;
+    }
+    return true;
+}
+
+void describe(const Guarded &g, uintptr_t p, char *buf, size_t cap) {
+    const size_t size = g.user_hi - g.user_lo;
+    if (p < g.user_lo)
+        snprintf(buf, cap, "%zu bytes before a buffer of %zu bytes", (size_t)(g.user_lo - p), size);
+    else if (p >= g.user_hi)
+        snprintf(buf, cap, "%zu bytes after the end of a buffer of %zu bytes", (size_t)(p - g.user_hi), size);
+    else
+        snprintf(buf, cap, "at byte %zu of a buffer of %zu bytes, running past its end", (size_t)(p - g.user_lo), size);
+}
+
+/* ---- the checks ------------------------------------------------------------ */
+
+/* Traps the thread; the kernel source line is `line` when known (atomics),
+ * else looked up from the code address `pc`. */
+[[noreturn]] void fail(const void *pc, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+[[noreturn]] void fail(const void *pc, int line, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sp_emu_trap_at(msg, pc, line);
+}
+
+const char *kind_name(bool write) { return write ? "store" : "load"; }
+
+/* Did the access recorded as (tid, epoch, warp epoch) happen before the
+ * running thread's access, by program order or a barrier between them? */
+bool ordered(int tid, uint32_t epoch, uint32_t wepoch) {
+    const sp_emu_access_ctx &a = sp_emu_access;
+    if (tid == a.tid) return true;
+    if (epoch != a.epoch) return true; /* a __syncthreads since */
+    if (tid >= 0 && tid / 32 == a.warp && wepoch != a.warp_epochs[a.warp]) return true; /* a __syncwarp since */
+    return false;
+}
+
+const char *who(int tid, char *buf, size_t cap) {
+    if (tid == SP_EMU_TID_MANY) return "other threads";
+    if (tid == SP_EMU_TID_ATOMIC) return "an atomic of another thread";
+    snprintf(buf, cap, "thread %d", tid);
+    return buf;
+}
+
+void check_shared_byte(uintptr_t p, bool write, bool atomic, const void *pc, int line) {
+    sp_emu_access_ctx &a = sp_emu_access;
+    const size_t off = p - (uintptr_t)a.shared_lo;
+    sp_emu_shadow &s = a.shadow[off];
+    const uint32_t wep = a.warp_epochs[a.warp];
+    char b1[32];
+    if (!write || atomic) {
+        if (s.w_tid == SP_EMU_TID_NONE)
+            fail(pc, line, "%s of shared memory no thread wrote in this CTA (byte %zu of __shared__; "
+                     "if another thread writes it later, a __syncthreads is missing)",
+                 atomic ? "atomic" : "load", off);
+        const bool both_atomic = atomic && s.w_tid == SP_EMU_TID_ATOMIC;
+        if (!both_atomic && !ordered(s.w_tid, s.w_epoch, s.w_wepoch))
+            fail(pc, line, "race on shared memory: thread %d reads byte %zu of __shared__ written by %s with no "
+                     "__syncthreads (or __syncwarp) between",
+                 a.tid, off, who(s.w_tid, b1, sizeof b1));
+    }
+    if (write) {
+        if (s.w_tid != SP_EMU_TID_NONE && !(atomic && s.w_tid == SP_EMU_TID_ATOMIC) &&
+            !ordered(s.w_tid, s.w_epoch, s.w_wepoch))
+            fail(pc, line, "race on shared memory: thread %d and %s both write byte %zu of __shared__ with no "
+                     "__syncthreads (or __syncwarp) between",
+                 a.tid, who(s.w_tid, b1, sizeof b1), off);
+        if (s.r_tid != SP_EMU_TID_NONE && !ordered(s.r_tid, s.r_epoch, s.r_wepoch))
+            fail(pc, line, "race on shared memory: thread %d overwrites byte %zu of __shared__ that %s read with no "
+                     "__syncthreads (or __syncwarp) between",
+                 a.tid, off, who(s.r_tid, b1, sizeof b1));
+        s.w_tid = (int16_t)(atomic ? SP_EMU_TID_ATOMIC : a.tid);
+        s.w_epoch = a.epoch, s.w_wepoch = wep;
+        s.r_tid = SP_EMU_TID_NONE;
+    } else if (s.r_tid == SP_EMU_TID_NONE || ordered(s.r_tid, s.r_epoch, s.r_wepoch)) {
+        s.r_tid = (int16_t)a.tid, s.r_epoch = a.epoch, s.r_wepoch = wep;
+    } else if (s.r_tid != a.tid) {
+        s.r_tid = SP_EMU_TID_MANY; /* keeps the epoch: a barrier still clears it */
+    }
+}
+
+void check_access(void *addr, size_t n, bool write, bool aligned, bool atomic, const void *pc, int line = 0) {
+    sp_emu_access_ctx &a = sp_emu_access;
+    if (!a.active) return;
+    const uintptr_t p = (uintptr_t)addr;
+    if (aligned && n > 1 && (p & (n - 1)))
+        fail(pc, line, "misaligned %zu-byte %s at %p (address %% %zu = %zu): the GPU faults on this", n,
+             kind_name(write), addr, n, (size_t)(p & (n - 1)));
+    if (addr >= (void *)a.stack_lo && addr < (void *)a.stack_hi) return; /* the thread's locals */
+    if (addr >= (void *)a.shared_lo && addr < (void *)a.shared_hi) {
+        if ((char *)addr + n > a.shared_hi)
+            fail(pc, line, "%zu-byte %s runs past the end of shared memory", n, kind_name(write));
+        for (size_t i = 0; i < n; ++i) check_shared_byte(p + i, write, atomic, pc, line);
+    } else {
+        Guarded g;
+        if (outside_buffer(p, n, &g)) {
+            char where[128];
+            describe(g, p, where, sizeof where);
+            fail(pc, line, "out-of-bounds %zu-byte %s at %p: %s", n, kind_name(write), addr, where);
+        }
+    }
+    if (a.preempt) sp_emu_maybe_yield();
+}
+
+/* ---- the fault handler ----------------------------------------------------- */
+
+struct sigaction g_old_segv, g_old_bus;
+thread_local char *g_sigstack;
+
+void on_fault(int sig, siginfo_t *si, void *uc_) {
+    if (!sp_emu_access.active) { /* not in a kernel: whatever handled it before */
+        sigaction(sig, sig == SIGSEGV ? &g_old_segv : &g_old_bus, nullptr);
+        return; /* the access faults again, now under that handler */
+    }
+    const void *pc = nullptr;
+#if defined(__x86_64__)
+    pc = (const void *)((ucontext_t *)uc_)->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    pc = (const void *)((ucontext_t *)uc_)->uc_mcontext.pc;
+#else
+    (void)uc_;
+#endif
+    char where[160] = "";
+    sp_emu_describe_address(si->si_addr, where, sizeof where);
+    /* pc is the faulting instruction itself; the line lookup takes pc - 1. */
+    fail(pc ? (const char *)pc + 1 : nullptr, 0, "illegal address %p (%s)%s%s", si->si_addr,
+         sig == SIGSEGV ? "SIGSEGV" : "SIGBUS", where[0] ? ": " : "", where);
+}
+
+} // namespace
+
+extern "C" {
+
+void *sp_emu_alloc(size_t n) {
+    if (n == 0) return nullptr;
+    const size_t pg = page_size();
+    const size_t data = (n + 15) / 16 * 16, data_pages = (data + pg - 1) / pg * pg;
+    if (data < n || data_pages < data || data_pages + 2 * pg < data_pages) return nullptr;
+    const size_t total = data_pages + 2 * pg;
+    char *m = (char *)mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    if (mprotect(m, pg, PROT_NONE) != 0 || mprotect(m + pg + data_pages, pg, PROT_NONE) != 0) {
+        munmap(m, total);
+        return nullptr;
+    }
+    /* Up against the upper guard, 16-byte aligned (the most any kernel needs:
+     * docs/kernel-abi.md): a read just past the end faults or is caught. */
+    char *user = m + pg + data_pages - data;
+    Guarded g = {(uintptr_t)m, (uintptr_t)m + total, (uintptr_t)user, (uintptr_t)user + n};
+    try {
+        std::lock_guard<std::mutex> lock(g_reg_mutex);
+        g_registry[g.map_lo] = g;
+    } catch (...) {
+        munmap(m, total);
+        return nullptr;
+    }
+    return user;
+}
+
+void sp_emu_free(void *p) {
+    if (!p) return;
+    Guarded g;
+    {
+        std::lock_guard<std::mutex> lock(g_reg_mutex);
+        if (!find_guarded_locked((uintptr_t)p, &g) || g.user_lo != (uintptr_t)p) {
+            fprintf(stderr, "sp_emu_free: %p was not returned by sp_emu_alloc\n", p);
+            abort();
+        }
+        g_registry.erase(g.map_lo);
+        g_reg_generation.fetch_add(1, std::memory_order_release);
+    }
+    munmap((void *)g.map_lo, g.map_hi - g.map_lo);
+}
+
+int sp_emu_describe_address(const void *p, char *buf, size_t cap) {
+    Guarded g;
+    bool found;
+    {
+        std::lock_guard<std::mutex> lock(g_reg_mutex);
+        found = find_guarded_locked((uintptr_t)p, &g);
+    }
+    if (!found) return 0;
+    describe(g, (uintptr_t)p, buf, cap);
+    return 1;
+}
+
+void sp_emu_install_fault_handler(void) {
+    if (!g_sigstack) { /* per OS thread: a fiber's stack may be what overflowed */
+        const size_t size = 64 * 1024;
+        g_sigstack = (char *)malloc(size);
+        if (!g_sigstack) return;
+        stack_t ss;
+        memset(&ss, 0, sizeof ss);
+        ss.ss_sp = g_sigstack;
+        ss.ss_size = size;
+        sigaltstack(&ss, nullptr);
+    }
+    static std::once_flag once;
+    std::call_once(once, [] {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_fault;
+        /* NODEFER: the handler leaves by switching to the scheduler, never by
+         * returning, so the signal must not stay blocked. */
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &g_old_segv);
+        sigaction(SIGBUS, &sa, &g_old_bus);
+    });
+}
+
+void sp_emu_atomic_access(void *p, size_t size, int line) {
+    check_access(p, size, true, true, true, nullptr, line);
+}
+
+#define SP_HOOK __attribute__((visibility("default"), noinline))
+
+/* ---- UndefinedBehaviorSanitizer's alignment check ----------------------------
+ * Kernels are also compiled with -fsanitize=alignment: an access through a
+ * pointer to a type is checked against that type's alignment where the source
+ * makes it (a uint4 load must be 16-byte aligned even if the compiler then
+ * reads only one word of it, as the GPU's 16-byte load would fault). The
+ * handler's data layout is UBSan's stable ABI (TypeMismatchData, v1). */
+struct sp_ubsan_location {
+    const char *file;
+    uint32_t line, column;
+};
+struct sp_ubsan_type {
+    uint16_t kind, info;
+    char name[1];
+};
+struct sp_ubsan_mismatch {
+    sp_ubsan_location loc;
+    const sp_ubsan_type *type;
+    unsigned char log_alignment, check_kind;
+};
+
+static void misaligned(sp_ubsan_mismatch *d, uintptr_t p, const char *forward_name) {
+    if (!sp_emu_access.active) { /* host code under the sanitizer build: UBSan's own handler */
+        void (*real)(sp_ubsan_mismatch *, uintptr_t) =
+            (void (*)(sp_ubsan_mismatch *, uintptr_t))dlsym(RTLD_NEXT, forward_name);
+        if (real) return real(d, p);
+        fprintf(stderr, "%s:%u: misaligned access to %p\n", d->loc.file, d->loc.line, (void *)p);
+        abort();
+    }
+    static const char *const kinds[] = {"load of", "store to", "reference to", "member access within",
+                                        "member call on", "constructor call on", "downcast of", "downcast of"};
+    const size_t align = (size_t)1 << d->log_alignment;
+    fail(nullptr, (int)d->loc.line, "misaligned %s %p: type %s needs %zu-byte alignment (address %% %zu = %zu)",
+         d->check_kind < 8 ? kinds[d->check_kind] : "access to", (void *)p, d->type ? d->type->name : "?", align,
+         align, (size_t)(p & (align - 1)));
+}
+
+SP_HOOK void __ubsan_handle_type_mismatch_v1(sp_ubsan_mismatch *d, uintptr_t p) {
+    misaligned(d, p, "__ubsan_handle_type_mismatch_v1");
+}
+SP_HOOK void __ubsan_handle_type_mismatch_v1_abort(sp_ubsan_mismatch *d, uintptr_t p) {
+    misaligned(d, p, "__ubsan_handle_type_mismatch_v1_abort");
+}
+
+/* ---- the ThreadSanitizer ABI, as gcc and clang emit it --------------------- */
+SP_HOOK void __tsan_init(void) {}
+SP_HOOK void __tsan_func_entry(void *) {}
+SP_HOOK void __tsan_func_exit(void) {}
+SP_HOOK void __tsan_vptr_update(void **, void *) {}
+SP_HOOK void __tsan_vptr_read(void **) {}
+#define SP_RW(N)                                                                                         \
+    SP_HOOK void __tsan_read##N(void *p) { check_access(p, N, false, true, false, __builtin_return_address(0)); } \
+    SP_HOOK void __tsan_write##N(void *p) { check_access(p, N, true, true, false, __builtin_return_address(0)); } \
+    SP_HOOK void __tsan_unaligned_read##N(void *p) {                                                    \
+        check_access(p, N, false, false, false, __builtin_return_address(0));                           \
+    }                                                                                                    \
+    SP_HOOK void __tsan_unaligned_write##N(void *p) {                                                   \
+        check_access(p, N, true, false, false, __builtin_return_address(0));                            \
+    }                                                                                                    \
+    SP_HOOK void __tsan_volatile_read##N(void *p) {                                                     \
+        check_access(p, N, false, true, false, __builtin_return_address(0));                            \
+    }                                                                                                    \
+    SP_HOOK void __tsan_volatile_write##N(void *p) {                                                    \
+        check_access(p, N, true, true, false, __builtin_return_address(0));                             \
+    }
+SP_RW(1)
+SP_RW(2)
+SP_RW(4)
+SP_RW(8)
+SP_RW(16)
+SP_HOOK void __tsan_read_range(void *p, unsigned long n) {
+    check_access(p, n, false, false, false, __builtin_return_address(0));
+}
+SP_HOOK void __tsan_write_range(void *p, unsigned long n) {
+    check_access(p, n, true, false, false, __builtin_return_address(0));
+}
+
+} // extern "C"
