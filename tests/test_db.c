@@ -1,7 +1,8 @@
 /* The tuning database on the CPU: keys and buckets, file naming, a write/read
- * round trip, atomic writes, unusable files (truncated, garbage, empty, wrong
- * version, foreign GPU, a wrong winner) that are reported and never used or
- * silently overwritten, and the lookup fallback chain. */
+ * round trip (from the file and from its bytes), atomic writes, unusable files
+ * (truncated, garbage, empty, wrong version, foreign GPU, a wrong winner) that
+ * are reported and never used or silently overwritten, and the lookup
+ * fallback chain. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +155,42 @@ static void test_round_trip(const char *dir) {
     sp_db_key_make(&k, "dense_gemv", OLD_HASH, 4096, 11008, "fp16", 1, 0, 32, "op=up");
     CHECK(sp_db_find(db, &k) == NULL); /* another template: another key */
     sp_db_close(db);
+}
+
+/* sp_db_parse: the file's bytes (in a buffer with no NUL after them, so a read
+ * past the end shows under ASan) give the same db as the file; the name given
+ * must match the GPU block, and bad text is refused as a bad file is. */
+static void test_parse(const char *dir) {
+    char path[4400];
+    path_for(dir, &H100, path, sizeof path);
+    size_t len = 0;
+    char *text = slurp(path, &len); /* from test_round_trip */
+    char *bytes = text ? malloc(len) : NULL;
+    CHECK(bytes != NULL);
+    if (!bytes) {
+        free(text);
+        return;
+    }
+    memcpy(bytes, text, len);
+    sp_db *db = NULL;
+    CHECK_MSG(sp_db_parse(&db, bytes, len, path, &H100) == SPRIG_OK, "%s", sprig_last_error());
+    CHECK(db && db->n == 2 && !strcmp(db->path, path) && db->nvrtc_version == 13000);
+    if (db) CHECK(!strcmp(db->entries[0].winner, "op=down,threads=256") || !strcmp(db->entries[1].winner, "op=down,threads=256"));
+    sp_db_close(db);
+    db = NULL;
+    CHECK(sp_db_parse(&db, bytes, len, "anywhere/NVIDIA_H100_80GB_HBM3-sm90-132sm.json", NULL) == SPRIG_OK && db);
+    sp_db_close(db);
+    db = (sp_db *)1;
+    CHECK(sp_db_parse(&db, bytes, len, "anywhere/other.json", NULL) == SPRIG_E_FORMAT && db == NULL);
+    CHECK_MSG(sp_contains(sprig_last_error(), "anywhere/other.json") && sp_contains(sprig_last_error(), "foreign"),
+              "got %s", sprig_last_error());
+    CHECK(sp_db_parse(&db, bytes, len, path, &A100) == SPRIG_E_FORMAT && db == NULL);
+    CHECK(sp_db_parse(&db, bytes, len / 2, path, &H100) == SPRIG_E_FORMAT && sp_contains(sprig_last_error(), "truncated"));
+    bytes[len / 2] = '\0';
+    CHECK(sp_db_parse(&db, bytes, len, path, &H100) == SPRIG_E_FORMAT && sp_contains(sprig_last_error(), "NUL bytes"));
+    CHECK(sp_db_parse(&db, NULL, 0, path, &H100) == SPRIG_E_FORMAT && sp_contains(sprig_last_error(), "empty"));
+    free(bytes);
+    free(text);
 }
 
 /* Every kind of unusable file: SPRIG_E_FORMAT naming the file and reason,
@@ -390,6 +427,7 @@ int main(void) {
     }
     test_keys();
     test_round_trip(dir);
+    test_parse(dir);
     test_unusable(dir);
     test_lookup(dir);
     test_concurrent(dir);

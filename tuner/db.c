@@ -591,31 +591,25 @@ static void drop_entries(sp_db *db) {
     db->n = 0;
 }
 
-/* Loads path into a new db. Returns SPRIG_OK, or SPRIG_E_FORMAT / SPRIG_E_IO
- * (message names the file and reason); *missing set when there is no file. */
-static sprig_status load(const char *path, const sp_gpu_id *expect, sp_db **out, int *missing) {
-    *out = NULL;
+/* A new empty db for path (not read yet); NULL when out of memory. */
+static sp_db *db_new(const char *path) {
     sp_db *db = calloc(1, sizeof *db);
-    SP_CHECK_ALLOC(db);
-    db->path = strdup(path);
-    if (!db->path) {
-        sp_db_close(db);
-        return sp_fail(SPRIG_E_NOMEM, "out of memory");
+    if (db && !(db->path = strdup(path))) {
+        free(db);
+        db = NULL;
     }
-    size_t len = 0;
-    char *text = NULL;
-    sprig_status rs = sp_file_read(path, DB_MAX_FILE_BYTES, &text, &len, missing);
-    if (rs != SPRIG_OK) {
-        sprig_status st = *missing ? SPRIG_OK : sp_wrap(rs, "tuning database");
-        if (st == SPRIG_OK && expect) db->gpu = *expect;
-        if (st == SPRIG_OK) *out = db;
-        else sp_db_close(db);
-        return st;
-    }
+    return db;
+}
+
+/* Parses text (path's contents, NUL at text[len]) into db: its GPU block
+ * must be expect's (if given) and match the file name. SPRIG_E_FORMAT names
+ * the file and the reason, leaves db without entries and sets load_failed
+ * and load_error. */
+static sprig_status load_text(sp_db *db, const char *text, size_t len, const sp_gpu_id *expect) {
+    const char *path = db->path;
     char why[600] = "";
     reader r = {path, why, sizeof why};
     sprig_status st = parse_db(&r, text, len, db);
-    free(text);
     if (st == SPRIG_OK) {
         char want[300];
         const char *base = strrchr(path, '/');
@@ -633,9 +627,51 @@ static sprig_status load(const char *path, const sp_gpu_id *expect, sp_db **out,
         st = sp_fail(SPRIG_E_FORMAT, "tuning database %s is unusable: %s", path, why);
         snprintf(db->load_error, sizeof db->load_error, "%s", why);
         db->load_failed = 1;
-        *out = db; /* the caller decides: close, or keep (forced) */
+    }
+    return st;
+}
+
+/* Loads path into a new db. Returns SPRIG_OK, or SPRIG_E_FORMAT / SPRIG_E_IO
+ * (message names the file and reason); *missing set when there is no file. */
+static sprig_status load(const char *path, const sp_gpu_id *expect, sp_db **out, int *missing) {
+    *out = NULL;
+    sp_db *db = db_new(path);
+    SP_CHECK_ALLOC(db);
+    size_t len = 0;
+    char *text = NULL;
+    sprig_status rs = sp_file_read(path, DB_MAX_FILE_BYTES, &text, &len, missing);
+    if (rs != SPRIG_OK) {
+        sprig_status st = *missing ? SPRIG_OK : sp_wrap(rs, "tuning database");
+        if (st == SPRIG_OK && expect) db->gpu = *expect;
+        if (st == SPRIG_OK) *out = db;
+        else sp_db_close(db);
         return st;
     }
+    sprig_status st = load_text(db, text, len, expect);
+    free(text);
+    if (st != SPRIG_OK && st != SPRIG_E_FORMAT) {
+        sp_db_close(db);
+        return st;
+    }
+    *out = db; /* unusable (SPRIG_E_FORMAT): the caller decides: close, or keep (forced) */
+    return st;
+}
+
+sprig_status sp_db_parse(sp_db **out, const char *text, size_t len, const char *path, const sp_gpu_id *expect) {
+    if (!out || (!text && len) || !path) return sp_fail(SPRIG_E_INVALID, "sp_db_parse: NULL argument");
+    *out = NULL;
+    if (len > DB_MAX_FILE_BYTES) return sp_fail(SPRIG_E_FORMAT, "%s: larger than %zu bytes", path, DB_MAX_FILE_BYTES);
+    /* A copy ending in NUL, as a file read gives: the text need not have one. */
+    char *copy = malloc(len + 1);
+    sp_db *db = copy ? db_new(path) : NULL;
+    if (!db) {
+        free(copy);
+        return sp_fail(SPRIG_E_NOMEM, "out of memory parsing %s", path);
+    }
+    if (len) memcpy(copy, text, len);
+    copy[len] = '\0';
+    sprig_status st = load_text(db, copy, len, expect);
+    free(copy);
     if (st != SPRIG_OK) {
         sp_db_close(db);
         return st;

@@ -96,6 +96,10 @@ sprig_status sp_db_open(sp_db **out, const char *dir, const sp_gpu_id *gpu, int 
 /* Loads one file read-only (for lookups). expect (may be NULL) is the GPU the
  * file must describe; either way its GPU block must match its file name. */
 sprig_status sp_db_load_file(sp_db **out, const char *path, const sp_gpu_id *expect);
+/* The same from text[0..len) (a file's contents, with or without a NUL after
+ * them) instead of the file itself; path names it in messages and its base
+ * name must match the GPU block, as a file's must. */
+sprig_status sp_db_parse(sp_db **out, const char *text, size_t len, const char *path, const sp_gpu_id *expect);
 void sp_db_close(sp_db *db); /* NULL is a no-op */
 
 /* Writes the whole db atomically (entries sorted by key). Creates the folder.
