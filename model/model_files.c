@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "model_internal.h"
 #include "sp_error.h"
 #include "sp_file.h"
 #include "sp_model_files.h"
@@ -51,15 +52,6 @@ static int mf_cmp_entry(const void *a, const void *b) {
     return strcmp(((const mf_entry *)a)->name, ((const mf_entry *)b)->name);
 }
 
-static sprig_status mf_sort_entries(sp_model_files *mf) {
-    qsort(mf->entries, mf->n, sizeof *mf->entries, mf_cmp_entry);
-    for (size_t i = 1; i < mf->n; ++i)
-        if (strcmp(mf->entries[i - 1].name, mf->entries[i].name) == 0)
-            return sp_fail(SPRIG_E_FORMAT, "%s/" MF_INDEX ": tensor '%s' is listed twice", mf->dir,
-                           mf->entries[i].name);
-    return SPRIG_OK;
-}
-
 /* ---- single file ---------------------------------------------------------------------- */
 
 static sprig_status mf_open_single(sp_model_files *mf, const char *path) {
@@ -77,80 +69,135 @@ static sprig_status mf_open_single(sp_model_files *mf, const char *path) {
     return SPRIG_OK;  /* already sorted and unique: sp_st keeps name order */
 }
 
-/* ---- sharded -------------------------------------------------------------------------- */
+/* ---- the index ------------------------------------------------------------------------ */
 
 /* Shard names are plain file names in the folder: no paths, so an index
  * cannot point the loader outside the model folder. */
-static sprig_status mf_check_shard_name(const char *dir, const cJSON *v, const char *tensor) {
+static sprig_status mf_check_shard_name(const char *path, const cJSON *v, const char *tensor) {
     if (!cJSON_IsString(v) || !v->valuestring[0])
-        return sp_fail(SPRIG_E_FORMAT, "%s/" MF_INDEX ": weight_map entry for '%s' is not a file name",
-                       dir, tensor);
+        return sp_fail(SPRIG_E_FORMAT, "%s: weight_map entry for '%s' is not a file name", path, tensor);
     const char *s = v->valuestring;
     if (strchr(s, '/') || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-        return sp_fail(SPRIG_E_FORMAT, "%s/" MF_INDEX ": shard '%s' for '%s' is not a plain file name "
-                       "in the model folder", dir, s, tensor);
+        return sp_fail(SPRIG_E_FORMAT, "%s: shard '%s' for '%s' is not a plain file name "
+                       "in the model folder", path, s, tensor);
     return SPRIG_OK;
 }
 
 /* Index of shard file `name` in names[0..n), or n. */
-static size_t mf_find_name(char **names, size_t n, const char *name) {
+static size_t mf_find_name(char *const *names, size_t n, const char *name) {
     size_t i = 0;
     while (i < n && strcmp(names[i], name) != 0) ++i;
     return i;
 }
 
-/* Opens each distinct shard once (in order of first mention) and resolves
- * every weight_map entry to its tensor. names[] borrows strings from map. */
-static sprig_status mf_open_shards(sp_model_files *mf, const cJSON *map, char **names, size_t count) {
-    size_t n_names = 0;
+static int mf_cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* A tensor the weight map lists twice: two shards would claim it. */
+static sprig_status mf_check_unique(const sp_mf_index *ix, const char *path) {
+    char **sorted = malloc(ix->n * sizeof *sorted);
+    SP_CHECK_ALLOC(sorted);
+    memcpy(sorted, ix->tensors, ix->n * sizeof *sorted);
+    qsort(sorted, ix->n, sizeof *sorted, mf_cmp_str);
+    sprig_status s = SPRIG_OK;
+    for (size_t i = 1; i < ix->n && s == SPRIG_OK; ++i)
+        if (strcmp(sorted[i - 1], sorted[i]) == 0)
+            s = sp_fail(SPRIG_E_FORMAT, "%s: tensor '%s' is listed twice", path, sorted[i]);
+    free(sorted);
+    return s;
+}
+
+/* Copies map's entries into ix (sized for count), checking each shard name. */
+static sprig_status mf_index_fill(sp_mf_index *ix, const cJSON *map, size_t count, const char *path) {
+    ix->tensors = calloc(count, sizeof *ix->tensors);
+    ix->shard_of = calloc(count, sizeof *ix->shard_of);
+    ix->shards = calloc(count, sizeof *ix->shards);
+    SP_CHECK_ALLOC(ix->tensors);
+    SP_CHECK_ALLOC(ix->shard_of);
+    SP_CHECK_ALLOC(ix->shards);
     const cJSON *kv;
     cJSON_ArrayForEach(kv, map) {
-        SP_TRY(mf_check_shard_name(mf->dir, kv, kv->string));
-        if (mf_find_name(names, n_names, kv->valuestring) == n_names) names[n_names++] = kv->valuestring;
+        SP_TRY(mf_check_shard_name(path, kv, kv->string));
+        size_t j = mf_find_name(ix->shards, ix->n_shards, kv->valuestring);
+        if (j == ix->n_shards) {
+            ix->shards[j] = strdup(kv->valuestring);
+            SP_CHECK_ALLOC(ix->shards[j]);
+            ix->n_shards++;
+        }
+        ix->tensors[ix->n] = strdup(kv->string);
+        SP_CHECK_ALLOC(ix->tensors[ix->n]);
+        ix->shard_of[ix->n++] = j;
     }
-    mf->shards = calloc(n_names, sizeof *mf->shards);
-    mf->entries = calloc(count, sizeof *mf->entries);
+    return mf_check_unique(ix, path);
+}
+
+sprig_status sp_mf_index_parse(const char *text, size_t len, const char *path, sp_mf_index *out) {
+    memset(out, 0, sizeof *out);
+    /* cJSON reads up to a NUL; the text need not end in one. */
+    char *copy = malloc(len + 1);
+    SP_CHECK_ALLOC(copy);
+    if (len) memcpy(copy, text, len);
+    copy[len] = '\0';
+    cJSON *root = cJSON_ParseWithLength(copy, len + 1);
+    free(copy);
+    if (!root) return sp_fail(SPRIG_E_FORMAT, "%s: not valid JSON", path);
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    int count = cJSON_IsObject(map) ? cJSON_GetArraySize(map) : 0;
+    sprig_status s = count > 0 ? mf_index_fill(out, map, (size_t)count, path)
+                               : sp_fail(SPRIG_E_FORMAT, "%s: no \"weight_map\" object with tensor -> shard "
+                                         "entries", path);
+    cJSON_Delete(root);
+    if (s != SPRIG_OK) sp_mf_index_free(out);
+    return s;
+}
+
+void sp_mf_index_free(sp_mf_index *ix) {
+    for (size_t i = 0; ix->tensors && i < ix->n; ++i) free(ix->tensors[i]);
+    for (size_t i = 0; ix->shards && i < ix->n_shards; ++i) free(ix->shards[i]);
+    free(ix->tensors);
+    free(ix->shard_of);
+    free(ix->shards);
+    memset(ix, 0, sizeof *ix);
+}
+
+/* ---- sharded -------------------------------------------------------------------------- */
+
+/* Opens each shard of ix once and resolves every weight_map entry to its tensor. */
+static sprig_status mf_open_shards(sp_model_files *mf, const sp_mf_index *ix) {
+    mf->shards = calloc(ix->n_shards, sizeof *mf->shards);
+    mf->entries = calloc(ix->n, sizeof *mf->entries);
     SP_CHECK_ALLOC(mf->shards);
     SP_CHECK_ALLOC(mf->entries);
-    for (size_t i = 0; i < n_names; ++i) {
-        char *path = mf_path(mf->dir, names[i]);
+    for (size_t i = 0; i < ix->n_shards; ++i) {
+        char *path = mf_path(mf->dir, ix->shards[i]);
         SP_CHECK_ALLOC(path);
         sprig_status s = sp_st_open(path, &mf->shards[i]);
         free(path);
         if (s != SPRIG_OK)
-            return sp_wrap(s, "%s/" MF_INDEX " names shard '%s'", mf->dir, names[i]);
+            return sp_wrap(s, "%s/" MF_INDEX " names shard '%s'", mf->dir, ix->shards[i]);
         mf->n_shards = i + 1;
     }
-    cJSON_ArrayForEach(kv, map) {
-        size_t i = mf_find_name(names, n_names, kv->valuestring);
-        const sp_tensor *t = sp_st_find(mf->shards[i], kv->string);
+    for (size_t i = 0; i < ix->n; ++i) {
+        const sp_tensor *t = sp_st_find(mf->shards[ix->shard_of[i]], ix->tensors[i]);
         if (!t)
             return sp_fail(SPRIG_E_FORMAT, "%s/" MF_INDEX " maps tensor '%s' to shard '%s', which does "
-                           "not contain it", mf->dir, kv->string, names[i]);
+                           "not contain it", mf->dir, ix->tensors[i], ix->shards[ix->shard_of[i]]);
         mf->entries[mf->n++] = (mf_entry){t->name, t};
     }
-    return mf_sort_entries(mf);
+    /* unique: the index lists each name once, and a shard holds one tensor per name */
+    qsort(mf->entries, mf->n, sizeof *mf->entries, mf_cmp_entry);
+    return SPRIG_OK;
 }
 
 static sprig_status mf_open_sharded(sp_model_files *mf, const char *index_path) {
     char *text = NULL;
     size_t len = 0;
     SP_TRY(sp_file_read(index_path, MF_MAX_INDEX_BYTES, &text, &len, NULL));
-    cJSON *root = cJSON_ParseWithLength(text, len + 1);
+    sp_mf_index ix;
+    sprig_status s = sp_mf_index_parse(text, len, index_path, &ix);
     free(text);
-    if (!root) return sp_fail(SPRIG_E_FORMAT, "%s: not valid JSON", index_path);
-    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-    sprig_status s = SPRIG_OK;
-    int count = cJSON_IsObject(map) ? cJSON_GetArraySize(map) : 0;
-    if (count == 0)
-        s = sp_fail(SPRIG_E_FORMAT, "%s: no \"weight_map\" object with tensor -> shard entries",
-                    index_path);
-    char **names = s == SPRIG_OK ? calloc((size_t)count, sizeof *names) : NULL;
-    if (s == SPRIG_OK && !names) s = sp_fail(SPRIG_E_NOMEM, "out of memory reading %s", index_path);
-    if (s == SPRIG_OK) s = mf_open_shards(mf, map, names, (size_t)count);
-    /* Tensor names now point into the shards; the index tree can go. */
-    free(names);
-    cJSON_Delete(root);
+    if (s == SPRIG_OK) s = mf_open_shards(mf, &ix);
+    /* Tensor names now point into the shards; the index can go. */
+    sp_mf_index_free(&ix);
     return s;
 }
 

@@ -378,6 +378,9 @@ static void test_bad_folders(void) {
     expect_open_fail(dir, SPRIG_E_FORMAT, "not a plain file name", NULL, NULL);
     write_text(p, "{\"weight_map\": {}}");
     expect_open_fail(dir, SPRIG_E_FORMAT, "weight_map", NULL, NULL);
+    /* refused before any shard is opened: "s.safetensors" does not exist */
+    write_text(p, "{\"weight_map\": {\"model.norm.weight\": \"s.safetensors\", \"model.norm.weight\": \"s.safetensors\"}}");
+    expect_open_fail(dir, SPRIG_E_FORMAT, "tensor 'model.norm.weight' is listed twice", NULL, NULL);
     write_text(p, "{\"weight_map\": ");
     expect_open_fail(dir, SPRIG_E_FORMAT, "model.safetensors.index.json", "not valid JSON", NULL);
 
