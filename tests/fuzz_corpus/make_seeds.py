@@ -1,7 +1,12 @@
 """Writes the fuzz seeds in this folder (run from it: python3 make_seeds.py).
 Needs torch and the safetensors package; the files it writes are committed, so
 neither is needed to build or test. ref_python.safetensors is also read by
-test_safetensors, which checks the values set here."""
+test_safetensors, which checks the values set here.
+The other seeds are not written here: tokenizer_tiny.json is the tiny
+model's tokenizer, slicing_tiny.json a hand-written slicing JSON,
+tuning_db_h100.json a file of sprig's own writer (sp_db_put and sp_db_save,
+for the GPU fuzz_parsers.c expects); index_sharded.json and the *.params
+(--param strings for dense_gemv) are written by hand."""
 import json
 import torch
 from safetensors.torch import save_file
