@@ -2,10 +2,13 @@
 # Bad input to the command-line tool (issue 11's audit repros): each case must
 # end with the exit status given, one line on stderr where it is a usage error,
 # never a signal (a crash), never a hang, and nothing of the user's lost.
-# usage: cli_bad_input.sh SPRIG FIXTURES_DIR
+# usage: cli_bad_input.sh SPRIG FIXTURES_DIR SPRIG_EMU
+# (SPRIG_EMU: the tool on the CPU emulator, tests/sprig_emu_cli.c, for the
+# commands that need a device before they read their input)
 set -u
 sprig=$1
 models=$2/models
+sprig_emu=$3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 failures=0
@@ -73,6 +76,20 @@ mkdir -p "$tmp/fifo"
 cp "$m"/* "$tmp/fifo/"
 mkfifo "$tmp/fifo/x_0.5.json"
 expect 1 - "$sprig" run "$tmp/fifo" --tokens 1,2 --max-tokens 2
+
+# a FIFO and a folder named *.json in the tuning-database folder: each skipped
+# with a note naming it, and the bench runs (opening the FIFO used to wait for
+# a writer for ever); bench needs a device, hence the emulator
+mkdir -p "$tmp/db/other.json"
+mkfifo "$tmp/db/fifo.json"
+expect 0 - timeout 20 "$sprig_emu" bench --family dense_gemv --shape 64,64 --batch 1 --sparsity 0 --reps 1 \
+    --read-gib 0.001 --db-dir "$tmp/db"
+for f in fifo.json other.json; do
+    if ! grep -qF "'$tmp/db/$f' is not a regular file" "$tmp/err"; then
+        echo "FAIL: bench did not name $f in the database folder as skipped" >&2
+        failures=$((failures + 1))
+    fi
+done
 
 [ $failures -eq 0 ] && echo "cli_bad_input: all cases passed" || echo "cli_bad_input: $failures failed" >&2
 exit $((failures > 0))
