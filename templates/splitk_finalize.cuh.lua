@@ -44,8 +44,8 @@ __device__ __forceinline__ float4 sp_spk_f4(float a, float b, float c, float d) 
 #define SP_SPK_VECTOR_RED 1
 #endif
 #ifdef SPRIG_EMU
-#define SP_SPK_RED_V2(p, v) sp_emu_red_add_f32((p), (v), 2, __LINE__)
-#define SP_SPK_RED_V4(p, v) sp_emu_red_add_f32((p), (v), 4, __LINE__)
+#define SP_SPK_RED_V2(p, v) sp_emu_red_add_f32((p), (v), 2, __FILE__, __LINE__)
+#define SP_SPK_RED_V4(p, v) sp_emu_red_add_f32((p), (v), 4, __FILE__, __LINE__)
 #else
 #define SP_SPK_RED_V2(p, v) \
     asm volatile("red.global.add.v2.f32 [%0], { %1, %2 };" ::"l"(p), "f"((v)[0]), "f"((v)[1]) : "memory")

@@ -1,6 +1,7 @@
 /* NVRTC compilation of every family, for every model shape, dtype and two
  * architectures: each must compile with zero spills and zero stack frame at
- * its default parameters. Also: PTX output, and that the ptxas report parser
+ * its default parameters, and within the register file and static shared
+ * memory a CTA may have (registers x threads <= 64K, 48 KB). Also: PTX output, and that the ptxas report parser
  * reads real non-zero stack and shared-memory numbers.
  * Families come from sprig_gen_families_json and shapes from
  * sprig_gen_models_json, so new families and shapes are covered as they land.
@@ -79,6 +80,15 @@ static void check_job(const job *j, int *hits) {
                   "%s %s %s: spills %d/%d bytes, stack %d bytes at default parameters", j->what, j->arch,
                   b->kernel_names[k], r->spill_store_bytes, r->spill_load_bytes, r->stack_bytes);
         CHECK(r->static_smem_bytes >= 0);
+        /* What the launch would be refused for ("too many resources requested"):
+         * the register file (64K per SM, so per CTA) and 48 KB of static shared
+         * memory; the CPU emulator checks the rest of the launch limits. */
+        const sprig_launch *l = &j->plan->kernels[k];
+        const long threads = (long)l->block[0] * (l->block[1] ? l->block[1] : 1) * (l->block[2] ? l->block[2] : 1);
+        CHECK_MSG((long)r->registers * threads <= 65536, "%s %s %s: %d registers x %ld threads > 65536", j->what,
+                  j->arch, b->kernel_names[k], r->registers, threads);
+        CHECK_MSG(r->static_smem_bytes <= 48 * 1024, "%s %s %s: %d bytes of static shared memory > 48 KB", j->what,
+                  j->arch, b->kernel_names[k], r->static_smem_bytes);
     }
 }
 

@@ -72,7 +72,7 @@ static const char *const kSource =
     /* 44 */ "}\n"
     /* 45 */ "extern \"C\" __global__ void vector_red(const float *x, float *y, int offset) {\n"
     /* 46 */ "    float v[4] = {x[4 * threadIdx.x], x[4 * threadIdx.x + 1], x[4 * threadIdx.x + 2], x[4 * threadIdx.x + 3]};\n"
-    /* 47 */ "    sp_emu_red_add_f32(y + offset + 4 * (threadIdx.x % 2), v, 4, __LINE__);\n"
+    /* 47 */ "    sp_emu_red_add_f32(y + offset + 4 * (threadIdx.x % 2), v, 4, __FILE__, __LINE__);\n"
     /* 48 */ "}\n";
 
 enum { N = 256 }; /* floats per buffer: 1 KiB, a multiple of 16 bytes, so it ends at the guard page */

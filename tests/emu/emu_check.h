@@ -14,7 +14,8 @@
  *    no __syncthreads since, and for lanes of one warp no __syncwarp (or other
  *    warp collective) either: the hazards compute-sanitizer's racecheck and
  *    initcheck report.
- * A failed check traps the thread (sp_emu_trap), with the kernel source line. */
+ * A failed check traps the thread (sp_emu_trap_at), naming the source line:
+ * the template's line where the kernel was rendered from one (#line). */
 #ifndef SP_EMU_CHECK_H
 #define SP_EMU_CHECK_H
 
@@ -46,14 +47,15 @@ extern thread_local sp_emu_access_ctx sp_emu_access;
 
 extern "C" {
 /* Traps the running thread with a message (never returns): emu_runtime.cpp.
- * The kernel source line is `line` if > 0, else found from `code_address`
- * (a return address in the kernel's code: the line of the call before it). */
-[[noreturn]] void sp_emu_trap_at(const char *what, const void *code_address, int line);
+ * Where in the source: file:line if file is set (the kernel's own #line
+ * names, e.g. templates/gather_down.cu.lua:160), else found from
+ * `code_address` (a return address in the kernel's code). */
+[[noreturn]] void sp_emu_trap_at(const char *what, const void *code_address, const char *file, int line);
 /* Lets another thread run (the random schedule): emu_runtime.cpp. */
 void sp_emu_maybe_yield(void);
 /* Called by sp_emu.h's atomics (not instrumented): alignment, bounds, and the
  * shared history as an atomic access. */
-void sp_emu_atomic_access(void *p, size_t size, int line);
+void sp_emu_atomic_access(void *p, size_t size, const char *file, int line);
 
 /* Executor buffers: page-aligned mappings with an inaccessible page on each
  * side; the buffer ends as close to the upper guard as 16-byte alignment

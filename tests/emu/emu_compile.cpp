@@ -57,14 +57,18 @@ bool write_file(const std::string &path, const std::string &data) {
     return fclose(f) == 0 && ok;
 }
 
+/* Shared by every build tree of the user (the plain and the sanitizer builds
+ * compile kernels alike): $SPRIG_EMU_CACHE_DIR, else $XDG_CACHE_HOME/sprig/emu,
+ * else ~/.cache/sprig/emu; "" when none can be named. */
 std::string cache_dir(void) {
     const char *d = getenv("SPRIG_EMU_CACHE_DIR");
     if (d) return d;
-#ifdef SPRIG_EMU_CACHE_DEFAULT
-    return SPRIG_EMU_CACHE_DEFAULT;
-#else
-    return "";
-#endif
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    std::string base = xdg && *xdg ? xdg : (home && *home ? std::string(home) + "/.cache" : "");
+    if (base.empty()) return "";
+    mkdir(base.c_str(), 0755);
+    mkdir((base + "/sprig").c_str(), 0755);
+    return base + "/sprig/emu";
 }
 
 /* XXH3-128 of everything that decides the build, as 32 hex digits. */

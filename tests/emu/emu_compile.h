@@ -9,8 +9,8 @@
 
 /* Builds `text` (a whole translation unit, sp_emu.h force-included) into
  * dir/kernel.so; dir/kernel.cpp holds the text. From the cache when it has
- * the same build: $SPRIG_EMU_CACHE_DIR, else the build tree's emu-cache/;
- * SPRIG_EMU_CACHE_DIR="" turns it off. SPRIG_E_COMPILE with the compiler's
+ * the same build: $SPRIG_EMU_CACHE_DIR, else $XDG_CACHE_HOME/sprig/emu, else
+ * ~/.cache/sprig/emu; SPRIG_EMU_CACHE_DIR="" turns it off. SPRIG_E_COMPILE with the compiler's
  * output on failure. */
 sprig_status sp_emu_compile(const std::string &text, const std::string &dir, std::string *so_path);
 

@@ -92,16 +92,16 @@ void describe(const Guarded &g, uintptr_t p, char *buf, size_t cap) {
 
 /* ---- the checks ------------------------------------------------------------ */
 
-/* Traps the thread; the kernel source line is `line` when known (atomics),
- * else looked up from the code address `pc`. */
-[[noreturn]] void fail(const void *pc, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-[[noreturn]] void fail(const void *pc, int line, const char *fmt, ...) {
+/* Traps the thread; at file:line when known (atomics, alignment), else at
+ * the line of the code address `pc`. */
+[[noreturn]] void fail(const void *pc, const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+[[noreturn]] void fail(const void *pc, const char *file, int line, const char *fmt, ...) {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    sp_emu_trap_at(msg, pc, line);
+    sp_emu_trap_at(msg, pc, file, line);
 }
 
 const char *kind_name(bool write) { return write ? "store" : "load"; }
@@ -123,7 +123,7 @@ const char *who(int tid, char *buf, size_t cap) {
     return buf;
 }
 
-void check_shared_byte(uintptr_t p, bool write, bool atomic, const void *pc, int line) {
+void check_shared_byte(uintptr_t p, bool write, bool atomic, const void *pc, const char *file, int line) {
     sp_emu_access_ctx &a = sp_emu_access;
     const size_t off = p - (uintptr_t)a.shared_lo;
     sp_emu_shadow &s = a.shadow[off];
@@ -131,23 +131,23 @@ void check_shared_byte(uintptr_t p, bool write, bool atomic, const void *pc, int
     char b1[32];
     if (!write || atomic) {
         if (s.w_tid == SP_EMU_TID_NONE)
-            fail(pc, line, "%s of shared memory no thread wrote in this CTA (byte %zu of __shared__; "
+            fail(pc, file, line, "%s of shared memory no thread wrote in this CTA (byte %zu of __shared__; "
                      "if another thread writes it later, a __syncthreads is missing)",
                  atomic ? "atomic" : "load", off);
         const bool both_atomic = atomic && s.w_tid == SP_EMU_TID_ATOMIC;
         if (!both_atomic && !ordered(s.w_tid, s.w_epoch, s.w_wepoch))
-            fail(pc, line, "race on shared memory: thread %d reads byte %zu of __shared__ written by %s with no "
+            fail(pc, file, line, "race on shared memory: thread %d reads byte %zu of __shared__ written by %s with no "
                      "__syncthreads (or __syncwarp) between",
                  a.tid, off, who(s.w_tid, b1, sizeof b1));
     }
     if (write) {
         if (s.w_tid != SP_EMU_TID_NONE && !(atomic && s.w_tid == SP_EMU_TID_ATOMIC) &&
             !ordered(s.w_tid, s.w_epoch, s.w_wepoch))
-            fail(pc, line, "race on shared memory: thread %d and %s both write byte %zu of __shared__ with no "
+            fail(pc, file, line, "race on shared memory: thread %d and %s both write byte %zu of __shared__ with no "
                      "__syncthreads (or __syncwarp) between",
                  a.tid, who(s.w_tid, b1, sizeof b1), off);
         if (s.r_tid != SP_EMU_TID_NONE && !ordered(s.r_tid, s.r_epoch, s.r_wepoch))
-            fail(pc, line, "race on shared memory: thread %d overwrites byte %zu of __shared__ that %s read with no "
+            fail(pc, file, line, "race on shared memory: thread %d overwrites byte %zu of __shared__ that %s read with no "
                      "__syncthreads (or __syncwarp) between",
                  a.tid, off, who(s.r_tid, b1, sizeof b1));
         s.w_tid = (int16_t)(atomic ? SP_EMU_TID_ATOMIC : a.tid);
@@ -160,24 +160,24 @@ void check_shared_byte(uintptr_t p, bool write, bool atomic, const void *pc, int
     }
 }
 
-void check_access(void *addr, size_t n, bool write, bool aligned, bool atomic, const void *pc, int line = 0) {
+void check_access(void *addr, size_t n, bool write, bool aligned, bool atomic, const void *pc, const char *file = nullptr, int line = 0) {
     sp_emu_access_ctx &a = sp_emu_access;
     if (!a.active) return;
     const uintptr_t p = (uintptr_t)addr;
     if (aligned && n > 1 && (p & (n - 1)))
-        fail(pc, line, "misaligned %zu-byte %s at %p (address %% %zu = %zu): the GPU faults on this", n,
+        fail(pc, file, line, "misaligned %zu-byte %s at %p (address %% %zu = %zu): the GPU faults on this", n,
              kind_name(write), addr, n, (size_t)(p & (n - 1)));
     if (addr >= (void *)a.stack_lo && addr < (void *)a.stack_hi) return; /* the thread's locals */
     if (addr >= (void *)a.shared_lo && addr < (void *)a.shared_hi) {
         if ((char *)addr + n > a.shared_hi)
-            fail(pc, line, "%zu-byte %s runs past the end of shared memory", n, kind_name(write));
-        for (size_t i = 0; i < n; ++i) check_shared_byte(p + i, write, atomic, pc, line);
+            fail(pc, file, line, "%zu-byte %s runs past the end of shared memory", n, kind_name(write));
+        for (size_t i = 0; i < n; ++i) check_shared_byte(p + i, write, atomic, pc, file, line);
     } else {
         Guarded g;
         if (outside_buffer(p, n, &g)) {
             char where[128];
             describe(g, p, where, sizeof where);
-            fail(pc, line, "out-of-bounds %zu-byte %s at %p: %s", n, kind_name(write), addr, where);
+            fail(pc, file, line, "out-of-bounds %zu-byte %s at %p: %s", n, kind_name(write), addr, where);
         }
     }
     if (a.preempt) sp_emu_maybe_yield();
@@ -204,7 +204,7 @@ void on_fault(int sig, siginfo_t *si, void *uc_) {
     char where[160] = "";
     sp_emu_describe_address(si->si_addr, where, sizeof where);
     /* pc is the faulting instruction itself; the line lookup takes pc - 1. */
-    fail(pc ? (const char *)pc + 1 : nullptr, 0, "illegal address %p (%s)%s%s", si->si_addr,
+    fail(pc ? (const char *)pc + 1 : nullptr, nullptr, 0, "illegal address %p (%s)%s%s", si->si_addr,
          sig == SIGSEGV ? "SIGSEGV" : "SIGBUS", where[0] ? ": " : "", where);
 }
 
@@ -267,9 +267,12 @@ int sp_emu_describe_address(const void *p, char *buf, size_t cap) {
 
 void sp_emu_install_fault_handler(void) {
     if (!g_sigstack) { /* per OS thread: a fiber's stack may be what overflowed */
-        const size_t size = 64 * 1024;
-        g_sigstack = (char *)malloc(size);
-        if (!g_sigstack) return;
+        /* mapped, not malloc'd: AddressSanitizer would take frames on it for heap
+         * overflows; large enough for the trap's message and line lookup */
+        const size_t size = 512 * 1024;
+        void *m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return;
+        g_sigstack = (char *)m;
         stack_t ss;
         memset(&ss, 0, sizeof ss);
         ss.ss_sp = g_sigstack;
@@ -290,8 +293,8 @@ void sp_emu_install_fault_handler(void) {
     });
 }
 
-void sp_emu_atomic_access(void *p, size_t size, int line) {
-    check_access(p, size, true, true, true, nullptr, line);
+void sp_emu_atomic_access(void *p, size_t size, const char *file, int line) {
+    check_access(p, size, true, true, true, nullptr, file, line);
 }
 
 #define SP_HOOK __attribute__((visibility("default"), noinline))
@@ -318,33 +321,34 @@ struct sp_ubsan_mismatch {
 
 static void misaligned(sp_ubsan_mismatch *d, uintptr_t p, const char *forward_name) {
     if (!sp_emu_access.active) { /* host code under the sanitizer build: UBSan's own handler */
-        void (*real)(sp_ubsan_mismatch *, uintptr_t) =
-            (void (*)(sp_ubsan_mismatch *, uintptr_t))dlsym(RTLD_NEXT, forward_name);
-        if (real) return real(d, p);
+        void (*real)(void *, void *) = (void (*)(void *, void *))dlsym(RTLD_NEXT, forward_name);
+        if (real) return real(d, (void *)p);
         fprintf(stderr, "%s:%u: misaligned access to %p\n", d->loc.file, d->loc.line, (void *)p);
         abort();
     }
     static const char *const kinds[] = {"load of", "store to", "reference to", "member access within",
                                         "member call on", "constructor call on", "downcast of", "downcast of"};
     const size_t align = (size_t)1 << d->log_alignment;
-    fail(nullptr, (int)d->loc.line, "misaligned %s %p: type %s needs %zu-byte alignment (address %% %zu = %zu)",
+    fail(nullptr, d->loc.file, (int)d->loc.line, "misaligned %s %p: type %s needs %zu-byte alignment (address %% %zu = %zu)",
          d->check_kind < 8 ? kinds[d->check_kind] : "access to", (void *)p, d->type ? d->type->name : "?", align,
          align, (size_t)(p & (align - 1)));
 }
 
-SP_HOOK void __ubsan_handle_type_mismatch_v1(sp_ubsan_mismatch *d, uintptr_t p) {
-    misaligned(d, p, "__ubsan_handle_type_mismatch_v1");
+/* (void *, void *): the signatures gcc declares these built-ins with, which
+ * a sanitizer build of this file must match. */
+SP_HOOK void __ubsan_handle_type_mismatch_v1(void *d, void *p) {
+    misaligned((sp_ubsan_mismatch *)d, (uintptr_t)p, "__ubsan_handle_type_mismatch_v1");
 }
-SP_HOOK void __ubsan_handle_type_mismatch_v1_abort(sp_ubsan_mismatch *d, uintptr_t p) {
-    misaligned(d, p, "__ubsan_handle_type_mismatch_v1_abort");
+SP_HOOK void __ubsan_handle_type_mismatch_v1_abort(void *d, void *p) {
+    misaligned((sp_ubsan_mismatch *)d, (uintptr_t)p, "__ubsan_handle_type_mismatch_v1_abort");
 }
 
 /* ---- the ThreadSanitizer ABI, as gcc and clang emit it --------------------- */
 SP_HOOK void __tsan_init(void) {}
 SP_HOOK void __tsan_func_entry(void *) {}
-SP_HOOK void __tsan_func_exit(void) {}
-SP_HOOK void __tsan_vptr_update(void **, void *) {}
-SP_HOOK void __tsan_vptr_read(void **) {}
+SP_HOOK void __tsan_func_exit(void *) {}
+SP_HOOK void __tsan_vptr_update(void *, void *) {}
+SP_HOOK void __tsan_vptr_read(void *) {}
 #define SP_RW(N)                                                                                         \
     SP_HOOK void __tsan_read##N(void *p) { check_access(p, N, false, true, false, __builtin_return_address(0)); } \
     SP_HOOK void __tsan_write##N(void *p) { check_access(p, N, true, true, false, __builtin_return_address(0)); } \
@@ -365,11 +369,11 @@ SP_RW(2)
 SP_RW(4)
 SP_RW(8)
 SP_RW(16)
-SP_HOOK void __tsan_read_range(void *p, unsigned long n) {
-    check_access(p, n, false, false, false, __builtin_return_address(0));
+SP_HOOK void __tsan_read_range(void *p, long n) {
+    check_access(p, (size_t)n, false, false, false, __builtin_return_address(0));
 }
-SP_HOOK void __tsan_write_range(void *p, unsigned long n) {
-    check_access(p, n, true, false, false, __builtin_return_address(0));
+SP_HOOK void __tsan_write_range(void *p, long n) {
+    check_access(p, (size_t)n, true, false, false, __builtin_return_address(0));
 }
 
 } // extern "C"

@@ -245,48 +245,77 @@ bool run_cta(Cta &cta) {
     }
 }
 
-/* "line 12: `    y[i] = v;`" for the kernel source line, or "" if unknown. */
-std::string describe_line(const std::string *source, int line) {
-    if (!source || line <= 0) return "";
+/* Line `line` (1-based) of text, trimmed and shortened; "" if it has none. */
+std::string line_text(const std::string &text, int line) {
     size_t at = 0;
     for (int l = 1; l < line && at != std::string::npos; ++l) {
-        at = source->find('\n', at);
+        at = text.find('\n', at);
         if (at != std::string::npos) ++at;
     }
-    if (at == std::string::npos || at >= source->size()) return "line " + std::to_string(line);
-    size_t end = source->find('\n', at);
-    std::string text = source->substr(at, end == std::string::npos ? std::string::npos : end - at);
-    size_t first = text.find_first_not_of(" \t");
-    text = first == std::string::npos ? "" : text.substr(first);
-    if (text.size() > 120) text = text.substr(0, 117) + "...";
-    return "line " + std::to_string(line) + ": `" + text + "`";
+    if (line <= 0 || at == std::string::npos || at >= text.size()) return "";
+    size_t end = text.find('\n', at);
+    std::string t = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    size_t first = t.find_first_not_of(" \t");
+    t = first == std::string::npos ? "" : t.substr(first);
+    if (t.size() > 120) t = t.substr(0, 117) + "...";
+    return t;
 }
 
+bool ends_with(const std::string &s, const char *tail) {
+    const size_t n = strlen(tail);
+    return s.size() >= n && s.compare(s.size() - n, n, tail) == 0;
+}
 
-/* The kernel source line of a code address (a return address: the call is
- * just before it), from the module's debug information via addr2line; the
- * innermost frame in the kernel's own source, past inlined helpers of
- * sp_emu.h. 0 if unknown. */
-int line_of(const void *pc) {
+/* "templates/gather_down.cu.lua:160: `...`" for a template's line (a plan's
+ * source carries #line directives back to its templates, read from the
+ * source tree), or "kernel source line 12: `...`" for a plan's own text. */
+std::string describe_where(const std::string *module_text, const std::string &file, int line) {
+    if (line <= 0) return "";
+    std::string text;
+    if (file.empty() || ends_with(file, "kernel.cpp")) {
+        const std::string t = module_text ? line_text(*module_text, line) : "";
+        return "kernel source line " + std::to_string(line) + (t.empty() ? "" : ": `" + t + "`");
+    }
+    std::string body;
+    FILE *f = fopen(file.c_str(), "rb");
+    if (!f && file[0] != '/') f = fopen((std::string(SPRIG_EMU_DIR "/../../") + file).c_str(), "rb");
+    if (f) { /* may run on the signal stack: no large buffer on it */
+        std::vector<char> buf(16384);
+        size_t n;
+        while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) body.append(buf.data(), n);
+        fclose(f);
+    }
+    const std::string t = line_text(body, line);
+    return file + ":" + std::to_string(line) + (t.empty() ? "" : ": `" + t + "`");
+}
+
+/* file:line of a code address (a return address: the call is just before
+ * it), from the module's debug information via addr2line: the innermost
+ * frame outside sp_emu.h's inlined helpers. False if unknown. */
+bool where_of(const void *pc, std::string *file, int *line) {
     Dl_info info;
-    if (!pc || !dladdr(pc, &info) || !info.dli_fname || !info.dli_fbase) return 0;
+    if (!pc || !dladdr(pc, &info) || !info.dli_fname || !info.dli_fbase) return false;
     char off[32];
     snprintf(off, sizeof off, "0x%zx", (size_t)((const char *)pc - 1 - (const char *)info.dli_fbase));
     int rc = 0;
     const std::string out = sp_emu_run_capture(std::string("addr2line -i -e '") + info.dli_fname + "' " + off, &rc);
-    if (rc != 0) return 0;
+    if (rc != 0) return false;
     size_t at = 0;
     while (at < out.size()) {
         size_t end = out.find('\n', at);
-        const std::string l = out.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        std::string l = out.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        const size_t disc = l.find(" (discriminator");
+        if (disc != std::string::npos) l = l.substr(0, disc);
         const size_t colon = l.rfind(':');
-        if (colon != std::string::npos && l.compare(0, colon, "??") != 0 && colon >= 10 &&
-            l.compare(colon - 10, 10, "kernel.cpp") == 0)
-            return atoi(l.c_str() + colon + 1);
+        if (colon != std::string::npos && l.compare(0, 2, "??") != 0 && !ends_with(l.substr(0, colon), "sp_emu.h")) {
+            *file = l.substr(0, colon);
+            *line = atoi(l.c_str() + colon + 1);
+            return *line > 0;
+        }
         if (end == std::string::npos) break;
         at = end + 1;
     }
-    return 0;
+    return false;
 }
 
 } // namespace
@@ -310,21 +339,23 @@ void sp_emu_warp_collective(const uint32_t *in, uint32_t *out, int words, sp_emu
     memcpy(out, g_cur->out, (size_t)words * 4);
 }
 
-void sp_emu_trap_at(const char *what, const void *code_address, int line) {
+void sp_emu_trap_at(const char *what, const void *code_address, const char *file, int line) {
     std::string msg = std::string(what) + " in thread (" + std::to_string(g_cur->tid.x) + "," +
                       std::to_string(g_cur->tid.y) + "," + std::to_string(g_cur->tid.z) + ") of CTA (" +
                       std::to_string(g_cta->bid.x) + "," + std::to_string(g_cta->bid.y) + "," +
                       std::to_string(g_cta->bid.z) + ")";
     sp_emu_access.active = 0; /* the line lookup below runs host code */
-    const std::string where = describe_line(g_cta->source, line > 0 ? line : line_of(code_address));
-    if (!where.empty()) msg += ", kernel source " + where;
+    std::string at_file = file ? file : "";
+    if (!file || line <= 0) where_of(code_address, &at_file, &line);
+    const std::string where = describe_where(g_cta->source, at_file, line);
+    if (!where.empty()) msg += ", at " + where;
     g_cta->error = msg;
     g_cur->state = DONE;
     sp_emu_fiber_escape(&g_sched); /* may be in a signal handler: never returns */
     abort();
 }
 
-void sp_emu_trap(const char *what) { sp_emu_trap_at(what, __builtin_return_address(0), 0); }
+void sp_emu_trap(const char *what) { sp_emu_trap_at(what, __builtin_return_address(0), nullptr, 0); }
 
 void sp_emu_maybe_yield(void) {
     if (--g_yield_countdown) return;

@@ -59,8 +59,8 @@ typedef void (*sp_emu_warp_op)(const uint32_t in[32][16], uint32_t out[32][16], 
 void sp_emu_warp_collective(const uint32_t *in, uint32_t *out, int words, sp_emu_warp_op op, void *ctx);
 void sp_emu_trap(const char *what);
 /* An atomic's access checked (alignment, bounds, shared-memory history) at
- * source line `line` of the kernel: emu_memcheck.cpp. */
-void sp_emu_atomic_access(void *p, size_t size, int line);
+ * file:line of the kernel's source (its #line): emu_memcheck.cpp. */
+void sp_emu_atomic_access(void *p, size_t size, const char *file, int line);
 }
 
 #define threadIdx (*sp_emu_thread_idx())
@@ -109,8 +109,8 @@ template <typename T> static inline void __stcg(T *p, T v) { *p = v; }
  * atomic. The atomics are not instrumented (two threads' atomics on one word
  * are no race); each reports itself, with its line, to the checks instead. */
 #define SP_EMU_ATOMIC(name, body)                                                                  \
-    template <typename T> __attribute__((no_sanitize("thread"))) static inline T sp_emu_##name(T *p, T v, int line) { \
-        sp_emu_atomic_access((void *)p, sizeof(T), line);                                          \
+    template <typename T> __attribute__((no_sanitize("thread"))) static inline T sp_emu_##name(T *p, T v, const char *file, int line) { \
+        sp_emu_atomic_access((void *)p, sizeof(T), file, line);                                          \
         T old = *p;                                                                                \
         body;                                                                                      \
         return old;                                                                                \
@@ -120,23 +120,23 @@ SP_EMU_ATOMIC(atomic_max, if (v > old) *p = v)
 SP_EMU_ATOMIC(atomic_min, if (v < old) *p = v)
 SP_EMU_ATOMIC(atomic_exch, *p = v)
 SP_EMU_ATOMIC(atomic_or, *p = old | v)
-template <typename T> __attribute__((no_sanitize("thread"))) static inline T sp_emu_atomic_cas(T *p, T cmp, T v, int line) {
-    sp_emu_atomic_access((void *)p, sizeof(T), line);
+template <typename T> __attribute__((no_sanitize("thread"))) static inline T sp_emu_atomic_cas(T *p, T cmp, T v, const char *file, int line) {
+    sp_emu_atomic_access((void *)p, sizeof(T), file, line);
     T old = *p;
     if (old == cmp) *p = v;
     return old;
 }
-#define atomicAdd(p, v) sp_emu_atomic_add((p), (v), __LINE__)
-#define atomicMax(p, v) sp_emu_atomic_max((p), (v), __LINE__)
-#define atomicMin(p, v) sp_emu_atomic_min((p), (v), __LINE__)
-#define atomicExch(p, v) sp_emu_atomic_exch((p), (v), __LINE__)
-#define atomicOr(p, v) sp_emu_atomic_or((p), (v), __LINE__)
-#define atomicCAS(p, c, v) sp_emu_atomic_cas((p), (c), (v), __LINE__)
+#define atomicAdd(p, v) sp_emu_atomic_add((p), (v), __FILE__, __LINE__)
+#define atomicMax(p, v) sp_emu_atomic_max((p), (v), __FILE__, __LINE__)
+#define atomicMin(p, v) sp_emu_atomic_min((p), (v), __FILE__, __LINE__)
+#define atomicExch(p, v) sp_emu_atomic_exch((p), (v), __FILE__, __LINE__)
+#define atomicOr(p, v) sp_emu_atomic_or((p), (v), __FILE__, __LINE__)
+#define atomicCAS(p, c, v) sp_emu_atomic_cas((p), (c), (v), __FILE__, __LINE__)
 
 /* sm_90's vector reductions (red.global.add.v2/v4.f32): one 8- or 16-byte
  * aligned access adding 2 or 4 floats (SPRIG_EMU_ARCH >= 90 selects them). */
-__attribute__((no_sanitize("thread"))) static inline void sp_emu_red_add_f32(float *p, const float *v, int n, int line) {
-    sp_emu_atomic_access((void *)p, (size_t)n * 4, line);
+__attribute__((no_sanitize("thread"))) static inline void sp_emu_red_add_f32(float *p, const float *v, int n, const char *file, int line) {
+    sp_emu_atomic_access((void *)p, (size_t)n * 4, file, line);
     for (int i = 0; i < n; ++i) p[i] += v[i];
 }
 
