@@ -319,7 +319,7 @@ struct sp_ubsan_mismatch {
     unsigned char log_alignment, check_kind;
 };
 
-static void misaligned(sp_ubsan_mismatch *d, uintptr_t p, const char *forward_name) {
+static void misaligned(sp_ubsan_mismatch *d, uintptr_t p, const char *forward_name, const void *pc) {
     if (!sp_emu_access.active) { /* host code under the sanitizer build: UBSan's own handler */
         void (*real)(void *, void *) = (void (*)(void *, void *))dlsym(RTLD_NEXT, forward_name);
         if (real) return real(d, (void *)p);
@@ -329,7 +329,10 @@ static void misaligned(sp_ubsan_mismatch *d, uintptr_t p, const char *forward_na
     static const char *const kinds[] = {"load of", "store to", "reference to", "member access within",
                                         "member call on", "constructor call on", "downcast of", "downcast of"};
     const size_t align = (size_t)1 << d->log_alignment;
-    fail(nullptr, d->loc.file, (int)d->loc.line, "misaligned %s %p: type %s needs %zu-byte alignment (address %% %zu = %zu)",
+    /* in one of sp_emu.h's helpers (__ldg, ...): the caller's line, from the code address */
+    const size_t n = d->loc.file ? strlen(d->loc.file) : 0;
+    const bool in_header = n >= 8 && strcmp(d->loc.file + n - 8, "sp_emu.h") == 0;
+    fail(pc, in_header ? nullptr : d->loc.file, in_header ? 0 : (int)d->loc.line, "misaligned %s %p: type %s needs %zu-byte alignment (address %% %zu = %zu)",
          d->check_kind < 8 ? kinds[d->check_kind] : "access to", (void *)p, d->type ? d->type->name : "?", align,
          align, (size_t)(p & (align - 1)));
 }
@@ -337,10 +340,11 @@ static void misaligned(sp_ubsan_mismatch *d, uintptr_t p, const char *forward_na
 /* (void *, void *): the signatures gcc declares these built-ins with, which
  * a sanitizer build of this file must match. */
 SP_HOOK void __ubsan_handle_type_mismatch_v1(void *d, void *p) {
-    misaligned((sp_ubsan_mismatch *)d, (uintptr_t)p, "__ubsan_handle_type_mismatch_v1");
+    misaligned((sp_ubsan_mismatch *)d, (uintptr_t)p, "__ubsan_handle_type_mismatch_v1", __builtin_return_address(0));
 }
 SP_HOOK void __ubsan_handle_type_mismatch_v1_abort(void *d, void *p) {
-    misaligned((sp_ubsan_mismatch *)d, (uintptr_t)p, "__ubsan_handle_type_mismatch_v1_abort");
+    misaligned((sp_ubsan_mismatch *)d, (uintptr_t)p, "__ubsan_handle_type_mismatch_v1_abort",
+               __builtin_return_address(0));
 }
 
 /* ---- the ThreadSanitizer ABI, as gcc and clang emit it --------------------- */

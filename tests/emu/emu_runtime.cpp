@@ -276,9 +276,14 @@ std::string describe_where(const std::string *module_text, const std::string &fi
         const std::string t = module_text ? line_text(*module_text, line) : "";
         return "kernel source line " + std::to_string(line) + (t.empty() ? "" : ": `" + t + "`");
     }
+    /* #line names templates relative to the source tree; addr2line may have
+     * put the compiling directory before them */
+    std::string shown = file;
+    const size_t tpl = shown.rfind("templates/");
+    if (tpl != std::string::npos) shown = shown.substr(tpl);
     std::string body;
-    FILE *f = fopen(file.c_str(), "rb");
-    if (!f && file[0] != '/') f = fopen((std::string(SPRIG_EMU_DIR "/../../") + file).c_str(), "rb");
+    FILE *f = fopen((std::string(SPRIG_EMU_DIR "/../../") + shown).c_str(), "rb");
+    if (!f) f = fopen(file.c_str(), "rb");
     if (f) { /* may run on the signal stack: no large buffer on it */
         std::vector<char> buf(16384);
         size_t n;
@@ -286,7 +291,7 @@ std::string describe_where(const std::string *module_text, const std::string &fi
         fclose(f);
     }
     const std::string t = line_text(body, line);
-    return file + ":" + std::to_string(line) + (t.empty() ? "" : ": `" + t + "`");
+    return shown + ":" + std::to_string(line) + (t.empty() ? "" : ": `" + t + "`");
 }
 
 /* file:line of a code address (a return address: the call is just before
