@@ -83,9 +83,12 @@ static void rope(float *v, int heads, int hd, int pos, const double *inv_freq) {
     }
 }
 
+/* Each head attends to positions first..pos: all of them, or with a sliding
+ * window W (Mistral) the last W, as transformers' mask kv > q - W. */
 static void attention(sp_cpu *c, int l, int pos) {
     const sp_model_config *cfg = c->model->cfg;
     const int hd = cfg->head_dim, H = cfg->num_attention_heads, KV = cfg->num_key_value_heads;
+    const int first = cfg->sliding_window > 0 && pos + 1 > cfg->sliding_window ? pos + 1 - cfg->sliding_window : 0;
     const int kvd = KV * hd;
     const float *kc = c->k_cache + (size_t)l * c->max_seq * kvd, *vc = c->v_cache + (size_t)l * c->max_seq * kvd;
     const double scale = 1.0 / sqrt((double)hd);
@@ -93,21 +96,27 @@ static void attention(sp_cpu *c, int l, int pos) {
         const int kvh = h / (H / KV);
         const float *q = c->q + (size_t)h * hd;
         double mx = -INFINITY, sum = 0;
-        for (int t = 0; t <= pos; ++t) {
+        for (int t = first; t <= pos; ++t) {
             const float *k = kc + (size_t)t * kvd + (size_t)kvh * hd;
             double s = 0;
             for (int i = 0; i < hd; ++i) s += (double)q[i] * k[i];
             c->att[t] = (float)(s * scale);
             if (c->att[t] > mx) mx = c->att[t];
         }
-        for (int t = 0; t <= pos; ++t) sum += exp(c->att[t] - mx);
+        for (int t = first; t <= pos; ++t) sum += exp(c->att[t] - mx);
         float *out = c->att_out + (size_t)h * hd;
         for (int i = 0; i < hd; ++i) {
             double acc = 0;
-            for (int t = 0; t <= pos; ++t) acc += exp(c->att[t] - mx) / sum * vc[(size_t)t * kvd + (size_t)kvh * hd + i];
+            for (int t = first; t <= pos; ++t) acc += exp(c->att[t] - mx) / sum * vc[(size_t)t * kvd + (size_t)kvh * hd + i];
             out[i] = (float)acc;
         }
     }
+}
+
+/* y += b (a 1-D tensor), through the scratch row. */
+static void add_bias(float *y, const sp_tensor *b, float *row) {
+    sp_tensor_row(b, 0, row);
+    for (int64_t i = 0; i < b->shape[0]; ++i) y[i] += row[i];
 }
 
 static double dot_row(const sp_tensor *W, int64_t r, const float *x, float *row) {
@@ -193,6 +202,11 @@ static void attention_block(sp_cpu *c, int l, int pos) {
     sp_matvec(L->q, c->xb, c->q);
     sp_matvec(L->k, c->xb, c->k);
     sp_matvec(L->v, c->xb, c->v);
+    if (L->q_bias) { /* Qwen2 */
+        add_bias(c->q, L->q_bias, c->row);
+        add_bias(c->k, L->k_bias, c->row);
+        add_bias(c->v, L->v_bias, c->row);
+    }
     rope(c->q, cfg->num_attention_heads, hd, pos, c->inv_freq);
     rope(c->k, cfg->num_key_value_heads, hd, pos, c->inv_freq);
     const size_t at = ((size_t)l * c->max_seq + pos) * kvd;

@@ -185,6 +185,10 @@ sprig_status sp_gpu_open(sp_gpu_kernels *kernels, const sp_model *model, int max
     if (max_seq < 1) return sp_fail(SPRIG_E_INVALID, "max_seq must be positive");
     if (!dtype || (strcmp(dtype, "fp16") != 0 && strcmp(dtype, "bf16") != 0))
         return sp_fail(SPRIG_E_INVALID, "GPU dtype '%s' is not fp16 or bf16", dtype ? dtype : "(null)");
+    const sp_arch *arch = sp_arch_get(model->cfg->arch);
+    if (arch->qkv_bias || model->cfg->sliding_window > 0)
+        return sp_fail(SPRIG_E_INVALID, "the GPU backend does not run %s's %s yet; use --backend cpu", arch->hf_class,
+                       arch->qkv_bias ? "q/k/v biases" : "sliding-window attention");
     sp_gpu *g = calloc(1, sizeof *g);
     SP_CHECK_ALLOC(g);
     g->kernels = kernels, g->exec = kernels->exec, g->model = model, g->cfg = model->cfg;

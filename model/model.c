@@ -95,6 +95,11 @@ static sprig_status open_layer(sp_model *m, int l) {
     SP_TRY(layer_tensor(m, l, "self_attn.k_proj.weight", &L->k));
     SP_TRY(layer_tensor(m, l, "self_attn.v_proj.weight", &L->v));
     SP_TRY(layer_tensor(m, l, "self_attn.o_proj.weight", &L->o));
+    if (sp_arch_get(m->cfg->arch)->qkv_bias) {
+        SP_TRY(layer_tensor(m, l, "self_attn.q_proj.bias", &L->q_bias));
+        SP_TRY(layer_tensor(m, l, "self_attn.k_proj.bias", &L->k_bias));
+        SP_TRY(layer_tensor(m, l, "self_attn.v_proj.bias", &L->v_bias));
+    }
     SP_TRY(layer_tensor(m, l, "mlp.gate_proj.weight", &L->gate));
     SP_TRY(layer_tensor(m, l, "mlp.up_proj.weight", &L->up));
     SP_TRY(layer_tensor(m, l, "mlp.down_proj.weight", &L->down));

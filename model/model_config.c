@@ -15,7 +15,6 @@
 #include "sp_file.h"
 #include "sp_model_config.h"
 
-#define MC_ARCH "LlamaForCausalLM"
 #define MC_MAX_CONFIG_BYTES (16u << 20)
 
 /* Refuses an object with a repeated key: cJSON would answer with the first
@@ -102,14 +101,19 @@ static sprig_status mc_bool(const char *label, const cJSON *obj, const char *key
 
 /* ---- sections ------------------------------------------------------------------- */
 
-static sprig_status mc_architecture(const char *label, const cJSON *root) {
+/* The first entry of "architectures" that sprig runs (model/sp_arch.h). */
+static sprig_status mc_architecture(const char *label, const cJSON *root, sp_model_config *c) {
     const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
     if (!cJSON_IsArray(arch) || cJSON_GetArraySize(arch) == 0)
-        return sp_fail(SPRIG_E_FORMAT, "%s: no \"architectures\" list (sprig runs " MC_ARCH ")",
-                       label);
+        return sp_fail(SPRIG_E_FORMAT, "%s: no \"architectures\" list (sprig runs %s)", label,
+                       sp_arch_supported_list());
     const cJSON *a;
     cJSON_ArrayForEach(a, arch) {
-        if (cJSON_IsString(a) && strcmp(a->valuestring, MC_ARCH) == 0) return SPRIG_OK;
+        const sp_arch *known = cJSON_IsString(a) ? sp_arch_find(a->valuestring) : NULL;
+        if (known) {
+            c->arch = known->kind;
+            return SPRIG_OK;
+        }
     }
     char b[64];
     const cJSON *first = cJSON_GetArrayItem(arch, 0);
@@ -117,11 +121,13 @@ static sprig_status mc_architecture(const char *label, const cJSON *root) {
         snprintf(b, sizeof b, "%.60s", first->valuestring);
     else
         mc_show(first, b, sizeof b);
-    return sp_fail(SPRIG_E_FORMAT, "%s: unknown architecture '%s' (sprig runs " MC_ARCH ")", label, b);
+    return sp_fail(SPRIG_E_FORMAT, "%s: unknown architecture '%s' (sprig runs %s)", label, b,
+                   sp_arch_supported_list());
 }
 
-/* Features LlamaConfig can switch on that sprig's forward pass does not implement. */
-static sprig_status mc_unsupported_features(const char *label, const cJSON *root) {
+/* Features the configs can switch on that sprig's forward pass does not
+ * implement (Qwen2's q/k/v biases are its architecture's, not a switch). */
+static sprig_status mc_unsupported_features(const char *label, const cJSON *root, const sp_arch *arch) {
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
     char b[48];
     if (!mc_absent(act) && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
@@ -132,10 +138,23 @@ static sprig_status mc_unsupported_features(const char *label, const cJSON *root
         int on;
         SP_TRY(mc_bool(label, root, biases[i], 0, &on));
         if (on)
-            return sp_fail(SPRIG_E_FORMAT, "%s: \"%s\": true is not supported (sprig runs bias-free "
-                           "LLaMA layers)", label, biases[i]);
+            return sp_fail(SPRIG_E_FORMAT, "%s: \"%s\": true is not supported (sprig runs %s layers %s)", label,
+                           biases[i], arch->name, arch->qkv_bias ? "with q/k/v biases only" : "without biases");
     }
+    int sliding = 0;
+    SP_TRY(mc_bool(label, root, "use_sliding_window", 0, &sliding));
+    if (sliding && !arch->sliding_window)
+        return sp_fail(SPRIG_E_FORMAT, "%s: \"use_sliding_window\": true is not supported for %s (its "
+                       "per-layer windows are not implemented)", label, arch->hf_class);
     return SPRIG_OK;
+}
+
+/* Mistral's "sliding_window": a positive window, or null/absent for none. */
+static sprig_status mc_sliding_window(const char *label, const cJSON *root, sp_model_config *c) {
+    if (!sp_arch_get(c->arch)->sliding_window) return SPRIG_OK;
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    if (mc_absent(w)) return SPRIG_OK;
+    return mc_int(label, root, "sliding_window", 1, 0, 1, 1 << 24, &c->sliding_window);
 }
 
 static sprig_status mc_sizes(const char *label, const cJSON *root, sp_model_config *c) {
@@ -350,8 +369,9 @@ sprig_status sp_model_config_parse(const char *json, size_t len, const char *lab
     sprig_status s = SPRIG_OK;
     if (!cJSON_IsObject(root)) s = sp_fail(SPRIG_E_FORMAT, "%s: top level is not a JSON object", label);
     if (s == SPRIG_OK) s = mc_unique_keys(label, "the top-level object", root);
-    if (s == SPRIG_OK) s = mc_architecture(label, root);
-    if (s == SPRIG_OK) s = mc_unsupported_features(label, root);
+    if (s == SPRIG_OK) s = mc_architecture(label, root, &c);
+    if (s == SPRIG_OK) s = mc_unsupported_features(label, root, sp_arch_get(c.arch));
+    if (s == SPRIG_OK) s = mc_sliding_window(label, root, &c);
     if (s == SPRIG_OK) s = mc_sizes(label, root, &c);
     if (s == SPRIG_OK) s = mc_tokens(label, root, &c);
     if (s == SPRIG_OK) s = mc_rope(label, root, &c);
@@ -506,6 +526,11 @@ static sprig_status mc_check_layer(const mc_check *k, const sp_model_config *c, 
     MC_W("mlp.gate_proj.weight", 2, f, h, "[intermediate_size, hidden_size]");
     MC_W("mlp.up_proj.weight", 2, f, h, "[intermediate_size, hidden_size]");
     MC_W("mlp.down_proj.weight", 2, h, f, "[hidden_size, intermediate_size]");
+    if (sp_arch_get(c->arch)->qkv_bias) {
+        MC_W("self_attn.q_proj.bias", 1, q, 0, "[num_attention_heads*head_dim]");
+        MC_W("self_attn.k_proj.bias", 1, kv, 0, "[num_key_value_heads*head_dim]");
+        MC_W("self_attn.v_proj.bias", 1, kv, 0, "[num_key_value_heads*head_dim]");
+    }
 #undef MC_W
     if (!c->lte.enabled || !c->lte.has_router[L]) return SPRIG_OK;
     snprintf(n, sizeof n, "model.layers.%d.mlp.router.weight", L);
@@ -540,6 +565,9 @@ sprig_status sp_model_config_check_tensors(const sp_model_config *cfg, sp_tensor
                                            const void *ctx) {
     if (!cfg || !lookup) return sp_fail(SPRIG_E_INVALID, "sp_model_config_check_tensors: NULL argument");
     mc_check k = {lookup, ctx};
+    if (cfg->slice.enabled && sp_arch_get(cfg->arch)->qkv_bias)
+        return sp_fail(SPRIG_E_FORMAT, "a SliceGPT-sliced %s model: sliced q/k/v biases are not supported",
+                       sp_arch_get(cfg->arch)->hf_class);
     if (cfg->slice.enabled) return mc_check_sliced(&k, cfg);
     if (lookup(ctx, "model.layers.0.attn_shortcut_Q"))
         return sp_fail(SPRIG_E_FORMAT, "tensor 'model.layers.0.attn_shortcut_Q' is present: this is a SliceGPT "

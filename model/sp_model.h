@@ -18,6 +18,8 @@
 typedef struct sp_layer {
     const sp_tensor *attn_norm;        /* [d]; NULL when sliced (weightless norm) */
     const sp_tensor *q, *k, *v;        /* [heads*hd][d], [kv*hd][d], [kv*hd][d] */
+    const sp_tensor *q_bias, *k_bias, *v_bias; /* [heads*hd], [kv*hd], [kv*hd] where the architecture
+                                          has them (sp_arch.qkv_bias: Qwen2), else NULL */
     const sp_tensor *o;                /* [d][heads*hd] */
     const sp_tensor *mlp_norm;         /* [d]; NULL when sliced */
     const sp_tensor *gate, *up;        /* [f][d] */

@@ -32,6 +32,7 @@
 
 #include <stddef.h>
 
+#include "sp_arch.h"
 #include "sp_safetensors.h"
 #include "sprig.h"
 
@@ -80,6 +81,9 @@ typedef struct sp_slice_config {
 
 /* A plain value: no allocations, nothing to free. Field names follow config.json. */
 typedef struct sp_model_config {
+    sp_arch_kind arch;                      /* from "architectures" (model/sp_arch.h); LLaMA is 0 */
+    int sliding_window;                     /* attention sees the last sliding_window positions;
+                                               0: all (Mistral's "sliding_window", null = 0) */
     int hidden_size;
     int intermediate_size;
     int num_hidden_layers;                  /* 1..SP_MAX_LAYERS */

@@ -1,6 +1,6 @@
 /* Tokenizer for LLaMA-family models, read from a Hugging Face tokenizer.json.
  *
- * Two families are supported, and results match the Hugging Face `tokenizers`
+ * These families are supported, and results match the Hugging Face `tokenizers`
  * library id for id (tests/test_tokenizer.c checks it against fixtures the
  * library produced, tools/make_tokenizer_fixtures.py):
  *   - LLaMA-2 / SentencePiece-style BPE: byte_fallback, the normalizer
@@ -11,7 +11,15 @@
  *   - LLaMA-3 / byte-level BPE: the pre-tokenizer Sequence[Split(Regex, Isolated),
  *     ByteLevel(add_prefix_space false, use_regex false)] with the regex run by
  *     PCRE2 (UTF + UCP), ignore_merges, decoder ByteLevel.
- * Both: added tokens (matched verbatim, leftmost-longest, before BPE; with
+ *   - GPT-2-style byte-level BPE (GPT-2, SmolLM/SmolLM2, StarCoder): the
+ *     pre-tokenizer ByteLevel(use_regex true, add_prefix_space true or false),
+ *     alone or in a Sequence, optionally after Digits (StarCoder); GPT-2's
+ *     pattern then splits the text (case-sensitive contractions), and
+ *     add_prefix_space puts a space before every piece not starting with one
+ *     (every stretch between added tokens, as the reference does).
+ *   - Qwen2 / Qwen2.5: the normalizer NFC (by utf8proc) and the LLaMA-3
+ *     layout with Qwen's pattern.
+ * All: added tokens (matched verbatim, leftmost-longest, before BPE; with
  * normalized=true matched after normalization), TemplateProcessing (BOS).
  * Anything else in the file is SPRIG_E_FORMAT "unsupported tokenizer: <what>".
  *
@@ -21,6 +29,11 @@
  *     (about 9,300, most of them CJK Extension H, U+31350..U+323AF) are not
  *     \p{L} here and may split differently. \s is rewritten to Oniguruma's
  *     set (PCRE2's alone would also match U+180E).
+ *   - NFC comes from utf8proc (Unicode 15 in Debian 12's 2.8); the reference
+ *     uses the unicode-normalization-alignments crate. Both follow the stable
+ *     composition rules, so they can differ only on characters one of them
+ *     does not know yet. Falcon's Punctuation pre-tokenizer and the other
+ *     normalizers (NFKC, NFD, Lowercase, ...) are refused.
  *   - decode(skip_special) skips special tokens by id. tokenizers 0.23 fails
  *     to skip special added tokens marked normalized=true (it looks up their
  *     normalized form, "▁<s>"); everything else agrees with it.
@@ -50,12 +63,14 @@ void sp_tok_close(sp_tokenizer *tok);
 
 /* 1 + the largest id of the model vocab and the added tokens. */
 int32_t sp_tok_n_ids(const sp_tokenizer *tok);
-/* "sentencepiece-bpe" or "byte-level-bpe" (from the decoder). */
+/* "sentencepiece-bpe" or "byte-level-bpe" (from the decoder: LLaMA-3, GPT-2,
+ * SmolLM2 and Qwen2 are all byte-level). */
 const char *sp_tok_kind(const sp_tokenizer *tok);
 /* The token the post-processor puts first (LLaMA: <s> / <|begin_of_text|>),
  * else an added token named <s> or <|begin_of_text|>; -1 if none. */
 int32_t sp_tok_bos_id(const sp_tokenizer *tok);
-/* An added token named </s>, else <|end_of_text|>; -1 if none. tokenizer.json
+/* An added token named </s>, else <|end_of_text|>, else <|endoftext|>
+ * (GPT-2, SmolLM, Qwen2); -1 if none. tokenizer.json
  * does not say which token ends generation: config.json's eos_token_id (which
  * may list several, e.g. LLaMA-3-Instruct's <|eot_id|>) takes precedence. */
 int32_t sp_tok_eos_id(const sp_tokenizer *tok);

@@ -30,16 +30,19 @@ typedef struct tk_added {
     int normalized, special;
 } tk_added;
 
-typedef enum { TK_NORM_PREPEND, TK_NORM_REPLACE } tk_norm_kind;
+typedef enum { TK_NORM_PREPEND, TK_NORM_REPLACE, TK_NORM_NFC } tk_norm_kind;
 
-/* Prepend(a), or Replace(a -> b) of a literal string; also used for the decoder's Replace. */
+/* Prepend(a), Replace(a -> b) of a literal string (also used for the
+ * decoder's Replace), or NFC (no strings). */
 typedef struct tk_norm {
     tk_norm_kind kind;
     const char *a, *b;
     size_t alen, blen;
 } tk_norm;
 
-typedef enum { TK_PRE_SPLIT, TK_PRE_BYTELEVEL, TK_PRE_METASPACE } tk_pre_kind;
+/* TK_PRE_PREFIX_SPACE: the first part of ByteLevel(add_prefix_space=true), a
+ * space before each piece that does not start with one. */
+typedef enum { TK_PRE_SPLIT, TK_PRE_BYTELEVEL, TK_PRE_METASPACE, TK_PRE_PREFIX_SPACE } tk_pre_kind;
 typedef enum { TK_PREPEND_ALWAYS, TK_PREPEND_FIRST, TK_PREPEND_NEVER } tk_prepend;
 
 typedef struct tk_pre {
@@ -203,6 +206,8 @@ static sprig_status tk_load_normalizer(sp_tokenizer *t, const cJSON *root) {
             SP_CHECK_ALLOC(st->a);
         } else if (strcmp(ty, "Replace") == 0) {
             SP_TRY(tk_replace_step(t, steps[i], "normalizer", st));
+        } else if (strcmp(ty, "NFC") == 0) {
+            st->kind = TK_NORM_NFC;
         } else {
             return tk_unsupported(t, "normalizer \"%.60s\"", ty);
         }
@@ -237,6 +242,8 @@ static sprig_status tk_normalize(const sp_tokenizer *t, const char *s, size_t n,
             if (out->len == 0) continue; /* the reference prepends only to non-empty text */
             SP_TRY(sp_tk_buf_append(tmp, st->a, st->alen));
             SP_TRY(sp_tk_buf_append(tmp, out->data, out->len));
+        } else if (st->kind == TK_NORM_NFC) {
+            SP_TRY(sp_tk_nfc(out->data, out->len, tmp));
         } else {
             SP_TRY(tk_replace_all(out->data, out->len, st, tmp));
         }
@@ -350,6 +357,46 @@ static sprig_status tk_load_metaspace(sp_tokenizer *t, const cJSON *step, tk_pre
     return SPRIG_OK;
 }
 
+/* GPT-2's pattern, which the reference's ByteLevel pre-tokenizer runs when
+ * use_regex is true (tokenizers/src/pre_tokenizers/byte_level.rs).
+ * Contractions are case-sensitive here, unlike in LLaMA-3's and Qwen2's. */
+static const char tk_gpt2_pattern[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+/* ByteLevel does, on each piece: prepend a space (add_prefix_space) unless
+ * the piece starts with one, split it with GPT-2's pattern (use_regex),
+ * map bytes to characters. Each of these acts on every piece on its own, so
+ * running them as three steps over all pieces gives the same result; it
+ * becomes up to three steps here, the split an ordinary Split(Isolated). */
+static sprig_status tk_load_bytelevel(sp_tokenizer *t, const cJSON *step) {
+    int prefix = tk_flag(step, "add_prefix_space", 0), regex = tk_flag(step, "use_regex", 1);
+    if (prefix < 0 || regex < 0)
+        return sp_fail(SPRIG_E_FORMAT, "%s: ByteLevel pre_tokenizer: add_prefix_space and use_regex must be booleans",
+                       t->label);
+    if (t->n_pres + (size_t)prefix + (size_t)regex + 1 > TK_MAX_STEPS)
+        return tk_unsupported(t, "%s", "pre_tokenizer with more than 16 steps");
+    if (prefix) t->pres[t->n_pres++].kind = TK_PRE_PREFIX_SPACE;
+    if (regex) {
+        tk_pre *split = &t->pres[t->n_pres++];
+        split->kind = TK_PRE_SPLIT;
+        SP_TRY(tk_compile(t, tk_gpt2_pattern, 0, &split->re));
+    }
+    t->pres[t->n_pres++].kind = TK_PRE_BYTELEVEL;
+    return SPRIG_OK;
+}
+
+/* Digits: numeric characters (Rust's char::is_numeric, Unicode N*) split off
+ * one by one (individual_digits) or in runs, behaviour Isolated. */
+static sprig_status tk_load_digits(sp_tokenizer *t, const cJSON *step) {
+    int individual = tk_flag(step, "individual_digits", 0);
+    if (individual < 0)
+        return sp_fail(SPRIG_E_FORMAT, "%s: Digits pre_tokenizer: individual_digits must be a boolean", t->label);
+    if (t->n_pres == TK_MAX_STEPS) return tk_unsupported(t, "%s", "pre_tokenizer with more than 16 steps");
+    tk_pre *split = &t->pres[t->n_pres++];
+    split->kind = TK_PRE_SPLIT;
+    return tk_compile(t, individual ? "\\p{N}" : "\\p{N}+", 0, &split->re);
+}
+
 static sprig_status tk_load_pretokenizer(sp_tokenizer *t, const cJSON *root) {
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (!pt || cJSON_IsNull(pt)) return SPRIG_OK;
@@ -358,15 +405,18 @@ static sprig_status tk_load_pretokenizer(sp_tokenizer *t, const cJSON *root) {
     SP_TRY(tk_flatten(t, pt, "pretokenizers", "pre_tokenizer", steps, &n));
     for (size_t i = 0; i < n; ++i) {
         const char *ty = tk_type(steps[i]);
+        if (strcmp(ty, "ByteLevel") == 0) {
+            SP_TRY(tk_load_bytelevel(t, steps[i]));
+            continue;
+        }
+        if (strcmp(ty, "Digits") == 0) {
+            SP_TRY(tk_load_digits(t, steps[i]));
+            continue;
+        }
+        if (t->n_pres == TK_MAX_STEPS) return tk_unsupported(t, "%s", "pre_tokenizer with more than 16 steps");
         tk_pre *pre = &t->pres[t->n_pres++];
         if (strcmp(ty, "Split") == 0) {
             SP_TRY(tk_load_split(t, steps[i], pre));
-        } else if (strcmp(ty, "ByteLevel") == 0) {
-            if (tk_flag(steps[i], "add_prefix_space", 0) != 0)
-                return tk_unsupported(t, "%s", "ByteLevel pre_tokenizer with add_prefix_space=true");
-            if (tk_flag(steps[i], "use_regex", 1) != 0)
-                return tk_unsupported(t, "%s", "ByteLevel pre_tokenizer with use_regex=true (GPT-2 style)");
-            pre->kind = TK_PRE_BYTELEVEL;
         } else if (strcmp(ty, "Metaspace") == 0) {
             SP_TRY(tk_load_metaspace(t, steps[i], pre));
         } else {
@@ -744,6 +794,7 @@ static sprig_status tk_load(sp_tokenizer *t, const char *json, size_t len) {
     if (t->bos < 0) t->bos = tk_added_id(t, "<|begin_of_text|>");
     t->eos = tk_added_id(t, "</s>");
     if (t->eos < 0) t->eos = tk_added_id(t, "<|end_of_text|>");
+    if (t->eos < 0) t->eos = tk_added_id(t, "<|endoftext|>"); /* GPT-2, SmolLM, Qwen2 */
     return SPRIG_OK;
 }
 
@@ -960,6 +1011,16 @@ static sprig_status tk_pre_metaspace(const tk_pre *pre, const char *s, size_t n,
     return len ? tk_push(out, (tk_piece){off, len, -1, at_start}) : SPRIG_OK;
 }
 
+/* ByteLevel(add_prefix_space=true): the reference prepends to every piece,
+ * not only the first (each stretch between added tokens gets its space). */
+static sprig_status tk_pre_prefix_space(const char *s, size_t n, int at_start, tk_list *out) {
+    if (s[0] == ' ') return tk_push_text(out, s, n, at_start); /* pieces are never empty */
+    size_t off = out->text.len;
+    SP_TRY(sp_tk_buf_append(&out->text, " ", 1));
+    SP_TRY(sp_tk_buf_append(&out->text, s, n));
+    return tk_push(out, (tk_piece){off, n + 1, -1, at_start});
+}
+
 /* Step 3: runs one pre-tokenizer step over every text piece of a into b. */
 static sprig_status tk_stage_pre(const sp_tokenizer *t, const tk_pre *pre, tk_list *a, tk_list *b,
                                  pcre2_match_data **md, sp_tk_buf *tmp) {
@@ -980,6 +1041,8 @@ static sprig_status tk_stage_pre(const sp_tokenizer *t, const tk_pre *pre, tk_li
             SP_TRY(tk_pre_split(pre, s, p->len, p->at_start, *md, b));
         } else if (pre->kind == TK_PRE_BYTELEVEL) {
             SP_TRY(tk_pre_bytelevel(t->byte_cp, s, p->len, p->at_start, tmp, b));
+        } else if (pre->kind == TK_PRE_PREFIX_SPACE) {
+            SP_TRY(tk_pre_prefix_space(s, p->len, p->at_start, b));
         } else {
             SP_TRY(tk_pre_metaspace(pre, s, p->len, p->at_start, tmp, b));
         }

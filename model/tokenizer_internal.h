@@ -1,6 +1,7 @@
 /* Internals shared by model/tokenizer.c (the pipeline: added tokens,
  * normalizer, pre-tokenizer, post-processor, decoder) and
- * model/tokenizer_bpe.c (string arena, hash maps, UTF-8, the BPE model).
+ * model/tokenizer_bpe.c (string arena, hash maps, UTF-8, the BPE model) and
+ * model/tokenizer_nfc.c (the NFC normalizer).
  * Not part of any public interface. */
 #ifndef SP_TOK_INTERNAL_H
 #define SP_TOK_INTERNAL_H
@@ -71,6 +72,12 @@ size_t sp_tk_utf8_put(uint32_t cp, char *out);
 sprig_status sp_tk_utf8_lossy(const char *s, size_t n, sp_tk_buf *out);
 /* 1 when s is entirely valid UTF-8 (nothing truncated). */
 int sp_tk_utf8_valid(const char *s, size_t n);
+
+/* ---- normalization (tokenizer_nfc.c, utf8proc) ------------------------------- */
+
+/* Writes the NFC form of s (n bytes of valid UTF-8) into out, replacing what
+ * out held (out->len is reset). */
+sprig_status sp_tk_nfc(const char *s, size_t n, sp_tk_buf *out);
 
 /* ---- the BPE model ---------------------------------------------------------- */
 typedef struct sp_tk_merge_slot sp_tk_merge_slot;

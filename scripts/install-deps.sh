@@ -2,7 +2,7 @@
 # Installs what sprig builds against, from Debian's packages. The CUDA toolkit
 # (nvcc, NVRTC, cuBLAS) is expected at /usr/local/cuda or on PATH already.
 set -euo pipefail
-pkgs=(cmake make gcc g++ pkg-config liblua5.4-dev libcjson-dev libxxhash-dev libpcre2-dev clang libclang-rt-14-dev)
+pkgs=(cmake make gcc g++ pkg-config liblua5.4-dev libcjson-dev libxxhash-dev libpcre2-dev libutf8proc-dev clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

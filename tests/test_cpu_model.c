@@ -83,7 +83,8 @@ done:
 
 int main(int argc, char **argv) {
     const char *root = argc > 1 ? argv[1] : "tests/fixtures/models";
-    const char *models[] = {"tiny-llama2", "tiny-llama3", "tiny-llama2-tied", "tiny-llama2-lte", "tiny-llama3-lte"};
+    const char *models[] = {"tiny-llama2", "tiny-llama3",    "tiny-llama2-tied", "tiny-llama2-lte",
+                            "tiny-llama3-lte", "tiny-mistral", "tiny-qwen2"};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; ++i) check_model(root, models[i]);
     return sp_test_finish("test_cpu_model", 0);
 }

@@ -86,6 +86,19 @@ static void test_llama3(void) {
     /* No type at all means "default" (as in transformers). */
     const char *notype = "{" ARCH BASE_FIELDS ", \"rope_parameters\": {\"rope_theta\": 20.0}}";
     CHECK(parse(notype, &c) == SPRIG_OK && c.rope_scaling.kind == SP_ROPE_NONE && c.rope_theta == 20.0);
+    /* The architectures of model/sp_arch.h: which one, and Mistral's window (null: none). */
+    CHECK(parse("{" ARCH BASE_FIELDS "}", &c) == SPRIG_OK && c.arch == SP_ARCH_LLAMA && c.sliding_window == 0);
+    const char *mistral = "{\"architectures\": [\"MistralForCausalLM\"], " BASE_FIELDS ", \"sliding_window\": 4096}";
+    CHECK_MSG(parse(mistral, &c) == SPRIG_OK, "%s", sprig_last_error());
+    CHECK(c.arch == SP_ARCH_MISTRAL && c.sliding_window == 4096 && !sp_arch_get(c.arch)->qkv_bias);
+    const char *no_window = "{\"architectures\": [\"MistralForCausalLM\"], " BASE_FIELDS ", \"sliding_window\": null}";
+    CHECK(parse(no_window, &c) == SPRIG_OK && c.arch == SP_ARCH_MISTRAL && c.sliding_window == 0);
+    /* Qwen2: biases by architecture; its sliding_window is ignored while use_sliding_window is false */
+    const char *qwen2 = "{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE_FIELDS ", \"sliding_window\": 32, "
+                        "\"use_sliding_window\": false}";
+    CHECK_MSG(parse(qwen2, &c) == SPRIG_OK, "%s", sprig_last_error());
+    CHECK(c.arch == SP_ARCH_QWEN2 && c.sliding_window == 0 && sp_arch_get(c.arch)->qkv_bias);
+    CHECK(sp_arch_find("LlamaForCausalLM") == sp_arch_get(SP_ARCH_LLAMA) && !sp_arch_find("llama"));
 }
 
 static void test_lte_config(void) {
@@ -106,8 +119,14 @@ typedef struct bad_case {
 
 static void test_bad_configs(void) {
     static const bad_case cases[] = {
-        {"{\"architectures\": [\"MistralForCausalLM\"], " BASE_FIELDS "}",
-         "unknown architecture 'MistralForCausalLM'", "LlamaForCausalLM"},
+        {"{\"architectures\": [\"GemmaForCausalLM\"], " BASE_FIELDS "}",
+         "unknown architecture 'GemmaForCausalLM'", "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"},
+        {"{\"architectures\": [\"MistralForCausalLM\"], " BASE_FIELDS ", \"sliding_window\": 0}", "sliding_window",
+         "out of range"},
+        {"{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE_FIELDS ", \"use_sliding_window\": true}",
+         "use_sliding_window", "Qwen2ForCausalLM"},
+        {"{\"architectures\": [\"MistralForCausalLM\"], " BASE_FIELDS ", \"attention_bias\": true}",
+         "attention_bias", "mistral layers without biases"},
         {"{" BASE_FIELDS "}", "architectures", NULL},
         {"{\"architectures\": \"LlamaForCausalLM\", " BASE_FIELDS "}", "architectures", NULL},
         {"not json", "not valid JSON", NULL},
@@ -351,10 +370,11 @@ static void test_bad_folders(void) {
     expect_open_fail(write_folder("intweight", LLAMA2, &l, 1), SPRIG_E_FORMAT,
                      "'model.layers.0.mlp.down_proj.weight' has dtype I32", NULL, NULL);
 
-    const char *mistral = "{\"architectures\": [\"MistralForCausalLM\"], " BASE_FIELDS "}";
+    /* Qwen2 layers carry q/k/v biases: a folder without them is refused naming the first. */
+    const char *qwen2 = "{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE_FIELDS ", \"num_key_value_heads\": 1}";
     build_model(&l, 0, 1);
-    expect_open_fail(write_folder("mistral", mistral, &l, 1), SPRIG_E_FORMAT,
-                     "unknown architecture 'MistralForCausalLM'", "mistral/config.json", NULL);
+    expect_open_fail(write_folder("qwen2", qwen2, &l, 1), SPRIG_E_FORMAT,
+                     "missing tensor 'model.layers.0.self_attn.q_proj.bias'", "[num_attention_heads*head_dim]", NULL);
 
     /* Shards: one file gone, one that lacks a tensor the index promises, a path escape. */
     char p[700];

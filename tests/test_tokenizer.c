@@ -314,6 +314,22 @@ static void check_api(const char *dir) {
     free(ids);
     sp_tok_close(l2);
     sp_tok_close(l3);
+
+    /* GPT-2 style and Qwen2: byte-level; <|endoftext|> ends text when nothing
+     * else does; a template's first token is BOS */
+    const char *bl_names[] = {"smollm2", "starcoder-prefix", "qwen2"};
+    for (int k = 0; k < 3; ++k) {
+        sp_tokenizer *t = NULL;
+        snprintf(path, sizeof path, "%s/%s/tokenizer.json", dir, bl_names[k]);
+        CHECK(sp_tok_open(path, &t) == SPRIG_OK);
+        if (!t) continue;
+        CHECK(strcmp(sp_tok_kind(t), "byte-level-bpe") == 0);
+        CHECK_MSG(sp_tok_eos_id(t) >= 0 && sp_tok_eos_id(t) == sp_tok_find(t, "<|endoftext|>"), "%s: eos %d",
+                  bl_names[k], (int)sp_tok_eos_id(t));
+        CHECK_MSG(sp_tok_bos_id(t) == (k == 1 ? sp_tok_find(t, "<|endoftext|>") : -1), "%s: bos %d", bl_names[k],
+                  (int)sp_tok_bos_id(t));
+        sp_tok_close(t);
+    }
 }
 
 static void expect_fail(const char *json, sprig_status want, const char *needle) {
@@ -360,8 +376,21 @@ static void check_bad_files(const char *dir) {
                 "\"behavior\":\"Removed\",\"invert\":false}," DECODER_OK "}",
                 SPRIG_E_FORMAT, "Split behavior \"Removed\"");
     expect_fail("{" MODEL_OK ",\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
-                "\"use_regex\":true}," DECODER_OK "}",
-                SPRIG_E_FORMAT, "use_regex=true");
+                "\"use_regex\":\"yes\"}," DECODER_OK "}",
+                SPRIG_E_FORMAT, "use_regex must be booleans");
+    /* Falcon's pre-tokenizer starts with Punctuation: still not supported */
+    expect_fail("{" MODEL_OK ",\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["
+                "{\"type\":\"Punctuation\",\"behavior\":\"Contiguous\"},"
+                "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true}]}," DECODER_OK "}",
+                SPRIG_E_FORMAT, "unsupported tokenizer: pre_tokenizer \"Punctuation\"");
+    /* 16 steps at most, counting the 3 a GPT-2 ByteLevel becomes */
+    {
+        char big[2048] = "{" MODEL_OK ",\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[";
+        for (int i = 0; i < 6; ++i)
+            strcat(big, "{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"use_regex\":true},");
+        strcat(big, "{\"type\":\"Digits\"}]}," DECODER_OK "}");
+        expect_fail(big, SPRIG_E_FORMAT, "more than 16 steps");
+    }
     expect_fail("{" MODEL_OK "}", SPRIG_E_FORMAT, "unsupported tokenizer: no decoder");
     expect_fail("{" MODEL_OK ",\"decoder\":{\"type\":\"WordPiece\"}}", SPRIG_E_FORMAT, "decoder step \"WordPiece\"");
     expect_fail("{" MODEL_OK ",\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Strip\",\"content\":\" \","
@@ -444,8 +473,9 @@ static void check_roundtrip(const char *dir) {
         memcpy(text + len, sn, strlen(sn));
         len += strlen(sn);
     }
-    const char *names[] = {"llama2", "llama2-metaspace", "llama3"};
-    for (int k = 0; k < 3; ++k) {
+    /* (not starcoder-prefix: add_prefix_space adds a space the decoder keeps) */
+    const char *names[] = {"llama2", "llama2-metaspace", "llama3", "smollm2", "qwen2"};
+    for (int k = 0; k < 5; ++k) {
         char path[1024];
         snprintf(path, sizeof path, "%s/%s/tokenizer.json", dir, names[k]);
         sp_tokenizer *tok = NULL;
@@ -472,7 +502,8 @@ static void check_roundtrip(const char *dir) {
 
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "tests/fixtures/tokenizers";
-    const char *names[] = {"llama2", "llama2-metaspace", "llama2-normalized", "llama3"};
+    const char *names[] = {"llama2", "llama2-metaspace", "llama2-normalized", "llama3",
+                           "smollm2", "starcoder-prefix", "qwen2"};
     for (size_t i = 0; i < sizeof names / sizeof *names; ++i) run_fixture(dir, names[i]);
     check_api(dir);
     check_roundtrip(dir);

@@ -3,8 +3,10 @@
 
 The CPU backend of sprig is checked against an implementation nobody here
 wrote: transformers' LlamaForCausalLM. This script builds tiny random models
-(LLaMA-2 style; LLaMA-3 style with GQA and llama3 rope scaling; and LTE
-variants with sprig's router extension), saves each as a Hugging Face folder
+(LLaMA-2 style; LLaMA-3 style with GQA and llama3 rope scaling; LTE
+variants with sprig's router extension; Mistral with a sliding window shorter
+than the sequence; Qwen2 with its q/k/v biases and tied embeddings, through
+transformers' own Mistral/Qwen2 classes), saves each as a Hugging Face folder
 (config.json, model.safetensors, tokenizer.json) under tests/fixtures/models/,
 and stores what the reference computes in expected.safetensors:
 
@@ -17,7 +19,7 @@ LTE models are run with the LTE rule applied in PyTorch: per token, expert e
 is active when sigmoid(x . W_r[e]) > tau; only the neurons of active experts
 contribute (the expert permutation maps stored neurons to experts).
 
-Usage: python3 tools/make_model_fixtures.py [--out tests/fixtures/models]
+Usage: python3 tools/make_model_fixtures.py [--out tests/fixtures/models] [--only NAME ...]
 Needs: torch, transformers, safetensors (pip). The C tests do not.
 """
 import argparse
@@ -27,7 +29,16 @@ import shutil
 
 import torch
 from safetensors.torch import save_file
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM)
+
+# Each architecture's config and model classes, and what its fixtures set
+# beyond the shared sizes (model/arch.c holds sprig's side of the same table).
+ARCHS = {
+    "llama": (LlamaConfig, LlamaForCausalLM, dict(attention_bias=False, mlp_bias=False)),
+    "mistral": (MistralConfig, MistralForCausalLM, {}),
+    "qwen2": (Qwen2Config, Qwen2ForCausalLM, dict(use_sliding_window=False)),
+}
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -56,6 +67,16 @@ SPECS = {
         tokenizer="llama2", hidden_size=48, intermediate_size=128, num_hidden_layers=1,
         num_attention_heads=2, num_key_value_heads=1, rope_theta=10000.0, tie_word_embeddings=True,
         rope_scaling=None, max_position_embeddings=64, bos_token_id=1, eos_token_id=2),
+    # A window of 5 over 12 prompt tokens and 8 generated: most positions see only part of the cache.
+    "tiny-mistral": dict(
+        arch="mistral", tokenizer="llama2", hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0, tie_word_embeddings=False,
+        sliding_window=5, max_position_embeddings=64, bos_token_id=1, eos_token_id=2),
+    # q/k/v biases (drawn away from 0 below), tied embeddings, GQA 4/2.
+    "tiny-qwen2": dict(
+        arch="qwen2", tokenizer="llama3", hidden_size=64, intermediate_size=176, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, rope_theta=1000000.0, tie_word_embeddings=True,
+        max_position_embeddings=64, bos_token_id=None, eos_token_id=None),
 }
 # LTE variants: (base, expert size g, tau, layers with a router, permute?)
 LTE = {
@@ -67,18 +88,21 @@ LTE = {
 def build(spec, seed):
     torch.manual_seed(seed)
     vocab = tokenizer_vocab(spec["tokenizer"])
-    kw = {k: v for k, v in spec.items() if k != "tokenizer"}
+    kw = {k: v for k, v in spec.items() if k not in ("tokenizer", "arch")}
     if kw["bos_token_id"] is None:
         kw["bos_token_id"] = vocab - 2
         kw["eos_token_id"] = vocab - 1
-    cfg = LlamaConfig(vocab_size=vocab, rms_norm_eps=1e-5, attention_bias=False, mlp_bias=False,
-                      hidden_act="silu", initializer_range=0.15, torch_dtype="float32", **kw)
+    config_class, model_class, extra = ARCHS[spec.get("arch", "llama")]
+    cfg = config_class(vocab_size=vocab, rms_norm_eps=1e-5, hidden_act="silu", initializer_range=0.15,
+                       torch_dtype="float32", **extra, **kw)
     cfg._attn_implementation = "eager"
-    model = LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():  # norms away from 1 so their weights matter
+    model = model_class(cfg).eval()
+    with torch.no_grad():  # norms away from 1 and biases away from 0, so that they matter
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
                 p.copy_(1.0 + 0.3 * torch.randn_like(p))
+            if name.endswith(".bias"):
+                p.copy_(0.5 * torch.randn_like(p))
     return model, cfg
 
 
@@ -137,7 +161,7 @@ def write(out, name, spec_name, model, cfg, extra, lte, tokens, records_fn):
     sd.update(extra)
     save_file(sd, os.path.join(folder, "model.safetensors"))
     conf = cfg.to_dict()
-    conf["architectures"] = ["LlamaForCausalLM"]
+    conf["architectures"] = [type(model).__name__]
     conf["torch_dtype"] = "float32"
     for k in ["_attn_implementation_autoset", "transformers_version", "dtype"]:
         conf.pop(k, None)
@@ -174,14 +198,19 @@ def write(out, name, spec_name, model, cfg, extra, lte, tokens, records_fn):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "models"))
+    ap.add_argument("--only", nargs="*", help="write only these fixtures (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     for i, (name, spec) in enumerate(SPECS.items()):
+        if args.only and name not in args.only:
+            continue
         model, cfg = build(spec, seed=1000 + i)
         gen = torch.Generator().manual_seed(7 + i)
         tokens = torch.randint(0, cfg.vocab_size, (12,), generator=gen).tolist()
         write(args.out, name, name, model, cfg, {}, None, tokens, lambda: None)
     for j, (name, (base, g, tau, layers, permute)) in enumerate(LTE.items()):
+        if args.only and name not in args.only:
+            continue
         spec = SPECS[base]
         model, cfg = build(spec, seed=1000 + list(SPECS).index(base))
         extra, records = add_lte(model, cfg, g, tau, layers, permute, seed=2000 + j)

@@ -44,6 +44,10 @@ from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normaliz
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures",
                    "tokenizers")
 
+# Qwen2 / Qwen2.5's Split pattern (transformers' Qwen2TokenizerFast): digits one by one.
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+                 r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                   r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
@@ -148,6 +152,42 @@ CASES = [
     "aaaa bbbb aaaa",
     "    indented    with    runs",
     "\u0301 lone combining accent",
+]
+
+# More for the GPT-2-style and Qwen2 fixtures: what their regexes and NFC
+# treat specially (GPT-2's contractions are case-sensitive, Qwen2's are not;
+# Qwen2 splits digits one by one; NFC composes e + U+0301, Hangul jamo,
+# the Angstrom sign; chat markup with the SmolLM2 / Qwen special tokens).
+BYTELEVEL_CASES = [
+    "it's they're we've I'm you'll he'd isn't",
+    "IT'S THEY'RE WE'VE I'M YOU'LL HE'D",
+    "'s at the start and 'd'",
+    "rock 'n' roll ''quoted''",
+    "a  b   c    d",
+    "ends with spaces  \n  next",
+    "a \n\n\tb\t\n",
+    "\r\n\r\n\r\n",
+    " \t \t",
+    "1 12 123 1234 12345678901234567890",
+    "x1y22z333 v2.0.1 -42",
+    "\u0661\u0662\u0663 Arabic-Indic digits, \u00bd \u00b2 \u2163 other numbers",
+    "cafe\u0301 vs caf\u00e9",
+    "e\u0301e\u0301e\u0301",
+    "\u1100\u1161\u11a8 jamo, \uac01 syllable",
+    "\u212b angstrom sign, A\u030a, \u00c5",
+    "\u0071\u0307\u0323 q dot above dot below",
+    "\ufb01 ligature and \u2460 circled",
+    "\u0915\u094d\u0937 Devanagari, \u0e01\u0e33 Thai",
+    "x\u0301 mark after a letter",
+    "\U0001F468\u200d\U0001F469\u200d\U0001F467 \U0001F44D\U0001F3FD flags \U0001F1EB\U0001F1F7",
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM.<|im_end|>\n"
+    "<|im_start|>user\nWhat's 2+2?<|im_end|>\n<|im_start|>assistant\n",
+    "<|endoftext|><|endoftext|>text<|endoftext|>",
+    "a<|im_end|>b <|im_start|> c",
+    "<|im_start|",
+    "<tool_call>{\"name\": \"f\"}</tool_call>",
+    "<repo_name>sprig<file_sep>main.c",
+    "caf\u00e9! and cafe\u0301! (an added token, normalized)",
 ]
 
 # Invalid UTF-8: the C tokenizer replaces each maximal invalid subsequence with
@@ -265,6 +305,98 @@ def build_llama3(train_lines):
     return tok
 
 
+SMOLLM2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<reponame>",
+                    "<file_sep>", "<filename>", "<gh_stars>", "<issue_start>", "<issue_comment>",
+                    "<issue_closed>", "<jupyter_start>", "<jupyter_text>", "<jupyter_code>",
+                    "<jupyter_output>", "<jupyter_script>", "<empty_output>"]
+
+
+def gpt2_base(train_lines):
+    """Trains the SmolLM2-like model (its specials first, ids 0..16, as in
+    SmolLM2); returns (vocab, merges)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = trainers.BpeTrainer(vocab_size=900, special_tokens=SMOLLM2_SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(train_lines, trainer)
+    data = json.loads(tok.to_str())
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+              for m in data["model"]["merges"]]
+    vocab = data["model"]["vocab"]
+    # GPT-2's contractions are case-sensitive, so "'S" is never one piece and
+    # training cannot learn it; with these tokens a case-insensitive pattern
+    # would give other ids for "IT'S", "HE'D".
+    for left, right in (("'", "S"), ("'", "D")):
+        assert left + right not in vocab and left in vocab and right in vocab, (left, right)
+        vocab[left + right] = len(vocab)
+        merges.append((left, right))
+    return vocab, merges
+
+
+def build_smollm2(vocab, merges):
+    """SmolLM2 / GPT-2: ByteLevel(use_regex=true) alone, no normalizer, a
+    ByteLevel post-processor (adds nothing), specials never added by encode."""
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True,
+                                                 use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t in SMOLLM2_SPECIALS])
+    return tok
+
+
+def build_starcoder_prefix(vocab, merges):
+    """StarCoder's Sequence[Digits(individual_digits), ByteLevel(use_regex)],
+    here with add_prefix_space=true (the space goes before every piece, also
+    between added tokens), a template adding <|endoftext|> first, and a
+    non-special added token."""
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t in SMOLLM2_SPECIALS[:3]])
+    tok.add_tokens([AddedToken("<tool_call>", special=False, normalized=False)])
+    eot = tok.token_to_id("<|endoftext|>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|>:0 $A:0", pair="<|endoftext|>:0 $A:0 <|endoftext|>:1 $B:1",
+        special_tokens=[("<|endoftext|>", eot)])
+    return tok
+
+
+def build_qwen2(train_lines):
+    """Qwen2 / Qwen2.5: NFC, Split(Qwen pattern) + ByteLevel(use_regex=false),
+    specials after the model vocab, non-special added tokens (one normalized,
+    written decomposed, so it is matched in its NFC form)."""
+    norm = normalizers.NFC()
+    split = pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False,
+                                          use_regex=False)
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = norm
+    tok.pre_tokenizer = pre_tokenizers.Sequence([split, byte_level])
+    trainer = trainers.BpeTrainer(vocab_size=900, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(train_lines, trainer)
+    data = json.loads(tok.to_str())
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+              for m in data["model"]["merges"]]
+    tok = Tokenizer(models.BPE(vocab=data["model"]["vocab"], merges=merges))
+    tok.normalizer = norm
+    tok.pre_tokenizer = pre_tokenizers.Sequence([split, byte_level])
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")])
+    tok.add_tokens([AddedToken("<tool_call>", special=False, normalized=False),
+                    AddedToken("</tool_call>", special=False, normalized=False),
+                    AddedToken("cafe\u0301!", special=False, normalized=True)])
+    return tok
+
+
 def save(tok, name, legacy_merges=False):
     """Saves tokenizer.json (compact) and returns the tokenizer re-loaded from it."""
     folder = os.path.join(OUT, name)
@@ -306,9 +438,9 @@ def put_text(case, key, text):
         case[key + "_hex"] = text.encode("utf-8").hex()
 
 
-def write_cases(tok, name, rng):
+def write_cases(tok, name, rng, extra=()):
     cases = []
-    for text in CASES:
+    for text in CASES + list(extra):
         cases.append({"text": text})
     for raw in BAD_UTF8:
         cases.append({"bytes_hex": raw.hex(), "text": raw.decode("utf-8", errors="replace")})
@@ -334,17 +466,19 @@ def write_cases(tok, name, rng):
     else:
         bl = bytes_to_unicode()
         b = lambda x: vocab[bl[x]]
+        sp = sorted(i for i, t in tok.get_added_tokens_decoder().items() if t.special)
         decode_cases += [[b(0xE4), b(0xBD), b(0xA0)], [b(0xE4), b(0xBD)],
                          [b(0xE4), b(0xBD), b(0xA0), b(0xFF)], [b(0xF0), b(0x9F), b(0x98)],
-                         [vocab["<|begin_of_text|>"], b(0xE4), vocab["<|eot_id|>"], b(0xBD)]]
+                         [vocab.get("<|begin_of_text|>", sp[0]), b(0xE4),
+                          vocab.get("<|eot_id|>", sp[-1]), b(0xBD)]]
     out_dec = []
     for ids in decode_cases:
         c = {"ids": ids}
         put_text(c, "decoded", decode_skipping(tok, ids))
         put_text(c, "decoded_keep", tok.decode(ids, skip_special_tokens=False))
         out_dec.append(c)
-    special = {t: vocab[t] for t in sorted(vocab, key=vocab.get)
-               if t in ("<unk>", "<s>", "</s>") or t.startswith("<|")}
+    special = {t.content: i for i, t in sorted(tok.get_added_tokens_decoder().items())
+               if t.special}
     doc = {"generator": "tools/make_tokenizer_fixtures.py",
            "tokenizers_version": tokenizers.__version__,
            "vocab_size": n, "special": special, "cases": cases, "decode_cases": out_dec}
@@ -378,6 +512,11 @@ def main():
     write_cases(save(build_llama2(vocab, merges, normalized=True), "llama2-normalized"),
                 "llama2-normalized", rng)
     write_cases(save(build_llama3(train), "llama3", legacy_merges=True), "llama3", rng)
+    vocab, merges = gpt2_base(train)
+    write_cases(save(build_smollm2(vocab, merges), "smollm2"), "smollm2", rng, BYTELEVEL_CASES)
+    write_cases(save(build_starcoder_prefix(vocab, merges), "starcoder-prefix"),
+                "starcoder-prefix", rng, BYTELEVEL_CASES)
+    write_cases(save(build_qwen2(train), "qwen2"), "qwen2", rng, BYTELEVEL_CASES)
     return 0
 
 

@@ -3,7 +3,10 @@ Needs torch and the safetensors package; the files it writes are committed, so
 neither is needed to build or test. ref_python.safetensors is also read by
 test_safetensors, which checks the values set here.
 The other seeds are not written here: tokenizer_tiny.json is the tiny
-model's tokenizer, slicing_tiny.json a hand-written slicing JSON,
+model's tokenizer, tokenizer_gpt2_tiny.json and tokenizer_qwen2_tiny.json
+hand-written tokenizers with a ten-token vocab in the GPT-2 style
+(Digits + ByteLevel(use_regex, add_prefix_space)) and Qwen2's (NFC, Split +
+ByteLevel), slicing_tiny.json a hand-written slicing JSON,
 tuning_db_h100.json a file of sprig's own writer (sp_db_put and sp_db_save,
 for the GPU fuzz_parsers.c expects); index_sharded.json and the *.params
 (--param strings for dense_gemv) are written by hand."""
