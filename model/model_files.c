@@ -12,6 +12,7 @@
 #include "model_internal.h"
 #include "sp_error.h"
 #include "sp_file.h"
+#include "sp_gguf.h"
 #include "sp_model_files.h"
 #include "sp_slicegpt.h"
 
@@ -31,6 +32,7 @@ struct sp_model_files {
     sp_safetensors **shards;
     size_t n;
     mf_entry *entries;     /* sorted by name */
+    sp_gguf_model *gguf;   /* a GGUF file instead of a folder, else NULL */
 };
 
 /* ---- helpers ----------------------------------------------------------------------- */
@@ -243,13 +245,28 @@ static sprig_status mf_open(sp_model_files *mf) {
     return s == SPRIG_OK ? s : sp_wrap(s, "model folder '%s'", mf->dir);
 }
 
+/* A GGUF file: its metadata is the config, its tensors (renamed, dequantized) the weights. */
+static sprig_status mf_open_gguf(sp_model_files *mf) {
+    SP_TRY(sp_gguf_model_open(mf->dir, &mf->config, &mf->gguf));
+    const size_t n = sp_gguf_model_count(mf->gguf);
+    mf->entries = calloc(n ? n : 1, sizeof *mf->entries);
+    SP_CHECK_ALLOC(mf->entries);
+    for (size_t i = 0; i < n; ++i) {  /* already sorted by name */
+        const sp_tensor *t = sp_gguf_model_tensor(mf->gguf, i);
+        mf->entries[mf->n++] = (mf_entry){t->name, t};
+    }
+    sprig_status s = sp_model_config_check_tensors(&mf->config, sp_model_files_lookup, mf);
+    return s == SPRIG_OK ? s : sp_wrap(s, "GGUF file '%s'", mf->dir);
+}
+
 sprig_status sp_model_files_open(const char *dir, sp_model_files **out) {
     *out = NULL;
     if (!dir || !dir[0]) return sp_fail(SPRIG_E_INVALID, "sp_model_files_open: empty folder name");
     sp_model_files *mf = calloc(1, sizeof *mf);
     SP_CHECK_ALLOC(mf);
     mf->dir = strdup(dir);
-    sprig_status s = mf->dir ? mf_open(mf) : sp_fail(SPRIG_E_NOMEM, "out of memory");
+    sprig_status s = !mf->dir ? sp_fail(SPRIG_E_NOMEM, "out of memory")
+                     : sp_gguf_is_file(dir) ? mf_open_gguf(mf) : mf_open(mf);
     if (s != SPRIG_OK) {
         sp_model_files_close(mf);
         return s;
@@ -263,6 +280,7 @@ void sp_model_files_close(sp_model_files *mf) {
     for (size_t i = 0; i < mf->n_shards; ++i) sp_st_close(mf->shards[i]);
     free(mf->shards);
     free(mf->entries);
+    sp_gguf_model_close(mf->gguf);
     free(mf->dir);
     free(mf);
 }
