@@ -1,0 +1,102 @@
+/* SmolLM2-135M-Instruct from its Q4_1 GGUF (scripts/fetch-smollm2.sh puts it
+ * in the cache; exit 77 when it is not there): the config sprig builds from
+ * the metadata, then `sprig run GGUF --tokens ... --max-tokens 8` greedy on
+ * the CPU backend gives the tokens transformers gave on the same file
+ * (tests/fixtures/gguf/smollm2_greedy.json, tools/smollm2_gguf_reference.py).
+ * argv: the fixture, the sprig binary. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "sp_file.h"
+#include "sp_model.h"
+#include "test_util.h"
+
+static int checks;
+
+static void model_path(char *buf, size_t cap) {
+    const char *env = getenv("SPRIG_SMOLLM2_GGUF");
+    if (env && env[0]) {
+        snprintf(buf, cap, "%s", env);
+        return;
+    }
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && xdg[0]) snprintf(buf, cap, "%s/sprig/models/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
+    else snprintf(buf, cap, "%s/.cache/sprig/models/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : ".");
+}
+
+static void check_config(const char *path) {
+    sp_model *m = NULL;
+    ++checks;
+    sprig_status s = sp_model_open(path, &m);
+    CHECK_MSG(s == SPRIG_OK, "%s", sprig_last_error());
+    if (!m) return;
+    const sp_model_config *c = m->cfg;
+    CHECK_MSG(c->hidden_size == 576 && c->intermediate_size == 1536 && c->num_hidden_layers == 30,
+              "d=%d f=%d layers=%d", c->hidden_size, c->intermediate_size, c->num_hidden_layers);
+    CHECK_MSG(c->num_attention_heads == 9 && c->num_key_value_heads == 3 && c->head_dim == 64, "heads %d/%d hd %d",
+              c->num_attention_heads, c->num_key_value_heads, c->head_dim);
+    CHECK(c->tie_word_embeddings && m->lm_head == m->embed);
+    CHECK(c->vocab_size == 49152 && c->bos_token_id == 1 && c->n_eos == 1 && c->eos_token_ids[0] == 2);
+    CHECK(c->rope_theta == 100000.0 && c->max_position_embeddings == 8192);
+    sp_model_close(m);
+}
+
+static void check_greedy(const char *path, const char *sprig, const cJSON *cs) {
+    char cmd[8192];
+    int at = snprintf(cmd, sizeof cmd, "'%s' run '%s' --backend cpu --max-tokens 8 --tokens ", sprig, path);
+    const cJSON *id;
+    int first = 1;
+    cJSON_ArrayForEach(id, cJSON_GetObjectItem(cs, "prompt")) {
+        at += snprintf(cmd + at, sizeof cmd - (size_t)at, "%s%d", first ? "" : ",", id->valueint);
+        first = 0;
+    }
+    snprintf(cmd + at, sizeof cmd - (size_t)at, " 2>/dev/null");
+    char want[1024] = "";
+    size_t w = 0;
+    first = 1;
+    cJSON_ArrayForEach(id, cJSON_GetObjectItem(cs, "greedy")) {
+        w += (size_t)snprintf(want + w, sizeof want - w, "%s%d", first ? "" : ",", id->valueint);
+        first = 0;
+    }
+    ++checks;
+    FILE *p = popen(cmd, "r");
+    char got[1024] = "";
+    if (p) {
+        if (!fgets(got, sizeof got, p)) got[0] = '\0';
+        got[strcspn(got, "\n")] = '\0';
+        CHECK_MSG(pclose(p) == 0, "%s failed", cmd);
+    }
+    printf("%s: sprig %s, transformers %s\n", cJSON_GetObjectItem(cs, "text")->valuestring, got, want);
+    CHECK_MSG(strcmp(got, want) == 0, "greedy tokens for '%s' differ", cJSON_GetObjectItem(cs, "text")->valuestring);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_realmodel_gguf FIXTURE.json SPRIG\n");
+        return 2;
+    }
+    char path[4096];
+    model_path(path, sizeof path);
+    if (access(path, R_OK) != 0) {
+        printf("test_realmodel_gguf: %s not found (scripts/fetch-smollm2.sh fetches it); skipped\n", path);
+        return 77;
+    }
+    char *json = NULL;
+    size_t len;
+    if (sp_file_read(argv[1], 1 << 20, &json, &len, NULL) != SPRIG_OK) {
+        fprintf(stderr, "%s\n", sprig_last_error());
+        return 1;
+    }
+    cJSON *root = cJSON_Parse(json);
+    free(json);
+    CHECK(root != NULL);
+    check_config(path);
+    const cJSON *cs;
+    if (root) cJSON_ArrayForEach(cs, cJSON_GetObjectItem(root, "cases")) check_greedy(path, argv[2], cs);
+    cJSON_Delete(root);
+    return sp_test_finish("test_realmodel_gguf", checks);
+}
