@@ -1,4 +1,5 @@
 /* sprig run: load a model folder and generate, streaming text. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,21 +7,34 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli_chat.h"
 #include "cli_tuning.h"
 #include "sp_backend.h"
 #include "sp_error.h"
 #include "sp_generate.h"
+#include "sp_gguf.h"
 #include "sp_tokenizer.h"
 
 static void run_help(FILE *to) {
     fprintf(to,
             "usage: sprig run MODEL_DIR (--prompt TEXT | --tokens IDS) [options]\n\n"
             "Generates from a Hugging Face LLaMA folder (config.json, model.safetensors or an\n"
-            "index of shards, tokenizer.json), streaming the text to standard output. LTE\n"
+            "index of shards, tokenizer.json) or a llama GGUF file (F32/F16/BF16/Q8_0/Q4_0/Q4_1/\n"
+            "Q4_K/Q6_K, dequantized at load; its tokenizer from its metadata), streaming the text\n"
+            "to standard output. LTE\n"
             "routers in the checkpoint (see README) select the MLP experts per token.\n\n"
             "options:\n"
             "  --prompt TEXT         the prompt (tokenized with the folder's tokenizer.json, BOS added)\n"
             "  --tokens 1,2,3        the prompt as token ids instead; output is printed as ids\n"
+            "  --chat                the prompt is a user message in the model's chat template (the\n"
+            "                        folder's chat_template.jinja or tokenizer_config.json), rendered with\n"
+            "                        the assistant's turn opened and tokenized without adding BOS (the\n"
+            "                        template writes it); generation also stops at the template's\n"
+            "                        end-of-turn token (<|eot_id|>, <|im_end|>, ...)\n"
+            "  --system TEXT         with --chat: a system message first\n"
+            "  --messages FILE       with --chat, instead of --prompt: a whole conversation, a JSON list\n"
+            "                        of {\"role\": ..., \"content\": ...}\n"
+            "  --chat-template FILE  with --chat: this Jinja template instead of the folder's\n"
             "  --backend cpu|cuda    where to run (cpu: the fp32 reference; cuda: generated kernels on\n"
             "                        GPU 0; default cpu)\n"
             "  --dtype fp16|bf16     compute type of --backend cuda (default fp16)\n"
@@ -42,7 +56,8 @@ static void run_help(FILE *to) {
 
 typedef struct run_opts {
     const char *dir, *prompt, *tokens, *backend, *dtype;
-    int max_tokens, context, dense, json;
+    const char *system, *messages, *chat_template; /* --chat */
+    int max_tokens, context, dense, json, chat;
     double temperature, top_p, sparsity;
     unsigned long long seed;
     cli_tuning_args tuning;
@@ -105,10 +120,14 @@ static int parse_run_args(int argc, char **argv, run_opts *o) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { run_help(stdout); exit(0); }
         else if (!strcmp(a, "--dense")) o->dense = 1;
         else if (!strcmp(a, "--json")) o->json = 1;
+        else if (!strcmp(a, "--chat")) o->chat = 1;
         else if (a[0] != '-' && !o->dir) o->dir = a;
         else if (!v) { fprintf(stderr, "sprig run: %s needs a value\n", a); return 2; }
         else if (!strcmp(a, "--prompt")) o->prompt = v, ++i;
         else if (!strcmp(a, "--tokens")) o->tokens = v, ++i;
+        else if (!strcmp(a, "--system")) o->system = v, ++i;
+        else if (!strcmp(a, "--messages")) o->messages = v, ++i;
+        else if (!strcmp(a, "--chat-template")) o->chat_template = v, ++i;
         else if (!strcmp(a, "--backend")) o->backend = v, ++i;
         else if (!strcmp(a, "--dtype")) o->dtype = v, ++i;
         else if (!strcmp(a, "--max-tokens")) { if (cli_parse_int("run", a, v, 0, 1 << 20, &o->max_tokens)) return 2; ++i; }
@@ -124,7 +143,15 @@ static int parse_run_args(int argc, char **argv, run_opts *o) {
         else { fprintf(stderr, "sprig run: unknown option '%s' (see --help)\n", a); return 2; }
     }
     if (!o->dir) { fprintf(stderr, "sprig run: give the model folder (see --help)\n"); return 2; }
-    if (!o->prompt == !o->tokens) { fprintf(stderr, "sprig run: give exactly one of --prompt or --tokens\n"); return 2; }
+    if ((o->system || o->messages || o->chat_template) && !o->chat) {
+        fprintf(stderr, "sprig run: --system, --messages and --chat-template go with --chat\n");
+        return 2;
+    }
+    if (o->chat && (o->tokens || !o->prompt == !o->messages || (o->messages && o->system))) {
+        fprintf(stderr, "sprig run: --chat takes --prompt TEXT [--system TEXT] or --messages FILE\n");
+        return 2;
+    }
+    if (!o->chat && !o->prompt == !o->tokens) { fprintf(stderr, "sprig run: give exactly one of --prompt or --tokens\n"); return 2; }
     if (o->max_tokens < 0) { fprintf(stderr, "sprig run: --max-tokens must be >= 0\n"); return 2; }
     if (strcmp(o->backend, "cpu") != 0 && strcmp(o->backend, "cuda") != 0) {
         fprintf(stderr, "sprig run: unknown backend '%s' (cpu or cuda)\n", o->backend);
@@ -156,6 +183,29 @@ static int prompt_ids(const run_opts *o, const sp_tokenizer *tok, int **ids, int
     *n = (int)nt;
     free(t);
     return 0;
+}
+
+/* --chat: the conversation (--system and --prompt, or --messages) through
+ * the chat template, as ids. */
+static int chat_prompt_ids(const run_opts *o, const sp_tokenizer *tok, const sp_model_config *cfg, cli_chat *chat,
+                           int **ids, int *n) {
+    int rc = cli_chat_open(chat, "run", o->dir, o->chat_template, tok, cfg);
+    if (rc) return rc;
+    if (o->messages) {
+        sp_chat_msg *m = NULL;
+        size_t nm = 0;
+        void *store = NULL;
+        if ((rc = cli_chat_read_messages("run", o->messages, &m, &nm, &store))) return rc;
+        rc = cli_chat_tokens(chat, "run", m, nm, ids, n);
+        free(m);
+        cJSON_Delete(store);
+        return rc;
+    }
+    sp_chat_msg m[2];
+    size_t nm = 0;
+    if (o->system) m[nm++] = (sp_chat_msg){"system", o->system};
+    m[nm++] = (sp_chat_msg){"user", o->prompt};
+    return cli_chat_tokens(chat, "run", m, nm, ids, n);
 }
 
 /* What the CUDA backend needs besides itself, closed in reverse order of opening. */
@@ -243,16 +293,20 @@ int cmd_run(int argc, char **argv) {
     int *prompt = NULL, n_prompt = 0;
     run_out out = {0};
     sp_sampler sampler = {0};
+    cli_chat chat = {0};
     sprig_status s = sp_model_open(o.dir, &model);
     if (s != SPRIG_OK) return cli_error("loading the model", s);
     const sp_model_config *cfg = model->cfg;
-    if (o.prompt || !o.json) {
+    if (o.prompt || o.chat || !o.json) {
         char path[4096];
         snprintf(path, sizeof path, "%s/tokenizer.json", o.dir);
-        s = sp_tok_open(path, &tok);
-        if (s != SPRIG_OK && o.prompt) { rc = cli_error("loading the tokenizer", s); goto done; }
+        /* a GGUF file carries its tokenizer in its metadata */
+        s = sp_gguf_is_file(o.dir) ? sp_gguf_tokenizer(o.dir, &tok) : sp_tok_open(path, &tok);
+        if (s != SPRIG_OK && (o.prompt || o.chat)) { rc = cli_error("loading the tokenizer", s); goto done; }
     }
-    if ((rc = prompt_ids(&o, tok, &prompt, &n_prompt))) goto done;
+    if (o.chat) rc = chat_prompt_ids(&o, tok, cfg, &chat, &prompt, &n_prompt);
+    else rc = prompt_ids(&o, tok, &prompt, &n_prompt);
+    if (rc) goto done;
     int context = o.context ? o.context : (cfg->max_position_embeddings < 4096 ? cfg->max_position_embeddings : 4096);
     if (n_prompt > context) {
         fprintf(stderr, "sprig run: the prompt has %d tokens but the context holds %d\n", n_prompt, context);
@@ -274,7 +328,9 @@ int cmd_run(int argc, char **argv) {
     int eos[SP_MAX_EOS + 1], n_eos = 0;
     for (int i = 0; i < cfg->n_eos; ++i) eos[n_eos++] = cfg->eos_token_ids[i];
     if (!n_eos && tok && sp_tok_eos_id(tok) >= 0) eos[n_eos++] = sp_tok_eos_id(tok);
-    s = sp_generate(be, prompt, n_prompt, o.max_tokens, context, &sampler, eos, n_eos, emit_token, &out, &st);
+    const int *stops = eos;
+    if (o.chat) stops = chat.stop, n_eos = chat.n_stop; /* the config's and the template's end-of-turn tokens */
+    s = sp_generate(be, prompt, n_prompt, o.max_tokens, context, &sampler, stops, n_eos, emit_token, &out, &st);
     if (s != SPRIG_OK) { rc = cli_error("generating", s); goto done; }
     if (out.stream) {
         const char *text;
@@ -299,6 +355,7 @@ done:
     if (be && sp_backend_note(be)[0]) fprintf(stderr, "sprig run: %s\n", sp_backend_note(be));
     sp_backend_close(be);
     run_cuda_close(&cu);
+    cli_chat_close(&chat);
     sp_tok_close(tok);
     sp_model_close(model);
     return rc;

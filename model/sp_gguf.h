@@ -28,6 +28,7 @@
 
 #include "sp_model_config.h"
 #include "sp_safetensors.h"
+#include "sp_tokenizer.h"
 #include "sprig.h"
 
 #pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
@@ -157,6 +158,21 @@ size_t sp_gguf_model_count(const sp_gguf_model *m);
 const sp_tensor *sp_gguf_model_tensor(const sp_gguf_model *m, size_t i);
 /* The parsed file underneath (for the tokenizer's metadata). */
 const sp_gguf *sp_gguf_model_file(const sp_gguf_model *m);
+
+/* ---- the tokenizer (gguf_tokenizer.c) ------------------------------------------------
+ * From tokenizer.ggml.*: model "gpt2" (byte-level BPE: tokens, merges) with
+ * tokenizer.ggml.pre naming the pre-tokenizer ("default"/"gpt2": GPT-2's
+ * regex; "smollm": single digits, then GPT-2's; "llama-bpe" and the LLaMA-3
+ * family: LLaMA-3's split; "qwen2": NFC and Qwen2's split); token_type 3
+ * (control) tokens become special added tokens, 4 (user-defined) plain added
+ * ones; add_bos_token adds a BOS template. Written as the tokenizer.json that
+ * structure has in Hugging Face's format and opened by sp_tok_open_json.
+ * Model "llama" (SentencePiece, merges implied by scores) and unknown
+ * pre-tokenizers are refused naming them. */
+sprig_status sp_gguf_tokenizer(const char *gguf_path, sp_tokenizer **out);
+sprig_status sp_gguf_tokenizer_from(const sp_gguf *g, sp_tokenizer **out);
+/* The synthesized tokenizer.json text (malloc'ed, caller frees). */
+sprig_status sp_gguf_tokenizer_json(const sp_gguf *g, char **json);
 
 #pragma GCC visibility pop
 #endif

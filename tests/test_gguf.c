@@ -195,6 +195,47 @@ static void test_model(void) {
     cJSON_Delete(root);
 }
 
+/* ---- the tokenizer from metadata ------------------------------------------------------------ */
+
+static void test_tokenizer(void) {
+    size_t jlen;
+    char *json = slurp("tiny.json", &jlen);
+    cJSON *root = cJSON_Parse(json);
+    free(json);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tok.gguf", dir);
+    sp_tokenizer *tok = NULL;
+    ++checks;
+    sprig_status s = sp_gguf_tokenizer(path, &tok);
+    CHECK_MSG(s == SPRIG_OK, "%s", sprig_last_error());
+    const cJSON *c;
+    const cJSON *cases = root ? cJSON_GetObjectItem(root, "tokenizer") : NULL;
+    CHECK(cJSON_GetArraySize(cases) == 4);
+    cJSON_ArrayForEach(c, cases) {
+        if (!tok) break;
+        const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+        const cJSON *want = cJSON_GetObjectItem(c, "ids");
+        int32_t *ids = NULL;
+        size_t n = 0;
+        ++checks;
+        CHECK(sp_tok_encode(tok, text, strlen(text), 1, &ids, &n) == SPRIG_OK);
+        int same = (int)n == cJSON_GetArraySize(want);
+        for (size_t i = 0; same && i < n; ++i) same = ids[i] == cJSON_GetArrayItem(want, (int)i)->valueint;
+        CHECK_MSG(same, "'%s': %zu ids, not transformers' %d (first %d)", text, n, cJSON_GetArraySize(want),
+                  n ? ids[0] : -1);
+        free(ids);
+    }
+    if (tok) {
+        CHECK(sp_tok_is_special(tok, 2) && sp_tok_find(tok, "<|im_end|>") == 2);
+        sp_tok_close(tok);
+    }
+    /* the model file has the same tokenizer metadata */
+    snprintf(path, sizeof path, "%s/tiny.gguf", dir);
+    CHECK(sp_gguf_tokenizer(path, &tok) == SPRIG_OK);
+    sp_tok_close(tok);
+    cJSON_Delete(root);
+}
+
 /* ---- corrupt files ------------------------------------------------------------------------------ */
 
 static void put_u64(unsigned char *p, uint64_t v) {
@@ -356,6 +397,7 @@ int main(int argc, char **argv) {
     CHECK(sp_gguf_dequantize(13, dummy, 256, dummy) == SPRIG_E_FORMAT && sp_contains(sprig_last_error(), "Q5_K"));
     test_parse();
     test_model();
+    test_tokenizer();
     test_corrupt();
     return sp_test_finish("test_gguf", checks);
 }

@@ -72,6 +72,30 @@ static void check_greedy(const char *path, const char *sprig, const cJSON *cs) {
     }
     printf("%s: sprig %s, transformers %s\n", cJSON_GetObjectItem(cs, "text")->valuestring, got, want);
     CHECK_MSG(strcmp(got, want) == 0, "greedy tokens for '%s' differ", cJSON_GetObjectItem(cs, "text")->valuestring);
+    /* the same through --prompt: the tokenizer comes from the GGUF's metadata */
+    const char *text = cJSON_GetObjectItem(cs, "text")->valuestring;
+    snprintf(cmd, sizeof cmd, "'%s' run '%s' --backend cpu --max-tokens 8 --json --prompt '%s' 2>/dev/null", sprig,
+             path, text);
+    ++checks;
+    p = popen(cmd, "r");
+    static char out[1 << 16];
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = '\0';
+    if (p) CHECK_MSG(pclose(p) == 0, "%s failed", cmd);
+    cJSON *j = cJSON_Parse(out);
+    CHECK_MSG(j != NULL, "%s: not JSON: %s", cmd, out);
+    if (!j) return;
+    const cJSON *pt = cJSON_GetObjectItem(j, "prompt_tokens"), *toks = cJSON_GetObjectItem(j, "tokens");
+    CHECK_MSG(cJSON_IsNumber(pt) && pt->valueint == cJSON_GetArraySize(cJSON_GetObjectItem(cs, "prompt")),
+              "'%s': %d prompt tokens", text, cJSON_IsNumber(pt) ? pt->valueint : -1);
+    int same = cJSON_GetArraySize(toks) == cJSON_GetArraySize(cJSON_GetObjectItem(cs, "greedy"));
+    for (int i = 0; same && i < cJSON_GetArraySize(toks); ++i)
+        same = cJSON_GetArrayItem(toks, i)->valueint == cJSON_GetArrayItem(cJSON_GetObjectItem(cs, "greedy"), i)->valueint;
+    CHECK_MSG(same, "'%s' through --prompt: tokens differ from transformers'", text);
+    const cJSON *dt = cJSON_GetObjectItem(j, "text");
+    CHECK_MSG(cJSON_IsString(dt) && strcmp(dt->valuestring, cJSON_GetObjectItem(cs, "decoded")->valuestring) == 0,
+              "'%s': decoded text differs from transformers'", text);
+    cJSON_Delete(j);
 }
 
 int main(int argc, char **argv) {

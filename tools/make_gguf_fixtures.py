@@ -91,6 +91,24 @@ def unpermute(g, n_head, n_head_kv):
     return h
 
 
+def add_tokenizer(w):
+    """A byte-level BPE vocabulary (part of GPT-2's byte alphabet, then merges), as llama.cpp writes one."""
+    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    tokens += ["Ġ", "Ġt", "he", "Ġthe", "in", "Ġa", "er", "on", "an", "re", "ĠĠ", "at", "en", "is", "ou", "ing",
+               "Ġs", "or", "ed"]
+    assert len(tokens) == 48, len(tokens)
+    merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a", "e r", "o n", "a n", "r e", "Ġ Ġ", "a t", "e n", "i s",
+              "o u", "in g", "Ġ s", "o r", "e d"]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("smollm")
+    w.add_token_list(tokens)
+    w.add_token_types([3, 3, 3] + [1] * (len(tokens) - 3))
+    w.add_token_merges(merges)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+
+
+
 def write_tiny_model():
     d, f, n_layers, heads, kv_heads, vocab = 64, 256, 2, 4, 2, 48
     hd = d // heads
@@ -120,20 +138,7 @@ def write_tiny_model():
     w.add_array("test.arr_i32", [1, -2, 3])  # gguf-py writes Python ints as i32
     w.add_array("test.arr_arr", [[1, 2], [3]])
     w.add_string("test.str", "héllo")
-    # a byte-level BPE vocabulary (the GPT-2 byte alphabet's printable part, then merges)
-    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    tokens += ["Ġ", "Ġt", "he", "Ġthe", "in", "Ġa", "er", "on", "an", "re", "ĠĠ", "at", "en", "is", "ou", "ing",
-               "Ġs", "or", "ed"]
-    assert len(tokens) == vocab, len(tokens)
-    merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a", "e r", "o n", "a n", "r e", "Ġ Ġ", "a t", "e n", "i s",
-              "o u", "in g", "Ġ s", "o r", "e d"]
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("smollm")
-    w.add_token_list(tokens)
-    w.add_token_types([3, 3, 3] + [1] * (vocab - 3))
-    w.add_token_merges(merges)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
+    add_tokenizer(w)
 
     expect = {}
 
@@ -184,8 +189,21 @@ def write_tiny_model():
               "num_attention_heads": heads, "num_key_value_heads": kv_heads, "head_dim": hd,
               "rope_theta": 50000.0, "rms_norm_eps": 1e-6, "max_position_embeddings": 256,
               "vocab_size": vocab, "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2}
+    # the tokenizer, as transformers builds it from a file with the same tokenizer metadata
+    # (transformers' reader cannot read tiny.gguf's array of arrays); text without digits,
+    # where SmolLM's digit split and transformers' plain GPT-2 split agree
+    from transformers import AutoTokenizer
+    t = gguf.GGUFWriter(os.path.join(OUT, "tok.gguf"), "llama")
+    add_tokenizer(t)
+    t.write_header_to_file()
+    t.write_kv_data_to_file()
+    t.write_tensors_to_file()
+    t.close()
+    tok = AutoTokenizer.from_pretrained(OUT, gguf_file="tok.gguf")
+    texts = ["the theater is on", "  erring at the inn", "<|im_start|>user seen<|im_end|>", "Ġquote's"]
+    tok_cases = [{"text": t, "ids": tok(t, add_special_tokens=True)["input_ids"]} for t in texts]
     with open(os.path.join(OUT, "tiny.json"), "w") as fp:
-        json.dump({"config": config, "tensors": expect}, fp, indent=1, sort_keys=True)
+        json.dump({"config": config, "tensors": expect, "tokenizer": tok_cases}, fp, indent=1, sort_keys=True)
         fp.write("\n")
     print("tiny.gguf:", os.path.getsize(os.path.join(OUT, "tiny.gguf")), "bytes")
 
