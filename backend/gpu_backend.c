@@ -86,7 +86,9 @@ static sprig_status alloc_buffers(sp_gpu *g) {
 static sprig_status load_layer_kernels(sp_gpu *g, gpu_layer *G) {
     sp_gpu_kernels *ks = g->kernels;
     /* dense_gemv op=up: W is [f][d], so (d, f) = (columns, rows) of each projection */
-    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", G->a_in, g->qkv_rows, g->dtype, 1, "op=up", 0, &G->gemv_qkv));
+    /* Qwen2's q/k/v biases are added as the GEMV stores its rows */
+    const char *qkv = sp_arch_get(g->cfg->arch)->qkv_bias ? "op=up,bias=1" : "op=up";
+    SP_TRY(sp_gpu_kernel_get(ks, "dense_gemv", G->a_in, g->qkv_rows, g->dtype, 1, qkv, 0, &G->gemv_qkv));
     if (!g->sliced) {
         /* o_proj's last CTA adds its output into x and writes the MLP's normed input; the
          * norm after the MLP is folded into gather_down the same way (gpu_mlp.c) */
@@ -104,9 +106,10 @@ static sprig_status load_layer_kernels(sp_gpu *g, gpu_layer *G) {
 /* Norms, projections, attention and lm_head; then the MLP kernels. */
 static sprig_status load_kernels(sp_gpu *g) {
     sp_gpu_kernels *ks = g->kernels;
-    char attn[96], embed[96];
-    snprintf(attn, sizeof attn, "heads=%d,kv_heads=%d,head_dim=%d%s", g->H, g->KV, g->hd,
-             g->hd % 8 == 0 ? "" : g->hd % 4 == 0 ? ",vec=4" : ",vec=2"); /* vec must divide head_dim */
+    char attn[128], embed[96], window[32] = "";
+    if (g->cfg->sliding_window > 0) snprintf(window, sizeof window, ",window=%d", g->cfg->sliding_window); /* Mistral */
+    snprintf(attn, sizeof attn, "heads=%d,kv_heads=%d,head_dim=%d%s%s", g->H, g->KV, g->hd,
+             g->hd % 8 == 0 ? "" : g->hd % 4 == 0 ? ",vec=4" : ",vec=2", window); /* vec must divide head_dim */
     if (g->sliced) snprintf(embed, sizeof embed, "mode=embed,norm_dim=%d,weightless=1,raw_out=1", g->d);
     else snprintf(embed, sizeof embed, "mode=embed");
     const int w0 = g->layers[0].a_in;
@@ -185,10 +188,6 @@ sprig_status sp_gpu_open(sp_gpu_kernels *kernels, const sp_model *model, int max
     if (max_seq < 1) return sp_fail(SPRIG_E_INVALID, "max_seq must be positive");
     if (!dtype || (strcmp(dtype, "fp16") != 0 && strcmp(dtype, "bf16") != 0))
         return sp_fail(SPRIG_E_INVALID, "GPU dtype '%s' is not fp16 or bf16", dtype ? dtype : "(null)");
-    const sp_arch *arch = sp_arch_get(model->cfg->arch);
-    if (arch->qkv_bias || model->cfg->sliding_window > 0)
-        return sp_fail(SPRIG_E_INVALID, "the GPU backend does not run %s's %s yet; use --backend cpu", arch->hf_class,
-                       arch->qkv_bias ? "q/k/v biases" : "sliding-window attention");
     sp_gpu *g = calloc(1, sizeof *g);
     SP_CHECK_ALLOC(g);
     g->kernels = kernels, g->exec = kernels->exec, g->model = model, g->cfg = model->cfg;
@@ -250,6 +249,17 @@ static sprig_status gemv(sp_gpu *g, sp_gpu_kernel *k, sp_dptr W, sp_dptr x, sp_d
     return sp_gpu_kernel_launch(g->kernels, k, &a);
 }
 
+/* q/k/v = Wqkv x (+ their biases, when the layer has them: bias=1 plans) */
+static sprig_status gemv_qkv(sp_gpu *g, const gpu_layer *G) {
+    sp_kargs a;
+    sp_kargs_init(&a, G->gemv_qkv->plan);
+    sp_kargs_ptr(&a, "W", G->wqkv);
+    sp_kargs_ptr(&a, "x", g->xb);
+    sp_kargs_ptr(&a, "y", g->qkv);
+    if (sp_kargs_has(&a, "bias")) sp_kargs_ptr(&a, "bias", G->bqkv);
+    return sp_gpu_kernel_launch(g->kernels, G->gemv_qkv, &a);
+}
+
 /* y = W x, then x += y (norm=set: x = y) and xb = norm(x) [* w] in the kernel's
  * last CTA; w is 0 for SliceGPT's weightless norms. */
 static sprig_status gemv_norm(sp_gpu *g, sp_gpu_kernel *k, sp_dptr W, sp_dptr x, sp_dptr y, sp_dptr w) {
@@ -285,7 +295,7 @@ static sprig_status attention(sp_gpu *g, int l, sp_dptr out) {
  * the MLP's router, gate/up, down (+ the norm after the MLP). */
 static sprig_status run_layer(sp_gpu *g, int l) {
     const gpu_layer *G = &g->layers[l];
-    SP_TRY(gemv(g, G->gemv_qkv, G->wqkv, g->xb, g->qkv));
+    SP_TRY(gemv_qkv(g, G));
     SP_TRY(attention(g, l, g->att));
     SP_TRY(gemv_norm(g, G->gemv_o, G->wo, g->att, g->proj, G->mlp_norm));
     return sp_gpu_mlp_launch(g, l); /* ends with x += mlp and xb = the next norm (norm=add) */
@@ -298,7 +308,7 @@ static sprig_status run_layer(sp_gpu *g, int l) {
  * last CTA of the GEMV before it. */
 static sprig_status run_sliced_layer(sp_gpu *g, int l) {
     const gpu_layer *G = &g->layers[l];
-    SP_TRY(gemv(g, G->gemv_qkv, G->wqkv, g->xb, g->qkv));
+    SP_TRY(gemv_qkv(g, G));
     SP_TRY(attention(g, l, g->cat + 2 * (size_t)G->a_in));
     SP_TRY(gemv_norm(g, G->gemv_o, G->wo, g->cat, g->proj, 0));
     SP_TRY(sp_gpu_mlp_launch(g, l));

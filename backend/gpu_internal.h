@@ -90,6 +90,7 @@ typedef struct gpu_layer {
     int a_in, a_out, m_out;
     sp_dptr attn_norm;   /* [d]; 0 when sliced */
     sp_dptr wqkv;        /* [(H + 2 KV) hd][a_in]: q_proj, k_proj, v_proj rows */
+    sp_dptr bqkv;        /* [(H + 2 KV) hd]: their biases (Qwen2), else 0 */
     sp_dptr wo;          /* [d][H hd]; sliced: [a_out][a_in + H hd] as above */
     sp_dptr mlp_norm;    /* [d]; 0 when sliced */
     sp_dptr wg, wu;      /* [f][a_out], rows in expert order (permutation applied) */

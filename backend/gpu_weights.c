@@ -129,11 +129,34 @@ static sprig_status upload_shortcut_o(sp_gpu *g, const sp_tensor *Q, const sp_te
     return s;
 }
 
+/* The q, k and v biases end to end, [(H + 2 KV) hd] of T: the rows of wqkv. */
+static sprig_status upload_qkv_bias(sp_gpu *g, const sp_layer *L, sp_dptr *out) {
+    const sp_tensor *parts[3] = {L->q_bias, L->k_bias, L->v_bias};
+    const size_t n = (size_t)(parts[0]->shape[0] + parts[1]->shape[0] + parts[2]->shape[0]);
+    uint16_t *buf = malloc(sizeof(uint16_t) * n);
+    float *tmp = malloc(sizeof(float) * n);
+    if (!buf || !tmp) {
+        free(buf);
+        free(tmp);
+        return sp_fail(SPRIG_E_NOMEM, "out of memory packing %s", parts[0]->name);
+    }
+    size_t at = 0;
+    for (int i = 0; i < 3; ++i) {
+        sp_tensor_row(parts[i], 0, tmp);
+        for (int64_t j = 0; j < parts[i]->shape[0]; ++j) buf[at++] = to_t(g, tmp[j]);
+    }
+    sprig_status s = upload_new(g, buf, sizeof(uint16_t) * n, out);
+    free(buf);
+    free(tmp);
+    return s;
+}
+
 static sprig_status upload_layer(sp_gpu *g, int l) {
     const sp_layer *L = &g->model->layers[l];
     gpu_layer *G = &g->layers[l];
     const sp_tensor *qkv[3] = {L->q, L->k, L->v};
     SP_TRY(upload_stacked(g, qkv, 3, NULL, 0, &G->wqkv));
+    if (L->q_bias) SP_TRY(upload_qkv_bias(g, L, &G->bqkv));
     if (g->sliced) {
         SP_TRY(upload_shortcut_o(g, L->attn_shortcut, L->o, &G->wo));
         /* mlp_shortcut_Q [a_out][m_out] as its transpose: the same packing as W_downᵀ, unpermuted */
@@ -172,9 +195,9 @@ void sp_gpu_free_weights(sp_gpu *g) {
     sp_exec_free(g->exec, g->lm_head);
     for (int l = 0; g->layers && l < g->L; ++l) {
         gpu_layer *G = &g->layers[l];
-        sp_dptr all[] = {G->attn_norm, G->wqkv, G->wo, G->mlp_norm, G->wg, G->wu, G->wd, G->wr, G->wsc};
+        sp_dptr all[] = {G->attn_norm, G->wqkv, G->bqkv, G->wo, G->mlp_norm, G->wg, G->wu, G->wd, G->wr, G->wsc};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i) sp_exec_free(g->exec, all[i]);
-        G->attn_norm = G->wqkv = G->wo = G->mlp_norm = G->wg = G->wu = G->wd = G->wr = G->wsc = 0;
+        G->attn_norm = G->wqkv = G->bqkv = G->wo = G->mlp_norm = G->wg = G->wu = G->wd = G->wr = G->wsc = 0;
     }
     g->embed = g->final_norm = g->lm_head = 0;
 }

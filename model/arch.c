@@ -1,6 +1,7 @@
 /* The architecture table (see sp_arch.h). */
 #include <string.h>
 
+#include "model_internal.h"
 #include "sp_arch.h"
 
 static const sp_arch kArchs[SP_ARCH_COUNT] = {

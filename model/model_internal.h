@@ -8,6 +8,9 @@
 #include "sp_safetensors.h"
 #include "sprig.h"
 
+/* arch.c: "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM", for messages. */
+const char *sp_arch_supported_list(void);
+
 const char *sp_dtype_name(sp_dtype t);   /* "F16", "BF16", ... as spelled in a safetensors header */
 int sp_dtype_is_float(sp_dtype t);       /* F16, BF16, F32 */
 

@@ -27,8 +27,5 @@ typedef struct sp_arch {
 const sp_arch *sp_arch_find(const char *hf_class);
 /* The entry of a kind (always valid for kind < SP_ARCH_COUNT; LLaMA otherwise). */
 const sp_arch *sp_arch_get(sp_arch_kind kind);
-/* "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM": for messages. */
-const char *sp_arch_supported_list(void);
-
 #pragma GCC visibility pop
 #endif

@@ -85,9 +85,16 @@ sprig_attn_decode(const T *__restrict__ qkv, const float *__restrict__ inv_freq,
                   T *__restrict__ out) {
     const int h = blockIdx.x, split = blockIdx.y;
     const int kvh = h / GQA;
+{% if p.window > 0 then %}
+    // A sliding window of {{ p.window }}: positions first..pos, n of them, shared by the splits.
+    const int p = __ldg(pos), first = max(0, p + 1 - {{ p.window }}), n = p + 1 - first;
+    const int chunk = (n + SPLITS - 1) / SPLITS;
+    const int t0 = first + split * chunk, t1 = min(t0 + chunk, p + 1);
+{% else %}
     const int p = __ldg(pos), n = p + 1;
     const int chunk = (n + SPLITS - 1) / SPLITS;
     const int t0 = split * chunk, t1 = min(t0 + chunk, n);
+{% end %}
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int gl = lane % LPP, grp = lane / LPP;
     const T *knew = qkv + (size_t)(HEADS + kvh) * HD, *vnew = qkv + (size_t)(HEADS + KV_HEADS + kvh) * HD;

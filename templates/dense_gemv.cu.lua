@@ -11,7 +11,7 @@
 
 // The rows row0..row0+ROWS-1 of y, by one warp.
 __device__ __forceinline__ void sp_gemv_rows(const T *__restrict__ W, const T *__restrict__ x, T *__restrict__ y,
-                                             int lane, int row0) {
+                                             {% if p.bias == 1 then %}const T *__restrict__ bias, {% end %}int lane, int row0) {
     float acc[ROWS][BATCH][1];
     const T *w[1][ROWS];
 #pragma unroll
@@ -31,7 +31,7 @@ __device__ __forceinline__ void sp_gemv_rows(const T *__restrict__ W, const T *_
             const float s = sp_warp_sum(acc[r][b][0]);
             // Spread the stores over lanes rather than funnel them through lane 0.
             if (lane == ((r * BATCH + b) & 31) && row0 + r < N_ROWS)
-                y[(size_t)b * N_ROWS + row0 + r] = SP_FROM_F(s{% if p.accumulate == 1 then %} + SP_TO_F(y[(size_t)b * N_ROWS + row0 + r]){% end %});
+                y[(size_t)b * N_ROWS + row0 + r] = SP_FROM_F(s{% if p.bias == 1 then %} + SP_TO_F(bias[row0 + r]){% end %}{% if p.accumulate == 1 then %} + SP_TO_F(y[(size_t)b * N_ROWS + row0 + r]){% end %});
         }
 }
 
@@ -41,12 +41,12 @@ __device__ __forceinline__ void sp_gemv_rows(const T *__restrict__ W, const T *_
 // rmsnorm family's mode={{ p.norm }} without a launch of its own. ws[0] counts the arrivals.
 {% end %}
 extern "C" __global__ void __launch_bounds__(THREADS)
-sprig_dense_gemv(const T *__restrict__ W, const T *__restrict__ x, T *__restrict__ y{% if p.norm ~= "none" then %},
+sprig_dense_gemv(const T *__restrict__ W, const T *__restrict__ x, T *__restrict__ y{% if p.bias == 1 then %}, const T *__restrict__ bias{% end %}{% if p.norm ~= "none" then %},
                  float *__restrict__ ws, float *__restrict__ res, const T *__restrict__ norm_w,
                  T *__restrict__ normed, float eps{% if p.norm_raw == 1 then %}, T *__restrict__ raw{% end %}{% end %}) {
     const int lane = threadIdx.x & 31;
     const int row0 = (blockIdx.x * (THREADS / 32) + (threadIdx.x >> 5)) * ROWS;
-    if (row0 < N_ROWS) sp_gemv_rows(W, x, y, lane, row0);
+    if (row0 < N_ROWS) sp_gemv_rows(W, x, y, {% if p.bias == 1 then %}bias, {% end %}lane, row0);
 {% if p.norm ~= "none" then %}
     sp_norm_epilogue<THREADS, N_ROWS, BATCH, {{ p.norm == "set" and "true" or "false" }}, {{ p.norm_weightless == 1 and "false" or "true" }}>(
         reinterpret_cast<unsigned *>(ws), gridDim.x, y, res, norm_w, normed, {% if p.norm_raw == 1 then %}raw{% else %}nullptr{% end %},

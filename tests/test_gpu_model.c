@@ -490,6 +490,48 @@ static void norm_epilogue_case(sp_exec *e, sprig_gen *gen, const char *family, i
     sprig_plan_free(plan);
 }
 
+/* dense_gemv bias=1 (Qwen2's q/k/v): y = T(W x + bias) against float64, y poisoned. */
+static void bias_case(sp_exec *e, sprig_gen *gen, int N, int K, int B) {
+    sprig_request req = {"dense_gemv", K, N, "fp16", B, 1, "op=up,bias=1"};
+    sprig_plan *plan = NULL;
+    CHECK_MSG(sprig_gen_render(gen, &req, &plan) == SPRIG_OK, "dense_gemv bias=1: %s", sprig_last_error());
+    sp_exec_module *mod = NULL;
+    if (plan) CHECK_MSG(sp_exec_load(e, plan, &mod) == SPRIG_OK, "dense_gemv bias=1: %s", sprig_last_error());
+    if (!mod) {
+        sprig_plan_free(plan);
+        return;
+    }
+    uint16_t *W = malloc(2 * (size_t)N * K), *x = malloc(2 * (size_t)B * K), *b = malloc(2 * (size_t)N);
+    uint16_t *y = malloc(2 * (size_t)B * N);
+    for (size_t i = 0; i < (size_t)N * K; ++i) W[i] = f2h(frand() / sqrtf((float)K));
+    for (int i = 0; i < B * K; ++i) x[i] = f2h(2 * frand());
+    for (int i = 0; i < N; ++i) b[i] = f2h(2 * frand());
+    sp_dptr dW = dev_copy(e, W, 2 * (size_t)N * K), dx = dev_copy(e, x, 2 * (size_t)B * K);
+    sp_dptr db = dev_copy(e, b, 2 * (size_t)N), dy = dev_copy(e, NULL, 2 * (size_t)B * N);
+    CHECK(sp_exec_fill(e, dy, 0xff, 2 * (size_t)B * N) == SPRIG_OK); /* NaN until written */
+    sp_kargs a;
+    sp_kargs_init(&a, plan);
+    sp_kargs_ptr(&a, "W", dW), sp_kargs_ptr(&a, "x", dx), sp_kargs_ptr(&a, "y", dy), sp_kargs_ptr(&a, "bias", db);
+    CHECK_MSG(sp_kargs_launch(e, mod, &a) == SPRIG_OK, "dense_gemv bias=1: %s", sprig_last_error());
+    CHECK(sp_exec_download(e, y, dy, 2 * (size_t)B * N) == SPRIG_OK);
+    double e2 = 0, r2 = 0;
+    for (int t = 0; t < B; ++t)
+        for (int n = 0; n < N; ++n) {
+            double r = h2f(b[n]);
+            for (int k = 0; k < K; ++k) r += (double)h2f(W[(size_t)n * K + k]) * h2f(x[(size_t)t * K + k]);
+            const double got = h2f(y[(size_t)t * N + n]);
+            e2 += (got - r) * (got - r), r2 += r * r;
+        }
+    const double rel = sqrt(e2 / r2);
+    printf("dense_gemv bias=1 N=%d K=%d B=%d: rel err %.2g\n", N, K, B, rel);
+    CHECK_MSG(rel < 1e-2 && !isnan(rel), "dense_gemv bias=1 N=%d K=%d B=%d: rel err %.3g", N, K, B, rel);
+    sp_dptr all[] = {dW, dx, db, dy};
+    for (int i = 0; i < 4; ++i) sp_exec_free(e, all[i]);
+    free(W), free(x), free(b), free(y);
+    sp_exec_unload(e, mod);
+    sprig_plan_free(plan);
+}
+
 /* One decode step at position P of a cache already holding positions 0..P-1. */
 static void attention_case(sp_exec *e, sprig_gen *gen, int heads, int kv, int hd, const char *extra, int P) {
     char params[96];
@@ -498,6 +540,9 @@ static void attention_case(sp_exec *e, sprig_gen *gen, int heads, int kv, int hd
     sprig_plan *plan = build(e, gen, "attention_decode", 4096, 11008, 1, params, &mod);
     if (!plan) return;
     const int kvd = kv * hd, rows = heads + 2 * kv, S = P + 1;
+    /* window=W (Mistral): positions first..P only */
+    const char *wp = strstr(extra, "window=");
+    const int window = wp ? atoi(wp + 7) : 0, first = window > 0 && P + 1 > window ? P + 1 - window : 0;
     uint16_t *qkv = malloc(2 * (size_t)rows * hd), *qkv_o = malloc(2 * (size_t)rows * hd);
     uint16_t *kc = malloc(2 * (size_t)S * kvd), *vc = malloc(2 * (size_t)S * kvd), *out = malloc(2 * (size_t)heads * hd);
     float *inv = malloc(sizeof(float) * hd / 2);
@@ -549,17 +594,17 @@ static void attention_case(sp_exec *e, sprig_gen *gen, int heads, int kv, int hd
     for (int h = 0; h < heads; ++h) {
         const int kh = h / (heads / kv);
         double mx = -INFINITY, sum = 0;
-        for (int t = 0; t <= P; ++t) {
+        for (int t = first; t <= P; ++t) {
             double s = 0;
             for (int i = 0; i < hd; ++i)
                 s += qr[h * hd + i] * (t < P ? h2f(kc[(size_t)t * kvd + kh * hd + i]) : qr[(heads + kh) * hd + i]);
             sc[t] = s / sqrt((double)hd);
             mx = fmax(mx, sc[t]);
         }
-        for (int t = 0; t <= P; ++t) sum += exp(sc[t] - mx);
+        for (int t = first; t <= P; ++t) sum += exp(sc[t] - mx);
         for (int i = 0; i < hd; ++i) {
             double o = 0;
-            for (int t = 0; t <= P; ++t) o += exp(sc[t] - mx) / sum * h2f(vc[(size_t)t * kvd + kh * hd + i]);
+            for (int t = first; t <= P; ++t) o += exp(sc[t] - mx) / sum * h2f(vc[(size_t)t * kvd + kh * hd + i]);
             const double got = h2f(out[h * hd + i]);
             e2 += (got - o) * (got - o), r2 += o * o;
         }
@@ -602,6 +647,12 @@ static void decode_families(sp_exec *e) {
     attention_case(e, gen, 3, 3, 80, "vec=4,splits=1,threads=64", 21);
     /* head_dim 28, vec 4: RoPE partners straddle chunks; 2 splits of 36 positions, two loop steps per warp */
     attention_case(e, gen, 4, 2, 28, "vec=4,splits=2,unroll=2", 70);
+    /* Mistral's sliding window: shorter than the positions (over 4 splits, some empty), and longer */
+    attention_case(e, gen, 4, 2, 32, "window=9,splits=4", 40);
+    attention_case(e, gen, 4, 2, 32, "window=9,splits=2", 5);
+    attention_case(e, gen, 8, 2, 128, "window=3", 37);
+    bias_case(e, gen, 200, 136, 1);
+    bias_case(e, gen, 72, 64, 3);
     sprig_gen_close(gen);
 }
 
@@ -647,7 +698,7 @@ int main(int argc, char **argv) {
     const int extra = 0;
 #endif
     static const char *const models[] = {"tiny-llama2", "tiny-llama2-lte", "tiny-llama3", "tiny-llama3-lte",
-                                         "tiny-llama2-tied"};
+                                         "tiny-llama2-tied", "tiny-mistral", "tiny-qwen2"};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; ++i) {
         fixture fx;
         if (fixture_open(&fx, root, models[i])) {

@@ -111,7 +111,7 @@ static void test_space(sprig_gen *gen) {
         CHECK(sp_contains(s->params[i], "op=up") && sp_contains(s->params[i], "vec=8"));
     }
     CHECK(s->default_index >= 0 &&
-          !strcmp(s->params[s->default_index], "op=up,accumulate=0,norm=none,norm_dim=0,norm_weightless=0,norm_raw=0,threads=256,rows_per_warp=1,vec=8,unroll=2"));
+          !strcmp(s->params[s->default_index], "op=up,accumulate=0,bias=0,norm=none,norm_dim=0,norm_weightless=0,norm_raw=0,threads=256,rows_per_warp=1,vec=8,unroll=2"));
     /* every candidate renders */
     sprig_request req = {"dense_gemv", 4096, 11008, "fp16", 32, 32, s->params[s->n - 1]};
     sprig_plan *plan = NULL;
@@ -122,7 +122,7 @@ static void test_space(sprig_gen *gen) {
      * rows_per_warp 2 (4 is not valid here), unroll 1/4 */
     int c[3] = {1, 0, 1};
     long i = sp_space_find(s, c);
-    CHECK(i >= 0 && !strcmp(s->params[i], "op=up,accumulate=0,norm=none,norm_dim=0,norm_weightless=0,norm_raw=0,threads=128,rows_per_warp=1,vec=8,unroll=2"));
+    CHECK(i >= 0 && !strcmp(s->params[i], "op=up,accumulate=0,bias=0,norm=none,norm_dim=0,norm_weightless=0,norm_raw=0,threads=128,rows_per_warp=1,vec=8,unroll=2"));
     size_t nb[8];
     size_t k = i >= 0 ? sp_space_neighbours(s, (size_t)i, nb, 8) : 0;
     CHECK_MSG(k == 5, "%zu neighbours", k);
@@ -152,7 +152,7 @@ static void test_space(sprig_gen *gen) {
     char *def = NULL;
     int valid = 0;
     CHECK(sp_space_defaults(gen, &dreq, &def, &valid) == SPRIG_OK && valid);
-    CHECK(def && !strcmp(def, "op=down,accumulate=0,norm=none,norm_dim=0,norm_weightless=0,norm_raw=0,threads=256,rows_per_warp=1,vec=8,unroll=2"));
+    CHECK(def && !strcmp(def, "op=down,accumulate=0,bias=0,norm=none,norm_dim=0,norm_weightless=0,norm_raw=0,threads=256,rows_per_warp=1,vec=8,unroll=2"));
     free(def);
     CHECK(sp_space_check(gen, &dreq, "rows_per_warp=4") == SPRIG_OK);
     dreq.batch = 32;

@@ -42,8 +42,12 @@ local F = {
         .. "132-SM GPU (a power of two, at most 32)" },
     { name = "unroll", values = { 1, 2, 4, 8 }, default = 4,
       doc = "positions each lane group has in flight (their K and V loads issued together)" },
+    { name = "window", range = { 0, 1 << 24 }, default = 0,
+      doc = "sliding-window attention (Mistral): only the last `window` positions, as transformers' mask "
+        .. "kv > q - window; 0: all" },
   },
-  tune = { skip = { "heads", "kv_heads", "head_dim" } },
+  -- the shape and the window are the model's, not tuning choices
+  tune = { skip = { "heads", "kv_heads", "head_dim", "window" } },
 }
 
 local TARGET_CTAS = 2 * 132
@@ -114,6 +118,7 @@ end
 -- grid-wide dependency per head).
 function F.perf(req, p, v, active, context)
   context = context or 512
+  if p.window > 0 then context = math.min(context, p.window) end
   local hd, kvd = p.head_dim, p.kv_heads * p.head_dim
   local cache = 2 * context * kvd * 2
   local merged = v.SPLITS > 1

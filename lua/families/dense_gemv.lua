@@ -5,6 +5,9 @@
 --                 problem parameter: SliceGPT adds the MLP shortcut x @ Q onto
 --                 down_proj's output this way; written inline on existing template
 --                 lines, so accumulate=0 renders byte for byte as before it existed)
+--   bias=1:       y[b] = T(W x[b] + bias) with bias [N] of T (a problem parameter:
+--                 Qwen2's q/k/v projections); rendered only where asked, so bias=0
+--                 renders byte for byte as before it existed
 --   norm=add:     then, in the CTA that finishes last, the rmsnorm family's
 --                 mode=add folded in: res[b] += y[b] (fp32 residual, [B][N]),
 --                 normed[b] = T(rmsnorm(res[b]) * norm_w) (a problem parameter:
@@ -14,7 +17,7 @@
 --                 norm_dim, weightless and raw_out: SliceGPT's norms, folded into
 --                 its o_proj and MLP-shortcut GEMVs
 -- Kernel (see templates/dense_gemv.cu.lua):
---   sprig_dense_gemv(const T *W, const T *x, T *y)
+--   sprig_dense_gemv(const T *W, const T *x, T *y[, const T *bias])
 --   sprig_dense_gemv(const T *W, const T *x, T *y, float *ws, float *res, const T *norm_w, T *normed,
 --                    float eps[, T *raw])                                            (norm=add|set)
 -- A warp owns rows_per_warp rows and walks K with VEC-wide loads, unrolled;
@@ -31,6 +34,7 @@ local F = {
     { name = "op", values = { "up", "down" }, default = "up",
       doc = "up: W is [f][d]; down: W is [d][f]" },
     { name = "accumulate", values = { 0, 1 }, default = 0, doc = "1: y = W x + y (y is read first)" },
+    { name = "bias", values = { 0, 1 }, default = 0, doc = "1: y = W x + bias, bias a vector of N values of T" },
     S.norm(),
     S.norm_options()[1],
     S.norm_options()[2],
@@ -42,7 +46,7 @@ local F = {
   },
   -- accumulate and norm are part of the problem, not tuning choices (op comes fixed with the request).
   -- MLP keys: the dense baseline's two GEMV shapes, at sparsity 0 only.
-  tune = { skip = { "accumulate", "norm", "norm_dim", "norm_weightless", "norm_raw" },
+  tune = { skip = { "accumulate", "bias", "norm", "norm_dim", "norm_weightless", "norm_raw" },
            mlp = { fixed = function(sparsity) return sparsity == 0 and { "op=up", "op=down" } or {} end } },
 }
 
@@ -84,6 +88,7 @@ function F.args(req, p, v)
     A.ptr("x", "T", { req.batch, v.K }, { align = al }),
     A.ptr("y", "T", { req.batch, v.N }, { dir = p.accumulate == 1 and "inout" or "out" }),
   }
+  if p.bias == 1 then list[#list + 1] = A.ptr("bias", "T", { v.N }, { role = "bias" }) end
   if p.norm ~= "none" then
     list[#list + 1] = A.ptr("ws", "f32", { 4 }, { dir = "scratch" }) -- the arrival counter
     S.norm_args(list, A, req.batch, v.N, p)
@@ -102,7 +107,8 @@ function F.perf(req, p, v)
   local rpc = (p.threads // 32) * p.rows_per_warp
   local ctas = (v.N + rpc - 1) // rpc
   local y = req.batch * v.N * 2
-  local e = { read = ctas * rpc * v.K * 2 + req.batch * v.K * 2 + (p.accumulate == 1 and y or 0), write = y,
+  local e = { read = ctas * rpc * v.K * 2 + req.batch * v.K * 2 + (p.accumulate == 1 and y or 0)
+                + (p.bias == 1 and v.N * 2 or 0), write = y,
               inflight = p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas, rounds = 1 }
   return { p.norm ~= "none" and S.norm_perf(e, req.batch * v.N) or e }
 end
