@@ -68,14 +68,21 @@ static double now_seconds(void) {
 sprig_status sp_generate(sp_backend *be, const int *prompt, int n_prompt, int max_new, int context,
                          sp_sampler *sampler, const int *eos, int n_eos,
                          sprig_status (*on_token)(void *ctx, int token), void *ctx, sp_gen_stats *stats) {
+    return sp_generate_at(be, 0, prompt, n_prompt, max_new, context, sampler, eos, n_eos, on_token, ctx, stats);
+}
+
+sprig_status sp_generate_at(sp_backend *be, int n_past, const int *prompt, int n_prompt, int max_new, int context,
+                            sp_sampler *sampler, const int *eos, int n_eos,
+                            sprig_status (*on_token)(void *ctx, int token), void *ctx, sp_gen_stats *stats) {
     memset(stats, 0, sizeof *stats);
     if (n_prompt < 1) return sp_fail(SPRIG_E_INVALID, "the prompt is empty (no tokens to start from)");
-    if (n_prompt > context)
-        return sp_fail(SPRIG_E_INVALID, "the prompt has %d tokens but the context holds %d", n_prompt, context);
-    if (max_new > context - n_prompt) max_new = context - n_prompt; /* no n_prompt + max_new: it can overflow */
+    if (n_past < 0 || n_past > context || n_prompt > context - n_past)
+        return sp_fail(SPRIG_E_INVALID, "the prompt has %d tokens but the context holds %d", n_past + n_prompt, context);
+    const int end = n_past + n_prompt;
+    if (max_new > context - end) max_new = context - end; /* no end + max_new: it can overflow */
     const float *logits = NULL;
     double t0 = now_seconds();
-    for (int i = 0; i < n_prompt; ++i) SP_TRY(sp_backend_forward(be, prompt[i], i, &logits));
+    for (int i = 0; i < n_prompt; ++i) SP_TRY(sp_backend_forward(be, prompt[i], n_past + i, &logits));
     stats->prompt_tokens = n_prompt;
     stats->prompt_seconds = now_seconds() - t0;
     t0 = now_seconds();
@@ -89,7 +96,7 @@ sprig_status sp_generate(sp_backend *be, const int *prompt, int n_prompt, int ma
             stats->stopped_at_eos = 1;
             break;
         }
-        if (i + 1 < max_new) SP_TRY(sp_backend_forward(be, tok, n_prompt + i, &logits));
+        if (i + 1 < max_new) SP_TRY(sp_backend_forward(be, tok, end + i, &logits));
     }
     stats->decode_seconds = now_seconds() - t0;
     return SPRIG_OK;

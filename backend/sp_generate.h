@@ -34,5 +34,11 @@ typedef struct sp_gen_stats {
 sprig_status sp_generate(sp_backend *be, const int *prompt, int n_prompt, int max_new, int context,
                          sp_sampler *sampler, const int *eos, int n_eos,
                          sprig_status (*on_token)(void *ctx, int token), void *ctx, sp_gen_stats *stats);
+/* The same, continuing a sequence whose first n_past positions the backend
+ * already holds (a chat's earlier turns): the prompt goes to positions
+ * n_past.. and generation follows it. n_past + n_prompt must fit the context. */
+sprig_status sp_generate_at(sp_backend *be, int n_past, const int *prompt, int n_prompt, int max_new, int context,
+                            sp_sampler *sampler, const int *eos, int n_eos,
+                            sprig_status (*on_token)(void *ctx, int token), void *ctx, sp_gen_stats *stats);
 #pragma GCC visibility pop
 #endif

@@ -19,6 +19,7 @@ static const command commands[] = {
     {"synth", cmd_synth, "write a random LLaMA-shaped model folder (optionally with LTE routers)"},
     {"bench-e2e", cmd_bench_e2e, "decode ms/token of a model folder, dense against LTE/threshold sparsity"},
     {"run", cmd_run, "generate text with a LLaMA-family model folder (dense, LTE or threshold-sparse)"},
+    {"chat", cmd_chat, "talk with an instruct model through its chat template (history kept in the KV cache)"},
     {"tune", cmd_tune, "tune a model's MLP kernels on this GPU into its tuning database"},
     {"bench", cmd_bench, "time tuned MLP kernels against cuBLAS and the bandwidth roof"},
     {"analyze", cmd_analyze, "predict kernels' speed on a GPU profile without a GPU (static model)"},

@@ -456,6 +456,9 @@ def main():
         with open(os.path.join(out_dir, name + ".json"), "w", encoding="utf-8") as f:
             json.dump(doc, f, ensure_ascii=False, indent=1)
             f.write("\n")
+        if name == "llama3-instruct":  # tests/cli_chat.sh gives it to the tiny LLaMA-3 model
+            with open(os.path.join(out_dir, name + ".jinja"), "w", encoding="utf-8") as f:
+                f.write(template)
         n_err = sum("error" in c for c in cases)
         print(f"{name}: {len(cases)} cases ({n_err} errors)")
     features(out_dir)
