@@ -24,7 +24,11 @@
  *     for dense_gemv at 4096x11008 (sp_space_defaults: parsed, checked and
  *     completed with the defaults in the generator's Lua): on success the
  *     canonical string it gives parses to itself again, and sp_space_check
- *     agrees on whether the combination is valid.
+ *     agrees on whether the combination is valid;
+ *  8. a GGUF file (sp_gguf_parse): on success every tensor lies inside the
+ *     input at an aligned offset and is found by its name, small ones
+ *     dequantize, and the tokenizer built from the metadata opens or fails
+ *     with a message (an encoded text's ids are in its vocabulary).
  * A broken invariant traps, which libFuzzer reports as a crash with the input.
  * Built with clang -fsanitize=fuzzer,address,undefined (tests/CMakeLists.txt). */
 #include <stddef.h>
@@ -37,6 +41,7 @@
 #include "gen_internal.h" /* the generator's Lua state, to collect its garbage */
 #include "model_internal.h"
 #include "sp_db.h"
+#include "sp_gguf.h"
 #include "sp_model_config.h"
 #include "sp_safetensors.h"
 #include "sp_slicegpt.h"
@@ -192,6 +197,43 @@ static void fuzz_db(const uint8_t *data, size_t size) {
     sp_db_close(db);
 }
 
+/* GGUF: on success every tensor lies inside the input at an aligned offset, is
+ * found by its name, and (when small) dequantizes; the tokenizer built from
+ * the metadata either opens or fails with a message. */
+static void fuzz_gguf(const uint8_t *data, size_t size) {
+    sp_gguf *g = NULL;
+    if (sp_gguf_parse(data, size, "fuzz.gguf", &g) != SPRIG_OK) {
+        FUZZ_ASSERT(g == NULL && sprig_last_error()[0] != '\0');
+        return;
+    }
+    const size_t align = sp_gguf_alignment(g);
+    FUZZ_ASSERT(align && !(align & (align - 1)));
+    for (size_t i = 0; i < sp_gguf_n_kv(g); ++i) FUZZ_ASSERT(sp_gguf_find_kv(g, sp_gguf_kv_at(g, i)->key));
+    for (size_t i = 0; i < sp_gguf_n_tensors(g); ++i) {
+        const sp_gguf_tensor *t = sp_gguf_tensor_at(g, i);
+        const uint8_t *p = t->data;
+        FUZZ_ASSERT(p >= data && p <= data + size && t->nbytes <= (size_t)(data + size - p));
+        FUZZ_ASSERT(t->offset % align == 0 && sp_gguf_find_tensor(g, t->name) == t);
+        if (sp_gguf_can_dequantize(t->type) && t->n_elems <= 4096) {
+            float *out = malloc(sizeof(float) * (size_t)t->n_elems + 1);
+            FUZZ_ASSERT(sp_gguf_dequantize(t->type, t->data, (size_t)t->n_elems, out) == SPRIG_OK);
+            free(out);
+        }
+    }
+    sp_tokenizer *tok = NULL;
+    if (sp_gguf_tokenizer_from(g, &tok) == SPRIG_OK) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (sp_tok_encode(tok, "the <|im_end|> 12", 17, 1, &ids, &n) == SPRIG_OK)
+            for (size_t i = 0; i < n; ++i) FUZZ_ASSERT(ids[i] >= 0 && ids[i] < sp_tok_n_ids(tok));
+        free(ids);
+        sp_tok_close(tok);
+    } else {
+        FUZZ_ASSERT(tok == NULL && sprig_last_error()[0] != '\0');
+    }
+    sp_gguf_close(g);
+}
+
 static void fuzz_index(const uint8_t *data, size_t size) {
     sp_mf_index ix;
     if (sp_mf_index_parse((const char *)data, size, "fuzz/model.safetensors.index.json", &ix) != SPRIG_OK) {
@@ -272,6 +314,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_slicing(data, size);
     fuzz_db(data, size);
     fuzz_index(data, size);
+    fuzz_gguf(data, size);
     fuzz_params(data, size);
     return 0;
 }

@@ -208,8 +208,26 @@ def write_tiny_model():
     print("tiny.gguf:", os.path.getsize(os.path.join(OUT, "tiny.gguf")), "bytes")
 
 
+def write_fuzz_seed():
+    """tests/fuzz_corpus/tiny.gguf: a small seed for fuzz_parsers: the tokenizer and one small
+    tensor of each type sprig dequantizes."""
+    w = gguf.GGUFWriter(os.path.join(OUT, "..", "..", "fuzz_corpus", "tiny.gguf"), "llama")
+    add_tokenizer(w)
+    w.add_array("test.arr_arr", [[1, 2], [3]])
+    for qtype in [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q4_K, T.Q6_K]:
+        blck, size = gguf.GGML_QUANT_SIZES[qtype]
+        n = 256 if blck == 256 else 32
+        raw = random_blocks(qtype, max(1, n // blck))[: n // blck * size]
+        w.add_tensor(f"t.{qtype.name}", raw.reshape(1, -1), raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     write_dequant_fixtures()
     write_tiny_model()
+    write_fuzz_seed()  # last: the fixtures above stay as they were
     sys.exit(0)
