@@ -6,7 +6,11 @@
  * the weight map is in its shard, and that the tensors match the config
  * (sp_model_config_check_tensors). tokenizer.json is not read here.
  * A SliceGPT-sliced folder (sp_slicegpt.h) is recognised here: its slicing
- * JSON fills config.slice before the tensors are checked. */
+ * JSON fills config.slice before the tensors are checked.
+ * A llama GGUF file (sp_gguf_is_file: a regular file named *.gguf or starting
+ * with the GGUF magic) is taken in place of a folder: the config from its
+ * metadata, its tensors under their Hugging Face names, quantized ones
+ * dequantized to F32 and owned here (sp_gguf.h); the same tensor check. */
 #ifndef SP_MODEL_FILES_H
 #define SP_MODEL_FILES_H
 
@@ -20,7 +24,7 @@
 
 typedef struct sp_model_files sp_model_files;
 
-/* Opens the folder `dir`. Missing config.json / weights / shard: SPRIG_E_IO
+/* Opens the folder (or GGUF file) `dir`. Missing config.json / weights / shard: SPRIG_E_IO
  * naming the path; malformed or inconsistent contents: SPRIG_E_FORMAT.
  * On success *out is owned by the caller (sp_model_files_close); else NULL. */
 sprig_status sp_model_files_open(const char *dir, sp_model_files **out);
