@@ -12,6 +12,7 @@ int cmd_families(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_bench_e2e(int argc, char **argv);
 int cmd_tune(int argc, char **argv);

@@ -20,6 +20,7 @@ static const command commands[] = {
     {"bench-e2e", cmd_bench_e2e, "decode ms/token of a model folder, dense against LTE/threshold sparsity"},
     {"run", cmd_run, "generate text with a LLaMA-family model folder (dense, LTE or threshold-sparse)"},
     {"chat", cmd_chat, "talk with an instruct model through its chat template (history kept in the KV cache)"},
+    {"perplexity", cmd_perplexity, "perplexity over a text file in strided windows (dense, LTE or threshold-sparse)"},
     {"tune", cmd_tune, "tune a model's MLP kernels on this GPU into its tuning database"},
     {"bench", cmd_bench, "time tuned MLP kernels against cuBLAS and the bandwidth roof"},
     {"analyze", cmd_analyze, "predict kernels' speed on a GPU profile without a GPU (static model)"},
