@@ -33,6 +33,10 @@
 
 #pragma GCC visibility push(default) /* this layer's interface: exported to the layers above */
 
+/* Used only by model/'s own files (and its tests, which link the layer's
+ * objects): not exported from the layer (scripts/check-layers.sh). */
+#define SP_GGUF_INTERNAL __attribute__((visibility("hidden")))
+
 /* Metadata value types, as numbered in the file. */
 typedef enum sp_gguf_vtype {
     SP_GGUF_U8 = 0, SP_GGUF_I8 = 1, SP_GGUF_U16 = 2, SP_GGUF_I16 = 3, SP_GGUF_U32 = 4,
@@ -83,22 +87,22 @@ typedef struct sp_gguf sp_gguf;
 
 /* Maps path read-only and parses it. Missing or unreadable: SPRIG_E_IO naming
  * the path; malformed: SPRIG_E_FORMAT. The caller owns *out (sp_gguf_close). */
-sprig_status sp_gguf_open(const char *path, sp_gguf **out);
+SP_GGUF_INTERNAL sprig_status sp_gguf_open(const char *path, sp_gguf **out);
 /* Parses a whole file already in memory (tests, fuzzing); buf is borrowed and
  * must outlive the result. label names it in messages. */
 sprig_status sp_gguf_parse(const void *buf, size_t size, const char *label, sp_gguf **out);
 void sp_gguf_close(sp_gguf *g);
 
-const char *sp_gguf_label(const sp_gguf *g);
+SP_GGUF_INTERNAL const char *sp_gguf_label(const sp_gguf *g);
 uint32_t sp_gguf_version(const sp_gguf *g);
 size_t sp_gguf_alignment(const sp_gguf *g);
 
-size_t sp_gguf_n_kv(const sp_gguf *g);
-const sp_gguf_kv *sp_gguf_kv_at(const sp_gguf *g, size_t i);           /* file order */
+SP_GGUF_INTERNAL size_t sp_gguf_n_kv(const sp_gguf *g);
+SP_GGUF_INTERNAL const sp_gguf_kv *sp_gguf_kv_at(const sp_gguf *g, size_t i);           /* file order */
 const sp_gguf_kv *sp_gguf_find_kv(const sp_gguf *g, const char *key);  /* or NULL */
 
 size_t sp_gguf_n_tensors(const sp_gguf *g);
-const sp_gguf_tensor *sp_gguf_tensor_at(const sp_gguf *g, size_t i);   /* file order */
+SP_GGUF_INTERNAL const sp_gguf_tensor *sp_gguf_tensor_at(const sp_gguf *g, size_t i);   /* file order */
 const sp_gguf_tensor *sp_gguf_find_tensor(const sp_gguf *g, const char *name);
 
 /* Typed metadata lookups for loaders. Each: SPRIG_E_FORMAT naming the file and
@@ -114,18 +118,18 @@ sprig_status sp_gguf_get_str(const sp_gguf *g, const char *key, int required, ch
 
 /* Element i of a numeric array as an integer / double (i < kv->n). */
 int64_t sp_gguf_arr_int(const sp_gguf_kv *kv, uint64_t i);
-double sp_gguf_arr_double(const sp_gguf_kv *kv, uint64_t i);
+SP_GGUF_INTERNAL double sp_gguf_arr_double(const sp_gguf_kv *kv, uint64_t i);
 
 /* "F32", "Q4_K", ... for a ggml type; "unknown" past the table. */
-const char *sp_ggml_type_name(uint32_t type);
+SP_GGUF_INTERNAL const char *sp_ggml_type_name(uint32_t type);
 /* Elements per block and bytes per block; 0 for a type ggml does not define. */
 size_t sp_ggml_block_elems(uint32_t type);
 size_t sp_ggml_block_bytes(uint32_t type);
-const char *sp_gguf_vtype_name(uint32_t vtype);
+SP_GGUF_INTERNAL const char *sp_gguf_vtype_name(uint32_t vtype);
 
 /* ---- dequantization (gguf_dequant.c) -------------------------------------------
  * 1 when sprig can dequantize the type: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K. */
-int sp_gguf_can_dequantize(uint32_t type);
+SP_GGUF_INTERNAL int sp_gguf_can_dequantize(uint32_t type);
 /* n elements (a multiple of the type's block size) of type at src -> dst, fp32.
  * The arithmetic is ggml's and gguf-py's, in their order, so the values are
  * bit-identical to theirs. An unsupported type: SPRIG_E_FORMAT naming it. */
@@ -151,13 +155,13 @@ typedef struct sp_gguf_model sp_gguf_model;
 int sp_gguf_is_file(const char *path);
 /* Opens path and fills *cfg (validated like config.json; rope scaling none;
  * no LTE, no slicing). The caller owns *out (sp_gguf_model_close). */
-sprig_status sp_gguf_model_open(const char *path, sp_model_config *cfg, sp_gguf_model **out);
-void sp_gguf_model_close(sp_gguf_model *m);
+SP_GGUF_INTERNAL sprig_status sp_gguf_model_open(const char *path, sp_model_config *cfg, sp_gguf_model **out);
+SP_GGUF_INTERNAL void sp_gguf_model_close(sp_gguf_model *m);
 /* The mapped tensors in name order (HF names). */
-size_t sp_gguf_model_count(const sp_gguf_model *m);
-const sp_tensor *sp_gguf_model_tensor(const sp_gguf_model *m, size_t i);
+SP_GGUF_INTERNAL size_t sp_gguf_model_count(const sp_gguf_model *m);
+SP_GGUF_INTERNAL const sp_tensor *sp_gguf_model_tensor(const sp_gguf_model *m, size_t i);
 /* The parsed file underneath (for the tokenizer's metadata). */
-const sp_gguf *sp_gguf_model_file(const sp_gguf_model *m);
+SP_GGUF_INTERNAL const sp_gguf *sp_gguf_model_file(const sp_gguf_model *m);
 
 /* ---- the tokenizer (gguf_tokenizer.c) ------------------------------------------------
  * From tokenizer.ggml.*: model "gpt2" (byte-level BPE: tokens, merges) with
@@ -170,9 +174,9 @@ const sp_gguf *sp_gguf_model_file(const sp_gguf_model *m);
  * Model "llama" (SentencePiece, merges implied by scores) and unknown
  * pre-tokenizers are refused naming them. */
 sprig_status sp_gguf_tokenizer(const char *gguf_path, sp_tokenizer **out);
-sprig_status sp_gguf_tokenizer_from(const sp_gguf *g, sp_tokenizer **out);
+SP_GGUF_INTERNAL sprig_status sp_gguf_tokenizer_from(const sp_gguf *g, sp_tokenizer **out);
 /* The synthesized tokenizer.json text (malloc'ed, caller frees). */
-sprig_status sp_gguf_tokenizer_json(const sp_gguf *g, char **json);
+SP_GGUF_INTERNAL sprig_status sp_gguf_tokenizer_json(const sp_gguf *g, char **json);
 
 #pragma GCC visibility pop
 #endif
