@@ -61,7 +61,7 @@ static void test_render(sprig_gen *gen) {
     CHECK_MSG(def && opt, "dense_gemv: %s", sprig_last_error());
     if (def && opt) {
         CHECK_MSG(sp_contains(def->key, "|op=down,accumulate=0,bias=0,norm=none,norm_dim=0,norm_weightless=0,norm_raw=0,threads=256"), "%s", def->key);
-        CHECK_MSG(sp_contains(opt->key, "|op=down,accumulate=1,norm=none,norm_dim=0,norm_weightless=0,norm_raw=0,threads=256"), "%s", opt->key);
+        CHECK_MSG(sp_contains(opt->key, "|op=down,accumulate=1,bias=0,norm=none,norm_dim=0,norm_weightless=0,norm_raw=0,threads=256"), "%s", opt->key);
         CHECK(sp_contains(def->source, "= SP_FROM_F(s);") && !sp_contains(def->source, "SP_TO_F(y["));
         CHECK(sp_contains(opt->source, "SP_FROM_F(s + SP_TO_F(y[(size_t)b * N_ROWS + row0 + r]))"));
         CHECK(sp_contains(opt->params_json, "\"accumulate\":1"));
