@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sp_chat_template.h"
+#include "sp_gguf.h"
 #include "sp_error.h"
 #include "sp_file.h"
 
@@ -71,8 +72,50 @@ static sprig_status read_config(const char *dir, sp_chat_source *s) {
     return st;
 }
 
+/* A copy of the string s[0..n) with a NUL after it, or NULL. */
+static char *dup_n(const char *s, uint64_t n) {
+    char *d = n < (uint64_t)CT_MAX_BYTES ? malloc((size_t)n + 1) : NULL;
+    if (d) memcpy(d, s, (size_t)n), d[n] = 0;
+    return d;
+}
+
+/* The text of token `key`'s id (tokenizer.ggml.bos_token_id, ...) in the GGUF's
+ * vocabulary, or NULL when the file does not name one. */
+static char *gguf_token_text(const sp_gguf *g, const char *key) {
+    const sp_gguf_kv *id = sp_gguf_find_kv(g, key), *tokens = sp_gguf_find_kv(g, "tokenizer.ggml.tokens");
+    if (!id || !tokens || tokens->type != SP_GGUF_ARRAY || tokens->arr_type != SP_GGUF_STRING) return NULL;
+    const uint64_t i = id->type == SP_GGUF_I32 || id->type == SP_GGUF_I64 || id->type == SP_GGUF_I8 ||
+                               id->type == SP_GGUF_I16 ? (uint64_t)id->i : id->u;
+    return i < tokens->n ? dup_n(tokens->arr_str[i].s, tokens->arr_str[i].len) : NULL;
+}
+
+/* A GGUF file's template: tokenizer.chat_template, BOS and EOS from its vocabulary. */
+static sprig_status gguf_source(const char *path, sp_chat_source *out) {
+    sp_gguf *g = NULL;
+    SP_TRY(sp_gguf_open(path, &g));
+    const sp_gguf_kv *t = sp_gguf_find_kv(g, "tokenizer.chat_template");
+    sprig_status st = SPRIG_OK;
+    if (!t || t->type != SP_GGUF_STRING)
+        st = sp_fail(SPRIG_E_IO, "%s has no chat template (no string tokenizer.chat_template in its metadata); "
+                     "give one with --chat-template FILE", path);
+    else if (memchr(t->str.s, 0, (size_t)t->str.len))
+        st = sp_fail(SPRIG_E_FORMAT, "%s: tokenizer.chat_template holds a NUL byte", path);
+    if (st == SPRIG_OK) {
+        out->text = dup_n(t->str.s, t->str.len);
+        out->origin = malloc(strlen(path) + 32);
+        if (out->origin) snprintf(out->origin, strlen(path) + 32, "%s:tokenizer.chat_template", path);
+        out->bos_token = gguf_token_text(g, "tokenizer.ggml.bos_token_id");
+        out->eos_token = gguf_token_text(g, "tokenizer.ggml.eos_token_id");
+        if (!out->text || !out->origin) st = sp_fail(SPRIG_E_NOMEM, "out of memory reading %s's chat template", path);
+    }
+    sp_gguf_close(g);
+    if (st != SPRIG_OK) sp_chat_source_free(out);
+    return st;
+}
+
 sprig_status sp_chat_source_load(const char *dir, sp_chat_source *out) {
     memset(out, 0, sizeof *out);
+    if (sp_gguf_is_file(dir)) return gguf_source(dir, out);
     char path[4096];
     snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
     size_t len = 0;

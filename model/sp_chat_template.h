@@ -65,6 +65,8 @@ typedef struct sp_chat_source {
     char *origin;                 /* the file it came from, for messages */
 } sp_chat_source;
 
+/* dir may also be a GGUF file: its tokenizer.chat_template, and BOS/EOS as
+ * its vocabulary spells tokenizer.ggml.bos_token_id / eos_token_id. */
 sprig_status sp_chat_source_load(const char *dir, sp_chat_source *out);
 void sp_chat_source_free(sp_chat_source *s);
 

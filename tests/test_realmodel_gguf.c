@@ -2,7 +2,8 @@
  * in the cache; exit 77 when it is not there): the config sprig builds from
  * the metadata, then `sprig run GGUF --tokens ... --max-tokens 8` greedy on
  * the CPU backend gives the tokens transformers gave on the same file
- * (tests/fixtures/gguf/smollm2_greedy.json, tools/smollm2_gguf_reference.py).
+ * (tests/fixtures/gguf/smollm2_greedy.json, tools/smollm2_gguf_reference.py),
+ * through --tokens, --prompt and one --chat turn in the GGUF's chat template.
  * argv: the fixture, the sprig binary. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,37 @@ static void check_greedy(const char *path, const char *sprig, const cJSON *cs) {
     cJSON_Delete(j);
 }
 
+/* One chat turn through the GGUF's own tokenizer.chat_template: the prompt
+ * transformers' apply_chat_template gives (its length) and its greedy tokens,
+ * the end-of-turn token included, where sprig stops. */
+static void check_chat(const char *path, const char *sprig, const cJSON *chat) {
+    const cJSON *msg = cJSON_GetArrayItem(cJSON_GetObjectItem(chat, "messages"), 0);
+    const char *text = cJSON_GetObjectItem(msg, "content")->valuestring;
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' run '%s' --backend cpu --max-tokens 8 --json --chat --prompt '%s' 2>/dev/null",
+             sprig, path, text);
+    FILE *p = popen(cmd, "r");
+    static char out[1 << 16];
+    const size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    if (p) pclose(p);
+    cJSON *j = cJSON_Parse(out);
+    CHECK_MSG(j != NULL, "--chat: no JSON from sprig run: %s", out);
+    if (!j) return;
+    const cJSON *pt = cJSON_GetObjectItem(j, "prompt_tokens"), *toks = cJSON_GetObjectItem(j, "tokens");
+    const cJSON *want = cJSON_GetObjectItem(chat, "greedy");
+    CHECK_MSG(cJSON_IsNumber(pt) && pt->valueint == cJSON_GetArraySize(cJSON_GetObjectItem(chat, "prompt")),
+              "--chat: %d prompt tokens, transformers %d", cJSON_IsNumber(pt) ? pt->valueint : -1,
+              cJSON_GetArraySize(cJSON_GetObjectItem(chat, "prompt")));
+    int same = cJSON_GetArraySize(toks) == cJSON_GetArraySize(want);
+    for (int i = 0; same && i < cJSON_GetArraySize(want); ++i)
+        same = cJSON_GetArrayItem(toks, i)->valueint == cJSON_GetArrayItem(want, i)->valueint;
+    CHECK_MSG(same, "--chat '%s': tokens differ from transformers' (%s)", text, out);
+    printf("--chat '%s': %d prompt tokens, tokens %s\n", text, cJSON_IsNumber(pt) ? pt->valueint : -1,
+           same ? "as transformers" : "DIFFERENT");
+    cJSON_Delete(j);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: test_realmodel_gguf FIXTURE.json SPRIG\n");
@@ -121,6 +153,9 @@ int main(int argc, char **argv) {
     check_config(path);
     const cJSON *cs;
     if (root) cJSON_ArrayForEach(cs, cJSON_GetObjectItem(root, "cases")) check_greedy(path, argv[2], cs);
+    const cJSON *chat = root ? cJSON_GetObjectItem(root, "chat") : NULL;
+    CHECK_MSG(chat != NULL, "the fixture has no chat case (tools/smollm2_gguf_reference.py writes it)");
+    if (chat) check_chat(path, argv[2], chat);
     cJSON_Delete(root);
     return sp_test_finish("test_realmodel_gguf", checks);
 }
