@@ -12,6 +12,7 @@
 #include "cli_chat.h"
 #include "sp_backend.h"
 #include "sp_error.h"
+#include "sp_gguf.h"
 #include "sp_file.h"
 #include "sp_generate.h"
 
@@ -371,7 +372,8 @@ int cmd_chat(int argc, char **argv) {
     if (s != SPRIG_OK) return cli_error("loading the model", s);
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", o.dir);
-    if ((s = sp_tok_open(path, &tok)) != SPRIG_OK) { rc = cli_error("loading the tokenizer", s); goto done; }
+    s = sp_gguf_is_file(o.dir) ? sp_gguf_tokenizer(o.dir, &tok) : sp_tok_open(path, &tok); /* a GGUF carries its own */
+    if (s != SPRIG_OK) { rc = cli_error("loading the tokenizer", s); goto done; }
     if ((rc = cli_chat_open(&cc, "chat", o.dir, o.template_file, tok, model->cfg))) goto done;
     const int mp = model->cfg->max_position_embeddings;
     const int context = o.context ? o.context : (mp < 4096 ? mp : 4096);
