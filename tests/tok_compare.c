@@ -14,23 +14,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "sp_file.h"
 #include "sp_tokenizer.h"
 
+/* The whole file (NUL-terminated), or NULL; through core's checked reader. */
 static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
+    char *buf = NULL;
+    return sp_file_read(path, (size_t)1 << 31, &buf, len, NULL) == SPRIG_OK ? buf : NULL;
 }
 
 typedef struct {
