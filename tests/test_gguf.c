@@ -1,6 +1,8 @@
 /* GGUF: dequantizers bit-exact against gguf-py, the parser on a file gguf-py
  * wrote, the LLaMA mapping (names, shapes, q/k un-permutation, tied embeddings)
- * against hashes computed in Python, and corrupt files refused with one line.
+ * against hashes computed in Python, the tokenizer from the metadata (byte-level and
+ * SentencePiece-style "llama" vocabularies) against transformers' GGUF converter, and
+ * corrupt files refused with one line.
  * Fixtures: tools/make_gguf_fixtures.py. argv[1]: tests/fixtures/gguf. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -236,6 +238,62 @@ static void test_tokenizer(void) {
     cJSON_Delete(root);
 }
 
+/* ---- "llama" (SentencePiece-style) vocabularies: merges rebuilt from the scores ------------- */
+
+/* Every file of spm.json (tools/make_gguf_fixtures.py): the ids transformers' GGUF converter
+ * gives on each text and its decoding of them, special tokens kept and skipped. One text is
+ * every plain token of the vocabulary, a line each, so nearly every rebuilt merge is used. */
+static void test_tokenizer_spm(void) {
+    size_t jlen;
+    char *json = slurp("spm.json", &jlen);
+    cJSON *root = cJSON_Parse(json);
+    free(json);
+    CHECK(cJSON_GetArraySize(root) == 2);
+    const cJSON *file;
+    cJSON_ArrayForEach(file, root) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, file->string);
+        sp_tokenizer *tok = NULL;
+        ++checks;
+        sprig_status s = sp_gguf_tokenizer(path, &tok);
+        CHECK_MSG(s == SPRIG_OK, "%s: %s", file->string, sprig_last_error());
+        if (!tok) continue;
+        CHECK(strcmp(sp_tok_kind(tok), "sentencepiece-bpe") == 0);
+        CHECK(sp_tok_is_special(tok, 0) && sp_tok_is_special(tok, 1) && sp_tok_is_special(tok, 2));
+        int n_cases = 0, n_same = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, file) {
+            const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+            const cJSON *want = cJSON_GetObjectItem(c, "ids");
+            int32_t *ids = NULL;
+            size_t n = 0;
+            ++checks;
+            ++n_cases;
+            CHECK(sp_tok_encode(tok, text, strlen(text), 1, &ids, &n) == SPRIG_OK);
+            int same = (int)n == cJSON_GetArraySize(want);
+            size_t at = 0;
+            for (; same && at < n; ++at) same = ids[at] == cJSON_GetArrayItem(want, (int)at)->valueint;
+            n_same += same;
+            CHECK_MSG(same, "%s '%s': %zu ids, transformers %d; first difference at %zu", file->string, text, n,
+                      cJSON_GetArraySize(want), at ? at - 1 : 0);
+            for (int skip = 0; skip < 2; ++skip) {
+                const char *w = cJSON_GetObjectItem(c, skip ? "decoded_skip" : "decoded")->valuestring;
+                char *got = NULL;
+                size_t glen = 0;
+                CHECK(sp_tok_decode(tok, ids, n, skip, &got, &glen) == SPRIG_OK);
+                CHECK_MSG(got && glen == strlen(w) && memcmp(got, w, glen) == 0, "%s '%s': decoded%s '%s', "
+                          "transformers '%s'", file->string, text, skip ? " (skip special)" : "", got ? got : "", w);
+                free(got);
+            }
+            free(ids);
+        }
+        CHECK_MSG(n_cases == 21, "%s: %d texts", file->string, n_cases);
+        printf("%s: %d of %d texts tokenized as transformers does\n", file->string, n_same, n_cases);
+        sp_tok_close(tok);
+    }
+    cJSON_Delete(root);
+}
+
 /* ---- corrupt files ------------------------------------------------------------------------------ */
 
 static void put_u64(unsigned char *p, uint64_t v) {
@@ -398,6 +456,7 @@ int main(int argc, char **argv) {
     test_parse();
     test_model();
     test_tokenizer();
+    test_tokenizer_spm();
     test_corrupt();
     return sp_test_finish("test_gguf", checks);
 }

@@ -11,6 +11,12 @@ llama.cpp's own reader/writer), the independent reference:
                                    name its shape and an FNV-1a 64 hash of its fp32 values in
                                    HF layout (q/k rows un-permuted here by inverting
                                    convert_hf_to_gguf.py's permute numerically), plus samples
+  tests/fixtures/gguf/spm*.gguf    SentencePiece-style ("llama") vocabularies, no merges: the
+  tests/fixtures/gguf/spm.json     LLaMA-2 tokenizer fixture's tokens with scores and token
+                                   types, and the ids transformers' GGUF converter gives on texts
+
+`python3 tools/make_gguf_fixtures.py spm` writes only the spm files and the fuzz seed
+tests/fuzz_corpus/tiny_spm.gguf (no random numbers).
 
 Random blocks: every byte random except the fp16 scales, which are drawn as
 finite fp16 values (random bits there would be NaN/inf now and then, whose
@@ -208,6 +214,72 @@ def write_tiny_model():
     print("tiny.gguf:", os.path.getsize(os.path.join(OUT, "tiny.gguf")), "bytes")
 
 
+def write_spm():
+    """Two "llama" vocabularies (tokens, scores, token types, no merges, so they are rebuilt from
+    the scores) made from tests/fixtures/tokenizers/llama2's tokens, and transformers' ids on texts.
+    spm.gguf: SentencePiece's scores (0 for <unk>/<s>/</s> and the byte tokens, then falling with
+    the id), add_bos_token absent (transformers then adds BOS). spm_ties.gguf: every score -1000, as
+    llama.cpp writes a vocabulary taken from a tokenizer.json (the merge order then falls to the
+    lengths of the two pieces and the token order), add_bos_token false, add_eos_token true,
+    control, user-defined and three plain tokens appended, a padding token that is a plain token (it becomes
+    special)."""
+    from transformers import AutoTokenizer
+    src = os.path.join(OUT, "..", "tokenizers", "llama2", "tokenizer.json")
+    with open(src, encoding="utf-8") as fp:
+        vocab = json.load(fp)["model"]["vocab"]
+    base = sorted(vocab, key=vocab.get)
+    assert [vocab[t] for t in base] == list(range(len(base))) and base[:3] == ["<unk>", "<s>", "</s>"]
+    assert base[3:259] == [f"<0x{b:02X}>" for b in range(256)]
+
+    def write(name, tokens, scores, types, **extra):
+        w = gguf.GGUFWriter(os.path.join(OUT, name), "llama")
+        w.add_tokenizer_model("llama")
+        w.add_token_list(tokens)
+        w.add_token_scores(scores)
+        w.add_token_types(types)
+        w.add_unk_token_id(0)
+        w.add_bos_token_id(1)
+        w.add_eos_token_id(2)
+        for key, value in extra.items():
+            getattr(w, "add_" + key)(value)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        return AutoTokenizer.from_pretrained(OUT, gguf_file=name)
+
+    types = [2, 3, 3] + [6] * 256 + [1] * (len(base) - 259)
+    texts = ["Hello world", " Hello world", "Hello  world", "   three leading spaces", "line1\nline2\n\n",
+             "tab\there", "don't stop the tokenizer", "def f(x):\n    return x**2\n", "the theory",
+             "caf\u00e9 na\u00efve", "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8 \U0001F642",
+             "\x07bell \u16a0\u16c7", "<s>inside</s> <unk>x", "in <|im_start|>user<|im_end|> <think>there",
+             "def tokenize(text):\n\treturn pieces, numbers; they've 1,000 weights \u00fcber \u00f6perat",
+             "print the symbol line: sure, isn't that amusing?\t\ttabs and\ttabs", "qzjx", "a", " ", ""]
+    # every plain token, a line each ("\u2581" as the space it stands for)
+    texts.append("\n".join(t.replace("\u2581", " ") for t in base[259:]))
+
+    def cases(tok):  # ids with the special tokens added, and their decoding (special tokens kept, skipped)
+        ids = [tok(t)["input_ids"] for t in texts]
+        return [{"text": t, "ids": i, "decoded": tok.decode(i), "decoded_skip": tok.decode(i, skip_special_tokens=True)}
+                for t, i in zip(texts, ids)]
+
+    out = {}
+    tok = write("spm.gguf", base, [0.0] * 259 + [-float(i - 259) for i in range(259, len(base))], types)
+    out["spm.gguf"] = cases(tok)
+    # and "jx", "qz", "zjx": in "qzjx", after j+x the merges q+z and z+jx tie on the score and
+    # len(left); len(right) puts z+jx first, though "qz" comes before "zjx" in the file
+    extra = ["<|im_start|>", "<|im_end|>", "<think>", "jx", "qz", "zjx"]
+    tokens = base + extra
+    tok = write("spm_ties.gguf", tokens, [-1000.0] * len(tokens), types + [3, 3, 4, 1, 1, 1], add_bos_token=False,
+                add_eos_token=True, pad_token_id=vocab["er"])
+    out["spm_ties.gguf"] = cases(tok)
+    with open(os.path.join(OUT, "spm.json"), "w", encoding="utf-8") as fp:
+        json.dump(out, fp, ensure_ascii=False)
+        fp.write("\n")
+    for name in out:
+        print(name, os.path.getsize(os.path.join(OUT, name)), "bytes")
+
+
 def write_fuzz_seed():
     """tests/fuzz_corpus/tiny.gguf: a small seed for fuzz_parsers: the tokenizer and one small
     tensor of each type sprig dequantizes."""
@@ -225,9 +297,33 @@ def write_fuzz_seed():
     w.close()
 
 
+def write_spm_fuzz_seed():
+    """tests/fuzz_corpus/tiny_spm.gguf: a few-token "llama" vocabulary (merges rebuilt from the scores)."""
+    w = gguf.GGUFWriter(os.path.join(OUT, "..", "..", "fuzz_corpus", "tiny_spm.gguf"), "llama")
+    tokens = ["<unk>", "<s>", "</s>", "<0x00>", "<0xE6>", "\u2581", "a", "b", "\u00e9", "ab", "\u2581ab", "b\u00e9", "<|x|>"]
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([0.0] * 5 + [-1.0, -2.0, -2.0, -3.0, -0.5, -0.25, -0.5, 0.0])
+    w.add_token_types([2, 3, 3, 6, 6, 1, 1, 1, 1, 1, 1, 1, 3])
+    w.add_unk_token_id(0)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_add_eos_token(True)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
+    if sys.argv[1:] == ["spm"]:
+        write_spm()
+        write_spm_fuzz_seed()
+        sys.exit(0)
     write_dequant_fixtures()
     write_tiny_model()
+    write_spm()
     write_fuzz_seed()  # last: the fixtures above stay as they were
+    write_spm_fuzz_seed()
     sys.exit(0)
