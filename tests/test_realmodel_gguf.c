@@ -3,8 +3,10 @@
  * the metadata, then `sprig run GGUF --tokens ... --max-tokens 8` greedy on
  * the CPU backend gives the tokens transformers gave on the same file
  * (tests/fixtures/gguf/smollm2_greedy.json, tools/smollm2_gguf_reference.py),
- * through --tokens, --prompt and one --chat turn in the GGUF's chat template.
- * argv: the fixture, the sprig binary. */
+ * through --tokens, --prompt and one --chat turn in the GGUF's chat template;
+ * and sprig perplexity against transformers' (argv[3], optional).
+ * argv: the fixture, the sprig binary[, the perplexity fixture]. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +132,48 @@ static void check_chat(const char *path, const char *sprig, const cJSON *chat) {
     cJSON_Delete(j);
 }
 
+/* sprig perplexity (dense) over the first tokens of the perplexity fixture's
+ * text, against transformers over the same windows (tools/perplexity_reference.py
+ * --gguf): the same counts, perplexity within 0.5%. */
+static void check_perplexity(const char *path, const char *sprig, const char *fixture) {
+    char *json = NULL;
+    size_t len = 0;
+    CHECK_MSG(sp_file_read(fixture, 1 << 20, &json, &len, NULL) == SPRIG_OK, "%s", sprig_last_error());
+    cJSON *root = json ? cJSON_Parse(json) : NULL, *want = cJSON_GetArrayItem(root, 0);
+    free(json);
+    CHECK_MSG(want != NULL, "%s: no case", fixture);
+    if (!want) {
+        cJSON_Delete(root);
+        return;
+    }
+    char text[4096], cmd[16384];
+    snprintf(text, sizeof text, "%.*s/text.txt", (int)(strrchr(fixture, '/') ? strrchr(fixture, '/') - fixture : 1),
+             strrchr(fixture, '/') ? fixture : ".");
+    snprintf(cmd, sizeof cmd,
+             "'%s' perplexity '%s' --text '%s' --context %d --stride %d --max-tokens %d --dense --json 2>/dev/null",
+             sprig, path, text, cJSON_GetObjectItem(want, "context")->valueint,
+             cJSON_GetObjectItem(want, "stride")->valueint, cJSON_GetObjectItem(want, "max_tokens")->valueint);
+    FILE *p = popen(cmd, "r");
+    static char out[1 << 14];
+    const size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    if (p) pclose(p);
+    cJSON *got = cJSON_Parse(out);
+    CHECK_MSG(got != NULL, "perplexity: no JSON from sprig: %s", out);
+    if (got) {
+        const double g = cJSON_GetObjectItem(got, "perplexity")->valuedouble;
+        const double w = cJSON_GetObjectItem(want, "perplexity")->valuedouble;
+        CHECK_MSG(cJSON_GetObjectItem(got, "scored")->valueint == cJSON_GetObjectItem(want, "scored")->valueint,
+                  "perplexity: %d tokens scored, transformers %d", cJSON_GetObjectItem(got, "scored")->valueint,
+                  cJSON_GetObjectItem(want, "scored")->valueint);
+        CHECK_MSG(fabs(g - w) <= 0.005 * w, "perplexity %.6g, transformers %.6g", g, w);
+        printf("perplexity over %d tokens: sprig %.6g, transformers %.6g\n",
+               cJSON_GetObjectItem(got, "tokens")->valueint, g, w);
+    }
+    cJSON_Delete(got);
+    cJSON_Delete(root);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: test_realmodel_gguf FIXTURE.json SPRIG\n");
@@ -156,6 +200,7 @@ int main(int argc, char **argv) {
     const cJSON *chat = root ? cJSON_GetObjectItem(root, "chat") : NULL;
     CHECK_MSG(chat != NULL, "the fixture has no chat case (tools/smollm2_gguf_reference.py writes it)");
     if (chat) check_chat(path, argv[2], chat);
+    if (argc > 3) check_perplexity(path, argv[2], argv[3]);
     cJSON_Delete(root);
     return sp_test_finish("test_realmodel_gguf", checks);
 }
