@@ -101,6 +101,14 @@ static sprig_status gm_config(const sp_gguf *g, sp_model_config *c) {
     return SPRIG_OK;
 }
 
+sprig_status sp_gguf_config(const char *path, sp_model_config *cfg) {
+    sp_gguf *g = NULL;
+    SP_TRY(sp_gguf_open(path, &g));
+    sprig_status s = gm_config(g, cfg);
+    sp_gguf_close(g);
+    return s;
+}
+
 /* ---- tensor names ------------------------------------------------------------------------ */
 
 static const char *const gm_global[][2] = {

@@ -153,6 +153,10 @@ typedef struct sp_gguf_model sp_gguf_model;
 /* 1 when path is a regular file that is a GGUF file: its name ends in .gguf
  * or it starts with the GGUF magic (so a damaged .gguf still gets GGUF errors). */
 int sp_gguf_is_file(const char *path);
+/* The model config a llama GGUF file implies (its metadata only: nothing is
+ * dequantized), as sp_model_open would build it; for commands that need only
+ * the shapes (sprig tune/analyze --model-dir). */
+sprig_status sp_gguf_config(const char *path, sp_model_config *cfg);
 /* Opens path and fills *cfg (validated like config.json; rope scaling none;
  * no LTE, no slicing). The caller owns *out (sp_gguf_model_close). */
 SP_GGUF_INTERNAL sprig_status sp_gguf_model_open(const char *path, sp_model_config *cfg, sp_gguf_model **out);

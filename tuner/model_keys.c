@@ -12,6 +12,7 @@
 #include "tuner_internal.h"
 #include "sp_error.h"
 #include "sp_mlp_keys.h"
+#include "sp_gguf.h"
 #include "sp_model_keys.h"
 #include "sp_slicegpt.h"
 #include "sp_space.h"
@@ -28,6 +29,7 @@ static const char *const MD_FAMILIES[] = {"dense_gemv", "router", "gather_upgate
 
 sprig_status sp_model_keys_config(const char *dir, sp_model_config *cfg) {
     if (!dir || !*dir || !cfg) return sp_fail(SPRIG_E_INVALID, "sp_model_keys_config: no folder");
+    if (sp_gguf_is_file(dir)) return sp_gguf_config(dir, cfg); /* a llama GGUF: its metadata */
     struct stat sb;
     if (stat(dir, &sb) != 0) return sp_fail(SPRIG_E_IO, "cannot open model folder '%s': %s", dir, strerror(errno));
     if (!S_ISDIR(sb.st_mode)) return sp_fail(SPRIG_E_IO, "model folder '%s' is not a folder", dir);
