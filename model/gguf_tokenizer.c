@@ -30,6 +30,21 @@ static int gt_in(const char *s, const char *const *list) {
     return 0;
 }
 
+/* root's "model": a BPE object as transformers writes it, its vocab and
+ * merges left for the caller to fill. */
+static cJSON *gt_bpe_model(cJSON *root, int fuse_unk, int byte_fallback, int ignore_merges) {
+    cJSON *m = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(m, "type", "BPE");
+    cJSON_AddNullToObject(m, "dropout");
+    cJSON_AddNullToObject(m, "unk_token");
+    cJSON_AddNullToObject(m, "continuing_subword_prefix");
+    cJSON_AddNullToObject(m, "end_of_word_suffix");
+    cJSON_AddBoolToObject(m, "fuse_unk", fuse_unk);
+    cJSON_AddBoolToObject(m, "byte_fallback", byte_fallback);
+    cJSON_AddBoolToObject(m, "ignore_merges", ignore_merges);
+    return m;
+}
+
 static cJSON *gt_byte_level(int use_regex) {
     cJSON *b = cJSON_CreateObject();
     cJSON_AddStringToObject(b, "type", "ByteLevel");
@@ -332,15 +347,7 @@ static sprig_status gt_build_spm(const sp_gguf *g, const sp_gguf_kv *tokens, con
     cJSON_AddNumberToObject(step, "start", 1);
     cJSON_AddNumberToObject(step, "stop", 0);
     cJSON_AddItemToArray(steps, step);
-    cJSON *m = cJSON_AddObjectToObject(root, "model");
-    cJSON_AddStringToObject(m, "type", "BPE");
-    cJSON_AddNullToObject(m, "dropout");
-    cJSON_AddNullToObject(m, "unk_token");
-    cJSON_AddNullToObject(m, "continuing_subword_prefix");
-    cJSON_AddNullToObject(m, "end_of_word_suffix");
-    cJSON_AddBoolToObject(m, "fuse_unk", 1);
-    cJSON_AddBoolToObject(m, "byte_fallback", 1);
-    cJSON_AddBoolToObject(m, "ignore_merges", 0);
+    cJSON *m = gt_bpe_model(root, 1, 1, 0); /* SentencePiece-style: unknown bytes as <0xXX> */
     cJSON *vocab = cJSON_AddObjectToObject(m, "vocab"), *ml = cJSON_AddArrayToObject(m, "merges");
     /* the special tokens transformers' tokenizer class registers (unk/bos/eos/pad) */
     int64_t named[4] = {-1, -1, -1, -1};
@@ -401,15 +408,7 @@ static sprig_status gt_build(const sp_gguf *g, cJSON *root) {
     cJSON *dec = gt_byte_level(1);
     cJSON_ReplaceItemInObject(dec, "add_prefix_space", cJSON_CreateBool(1));
     cJSON_AddItemToObject(root, "decoder", dec);
-    cJSON *m = cJSON_AddObjectToObject(root, "model");
-    cJSON_AddStringToObject(m, "type", "BPE");
-    cJSON_AddNullToObject(m, "dropout");
-    cJSON_AddNullToObject(m, "unk_token");
-    cJSON_AddNullToObject(m, "continuing_subword_prefix");
-    cJSON_AddNullToObject(m, "end_of_word_suffix");
-    cJSON_AddBoolToObject(m, "fuse_unk", 0);
-    cJSON_AddBoolToObject(m, "byte_fallback", 0);
-    cJSON_AddBoolToObject(m, "ignore_merges", ignore_merges);
+    cJSON *m = gt_bpe_model(root, 0, 0, ignore_merges);
     cJSON *vocab = cJSON_AddObjectToObject(m, "vocab"), *ml = cJSON_AddArrayToObject(m, "merges");
     for (uint64_t i = 0; i < tokens->n; ++i) {
         char *t = gt_cstr(&tokens->arr_str[i]);
