@@ -48,6 +48,28 @@ static void check_config(const char *path) {
     sp_model_close(m);
 }
 
+/* Runs a sprig command that prints one JSON object; the object (the caller
+ * deletes it), or NULL after a failed CHECK naming what came back. */
+static cJSON *run_json(const char *cmd) {
+    ++checks;
+    FILE *p = popen(cmd, "r");
+    static char out[1 << 16];
+    const size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = '\0';
+    if (p) CHECK_MSG(pclose(p) == 0, "%s failed", cmd);
+    cJSON *j = cJSON_Parse(out);
+    CHECK_MSG(j != NULL, "%s: not JSON: %s", cmd, out);
+    return j;
+}
+
+/* Two JSON arrays of the same integers. */
+static int same_ids(const cJSON *a, const cJSON *b) {
+    int same = cJSON_GetArraySize(a) == cJSON_GetArraySize(b);
+    for (int i = 0; same && i < cJSON_GetArraySize(a); ++i)
+        same = cJSON_GetArrayItem(a, i)->valueint == cJSON_GetArrayItem(b, i)->valueint;
+    return same;
+}
+
 static void check_greedy(const char *path, const char *sprig, const cJSON *cs) {
     char cmd[8192];
     int at = snprintf(cmd, sizeof cmd, "'%s' run '%s' --backend cpu --max-tokens 8 --tokens ", sprig, path);
@@ -79,22 +101,12 @@ static void check_greedy(const char *path, const char *sprig, const cJSON *cs) {
     const char *text = cJSON_GetObjectItem(cs, "text")->valuestring;
     snprintf(cmd, sizeof cmd, "'%s' run '%s' --backend cpu --max-tokens 8 --json --prompt '%s' 2>/dev/null", sprig,
              path, text);
-    ++checks;
-    p = popen(cmd, "r");
-    static char out[1 << 16];
-    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
-    out[n] = '\0';
-    if (p) CHECK_MSG(pclose(p) == 0, "%s failed", cmd);
-    cJSON *j = cJSON_Parse(out);
-    CHECK_MSG(j != NULL, "%s: not JSON: %s", cmd, out);
+    cJSON *j = run_json(cmd);
     if (!j) return;
     const cJSON *pt = cJSON_GetObjectItem(j, "prompt_tokens"), *toks = cJSON_GetObjectItem(j, "tokens");
     CHECK_MSG(cJSON_IsNumber(pt) && pt->valueint == cJSON_GetArraySize(cJSON_GetObjectItem(cs, "prompt")),
               "'%s': %d prompt tokens", text, cJSON_IsNumber(pt) ? pt->valueint : -1);
-    int same = cJSON_GetArraySize(toks) == cJSON_GetArraySize(cJSON_GetObjectItem(cs, "greedy"));
-    for (int i = 0; same && i < cJSON_GetArraySize(toks); ++i)
-        same = cJSON_GetArrayItem(toks, i)->valueint == cJSON_GetArrayItem(cJSON_GetObjectItem(cs, "greedy"), i)->valueint;
-    CHECK_MSG(same, "'%s' through --prompt: tokens differ from transformers'", text);
+    CHECK_MSG(same_ids(toks, cJSON_GetObjectItem(cs, "greedy")), "'%s' through --prompt: tokens differ from transformers'", text);
     const cJSON *dt = cJSON_GetObjectItem(j, "text");
     CHECK_MSG(cJSON_IsString(dt) && strcmp(dt->valuestring, cJSON_GetObjectItem(cs, "decoded")->valuestring) == 0,
               "'%s': decoded text differs from transformers'", text);
@@ -110,23 +122,15 @@ static void check_chat(const char *path, const char *sprig, const cJSON *chat) {
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "'%s' run '%s' --backend cpu --max-tokens 8 --json --chat --prompt '%s' 2>/dev/null",
              sprig, path, text);
-    FILE *p = popen(cmd, "r");
-    static char out[1 << 16];
-    const size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
-    out[n] = 0;
-    if (p) pclose(p);
-    cJSON *j = cJSON_Parse(out);
-    CHECK_MSG(j != NULL, "--chat: no JSON from sprig run: %s", out);
+    cJSON *j = run_json(cmd);
     if (!j) return;
     const cJSON *pt = cJSON_GetObjectItem(j, "prompt_tokens"), *toks = cJSON_GetObjectItem(j, "tokens");
     const cJSON *want = cJSON_GetObjectItem(chat, "greedy");
     CHECK_MSG(cJSON_IsNumber(pt) && pt->valueint == cJSON_GetArraySize(cJSON_GetObjectItem(chat, "prompt")),
               "--chat: %d prompt tokens, transformers %d", cJSON_IsNumber(pt) ? pt->valueint : -1,
               cJSON_GetArraySize(cJSON_GetObjectItem(chat, "prompt")));
-    int same = cJSON_GetArraySize(toks) == cJSON_GetArraySize(want);
-    for (int i = 0; same && i < cJSON_GetArraySize(want); ++i)
-        same = cJSON_GetArrayItem(toks, i)->valueint == cJSON_GetArrayItem(want, i)->valueint;
-    CHECK_MSG(same, "--chat '%s': tokens differ from transformers' (%s)", text, out);
+    const int same = same_ids(toks, want);
+    CHECK_MSG(same, "--chat '%s': tokens differ from transformers'", text);
     printf("--chat '%s': %d prompt tokens, tokens %s\n", text, cJSON_IsNumber(pt) ? pt->valueint : -1,
            same ? "as transformers" : "DIFFERENT");
     cJSON_Delete(j);
@@ -153,13 +157,7 @@ static void check_perplexity(const char *path, const char *sprig, const char *fi
              "'%s' perplexity '%s' --text '%s' --context %d --stride %d --max-tokens %d --dense --json 2>/dev/null",
              sprig, path, text, cJSON_GetObjectItem(want, "context")->valueint,
              cJSON_GetObjectItem(want, "stride")->valueint, cJSON_GetObjectItem(want, "max_tokens")->valueint);
-    FILE *p = popen(cmd, "r");
-    static char out[1 << 14];
-    const size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
-    out[n] = 0;
-    if (p) pclose(p);
-    cJSON *got = cJSON_Parse(out);
-    CHECK_MSG(got != NULL, "perplexity: no JSON from sprig: %s", out);
+    cJSON *got = run_json(cmd);
     if (got) {
         const double g = cJSON_GetObjectItem(got, "perplexity")->valuedouble;
         const double w = cJSON_GetObjectItem(want, "perplexity")->valuedouble;
