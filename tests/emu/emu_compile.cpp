@@ -1,5 +1,7 @@
 #include "emu_compile.h"
 
+#include <vector>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,18 @@
 #include <xxhash.h>
 
 extern "C" sprig_status sp_fail(sprig_status status, const char *fmt, ...);
+
+bool sp_emu_read_file(const std::string &path, std::string *out) {
+    FILE *f = fopen(path.c_str(), "rb");
+    if (!f) return false;
+    std::vector<char> buf(65536); /* on the heap: the trap path may run on the signal stack */
+    size_t n;
+    out->clear();
+    while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) out->append(buf.data(), n);
+    const bool ok = !ferror(f);
+    fclose(f);
+    return ok;
+}
 
 namespace {
 
@@ -38,17 +52,6 @@ std::string compile_flags(void) {
            " -fno-gnu-unique -fvisibility=hidden -include " SPRIG_EMU_DIR "/sp_emu.h";
 }
 
-bool read_file(const std::string &path, std::string *out) {
-    FILE *f = fopen(path.c_str(), "rb");
-    if (!f) return false;
-    char buf[65536];
-    size_t n;
-    out->clear();
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, n);
-    const bool ok = !ferror(f);
-    fclose(f);
-    return ok;
-}
 
 bool write_file(const std::string &path, const std::string &data) {
     FILE *f = fopen(path.c_str(), "wb");
@@ -76,7 +79,7 @@ std::string build_key(const std::string &text, const std::string &flags) {
     static std::string header; /* sp_emu.h and the link script: editing them must miss the cache */
     if (header.empty()) {
         std::string script;
-        if (!read_file(SPRIG_EMU_DIR "/sp_emu.h", &header) || !read_file(SPRIG_EMU_DIR "/emu_shared.ld", &script))
+        if (!sp_emu_read_file(SPRIG_EMU_DIR "/sp_emu.h", &header) || !sp_emu_read_file(SPRIG_EMU_DIR "/emu_shared.ld", &script))
             header = "?";
         header += script;
     }
@@ -119,7 +122,7 @@ sprig_status sp_emu_compile(const std::string &text, const std::string &dir, std
     const std::string flags = compile_flags(), cache = cache_dir();
     const std::string cached = cache.empty() ? "" : cache + "/" + build_key(text, flags) + ".so";
     std::string bytes;
-    if (!cached.empty() && read_file(cached, &bytes) && !bytes.empty()) {
+    if (!cached.empty() && sp_emu_read_file(cached, &bytes) && !bytes.empty()) {
         /* a copy per module: dlopen of one path twice would share its statics */
         if (write_file(so, bytes)) return SPRIG_OK;
     }
@@ -127,7 +130,7 @@ sprig_status sp_emu_compile(const std::string &text, const std::string &dir, std
     std::string log = sp_emu_run_capture(std::string(SPRIG_EMU_CXX) + " " + flags + " -c -o " + obj + " " + src, &rc);
     if (rc == 0) log += sp_emu_run_capture(std::string(SPRIG_EMU_CXX) + " -shared -Wl,-T," SPRIG_EMU_DIR "/emu_shared.ld -o " + so + " " + obj, &rc);
     if (rc != 0) return sp_fail(SPRIG_E_COMPILE, "emu: compiling %s failed:\n%s", src.c_str(), log.c_str());
-    if (!cached.empty() && read_file(so, &bytes)) {
+    if (!cached.empty() && sp_emu_read_file(so, &bytes)) {
         /* written under a unique name, then renamed: concurrent tests share the cache */
         mkdir(cache.c_str(), 0755);
         char tmp_suffix[48];

@@ -14,6 +14,9 @@
  * output on failure. */
 sprig_status sp_emu_compile(const std::string &text, const std::string &dir, std::string *so_path);
 
+/* Reads path whole into *out; false if it cannot be opened or read. */
+bool sp_emu_read_file(const std::string &path, std::string *out);
+
 /* Runs a shell command; its output (stdout and stderr) and exit status. */
 std::string sp_emu_run_capture(const std::string &cmd, int *rc);
 

@@ -282,14 +282,7 @@ std::string describe_where(const std::string *module_text, const std::string &fi
     const size_t tpl = shown.rfind("templates/");
     if (tpl != std::string::npos) shown = shown.substr(tpl);
     std::string body;
-    FILE *f = fopen((std::string(SPRIG_EMU_DIR "/../../") + shown).c_str(), "rb");
-    if (!f) f = fopen(file.c_str(), "rb");
-    if (f) { /* may run on the signal stack: no large buffer on it */
-        std::vector<char> buf(16384);
-        size_t n;
-        while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) body.append(buf.data(), n);
-        fclose(f);
-    }
+    if (!sp_emu_read_file(std::string(SPRIG_EMU_DIR "/../../") + shown, &body)) sp_emu_read_file(file, &body);
     const std::string t = line_text(body, line);
     return shown + ":" + std::to_string(line) + (t.empty() ? "" : ": `" + t + "`");
 }
