@@ -214,10 +214,15 @@ static sprig_status cp_check_entries(const sprig_plan *plan, const sprig_binary 
         } else {
             found = bin->res[k].registers >= 0;
         }
-        if (!found)
-            return sp_fail(SPRIG_E_COMPILE, "%s: the plan launches kernel '%s' but the compiled source "
-                           "defines no such entry (is it extern \"C\" __global__?)",
-                           plan->key, bin->kernel_names[k]);
+        if (!found) {
+            /* the log's end: ptxas's per-kernel report, which this check reads for cubins */
+            const char *log = bin->log ? bin->log : "";
+            size_t n = strlen(log);
+            return sp_fail(SPRIG_E_COMPILE, "%s: the plan launches kernel '%s' but the compiled %s "
+                           "defines no such entry (is it extern \"C\" __global__?); NVRTC's log%s:\n%s",
+                           plan->key, bin->kernel_names[k], bin->is_ptx ? "PTX" : "cubin's ptxas report",
+                           n > 1500 ? " (its last 1500 bytes)" : "", log + (n > 1500 ? n - 1500 : 0));
+        }
     }
     return SPRIG_OK;
 }

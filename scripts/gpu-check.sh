@@ -113,7 +113,7 @@ fi
 if [ $DRY = 1 ]; then
     step tests 30 bash -c "ctest --test-dir '$BUILD' -N -L gpu >'$OUTDIR/tests.txt' 2>&1"
 else
-    step tests 60 bash -c "ctest --test-dir '$BUILD' -L gpu --output-on-failure >'$OUTDIR/tests.txt' 2>&1"
+    step tests 180 bash -c "ctest --test-dir '$BUILD' -L gpu --output-on-failure >'$OUTDIR/tests.txt' 2>&1"
 fi
 
 # 3. compute-sanitizer, one small case per family (sprig bench --family at a tiny shape)
@@ -143,13 +143,14 @@ step bench-tuned 45 "$SPRIG" bench "${SHAPE[@]}" "${BENCH[@]}" --json "$OUTDIR/b
 
 # 7. end to end: a 7B-shaped LTE folder (written once), dense and LTE rows, predictions beside
 if [ $DRY = 0 ] && [ ! -e "$MODEL_LTE/config.json" ]; then
+    mkdir -p "$(dirname "$MODEL_LTE")"
     step synth 60 "$SPRIG" synth "$MODEL_LTE" --model llama2-7b --lte 32 --lte-sparsity 0.5
 fi
-step bench-e2e 60 "$SPRIG" bench-e2e "$MODEL_LTE" --backend cuda "${E2E[@]}" --json "$OUTDIR/e2e.json"
+step bench-e2e 100 "$SPRIG" bench-e2e "$MODEL_LTE" --backend cuda "${E2E[@]}" --json "$OUTDIR/e2e.json"
 
 # 8. Hugging Face transformers on the same folder, same card (skipped without torch)
 if [ $DRY = 0 ] && python3 -c "import torch, transformers" 2>/dev/null; then
-    step hf 40 python3 tools/hf_decode_bench.py "$MODEL_LTE" --attn sdpa --tokens 16 --json "$OUTDIR/hf.json"
+    step hf 90 python3 tools/hf_decode_bench.py "$MODEL_LTE" --attn sdpa --tokens 16 --json "$OUTDIR/hf.json"
 else
     echo '{"skipped": "no torch/transformers here"}' >"$OUTDIR/hf.json"
     log "hf: skipped (no torch/transformers here)"

@@ -160,6 +160,7 @@ int gh_build(gh_ctx *h, const char *family, int d, int f, const char *dtype, int
         fprintf(stderr, "FAIL  %s d=%d f=%d %s B=%d g=%d [%s]: %s: %s: %s\n", family, d, f, dtype, batch, g,
                 k->params, stage, sprig_status_name(s), sprig_last_error());
         ++sp_test_failures;
+        h->fail_mark = sp_test_failures; /* counted here: not again against the next case */
         gh_kernel_free(k);
         return 0;
     }
