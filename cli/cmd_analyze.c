@@ -165,7 +165,8 @@ static cJSON *an_json_plan(const an_row *r) {
         cJSON_AddNumberToObject(e, "working_ctas", k->working);
         cJSON_AddNumberToObject(e, "registers", k->regs);
         cJSON_AddNumberToObject(e, "smem", k->smem);
-        cJSON_AddNumberToObject(e, "spill_bytes", k->spill);
+        if (k->spill >= 0) cJSON_AddNumberToObject(e, "spill_bytes", k->spill);
+        else cJSON_AddNullToObject(e, "spill_bytes"); /* NVRTC's log had no report */
         cJSON_AddNumberToObject(e, "ctas_per_sm", k->ctas_per_sm);
         cJSON_AddNumberToObject(e, "waves", k->waves);
         cJSON_AddNumberToObject(e, "bytes_requested", k->bytes);

@@ -333,7 +333,9 @@ static void cc_print_job(const cc_opts *o, const cc_job *job) {
         unsigned dyn = job->item->plan->kernels[k].smem_bytes;
         if (r->registers >= 0) {
             snprintf(regs, sizeof regs, "%d", r->registers);
-            snprintf(spill, sizeof spill, "%d/%d", r->spill_store_bytes, r->spill_load_bytes);
+            if (r->spill_store_bytes >= 0) /* else the log had no report: "?" (sprig_resources) */
+                snprintf(spill, sizeof spill, "%d/%d", r->spill_store_bytes, r->spill_load_bytes);
+            else snprintf(spill, sizeof spill, "?");
             snprintf(smem, sizeof smem, "%u", (unsigned)r->static_smem_bytes + dyn);
             snprintf(stack, sizeof stack, "%d", r->stack_bytes);
         }
@@ -381,8 +383,10 @@ static cJSON *cc_job_json(const cc_opts *o, const cc_job *job) {
         cJSON_AddNumberToObject(kj, "dynamic_smem_bytes", l->smem_bytes);
         if (r->registers >= 0) {  /* PTX has no report: the fields are left out */
             cJSON_AddNumberToObject(kj, "registers", r->registers);
-            cJSON_AddNumberToObject(kj, "spill_store_bytes", r->spill_store_bytes);
-            cJSON_AddNumberToObject(kj, "spill_load_bytes", r->spill_load_bytes);
+            if (r->spill_store_bytes >= 0) { /* unknown when NVRTC's log had no report */
+                cJSON_AddNumberToObject(kj, "spill_store_bytes", r->spill_store_bytes);
+                cJSON_AddNumberToObject(kj, "spill_load_bytes", r->spill_load_bytes);
+            }
             cJSON_AddNumberToObject(kj, "stack_bytes", r->stack_bytes);
             cJSON_AddNumberToObject(kj, "static_smem_bytes", r->static_smem_bytes);
         }

@@ -147,6 +147,15 @@ static void cp_parse_resources(sprig_binary *bin) {
     }
 }
 
+/* ptxas's report where the log has it; else what the cubin's tables say
+ * (NVRTC can return a cubin with an empty log: gen/cubin_info.c). */
+static void cp_read_resources(sprig_binary *bin) {
+    cp_parse_resources(bin);
+    for (int k = 0; k < bin->n_kernels; ++k)
+        if (bin->res[k].registers < 0)
+            sprig_cubin_kernel_info(bin->image, bin->image_size, bin->kernel_names[k], &bin->res[k]);
+}
+
 /* ---- NVRTC ---------------------------------------------------------------- */
 
 static double cp_now_ms(void) {
@@ -203,7 +212,8 @@ static sprig_status cp_run_nvrtc(const sprig_plan *plan, const char *const *opts
 }
 
 /* Every kernel the plan launches must exist in the image: a template that
- * renames or drops one would otherwise only fail at launch, on a GPU. */
+ * renames or drops one would otherwise only fail at launch, on a GPU. A cubin
+ * is asked through its ELF symbol table, not the log, which can be empty. */
 static sprig_status cp_check_entries(const sprig_plan *plan, const sprig_binary *bin) {
     for (int k = 0; k < bin->n_kernels; ++k) {
         int found;
@@ -212,15 +222,15 @@ static sprig_status cp_check_entries(const sprig_plan *plan, const sprig_binary 
             snprintf(needle, sizeof needle, ".entry %s(", bin->kernel_names[k]);
             found = strstr(bin->image, needle) != NULL;
         } else {
-            found = bin->res[k].registers >= 0;
+            found = sprig_cubin_kernel_info(bin->image, bin->image_size, bin->kernel_names[k], NULL);
+            if (found < 0) return sp_fail(SPRIG_E_COMPILE, "%s: NVRTC's cubin is not an ELF image", plan->key);
         }
         if (!found) {
-            /* the log's end: ptxas's per-kernel report, which this check reads for cubins */
             const char *log = bin->log ? bin->log : "";
             size_t n = strlen(log);
             return sp_fail(SPRIG_E_COMPILE, "%s: the plan launches kernel '%s' but the compiled %s "
                            "defines no such entry (is it extern \"C\" __global__?); NVRTC's log%s:\n%s",
-                           plan->key, bin->kernel_names[k], bin->is_ptx ? "PTX" : "cubin's ptxas report",
+                           plan->key, bin->kernel_names[k], bin->is_ptx ? "PTX" : "cubin",
                            n > 1500 ? " (its last 1500 bytes)" : "", log + (n > 1500 ? n - 1500 : 0));
         }
     }
@@ -305,7 +315,7 @@ sprig_status sprig_compile(const sprig_plan *plan, const sprig_compile_opts *opt
         double t0 = cp_now_ms();
         s = cp_run_nvrtc(plan, nv_opts, n_opts, bin);
         bin->compile_ms = cp_now_ms() - t0;
-        if (s == SPRIG_OK && !ptx) cp_parse_resources(bin);
+        if (s == SPRIG_OK && !ptx) cp_read_resources(bin);
         if (s == SPRIG_OK && ptx)
             for (int k = 0; k < bin->n_kernels; ++k) bin->res[k] = (sprig_resources){-1, -1, -1, -1, -1};
         if (s == SPRIG_OK) s = cp_check_entries(plan, bin);

@@ -122,6 +122,9 @@ sprig_status sprig_gen_families_json(sprig_gen *gen, char **out_json);
 sprig_status sprig_gen_models_json(sprig_gen *gen, char **out_json);
 
 /* ---- compilation ------------------------------------------------------------ */
+/* Per kernel, from ptxas's report in NVRTC's log, else from the cubin's own
+ * tables (sprig_cubin_kernel_info); -1 where neither says (PTX has neither;
+ * a cubin alone does not say how much spilled). */
 typedef struct sprig_resources {
     int registers;
     int spill_store_bytes, spill_load_bytes;
@@ -155,6 +158,11 @@ typedef struct sprig_compile_opts {
 
 sprig_status sprig_compile(const sprig_plan *plan, const sprig_compile_opts *opts, sprig_binary **out);
 void sprig_binary_free(sprig_binary *bin);
+/* What a cubin image (ELF) itself says about one kernel: 1 with *out filled
+ * (registers, stack frame and static shared memory; spills -1) when the image
+ * defines the kernel, 0 when it does not, -1 when it is not a 64-bit
+ * little-endian ELF image. out may be NULL. */
+int sprig_cubin_kernel_info(const void *image, size_t size, const char *kernel, sprig_resources *out);
 
 /* Architectures NVRTC can target, as integers (75, 80, ... 120). */
 int sprig_supported_archs(int *archs, int max);

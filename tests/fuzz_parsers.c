@@ -28,7 +28,10 @@
  *  8. a GGUF file (sp_gguf_parse): on success every tensor lies inside the
  *     input at an aligned offset and is found by its name, small ones
  *     dequantize, and the tokenizer built from the metadata opens or fails
- *     with a message (an encoded text's ids are in its vocabulary).
+ *     with a message (an encoded text's ids are in its vocabulary);
+ *  9. a cubin (sprig_cubin_kernel_info for sprig_dense_gemv, what sprig reads
+ *     when NVRTC's log is empty): on success the registers are -1 or 0..255
+ *     and the stack and shared memory are not negative.
  * A broken invariant traps, which libFuzzer reports as a crash with the input.
  * Built with clang -fsanitize=fuzzer,address,undefined (tests/CMakeLists.txt). */
 #include <stddef.h>
@@ -290,6 +293,14 @@ static void fuzz_params(const uint8_t *data, size_t size) {
     lua_gc(gen->L, LUA_GCCOLLECT, 0);
 }
 
+static void fuzz_cubin(const uint8_t *data, size_t size) {
+    sprig_resources r;
+    int found = sprig_cubin_kernel_info(data, size, "sprig_dense_gemv", &r);
+    FUZZ_ASSERT(found >= -1 && found <= 1);
+    if (found == 1)
+        FUZZ_ASSERT(r.registers >= -1 && r.registers <= 255 && r.stack_bytes >= -1 && r.static_smem_bytes >= 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sp_safetensors *st = NULL;
     if (sp_st_parse(data, size, "fuzz.safetensors", &st) == SPRIG_OK) {
@@ -316,5 +327,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_index(data, size);
     fuzz_gguf(data, size);
     fuzz_params(data, size);
+    fuzz_cubin(data, size);
     return 0;
 }

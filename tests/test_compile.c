@@ -58,6 +58,21 @@ static void run_jobs(int threads) {
     for (int t = 0; t < threads; ++t) pthread_join(tid[t], NULL);
 }
 
+/* The cubin's own tables (sprig_cubin_kernel_info, what sprig falls back on
+ * when NVRTC's log is empty) say what ptxas's report in the log said. */
+static void check_cubin_tables(const job *j, const sprig_binary *b, int k) {
+    sprig_resources e, *r = &((sprig_binary *)b)->res[k];
+    int found = sprig_cubin_kernel_info(b->image, b->image_size, b->kernel_names[k], &e);
+    CHECK_MSG(found == 1, "%s %s: the cubin's symbol table has no %s (%d)", j->what, j->arch, b->kernel_names[k],
+              found);
+    if (found != 1) return;
+    CHECK_MSG(e.registers == r->registers && e.stack_bytes == r->stack_bytes &&
+                  e.static_smem_bytes == r->static_smem_bytes && e.spill_store_bytes == -1,
+              "%s %s %s: the cubin says %d registers, %d stack, %d smem; ptxas said %d, %d, %d", j->what, j->arch,
+              b->kernel_names[k], e.registers, e.stack_bytes, e.static_smem_bytes, r->registers, r->stack_bytes,
+              r->static_smem_bytes);
+}
+
 /* Every kernel compiled, with a register count and no spills or stack. */
 static void check_job(const job *j, int *hits) {
     CHECK_MSG(j->status == SPRIG_OK, "%s %s: %s", j->what, j->arch, j->error ? j->error : "");
@@ -80,6 +95,7 @@ static void check_job(const job *j, int *hits) {
                   "%s %s %s: spills %d/%d bytes, stack %d bytes at default parameters", j->what, j->arch,
                   b->kernel_names[k], r->spill_store_bytes, r->spill_load_bytes, r->stack_bytes);
         CHECK(r->static_smem_bytes >= 0);
+        check_cubin_tables(j, b, k);
         /* What the launch would be refused for ("too many resources requested"):
          * the register file (64K per SM, so per CTA) and 48 KB of static shared
          * memory; the CPU emulator checks the rest of the launch limits. */
@@ -151,8 +167,40 @@ static int write_file(const char *path, const char *text) {
     return fclose(fp);
 }
 
+/* The cubin reader on one architecture: the report's numbers (non-zero stack
+ * and shared memory here), a kernel the image lacks, and damaged images. */
+static void check_cubin_reader(const sprig_binary *b) {
+    sprig_resources e;
+    CHECK_MSG(sprig_cubin_kernel_info(b->image, b->image_size, "sprig_dense_gemv", &e) == 1 &&
+                  e.registers == b->res[0].registers && e.stack_bytes == b->res[0].stack_bytes &&
+                  e.static_smem_bytes == b->res[0].static_smem_bytes,
+              "%s: the cubin says %d registers, %d stack, %d smem; ptxas said %d, %d, %d", b->arch, e.registers,
+              e.stack_bytes, e.static_smem_bytes, b->res[0].registers, b->res[0].stack_bytes,
+              b->res[0].static_smem_bytes);
+    CHECK(sprig_cubin_kernel_info(b->image, b->image_size, "sprig_dense_gem", NULL) == 0);
+    CHECK(sprig_cubin_kernel_info(b->image, b->image_size, "tile", NULL) == 0); /* a symbol, not a function */
+    CHECK(sprig_cubin_kernel_info(NULL, 0, "sprig_dense_gemv", NULL) == -1);
+    CHECK(sprig_cubin_kernel_info(b->log, strlen(b->log), "sprig_dense_gemv", NULL) == -1); /* text */
+    /* every truncation, and flipped bytes in the headers: an answer, never a crash (ASan runs this) */
+    unsigned char *copy = malloc(b->image_size);
+    if (!copy) return;
+    for (size_t n = 0; n < b->image_size; n += 1 + n / 64) {
+        memcpy(copy, b->image, n);
+        int r = sprig_cubin_kernel_info(copy, n, "sprig_dense_gemv", &e);
+        CHECK(r >= -1 && r <= 1);
+    }
+    for (size_t at = 0; at < 128 && at < b->image_size; ++at) {
+        memcpy(copy, b->image, b->image_size);
+        copy[at] ^= 0xff;
+        int r = sprig_cubin_kernel_info(copy, b->image_size, "sprig_dense_gemv", &e);
+        CHECK(r >= -1 && r <= 1);
+    }
+    free(copy);
+}
+
 /* A template with a dynamically indexed local array (a stack frame) and a
- * static __shared__ buffer: the parsed report must show both. */
+ * static __shared__ buffer: the parsed report must show both, on sm_90 and
+ * (through the cubin reader) on every architecture NVRTC targets. */
 static void check_report_parser(void) {
     char dir[] = "/tmp/sprig-test-compile-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
@@ -183,6 +231,17 @@ static void check_report_parser(void) {
         CHECK(!b->cache_hit);
     }
     sprig_binary_free(b);
+    int archs[64], n_archs = sprig_supported_archs(archs, 64);
+    CHECK(n_archs >= 2);
+    for (int a = 0; plan && a < n_archs; ++a) {
+        char arch[16];
+        snprintf(arch, sizeof arch, "sm_%d", archs[a]);
+        sprig_compile_opts oa = {arch, 0, "", 0};
+        b = NULL;
+        CHECK_MSG(sprig_compile(plan, &oa, &b) == SPRIG_OK, "%s: %s", arch, sprig_last_error());
+        if (b) check_cubin_reader(b);
+        sprig_binary_free(b);
+    }
     sprig_plan_free(plan);
     sprig_gen_close(gen);
     unlink(path);

@@ -225,7 +225,8 @@ sprig_status sp_analyze_request(sprig_gen *gen, const sprig_request *req, const 
             k->threads = l->block[0] * l->block[1] * l->block[2];
             k->regs = bin->res[i].registers;
             k->smem = bin->res[i].static_smem_bytes + (int)l->smem_bytes;
-            k->spill = bin->res[i].spill_store_bytes + bin->res[i].spill_load_bytes;
+            k->spill = bin->res[i].spill_store_bytes < 0 ? -1 /* unknown: the log had no report */
+                                                         : bin->res[i].spill_store_bytes + bin->res[i].spill_load_bytes;
             k->ctas_per_sm = an_ctas_per_sm(o->gpu, k->regs, k->smem, k->threads);
             an_predict(o->gpu, &perf[i], k);
             out->bytes += k->bytes;

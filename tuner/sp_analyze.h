@@ -27,7 +27,7 @@ typedef struct sp_analyze_kernel {
     char name[64];
     unsigned ctas, threads;   /* the launch: CTAs in the grid, threads per CTA */
     double working;           /* CTAs that do work */
-    int regs, smem, spill;    /* NVRTC: registers, static shared memory, spilled bytes */
+    int regs, smem, spill;    /* NVRTC: registers, static shared memory, spilled bytes (-1: unknown) */
     int ctas_per_sm;          /* occupancy (registers, threads, shared memory, the CTA limit) */
     double waves;             /* working CTAs / (SMs x CTAs per SM) */
     double bytes;             /* requested: read + written (the spec's perf()) */

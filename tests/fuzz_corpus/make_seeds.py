@@ -9,7 +9,9 @@ hand-written tokenizers with a ten-token vocab in the GPT-2 style
 ByteLevel), slicing_tiny.json a hand-written slicing JSON,
 tuning_db_h100.json a file of sprig's own writer (sp_db_put and sp_db_save,
 for the GPU fuzz_parsers.c expects); index_sharded.json and the *.params
-(--param strings for dense_gemv) are written by hand."""
+(--param strings for dense_gemv) are written by hand; dense_gemv_sm90.cubin is
+NVRTC's cubin of dense_gemv at its defaults
+(sprig compile --family dense_gemv --shape 1024,2816 --arch sm_90 -o DIR)."""
 import json
 import torch
 from safetensors.torch import save_file
