@@ -256,7 +256,7 @@ static int an_run(sprig_gen *gen, const an_opts *o, const sp_gpu_profile *g) {
 
 /* ---- a model's decode step ------------------------------------------------------------- */
 
-static void an_print_step(const char *mode, const sp_analyze_step *st, double sparsity) {
+static void an_print_step(const char *mode, const sp_analyze_step *st, double sparsity, double kernel_us) {
     printf("\n%s%s: %d kernel launches per token (%.1f per layer over %d layers)\n", mode,
            strcmp(mode, "dense") ? "" : "", st->kernels, (double)st->kernels / st->layers, st->layers);
     printf("  %-18s %-44s %5s %9s %9s %7s\n", "family", "params", "count", "us each", "us total", "%roof");
@@ -265,9 +265,10 @@ static void an_print_step(const char *mode, const sp_analyze_step *st, double sp
         printf("  %-18s %-44.44s %5d %9.2f %9.2f %6.0f%%\n", p->family, p->params, st->rows[i].count, p->t_us,
                p->t_us * st->rows[i].count, p->t_us > 0 ? 100 * p->roof_us / p->t_us : 0);
     }
-    printf("  predicted %.3f ms/token (%.3f of it launch gaps), roof %.3f ms/token: %.0f%% of the roof%s\n",
-           st->t_us / 1e3, st->gaps_us / 1e3, st->roof_us / 1e3, 100 * st->roof_us / st->t_us,
-           sparsity > 0 ? "" : "");
+    printf("  predicted %.3f ms/token (%.3f of it launch gaps, %.3f kernels' fixed cost), roof %.3f ms/token: "
+           "%.0f%% of the roof%s\n",
+           st->t_us / 1e3, st->gaps_us / 1e3, st->kernels * kernel_us / 1e3, st->roof_us / 1e3,
+           100 * st->roof_us / st->t_us, sparsity > 0 ? "" : "");
 }
 
 static cJSON *an_json_step(const char *mode, const sp_analyze_step *st, double sparsity) {
@@ -302,8 +303,9 @@ static int an_run_step(sprig_gen *gen, const an_opts *o, const sp_gpu_profile *g
                  {cfg.lte.enabled ? "lte" : "threshold", cfg.lte.enabled ? SP_MLP_AUTO : SP_MLP_THRESHOLD, o->sparsity}};
     cJSON *root = o->json ? cJSON_CreateObject() : NULL, *list = o->json ? cJSON_CreateArray() : NULL;
     if (!o->json)
-        printf("%s on %s (%s): %.0f GB/s %s, launch gap %.1f us\n", o->model_dir, g->name, g->full, g->read_gbs,
-               g->measured ? "measured" : "(data sheet x 0.9)", g->launch_us);
+        printf("%s on %s (%s): %.0f GB/s %s, launch gap %.1f us, fixed cost %.1f us per kernel\n", o->model_dir,
+               g->name, g->full, g->read_gbs, g->measured ? "measured" : "(data sheet x 0.9)", g->launch_us,
+               g->kernel_us);
     int rc = 0;
     for (size_t m = 0; m < 2 && !rc; ++m) {
         if (m == 1 && o->sparsity <= 0) break;
@@ -315,7 +317,7 @@ static int an_run_step(sprig_gen *gen, const an_opts *o, const sp_gpu_profile *g
             break;
         }
         if (o->json) cJSON_AddItemToArray(list, an_json_step(modes[m].name, &st, modes[m].sparsity));
-        else an_print_step(modes[m].name, &st, modes[m].sparsity);
+        else an_print_step(modes[m].name, &st, modes[m].sparsity, g->kernel_us);
         sp_analyze_step_free(&st);
     }
     if (root) {

@@ -95,6 +95,7 @@ sprig_status sp_gen_gpu_profile(sprig_gen *gen, const char *name, sp_gpu_profile
     out->latency_ns = num_field(L, t, "latency_ns");
     out->l2_latency_ns = num_field(L, t, "l2_latency_ns");
     out->launch_us = num_field(L, t, "launch_us");
+    out->kernel_us = num_field(L, t, "kernel_us");
     lua_settop(L, top);
     return SPRIG_OK;
 }

@@ -43,6 +43,7 @@ typedef struct sp_gpu_profile {
     double latency_ns;        /* a loaded DRAM round trip */
     double l2_latency_ns;     /* a loaded L2 hit's round trip */
     double launch_us;         /* the gap between two kernels of a CUDA graph */
+    double kernel_us;         /* a kernel's fixed cost: its first loads' ramp, its last wave's drain */
 } sp_gpu_profile;
 
 /* The profile called name ("h100", "h200", ...); SPRIG_E_INVALID naming the known ones. */

@@ -82,7 +82,7 @@ static void an_predict(const sp_gpu_profile *g, const sp_gen_perf *p, sp_analyze
     k->littles = need > 0 ? fmin(1.0, k->inflight_bytes / need) : 1.0;
     const double bw = g->read_gbs * 1e3 * (k->littles > 0 ? k->littles : 1e-9); /* bytes per us */
     const double l2 = g->l2_latency_ns > 0 ? g->l2_latency_ns : g->latency_ns;
-    k->t_us = (p->rounds * latency + p->l2_rounds * l2) / 1e3 + (k->bytes > 0 ? k->bytes / bw : 0);
+    k->t_us = g->kernel_us + (p->rounds * latency + p->l2_rounds * l2) / 1e3 + (k->bytes > 0 ? k->bytes / bw : 0);
 }
 
 /* ---- SASS --------------------------------------------------------------------------------- */
@@ -241,7 +241,7 @@ sprig_status sp_analyze_request(sprig_gen *gen, const sprig_request *req, const 
         for (int i = 0; i < n_perf; ++i) out->bytes_min += perf[i].unsized, syncs += perf[i].grid_syncs;
         out->roof_us = out->bytes_min / (o->gpu->read_gbs * 1e3);
         const double l2 = o->gpu->l2_latency_ns > 0 ? o->gpu->l2_latency_ns : o->gpu->latency_ns;
-        out->attainable_us = out->roof_us + (o->gpu->latency_ns + 3 * syncs * l2) / 1e3;
+        out->attainable_us = out->roof_us + out->n * o->gpu->kernel_us + (o->gpu->latency_ns + 3 * syncs * l2) / 1e3;
     }
     sprig_binary_free(bin);
     sprig_plan_free(plan);

@@ -552,7 +552,7 @@ static void bn_note(sp_bench_row *row, const char *pipe, const char *why) {
 
 /* Every pipeline of one (batch, sparsity) case; the fastest verified wins. */
 /* The static model's time for pipe p at the routed share `active`: its
- * kernels, plus one launch gap between consecutive stages. */
+ * kernels, plus a launch gap before each (as measured: k pipelines per CUDA graph). */
 static double bn_predict(const bn_ctx *c, const bn_pipe *p, double active) {
     if (!c->o->model_gpu) return -1;
     double t = 0;
@@ -562,7 +562,7 @@ static double bn_predict(const bn_ctx *c, const bn_pipe *p, double active) {
         sp_analyze_opts ao = {c->o->model_gpu, active > 0 ? active : 1.0, 512, NULL, ""};
         sp_analyze_plan ap;
         if (sp_analyze_request(c->gen, &req, &ao, &ap) != SPRIG_OK) return -1;
-        t += ap.t_us + (i ? c->o->model_gpu->launch_us : 0);
+        t += ap.t_us + ap.n * c->o->model_gpu->launch_us; /* timed in a graph: a gap before every kernel */
     }
     return t;
 }

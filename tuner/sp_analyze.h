@@ -51,8 +51,9 @@ typedef struct sp_analyze_plan {
     double bytes;             /* requested, all kernels */
     double t_us;              /* predicted, all kernels, launch gaps excluded */
     double roof_us;           /* bytes_min / read bandwidth */
-    double attainable_us;     /* the least any kernel doing this could take: the roof, one DRAM round
-                               * trip, and three L2 round trips per grid-wide dependency of the plan */
+    double attainable_us;     /* the least any kernel doing this could take: the roof, each kernel's
+                               * fixed cost, one DRAM round trip, and three L2 round trips per
+                               * grid-wide dependency of the plan */
 } sp_analyze_plan;
 
 typedef struct sp_analyze_opts {
