@@ -325,6 +325,7 @@ static int an_run_step(sprig_gen *gen, const an_opts *o, const sp_gpu_profile *g
         cJSON_AddStringToObject(root, "model_dir", o->model_dir);
         cJSON_AddNumberToObject(root, "read_gbs", g->read_gbs);
         cJSON_AddNumberToObject(root, "launch_us", g->launch_us);
+        cJSON_AddNumberToObject(root, "kernel_us", g->kernel_us);
         cJSON_AddItemToObject(root, "steps", list);
         char *text = cJSON_Print(root);
         if (text && !rc) printf("%s\n", text);

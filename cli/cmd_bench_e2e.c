@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "e2e_profile.h"
 #include "sp_model_keys.h"
 #include "sp_analyze.h"
 #include "cli_tuning.h"
@@ -27,7 +28,7 @@ typedef struct e2e_opts {
     const char *dirs[E2E_MAX_MODELS];
     int n_dirs;
     const char *backend, *dtype, *json, *modes, *graph;
-    int tokens, warmup, roof;
+    int tokens, warmup, roof, profile;
     double sparsity; /* training-free, for models without routers */
     cli_tuning_args tuning;
 } e2e_opts;
@@ -56,6 +57,10 @@ static void e2e_help(FILE *to) {
                 "  --warmup N           untimed steps first (default 4; the graph is captured then)\n"
                 "  --sparsity S         training-free sparsity when a model has no routers (default 0.5)\n"
                 "  --no-roof            cuda: skip the bandwidth measurement\n"
+                "  --profile            cuda: after each row, decode min(--tokens, 8) more tokens without\n"
+                "                       a graph, each launch timed alone, and print per kernel: launches\n"
+                "                       per token, us each, the static model's prediction, and how much of\n"
+                "                       the row's ms/token lies outside the kernels\n"
                 "  --json FILE          also write the rows as JSON (on cuda with \"tuning\": each kernel\n"
                 "                       request, its parameters and their source)\n"
                 "%s"
@@ -79,6 +84,7 @@ typedef struct e2e_row {
     double weight_bytes;          /* on the device, the embedding excepted */
     double read_bytes;            /* per token: weight_bytes less the skipped share of the MLP */
     double predicted_ms;          /* the static model's decode step at the backend's defaults (0: none) */
+    e2e_profile prof;             /* --profile: its kernels one by one (n 0: not profiled) */
 } e2e_row;
 
 typedef struct e2e_bench {
@@ -140,6 +146,7 @@ static int parse_e2e(int argc, char **argv, e2e_opts *o) {
             continue;
         }
         if (!strcmp(a, "--no-roof")) { o->roof = 0; continue; }
+        if (!strcmp(a, "--profile")) { o->profile = 1; continue; }
         const int t = cli_tuning_arg(&o->tuning, "bench-e2e", argc, argv, &i);
         if (t < 0) return 2;
         if (t > 0) continue;
@@ -166,6 +173,10 @@ static int parse_e2e(int argc, char **argv, e2e_opts *o) {
     }
     if (strcmp(o->graph, "on") && strcmp(o->graph, "off") && strcmp(o->graph, "both")) {
         fprintf(stderr, "sprig bench-e2e: --graph must be on, off or both\n");
+        return 2;
+    }
+    if (o->profile && strcmp(o->backend, "cuda")) {
+        fprintf(stderr, "sprig bench-e2e: --profile times the kernels of --backend cuda\n");
         return 2;
     }
     if (o->tokens < 1 || o->warmup < 0) { fprintf(stderr, "sprig bench-e2e: --tokens >= 1, --warmup >= 0\n"); return 2; }
@@ -215,6 +226,21 @@ static double predict_ms(e2e_bench *b, const char *dir, int sparse, int threshol
     return ms;
 }
 
+/* --profile: the row's step again on a backend of its own without a graph
+ * (one warm-up token, then up to 8 profiled). */
+static sprig_status profile_row(e2e_bench *b, const sp_model *model, int sparse, const float *thresholds, e2e_row *row) {
+    sp_backend *be = NULL;
+    const float *logits = NULL;
+    const int tokens = b->o->tokens < 8 ? b->o->tokens : 8;
+    sprig_status s = open_run(b, model, sparse, thresholds, 0, &be);
+    if (s == SPRIG_OK) s = sp_backend_forward(be, 1 % model->cfg->vocab_size, 0, &logits);
+    if (s == SPRIG_OK) s = e2e_profile_run(be, b->exec, model->cfg->vocab_size, 1, tokens, &row->prof);
+    sp_backend_close(be);
+    if (s == SPRIG_OK && b->predict)
+        e2e_profile_predict(&row->prof, b->gen, &b->profile, sparse ? 1.0 - row->sparsity : 1.0);
+    return s == SPRIG_OK ? s : sp_wrap(s, "profiling");
+}
+
 static sprig_status time_row(e2e_bench *b, const sp_model *model, const char *dir, int sparse,
                              const float *thresholds, int graph) {
     e2e_row *row = &b->rows[b->n_rows];
@@ -236,6 +262,7 @@ static sprig_status time_row(e2e_bench *b, const sp_model *model, const char *di
         row->read_bytes = all ? row->weight_bytes - row->sparsity * (double)mlp : 0;
     }
     sp_backend_close(be);
+    if (s == SPRIG_OK && b->o->profile) s = profile_row(b, model, sparse, thresholds, row);
     if (s == SPRIG_OK && b->predict) row->predicted_ms = predict_ms(b, dir, sparse, thresholds != NULL, row->sparsity);
     if (s != SPRIG_OK) return sp_wrap(s, "%s, %s", dir, row->mode);
     fprintf(stderr, "  %s %s%s: %.3f ms/token\n", dir, row->mode, row->graph == 0 ? " (no graph)" : "", row->ms);
@@ -292,6 +319,12 @@ static void print_table(const e2e_bench *b) {
            b->exec ? b->exec->device : "CPU", b->cuda ? b->o->dtype : "fp32", b->o->tokens, b->o->warmup,
            b->read_gbs > 0 ? "; roof at the streaming read measured now" : "");
     if (b->read_gbs > 0) printf("streaming read: %.0f GB/s\n", b->read_gbs);
+    for (int i = 0; i < b->n_rows; ++i) {
+        const e2e_row *r = &b->rows[i];
+        char title[160];
+        snprintf(title, sizeof title, "%s %s", r->model, r->mode);
+        if (r->prof.n) e2e_profile_print(&r->prof, title, r->ms);
+    }
 }
 
 static char *rows_json(const e2e_bench *b, const sp_runtime_tuning *tuning) {
@@ -320,6 +353,7 @@ static char *rows_json(const e2e_bench *b, const sp_runtime_tuning *tuning) {
         }
         if (roof_ms(b, r) > 0) cJSON_AddNumberToObject(o, "roof_ms", roof_ms(b, r));
         if (r->predicted_ms > 0) cJSON_AddNumberToObject(o, "predicted_ms", r->predicted_ms);
+        if (r->prof.n) cJSON_AddItemToObject(o, "profile", e2e_profile_json(&r->prof));
         cJSON_AddItemToArray(rows, o);
     }
     cJSON_AddItemToObject(root, "rows", rows);
@@ -385,6 +419,7 @@ int cmd_bench_e2e(int argc, char **argv) {
         print_table(&b);
         if (o.json) rc |= write_json(&b, tuning);
     }
+    for (int i = 0; i < b.n_rows; ++i) e2e_profile_free(&b.rows[i].prof);
     sp_gpu_kernels_close(b.kernels); /* after every backend on it */
     sprig_gen_close(b.gen);
     sp_runtime_tuning_close(tuning);

@@ -21,6 +21,12 @@ typedef struct cu_deferred {
     sp_exec_graph *graph;
 } cu_deferred;
 
+/* One profiled launch: its plan and the events recorded before and after it. */
+typedef struct cu_profiled {
+    const sprig_plan *plan;
+    CUevent start, end;
+} cu_profiled;
+
 /* e->impl.
  *
  * `stream` is the executor's own stream: every launch and every graph replay
@@ -53,6 +59,9 @@ typedef struct cu_impl {
     char capture_error[1024];
     cu_deferred *deferred;
     int n_deferred, cap_deferred;
+    int profiling;            /* between profile_begin and profile_end */
+    cu_profiled *profiled;
+    int n_profiled, cap_profiled;
 } cu_impl;
 
 /* A captured launch sequence: the graph and its instantiation (both owned). */
@@ -201,8 +210,11 @@ static void cu_unload(sp_exec *e, sp_exec_module *m) {
 /* On the executor's stream; while capturing, cuLaunchKernel copies the
  * argument values into the graph's kernel node. A launch the driver refuses
  * during a capture also fails the capture (the graph would lack it). */
+static sprig_status cu_launch_profiled(cu_impl *impl, sp_exec_module *m, const sprig_plan *plan, void **args);
+
 static sprig_status cu_launch(sp_exec *e, sp_exec_module *m, const sprig_plan *plan, void **args) {
     cu_impl *impl = impl_of(e);
+    if (impl->profiling && !impl->capturing) return cu_launch_profiled(impl, m, plan, args);
     const sprig_status s = sp_plan_launch(m->mod, plan, args, impl->stream);
     if (s != SPRIG_OK && impl->capturing) cu_capture_failed(impl, s);
     return s;
@@ -301,8 +313,80 @@ static void cu_graph_free(sp_exec *e, sp_exec_graph *g) {
 }
 
 /* Graphs and modules must be freed first; a capture still open is ended and dropped. */
+/* ---- profiling --------------------------------------------------------------- */
+
+static void cu_profile_clear(cu_impl *impl) {
+    for (int i = 0; i < impl->n_profiled; ++i) {
+        sp_cu.cuEventDestroy(impl->profiled[i].start);
+        sp_cu.cuEventDestroy(impl->profiled[i].end);
+    }
+    impl->n_profiled = 0;
+}
+
+/* The launch between two events of its own (created per launch: a decode
+ * step's few hundred launches need no pool). */
+static sprig_status cu_launch_profiled(cu_impl *impl, sp_exec_module *m, const sprig_plan *plan, void **args) {
+    if (impl->n_profiled == impl->cap_profiled) {
+        const int cap = impl->cap_profiled ? 2 * impl->cap_profiled : 256;
+        cu_profiled *grown = realloc(impl->profiled, sizeof *grown * (size_t)cap);
+        SP_CHECK_ALLOC(grown);
+        impl->profiled = grown, impl->cap_profiled = cap;
+    }
+    cu_profiled p = {plan, NULL, NULL};
+    SP_CHECK_CU(sp_cu.cuEventCreate(&p.start, CU_EVENT_DEFAULT));
+    sprig_status s = SPRIG_OK;
+    if (sp_cu.cuEventCreate(&p.end, CU_EVENT_DEFAULT) != CUDA_SUCCESS)
+        s = sp_fail(SPRIG_E_CUDA, "cuEventCreate failed while profiling %s", plan->family);
+    if (s == SPRIG_OK && sp_cu.cuEventRecord(p.start, impl->stream) != CUDA_SUCCESS)
+        s = sp_fail(SPRIG_E_CUDA, "cuEventRecord failed while profiling %s", plan->family);
+    if (s == SPRIG_OK) s = sp_plan_launch(m->mod, plan, args, impl->stream);
+    if (s == SPRIG_OK && sp_cu.cuEventRecord(p.end, impl->stream) != CUDA_SUCCESS)
+        s = sp_fail(SPRIG_E_CUDA, "cuEventRecord failed while profiling %s", plan->family);
+    if (s != SPRIG_OK) {
+        sp_cu.cuEventDestroy(p.start);
+        if (p.end) sp_cu.cuEventDestroy(p.end);
+        return s;
+    }
+    impl->profiled[impl->n_profiled++] = p;
+    return SPRIG_OK;
+}
+
+static sprig_status cu_profile_begin(sp_exec *e) {
+    cu_impl *impl = impl_of(e);
+    if (impl->capturing) return cu_refuse("profile_begin");
+    cu_profile_clear(impl);
+    impl->profiling = 1;
+    return SPRIG_OK;
+}
+
+static sprig_status cu_profile_end(sp_exec *e, sp_launch_time **out, int *n) {
+    cu_impl *impl = impl_of(e);
+    *out = NULL, *n = 0;
+    if (impl->capturing) return cu_refuse("profile_end");
+    impl->profiling = 0;
+    sprig_status s = sp_device_sync(impl->dev);
+    sp_launch_time *times = NULL;
+    if (s == SPRIG_OK && impl->n_profiled) {
+        times = malloc(sizeof *times * (size_t)impl->n_profiled);
+        if (!times) s = sp_fail(SPRIG_E_NOMEM, "out of memory reading %d profiled launches", impl->n_profiled);
+    }
+    for (int i = 0; s == SPRIG_OK && i < impl->n_profiled; ++i) {
+        float ms = 0;
+        if (sp_cu.cuEventElapsedTime(&ms, impl->profiled[i].start, impl->profiled[i].end) != CUDA_SUCCESS)
+            s = sp_fail(SPRIG_E_CUDA, "cuEventElapsedTime failed for a profiled launch of %s",
+                        impl->profiled[i].plan->family);
+        else times[i] = (sp_launch_time){impl->profiled[i].plan, ms * 1e3};
+    }
+    if (s == SPRIG_OK) *out = times, *n = impl->n_profiled;
+    else free(times);
+    cu_profile_clear(impl);
+    return s;
+}
+
 static void cu_close(sp_exec *e) {
     cu_impl *impl = e->impl;
+    cu_profile_clear(impl);
+    free(impl->profiled);
     if (impl->capturing) {
         CUgraph graph = NULL;
         if (sp_cu.cuStreamEndCapture(impl->stream, &graph) == CUDA_SUCCESS && graph) sp_cu.cuGraphDestroy(graph);
@@ -370,6 +454,8 @@ static const sp_exec_ops kCudaOps = {
     .capture_end = cu_capture_end,
     .graph_launch = cu_graph_launch,
     .graph_free = cu_graph_free,
+    .profile_begin = cu_profile_begin,
+    .profile_end = cu_profile_end,
 };
 
 /* The device's own sm_XY when NVRTC knows it, else PTX for the newest older

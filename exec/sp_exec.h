@@ -30,6 +30,13 @@ typedef struct sp_timing {
     double mem_clock_mhz;
 } sp_timing;
 
+/* One launch timed by profiling (profile_end): the plan launched (borrowed)
+ * and the time its kernels took, in microseconds. */
+typedef struct sp_launch_time {
+    const sprig_plan *plan;
+    double us;
+} sp_launch_time;
+
 /* One plan of a timed launch sequence: its module, and one argument list per
  * rotation set (arg_sets[s] is what sp_exec_launch would take). */
 typedef struct sp_exec_step {
@@ -93,6 +100,16 @@ typedef struct sp_exec_ops {
      * launched, asks for small CTAs and few splits (the same templates with
      * other parameters, so the emulated tests still run the generated code). */
     const char *(*default_params)(const sp_exec *e, const char *family);
+    /* Per-launch profiling, to find where a launch sequence's time goes:
+     * between profile_begin and profile_end every launch is timed on its own
+     * (CUDA: an event before and after it on the executor's stream, so the
+     * gaps between launches are not counted; emulator: the wall clock,
+     * meaningless as performance). profile_end synchronises and hands over
+     * the launches in order with their times (*out: caller frees; plans
+     * borrowed). Graph replays are not profiled: launch directly. Both are
+     * refused while capturing. NULL: this executor cannot profile. */
+    sprig_status (*profile_begin)(sp_exec *e);
+    sprig_status (*profile_end)(sp_exec *e, sp_launch_time **out, int *n);
 } sp_exec_ops;
 
 struct sp_exec {
@@ -132,6 +149,14 @@ static inline sprig_status sp_exec_capture_begin(sp_exec *e) { return e->ops->ca
 static inline sprig_status sp_exec_capture_end(sp_exec *e, sp_exec_graph **g) { return e->ops->capture_end(e, g); }
 static inline sprig_status sp_exec_graph_launch(sp_exec *e, sp_exec_graph *g) { return e->ops->graph_launch(e, g); }
 static inline void sp_exec_graph_free(sp_exec *e, sp_exec_graph *g) { if (g) e->ops->graph_free(e, g); }
+/* (Both executors implement profiling; SPRIG_E_INVALID for one that does not.) */
+static inline sprig_status sp_exec_profile_begin(sp_exec *e) {
+    return e->ops->profile_begin ? e->ops->profile_begin(e) : SPRIG_E_INVALID;
+}
+static inline sprig_status sp_exec_profile_end(sp_exec *e, sp_launch_time **out, int *n) {
+    *out = NULL, *n = 0;
+    return e->ops->profile_end ? e->ops->profile_end(e, out, n) : SPRIG_E_INVALID;
+}
 static inline const char *sp_exec_default_params(const sp_exec *e, const char *family) {
     const char *p = e && e->ops->default_params ? e->ops->default_params(e, family) : NULL;
     return p ? p : "";

@@ -10,7 +10,8 @@
 #   bench-defaults.json  sprig bench --model llama2-7b at the defaults (no tuning) vs cuBLAS and the roof
 #   tune.json          a pruned tune of llama2-7b at batch 1 (150 s)
 #   bench-tuned.json   sprig bench again with what the tune found
-#   e2e.json           sprig bench-e2e on a 7B-shaped LTE folder (dense and LTE rows)
+#   e2e.json           sprig bench-e2e on a 7B-shaped LTE folder (dense and LTE rows), with
+#                      --profile: each row's kernels timed one by one beside their predictions
 #   hf.json            tools/hf_decode_bench.py on the same folder (skipped without torch)
 #
 # On the device tool (prepare once here: scripts/device-deps.sh; build/ is too
@@ -78,7 +79,7 @@ if [ $DRY = 1 ]; then
     BENCH=(--batch 1 --sparsity 0,50 --reps 1 --read-gib 0.001)
     TUNE=(--batch 1 --sparsity 0 --family dense_gemv --budget 5)
     MODEL_LTE=tests/fixtures/models/tiny-llama2-lte
-    E2E=(--tokens 2 --warmup 0 --graph on --no-roof)
+    E2E=(--tokens 2 --warmup 0 --graph on --no-roof --profile)
     TUNE_S=120
     export SPRIG_DB_DIR=$OUTDIR/.db
 else
@@ -87,7 +88,7 @@ else
     BENCH=(--batch 1 --sparsity 0,50 --reps 20)
     TUNE=(--batch 1 --sparsity 0,50 --budget 6)
     MODEL_LTE=${MODELS:-/tmp/sprig-models}/llama2-7b-lte
-    E2E=(--tokens 32 --warmup 4 --graph on)
+    E2E=(--tokens 32 --warmup 4 --graph on --profile)
     TUNE_S=150
     export SPRIG_DB_DIR=$OUTDIR/.db   # a fresh database: "defaults" means no tuning
     export PATH="$PATH:/usr/local/cuda/bin"
@@ -146,7 +147,7 @@ if [ $DRY = 0 ] && [ ! -e "$MODEL_LTE/config.json" ]; then
     mkdir -p "$(dirname "$MODEL_LTE")"
     step synth 60 "$SPRIG" synth "$MODEL_LTE" --model llama2-7b --lte 32 --lte-sparsity 0.5
 fi
-step bench-e2e 100 "$SPRIG" bench-e2e "$MODEL_LTE" --backend cuda "${E2E[@]}" --json "$OUTDIR/e2e.json"
+step bench-e2e 150 "$SPRIG" bench-e2e "$MODEL_LTE" --backend cuda "${E2E[@]}" --json "$OUTDIR/e2e.json"
 
 # 8. Hugging Face transformers on the same folder, same card (skipped without torch)
 if [ $DRY = 0 ] && python3 -c "import torch, transformers" 2>/dev/null; then

@@ -39,8 +39,10 @@ struct emu_deferred {
     sp_exec_graph *graph;
 };
 
-/* e->impl: the capture state (the emulator has no other per-executor state). */
+/* e->impl: the capture and profiling state (the emulator has no other per-executor state). */
 struct emu_impl {
+    bool profiling = false;                 /* between profile_begin and profile_end */
+    std::vector<sp_launch_time> profiled;   /* wall-clock times: plumbing only */
     bool capturing = false;
     sp_exec_graph *recording = nullptr;
     sprig_status capture_status = SPRIG_OK; /* the first failure while capturing */
@@ -166,8 +168,24 @@ static sprig_status emu_record(emu_impl *impl, sp_exec_module *m, const sprig_pl
     return SPRIG_OK;
 }
 
+static double emu_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
 static sprig_status emu_launch(sp_exec *e, sp_exec_module *m, const sprig_plan *plan, void **args) {
     emu_impl *impl = impl_of(e);
+    if (!impl->capturing && impl->profiling) {
+        const double t0 = emu_now_us();
+        const sprig_status s = sp_emu_plan_launch(m->mod, plan, args);
+        try {
+            if (s == SPRIG_OK) impl->profiled.push_back(sp_launch_time{plan, emu_now_us() - t0});
+        } catch (...) {
+            return sp_fail(SPRIG_E_NOMEM, "emu: out of memory profiling a launch of %s", plan->family);
+        }
+        return s;
+    }
     if (!impl->capturing) return sp_emu_plan_launch(m->mod, plan, args);
     const sprig_status s = emu_record(impl, m, plan, args);
     if (s != SPRIG_OK) emu_capture_failed(impl, s);
@@ -239,12 +257,6 @@ static void emu_close(sp_exec *e) {
     free(e);
 }
 
-static double emu_now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
 static sprig_status emu_run_seq(const sp_exec_step *steps, int n_steps, int set) {
     for (int i = 0; i < n_steps; ++i) {
         sprig_status s = sp_emu_plan_launch(steps[i].module->mod, steps[i].plan, steps[i].arg_sets[set]);
@@ -300,10 +312,35 @@ static const char *emu_default_params(const sp_exec *, const char *family) {
     return "";
 }
 
+/* ---- profiling (the wall clock: the same plumbing as on a GPU, no meaning) ---- */
+
+static sprig_status emu_profile_begin(sp_exec *e) {
+    emu_impl *impl = impl_of(e);
+    if (impl->capturing) return emu_refuse("profile_begin");
+    impl->profiled.clear();
+    impl->profiling = true;
+    return SPRIG_OK;
+}
+
+static sprig_status emu_profile_end(sp_exec *e, sp_launch_time **out, int *n) {
+    emu_impl *impl = impl_of(e);
+    *out = nullptr, *n = 0;
+    if (impl->capturing) return emu_refuse("profile_end");
+    impl->profiling = false;
+    if (!impl->profiled.empty()) {
+        *out = (sp_launch_time *)malloc(sizeof **out * impl->profiled.size());
+        if (!*out) return sp_fail(SPRIG_E_NOMEM, "emu: out of memory reading profiled launches");
+        std::copy(impl->profiled.begin(), impl->profiled.end(), *out);
+        *n = (int)impl->profiled.size();
+    }
+    impl->profiled.clear();
+    return SPRIG_OK;
+}
+
 static const sp_exec_ops kEmuOps = {emu_alloc,  emu_free,         emu_upload,      emu_download,     emu_fill,
                                     emu_load,   emu_unload,       emu_launch,      emu_sync,         emu_close,
                                     emu_time_seq, emu_capture_begin, emu_capture_end, emu_graph_launch, emu_graph_free,
-                                    emu_default_params};
+                                    emu_default_params, emu_profile_begin, emu_profile_end};
 
 extern "C" sprig_status sp_exec_open_emu(sp_exec **out) {
     *out = nullptr;
