@@ -3,6 +3,11 @@
 # (nvcc, NVRTC, cuBLAS) is expected at /usr/local/cuda or on PATH already.
 set -euo pipefail
 pkgs=(cmake make gcc g++ pkg-config liblua5.4-dev libcjson-dev libxxhash-dev libpcre2-dev libutf8proc-dev clang libclang-rt-14-dev)
+# tools/lte and its test (lte_train) need torch alone: Debian's 1.13 (about 230
+# packages, 830 MB, under 2 minutes) instead of PyPI's CUDA wheels. Its BLAS is
+# whichever libblas.so.3 is installed; with the reference BLAS the test takes
+# 4x longer (160 s), so OpenBLAS (OpenMP build: it follows torch's thread count).
+pkgs+=(python3-torch libopenblas0-openmp)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

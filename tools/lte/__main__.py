@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from . import grouping, search, text
+from . import grouping, llama, search, text
 from .export import write_folder
 from .lte_mlp import install
 from .train import evaluate, stage1, stage2
@@ -75,7 +75,6 @@ def group(model, args):
 
 
 def cmd_train(args):
-    from transformers import AutoModelForCausalLM
     torch.manual_seed(args.seed)
     torch.set_flush_denormal(True)  # saturated sigmoids make denormal gradients: 10x slower on CPU
     if args.threads:
@@ -83,7 +82,10 @@ def cmd_train(args):
     args.device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     t0 = time.time()
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="eager")
+    try:
+        model = llama.load(args.model, torch.float32)
+    except (OSError, ValueError) as e:
+        sys.exit(f"lte: {e}")
     f = model.config.intermediate_size
     if f % args.expert_size:
         sys.exit(f"lte: intermediate_size {f} is not a multiple of --expert-size {args.expert_size}")

@@ -17,7 +17,7 @@ import os
 import shutil
 
 import torch
-from safetensors.torch import save_file
+from .st import save_file
 
 COPIED = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
           "chat_template.jinja"]
@@ -39,7 +39,7 @@ def tensors(model, lte_mlps, dtype, tied):
     for name, w in model.state_dict().items():
         w = w.detach().cpu()
         if tied and name == "lm_head.weight":
-            continue  # tied: sprig (and transformers) take the embedding
+            continue  # tied: sprig (and transformers, and llama.py) take the embedding
         parts = name.split(".")
         if name.endswith("mlp.router.weight"):
             sd[name] = w.float().contiguous()

@@ -40,15 +40,23 @@ def split_lines(lines, run=50, holdout_every=10):
 
 
 def load_tokenizer(model_dir):
-    from tokenizers import Tokenizer  # ships with transformers
-    return Tokenizer.from_file(f"{model_dir}/tokenizer.json")
+    """encode(text) -> ids without special tokens, from the folder's tokenizer.json: the
+    `tokenizers` library when importable (fast), else tokenizer.py (Debian has no package of it)."""
+    path = f"{model_dir}/tokenizer.json"
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        from .tokenizer import Tokenizer as PlainTokenizer
+        return PlainTokenizer.from_file(path).encode
+    tok = Tokenizer.from_file(path)
+    return lambda s: tok.encode(s, add_special_tokens=False).ids
 
 
-def tokenize(tokenizer, lines, max_tokens=None):
+def tokenize(encode, lines, max_tokens=None):
     """One long id stream (lines joined by spaces, no special tokens), cut at max_tokens."""
-    ids, text, chunk = [], [], 200  # encode in chunks of lines: fast and bounded in memory
+    ids, chunk = [], 200  # encode in chunks of lines: fast and bounded in memory
     for i in range(0, len(lines), chunk):
-        ids.extend(tokenizer.encode(" ".join(lines[i:i + chunk]), add_special_tokens=False).ids)
+        ids.extend(encode(" ".join(lines[i:i + chunk])))
         if max_tokens and len(ids) >= max_tokens:
             break
     return torch.tensor(ids[:max_tokens] if max_tokens else ids, dtype=torch.long)

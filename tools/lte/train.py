@@ -16,7 +16,7 @@ from .lte_mlp import routers, set_mode
 
 
 def lm_loss(model, batch):
-    logits = model(batch).logits[:, :-1].float()
+    logits = model(batch)[:, :-1].float()
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
 
 
@@ -88,7 +88,7 @@ def evaluate(model, lte_mlps, held, hp, mode="hard"):
     nll, n, off, total = 0.0, 0, 0, 0
     for i in range(0, len(held), hp.batch_size):
         batch = held[i:i + hp.batch_size].to(hp.device)
-        logits = model(batch).logits[:, :-1].float()
+        logits = model(batch)[:, :-1].float()
         nll += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
                                                  reduction="sum").item()
         n += batch[:, 1:].numel()
