@@ -315,9 +315,10 @@ static void print_table(const e2e_bench *b) {
         if (r->read_bytes > 0 && first->read_bytes > 0) printf(" %7.2f\n", speedup / (first->read_bytes / r->read_bytes));
         else printf(" %7s\n", "-");
     }
-    printf("(%s backend, %s, %s; %d timed tokens after %d warm-up%s)\n", b->o->backend,
+    printf("(%s backend, %s, %s; %d timed tokens after %d warm-up%s%s)\n", b->o->backend,
            b->exec ? b->exec->device : "CPU", b->cuda ? b->o->dtype : "fp32", b->o->tokens, b->o->warmup,
-           b->read_gbs > 0 ? "; roof at the streaming read measured now" : "");
+           b->read_gbs > 0 ? "; roof at the streaming read measured now" : "",
+           b->exec && b->exec->pdl ? "; programmatic dependent launch (SPRIG_PDL=1)" : "");
     if (b->read_gbs > 0) printf("streaming read: %.0f GB/s\n", b->read_gbs);
     for (int i = 0; i < b->n_rows; ++i) {
         const e2e_row *r = &b->rows[i];
@@ -336,6 +337,7 @@ static char *rows_json(const e2e_bench *b, const sp_runtime_tuning *tuning) {
     cJSON_AddNumberToObject(root, "tokens", b->o->tokens);
     cJSON_AddNumberToObject(root, "warmup", b->o->warmup);
     if (b->read_gbs > 0) cJSON_AddNumberToObject(root, "read_gbs", b->read_gbs);
+    if (b->exec) cJSON_AddBoolToObject(root, "pdl", b->exec->pdl);
     for (int i = 0; i < b->n_rows; ++i) {
         const e2e_row *r = &b->rows[i];
         cJSON *o = cJSON_CreateObject();

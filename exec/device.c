@@ -225,17 +225,40 @@ static sprig_status mod_launch_failed(CUfunction fn, const sprig_launch *l, CUre
                    l->smem_bytes, regs, max_threads, sp_cu_error_name(r));
 }
 
-sprig_status sp_plan_launch(sp_module *mod, const sprig_plan *plan, void **args, CUstream stream) {
+/* With pdl, cuLaunchKernelEx and programmatic stream serialisation: the
+ * kernel may be scheduled before the one ahead of it on the stream completes
+ * (every template waits for it first: SP_GRID_DEP_WAIT in common.cuh.lua). */
+static CUresult mod_launch(CUfunction fn, const sprig_launch *l, CUstream stream, void **args, int pdl) {
+    if (!pdl)
+        return sp_cu.cuLaunchKernel(fn, l->grid[0], l->grid[1], l->grid[2], l->block[0], l->block[1], l->block[2],
+                                    l->smem_bytes, stream, args, NULL);
+    CUlaunchAttribute attr;
+    memset(&attr, 0, sizeof attr);
+    attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDimX = l->grid[0], cfg.gridDimY = l->grid[1], cfg.gridDimZ = l->grid[2];
+    cfg.blockDimX = l->block[0], cfg.blockDimY = l->block[1], cfg.blockDimZ = l->block[2];
+    cfg.sharedMemBytes = l->smem_bytes, cfg.hStream = stream;
+    cfg.attrs = &attr, cfg.numAttrs = 1;
+    return sp_cu.cuLaunchKernelEx(&cfg, fn, args, NULL);
+}
+
+sprig_status sp_plan_launch_ex(sp_module *mod, const sprig_plan *plan, void **args, CUstream stream, int pdl) {
     SP_TRY(sp_module_prepare(mod, plan));
     for (int k = 0; k < plan->n_kernels; ++k) {
         const sprig_launch *l = &plan->kernels[k];
         CUfunction fn;
         SP_TRY(sp_module_function(mod, l->name, &fn));
-        CUresult r = sp_cu.cuLaunchKernel(fn, l->grid[0], l->grid[1], l->grid[2], l->block[0], l->block[1],
-                                          l->block[2], l->smem_bytes, stream, args, NULL);
+        const CUresult r = mod_launch(fn, l, stream, args, pdl);
         if (r != CUDA_SUCCESS) return mod_launch_failed(fn, l, r);
     }
     return SPRIG_OK;
+}
+
+sprig_status sp_plan_launch(sp_module *mod, const sprig_plan *plan, void **args, CUstream stream) {
+    return sp_plan_launch_ex(mod, plan, args, stream, 0);
 }
 
 /* ---- buffers ------------------------------------------------------------------ */

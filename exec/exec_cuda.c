@@ -210,12 +210,13 @@ static void cu_unload(sp_exec *e, sp_exec_module *m) {
 /* On the executor's stream; while capturing, cuLaunchKernel copies the
  * argument values into the graph's kernel node. A launch the driver refuses
  * during a capture also fails the capture (the graph would lack it). */
-static sprig_status cu_launch_profiled(cu_impl *impl, sp_exec_module *m, const sprig_plan *plan, void **args);
+static sprig_status cu_launch_profiled(cu_impl *impl, sp_exec_module *m, const sprig_plan *plan, void **args,
+                                       int pdl);
 
 static sprig_status cu_launch(sp_exec *e, sp_exec_module *m, const sprig_plan *plan, void **args) {
     cu_impl *impl = impl_of(e);
-    if (impl->profiling && !impl->capturing) return cu_launch_profiled(impl, m, plan, args);
-    const sprig_status s = sp_plan_launch(m->mod, plan, args, impl->stream);
+    if (impl->profiling && !impl->capturing) return cu_launch_profiled(impl, m, plan, args, e->pdl);
+    const sprig_status s = sp_plan_launch_ex(m->mod, plan, args, impl->stream, e->pdl);
     if (s != SPRIG_OK && impl->capturing) cu_capture_failed(impl, s);
     return s;
 }
@@ -325,7 +326,8 @@ static void cu_profile_clear(cu_impl *impl) {
 
 /* The launch between two events of its own (created per launch: a decode
  * step's few hundred launches need no pool). */
-static sprig_status cu_launch_profiled(cu_impl *impl, sp_exec_module *m, const sprig_plan *plan, void **args) {
+static sprig_status cu_launch_profiled(cu_impl *impl, sp_exec_module *m, const sprig_plan *plan, void **args,
+                                       int pdl) {
     if (impl->n_profiled == impl->cap_profiled) {
         const int cap = impl->cap_profiled ? 2 * impl->cap_profiled : 256;
         cu_profiled *grown = realloc(impl->profiled, sizeof *grown * (size_t)cap);
@@ -339,7 +341,7 @@ static sprig_status cu_launch_profiled(cu_impl *impl, sp_exec_module *m, const s
         s = sp_fail(SPRIG_E_CUDA, "cuEventCreate failed while profiling %s", plan->family);
     if (s == SPRIG_OK && sp_cu.cuEventRecord(p.start, impl->stream) != CUDA_SUCCESS)
         s = sp_fail(SPRIG_E_CUDA, "cuEventRecord failed while profiling %s", plan->family);
-    if (s == SPRIG_OK) s = sp_plan_launch(m->mod, plan, args, impl->stream);
+    if (s == SPRIG_OK) s = sp_plan_launch_ex(m->mod, plan, args, impl->stream, pdl);
     if (s == SPRIG_OK && sp_cu.cuEventRecord(p.end, impl->stream) != CUDA_SUCCESS)
         s = sp_fail(SPRIG_E_CUDA, "cuEventRecord failed while profiling %s", plan->family);
     if (s != SPRIG_OK) {
@@ -502,6 +504,9 @@ sprig_status sp_exec_open_cuda(sp_exec **out, int ordinal) {
     e->driver_version = dev->props.driver_version;
     snprintf(e->device, sizeof e->device, "%s", dev->props.name);
     pick_arch(dev, e->arch, sizeof e->arch);
+    /* Opt-in until a GPU has measured it (bench/results): SPRIG_PDL=1, sm_90 and later. */
+    const char *pdl = getenv("SPRIG_PDL");
+    e->pdl = pdl && !strcmp(pdl, "1") && e->cc_major >= 9;
     *out = e;
     return SPRIG_OK;
 }

@@ -27,7 +27,7 @@
     X(cuCtxSetCurrent) X(cuCtxSynchronize) X(cuMemGetInfo)                         \
     X(cuModuleLoadData) X(cuModuleLoadDataEx) X(cuModuleUnload)                    \
     X(cuModuleGetFunction) X(cuFuncGetAttribute) X(cuFuncSetAttribute)             \
-    X(cuLaunchKernel)                                                              \
+    X(cuLaunchKernel) X(cuLaunchKernelEx)                                          \
     X(cuMemAlloc) X(cuMemFree) X(cuMemcpyHtoD) X(cuMemcpyDtoH) X(cuMemcpyDtoD)    \
     X(cuMemsetD8)                                                                  \
     X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize)                    \

@@ -121,6 +121,8 @@ struct sp_exec {
     int cc_major, cc_minor; /* compute capability; 0.0 under the emulator */
     size_t l2_bytes;      /* L2 cache size (0: unknown, and under the emulator) */
     int driver_version;   /* cuDriverGetVersion (12040 = 12.4); 0 under the emulator */
+    int pdl;              /* 1: launch and graph capture with programmatic dependent launch (CUDA,
+                           * sm_90+, SPRIG_PDL=1; time_seq never); 0 otherwise */
     void *impl;
 };
 

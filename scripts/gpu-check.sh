@@ -149,6 +149,15 @@ if [ $DRY = 0 ] && [ ! -e "$MODEL_LTE/config.json" ]; then
 fi
 step bench-e2e 150 "$SPRIG" bench-e2e "$MODEL_LTE" --backend cuda "${E2E[@]}" --json "$OUTDIR/e2e.json"
 
+# 7b. programmatic dependent launch (opt-in, SPRIG_PDL=1): the same decode rows and the
+# model test with it, to the log: whether it is right and what it saves
+E2E_PDL=()
+for a in "${E2E[@]}"; do [ "$a" = --profile ] || E2E_PDL+=("$a"); done
+step bench-e2e-pdl 60 env SPRIG_PDL=1 "$SPRIG" bench-e2e "$MODEL_LTE" --backend cuda "${E2E_PDL[@]}"
+if [ $DRY = 0 ]; then
+    step test-model-pdl 60 env SPRIG_PDL=1 "$BUILD/tests/test_gpu_model" tests/fixtures/models
+fi
+
 # 8. Hugging Face transformers on the same folder, same card (skipped without torch)
 if [ $DRY = 0 ] && python3 -c "import torch, transformers" 2>/dev/null; then
     step hf 90 python3 tools/hf_decode_bench.py "$MODEL_LTE" --attn sdpa --tokens 16 --json "$OUTDIR/hf.json"

@@ -83,6 +83,7 @@ extern "C" __global__ void __launch_bounds__(THREADS)
 sprig_attn_decode(const T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__restrict__ k_cache,
                   T *__restrict__ v_cache, const int *__restrict__ pos, float *__restrict__ ws,
                   T *__restrict__ out) {
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     const int h = blockIdx.x, split = blockIdx.y;
     const int kvh = h / GQA;
 {% if p.window > 0 then %}

@@ -2,6 +2,18 @@
    vector loads and warp reductions. It includes no CUDA header, so NVRTC needs
    no include path and the source alone decides the bytes compiled. #}
 // sprig generated kernel: family {{ family }}, d={{ d }} f={{ f }} dtype={{ dtype }} batch={{ B }} g={{ g }}
+// Programmatic dependent launch (sm_90+). Launched with it (the CUDA executor
+// with SPRIG_PDL=1), a kernel may be scheduled while the kernel before it on
+// the stream drains; SP_GRID_DEP_WAIT() then holds it until that kernel has
+// completed and its writes are visible. Every kernel calls it before its first
+// access to global memory, so it computes exactly what it would serialised;
+// what PDL saves is the launch between them. Launched without it, and before
+// sm_90 or under the CPU emulator, the wait is nothing.
+#if !defined(SPRIG_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define SP_GRID_DEP_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#else
+#define SP_GRID_DEP_WAIT() ((void)0)
+#endif
 typedef unsigned short sp_half;  // IEEE binary16 bits
 typedef unsigned short sp_bf16;  // bfloat16 bits
 typedef unsigned short sp_u16;

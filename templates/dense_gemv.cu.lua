@@ -44,6 +44,7 @@ extern "C" __global__ void __launch_bounds__(THREADS)
 sprig_dense_gemv(const T *__restrict__ W, const T *__restrict__ x, T *__restrict__ y{% if p.bias == 1 then %}, const T *__restrict__ bias{% end %}{% if p.norm ~= "none" then %},
                  float *__restrict__ ws, float *__restrict__ res, const T *__restrict__ norm_w,
                  T *__restrict__ normed, float eps{% if p.norm_raw == 1 then %}, T *__restrict__ raw{% end %}{% end %}) {
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     const int lane = threadIdx.x & 31;
     const int row0 = (blockIdx.x * (THREADS / 32) + (threadIdx.x >> 5)) * ROWS;
     if (row0 < N_ROWS) sp_gemv_rows(W, x, y, {% if p.bias == 1 then %}bias, {% end %}lane, row0);

@@ -57,6 +57,7 @@ extern "C" __global__ void __launch_bounds__(THREADS)
 sprig_fused_mlp(const T *__restrict__ Wg, const T *__restrict__ Wu, const T *__restrict__ WdT,
                 const T *__restrict__ x, const int *__restrict__ union_ids, const int *__restrict__ union_count,
                 const unsigned char *__restrict__ mask, float *__restrict__ ws, T *__restrict__ y) {
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     const int n_rows = sp_union_rows(union_count);
     const int row0 = blockIdx.x * RPC;
     // Uniform over the CTA. For reduce=deterministic the finalize reads only
@@ -142,6 +143,7 @@ sprig_fused_mlp_finalize(const T *__restrict__ Wg, const T *__restrict__ Wu, con
                          const T *__restrict__ x, const int *__restrict__ union_ids,
                          const int *__restrict__ union_count, const unsigned char *__restrict__ mask,
                          float *__restrict__ ws, T *__restrict__ y) {
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
 {% if p.reduce == "atomic" then %}
     sp_spk_finalize_atomic(ws, y);
 {% else %}

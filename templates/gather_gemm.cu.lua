@@ -137,6 +137,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MIN_CTAS)
 sprig_gather_gemm(const T *__restrict__ Wg, const T *__restrict__ Wu, const T *__restrict__ x,
                   const int *__restrict__ union_ids, const int *__restrict__ union_count,
                   const unsigned char *__restrict__ mask, T *__restrict__ h) {
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int grp = lane >> 2, tig = lane & 3;
     const int wm = warp / KW, kw = warp % KW;
@@ -260,6 +261,7 @@ __device__ __forceinline__ int gg_neuron(const int *__restrict__ union_ids, int 
 extern "C" __global__ void __launch_bounds__(WARPS * 32, MIN_CTAS)
 sprig_gather_gemm(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
                   const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y) {
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int grp = lane >> 2, tig = lane & 3;
     const int wm = warp / KW, kw = warp % KW;
@@ -378,6 +380,7 @@ extern "C" __global__ void __launch_bounds__(256)
 sprig_gather_gemm_finalize(const T *__restrict__ Wd, const T *__restrict__ h,
                            const int *__restrict__ union_ids, const int *__restrict__ union_count,
                            float *__restrict__ ws, T *__restrict__ y) {
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     const int i = (blockIdx.x * 256 + threadIdx.x) * 4;
     if (i >= BATCH * D_MODEL) return;
     float4 *p = reinterpret_cast<float4 *>(ws + i);

@@ -62,6 +62,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, {{ p.min_blocks }})
 sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T *__restrict__ x,
                     const int *__restrict__ union_ids, const int *__restrict__ union_count,
                     const unsigned char *__restrict__ mask, T *__restrict__ h) {
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
 {% if p.all_active == 1 then %}
     const int n_rows = F_ROWS;  // every neuron, in order
 {% else %}

@@ -6,6 +6,7 @@
 extern "C" __global__ void __launch_bounds__(THREADS)
 sprig_rmsnorm(float *__restrict__ x, const T *__restrict__ src, const int *__restrict__ row,
               const T *__restrict__ w, T *__restrict__ out, float eps{% if p.raw_out == 1 then %}, T *__restrict__ raw{% end %}) {
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     const int t = blockIdx.x;
     float *__restrict__ xt = x + (size_t)t * D_COLS;
 {% if p.mode == "embed" then %}

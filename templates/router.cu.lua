@@ -126,6 +126,7 @@ extern "C" __global__ void __launch_bounds__(SCORE_THREADS, {{ p.min_blocks }})
 sprig_router(const T *__restrict__ Wr, const T *__restrict__ x, float *__restrict__ scores,
              float threshold, int *ids, int *counts, int *union_ids, int *union_count,
              unsigned char *mask, int *ws) {
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     unsigned *wsu = reinterpret_cast<unsigned *>(ws);  // the counter and bitmaps are bit words
     const int lane = threadIdx.x & 31;
     const int wib = threadIdx.x >> 5;  // warp in block

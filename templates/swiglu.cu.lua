@@ -25,6 +25,7 @@ __device__ __forceinline__ void sp_store_vec(T *__restrict__ p, const float *v) 
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 sprig_swiglu(const T *__restrict__ gate, const T *__restrict__ up, T *__restrict__ h) {
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     // This thread's UNROLL vectors, THREADS * VEC elements apart (coalesced per step).
     const size_t first = ((size_t)blockIdx.x * THREADS * UNROLL + threadIdx.x) * VEC;
     float g[UNROLL][VEC], u[UNROLL][VEC];

@@ -36,7 +36,7 @@
     E(cuModuleLoadData, cuModuleLoadData) E(cuModuleLoadDataEx, cuModuleLoadDataEx)                       \
     E(cuModuleUnload, cuModuleUnload) E(cuModuleGetFunction, cuModuleGetFunction)                        \
     E(cuFuncGetAttribute, cuFuncGetAttribute) E(cuFuncSetAttribute, cuFuncSetAttribute)                   \
-    E(cuLaunchKernel, cuLaunchKernel) E(cuMemAlloc, cuMemAlloc_v2) E(cuMemFree, cuMemFree_v2)             \
+    E(cuLaunchKernel, cuLaunchKernel) E(cuLaunchKernelEx, cuLaunchKernelEx) E(cuMemAlloc, cuMemAlloc_v2) E(cuMemFree, cuMemFree_v2)             \
     E(cuMemcpyHtoD, cuMemcpyHtoD_v2) E(cuMemcpyDtoH, cuMemcpyDtoH_v2) E(cuMemcpyDtoD, cuMemcpyDtoD_v2)    \
     E(cuMemsetD8, cuMemsetD8_v2) E(cuStreamCreate, cuStreamCreate) E(cuStreamDestroy, cuStreamDestroy_v2) \
     E(cuStreamSynchronize, cuStreamSynchronize) E(cuEventCreate, cuEventCreate)                           \
