@@ -38,6 +38,7 @@ import random
 import sys
 
 import tokenizers
+from lte.tokenizer import bytes_to_unicode  # GPT-2's ByteLevel alphabet, one copy (tools/ is on sys.path)
 from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers,
                         pre_tokenizers, processors, trainers)
 
@@ -488,17 +489,6 @@ def write_cases(tok, name, rng, extra=()):
     print(f"{name}: vocab {n}, {len(cases)} encode cases, {len(out_dec)} decode cases")
 
 
-def bytes_to_unicode():
-    """GPT-2's byte -> character table (the ByteLevel alphabet)."""
-    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
 
 
 def main():
