@@ -97,10 +97,6 @@ sprig_status sp_module_prepare(sp_module *mod, const sprig_plan *plan);
  * argument's value, as cuLaunchKernel expects. Asynchronous: errors inside a
  * kernel surface at the next synchronisation. */
 sprig_status sp_plan_launch(sp_module *mod, const sprig_plan *plan, void **args, CUstream stream);
-/* The same; pdl 1 launches each kernel with programmatic dependent launch
- * (sm_90+: it may start while the kernel before it drains, and waits in
- * SP_GRID_DEP_WAIT for it to complete). */
-sprig_status sp_plan_launch_ex(sp_module *mod, const sprig_plan *plan, void **args, CUstream stream, int pdl);
 
 /* ---- buffers (in the current context) ---------------------------------------------- */
 /* bytes == 0 gives *out = 0 and SPRIG_OK. The caller owns the allocation. */
@@ -114,4 +110,10 @@ sprig_status sp_buf_fill(CUdeviceptr p, unsigned char byte, size_t bytes);
 static inline sprig_status sp_buf_zero(CUdeviceptr p, size_t bytes) { return sp_buf_fill(p, 0, bytes); }
 
 #pragma GCC visibility pop
+
+/* Within exec only (not exported; the CUDA executor's launches): sp_plan_launch,
+ * and with pdl 1 each kernel launched with programmatic dependent launch
+ * (sm_90+: it may start while the kernel before it drains, and waits in
+ * SP_GRID_DEP_WAIT for it to complete). */
+sprig_status sp_plan_launch_ex(sp_module *mod, const sprig_plan *plan, void **args, CUstream stream, int pdl);
 #endif
