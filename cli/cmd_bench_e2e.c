@@ -107,17 +107,22 @@ static int argmax(const float *v, int n) {
     return b;
 }
 
+/* n greedy decode steps from position pos, fed *tok first; *tok ends as the next token. */
+static sprig_status decode_steps(sp_backend *be, int vocab, int pos, int n, int *tok) {
+    const float *logits = NULL;
+    for (int t = 0; t < n; ++t) {
+        SP_TRY(sp_backend_forward(be, *tok, pos + t, &logits));
+        *tok = argmax(logits, vocab);
+    }
+    return SPRIG_OK;
+}
+
 /* Decodes warmup + tokens greedy steps from token 1 and returns ms per timed token. */
 static sprig_status time_decode(sp_backend *be, int vocab, int warmup, int tokens, double *ms, double *sparsity) {
-    const float *logits = NULL;
     int tok = 1 % vocab;
-    double t0 = 0;
-    for (int pos = 0; pos < warmup + tokens; ++pos) {
-        if (pos == warmup) t0 = now_s();
-        sprig_status s = sp_backend_forward(be, tok, pos, &logits);
-        if (s != SPRIG_OK) return s;
-        tok = argmax(logits, vocab);
-    }
+    SP_TRY(decode_steps(be, vocab, 0, warmup, &tok));
+    const double t0 = now_s();
+    SP_TRY(decode_steps(be, vocab, warmup, tokens, &tok));
     *ms = (now_s() - t0) * 1e3 / tokens;
     *sparsity = sp_backend_mlp_sparsity(be);
     return SPRIG_OK;
@@ -230,11 +235,17 @@ static double predict_ms(e2e_bench *b, const char *dir, int sparse, int threshol
  * (one warm-up token, then up to 8 profiled). */
 static sprig_status profile_row(e2e_bench *b, const sp_model *model, int sparse, const float *thresholds, e2e_row *row) {
     sp_backend *be = NULL;
-    const float *logits = NULL;
-    const int tokens = b->o->tokens < 8 ? b->o->tokens : 8;
+    const int tokens = b->o->tokens < 8 ? b->o->tokens : 8, vocab = model->cfg->vocab_size;
+    int tok = 1 % vocab;
     sprig_status s = open_run(b, model, sparse, thresholds, 0, &be);
-    if (s == SPRIG_OK) s = sp_backend_forward(be, 1 % model->cfg->vocab_size, 0, &logits);
-    if (s == SPRIG_OK) s = e2e_profile_run(be, b->exec, model->cfg->vocab_size, 1, tokens, &row->prof);
+    if (s == SPRIG_OK) s = decode_steps(be, vocab, 0, 1, &tok);
+    if (s == SPRIG_OK) s = e2e_profile_begin(b->exec);
+    if (s == SPRIG_OK) {
+        s = decode_steps(be, vocab, 1, tokens, &tok);
+        const sprig_status taken = e2e_profile_take(b->exec, tokens, &row->prof); /* always: it stops profiling */
+        if (s == SPRIG_OK) s = taken;
+        else e2e_profile_free(&row->prof);
+    }
     sp_backend_close(be);
     if (s == SPRIG_OK && b->predict)
         e2e_profile_predict(&row->prof, b->gen, &b->profile, sparse ? 1.0 - row->sparsity : 1.0);

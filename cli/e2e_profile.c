@@ -6,13 +6,6 @@
 #include "e2e_profile.h"
 #include "sp_error.h"
 
-static int ep_argmax(const float *v, int n) {
-    int b = 0;
-    for (int i = 1; i < n; ++i)
-        if (v[i] > v[b]) b = i;
-    return b;
-}
-
 /* The row of plan, appended on its first launch; NULL when out of memory. */
 static e2e_prof_row *ep_row(e2e_profile *p, const sprig_plan *plan, int *cap) {
     for (int i = 0; i < p->n; ++i)
@@ -27,22 +20,16 @@ static e2e_prof_row *ep_row(e2e_profile *p, const sprig_plan *plan, int *cap) {
     return &p->rows[p->n++];
 }
 
-sprig_status e2e_profile_run(sp_backend *be, sp_exec *exec, int vocab, int pos, int tokens, e2e_profile *out) {
-    memset(out, 0, sizeof *out);
-    const float *logits = NULL;
-    int tok = 1 % vocab;
+sprig_status e2e_profile_begin(sp_exec *exec) {
     if (!exec->ops->profile_begin) return sp_fail(SPRIG_E_INVALID, "the %s executor cannot profile launches", exec->kind);
-    SP_TRY(sp_exec_profile_begin(exec));
-    sprig_status s = SPRIG_OK;
-    for (int t = 0; t < tokens && s == SPRIG_OK; ++t) {
-        s = sp_backend_forward(be, tok, pos + t, &logits);
-        if (s == SPRIG_OK) tok = ep_argmax(logits, vocab);
-    }
+    return sp_exec_profile_begin(exec);
+}
+
+sprig_status e2e_profile_take(sp_exec *exec, int tokens, e2e_profile *out) {
+    memset(out, 0, sizeof *out);
     sp_launch_time *times = NULL;
-    int n = 0;
-    const sprig_status end = sp_exec_profile_end(exec, &times, &n); /* always: it stops the profiling */
-    if (s == SPRIG_OK) s = end;
-    int cap = 0;
+    int n = 0, cap = 0;
+    sprig_status s = sp_exec_profile_end(exec, &times, &n);
     for (int i = 0; s == SPRIG_OK && i < n; ++i) {
         e2e_prof_row *r = ep_row(out, times[i].plan, &cap);
         if (!r) s = sp_fail(SPRIG_E_NOMEM, "out of memory summing %d profiled launches", n);

@@ -11,7 +11,6 @@
 #include <cjson/cJSON.h>
 
 #include "sp_analyze.h"
-#include "sp_backend.h"
 #include "sp_exec.h"
 
 typedef struct e2e_prof_row {
@@ -26,9 +25,11 @@ typedef struct e2e_profile {
     int n, tokens;
 } e2e_profile;
 
-/* Runs `tokens` greedy decode steps on be from position `pos` (the backend
- * must launch directly: graph off), profiled on exec. */
-sprig_status e2e_profile_run(sp_backend *be, sp_exec *exec, int vocab, int pos, int tokens, e2e_profile *out);
+/* Starts timing every launch on exec (the backend must launch directly:
+ * graph off); an error naming the executor when it cannot. */
+sprig_status e2e_profile_begin(sp_exec *exec);
+/* Stops it and sums the launches made since per plan, over `tokens` tokens. */
+sprig_status e2e_profile_take(sp_exec *exec, int tokens, e2e_profile *out);
 /* Fills each row's predicted_us for gpu, the routed kernels at `active`. */
 void e2e_profile_predict(e2e_profile *p, sprig_gen *gen, const sp_gpu_profile *gpu, double active);
 /* The table for people: per plan and in total, against the row's ms/token. */
