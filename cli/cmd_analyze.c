@@ -183,7 +183,12 @@ static cJSON *an_json_plan(const an_row *r) {
             cJSON_AddNumberToObject(e, "weight_loads", k->stream);
             cJSON_AddNumberToObject(e, "weight_loads_16B", k->stream128);
             cJSON_AddNumberToObject(e, "weight_loads_before_use", k->stream_before_use);
+            cJSON_AddNumberToObject(e, "grid_dep_waits", k->sass_waits);
+            cJSON_AddNumberToObject(e, "grid_dep_releases", k->sass_releases);
+            cJSON_AddNumberToObject(e, "prefetches_before_wait", k->sass_prefetch_before_wait);
+            cJSON_AddNumberToObject(e, "global_writes_before_wait", k->sass_writes_before_wait);
         }
+        cJSON_AddBoolToObject(e, "prefetch", k->prefetch);
         cJSON_AddItemToArray(ks, e);
     }
     cJSON_AddItemToObject(o, "kernels", ks);
@@ -269,6 +274,9 @@ static void an_print_step(const char *mode, const sp_analyze_step *st, double sp
            "%.0f%% of the roof%s\n",
            st->t_us / 1e3, st->gaps_us / 1e3, st->kernels * kernel_us / 1e3, st->roof_us / 1e3,
            100 * st->roof_us / st->t_us, sparsity > 0 ? "" : "");
+    printf("  with SPRIG_PDL=1 (sm_90+; uncalibrated: gaps after the first and prefetched first round trips\n"
+           "  hidden): %.3f ms/token, %.0f%% of the roof\n",
+           st->t_pdl_us / 1e3, 100 * st->roof_us / st->t_pdl_us);
 }
 
 static cJSON *an_json_step(const char *mode, const sp_analyze_step *st, double sparsity) {
@@ -281,6 +289,8 @@ static cJSON *an_json_step(const char *mode, const sp_analyze_step *st, double s
     cJSON_AddNumberToObject(o, "gaps_ms", st->gaps_us / 1e3);
     cJSON_AddNumberToObject(o, "roof_ms", st->roof_us / 1e3);
     cJSON_AddNumberToObject(o, "of_roof", st->t_us > 0 ? st->roof_us / st->t_us : 0);
+    cJSON_AddNumberToObject(o, "predicted_pdl_ms", st->t_pdl_us / 1e3);
+    cJSON_AddNumberToObject(o, "of_roof_pdl", st->t_pdl_us > 0 ? st->roof_us / st->t_pdl_us : 0);
     for (int i = 0; i < st->n; ++i) {
         an_row r = {"", sparsity, st->rows[i].plan};
         cJSON *p = an_json_plan(&r);

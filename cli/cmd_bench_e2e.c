@@ -216,7 +216,7 @@ static sprig_status open_run(e2e_bench *b, const sp_model *model, int sparse, co
 
 /* The static model's ms/token for this row's step (sprig analyze --model-dir):
  * the backend's launches at their default parameters, the MLP at the measured
- * sparsity. 0 when it cannot be predicted (said once on stderr). */
+ * sparsity; launched with programmatic dependent launch, its PDL estimate. 0 when it cannot be predicted (said once on stderr). */
 static double predict_ms(e2e_bench *b, const char *dir, int sparse, int thresholds, double sparsity) {
     sp_model_config cfg;
     sp_analyze_step st;
@@ -226,7 +226,7 @@ static double predict_ms(e2e_bench *b, const char *dir, int sparse, int threshol
         fprintf(stderr, "sprig bench-e2e: no prediction for %s: %s\n", dir, sprig_last_error());
         return 0;
     }
-    const double ms = st.t_us / 1e3;
+    const double ms = (b->exec && b->exec->pdl ? st.t_pdl_us : st.t_us) / 1e3; /* PDL's: uncalibrated */
     sp_analyze_step_free(&st);
     return ms;
 }

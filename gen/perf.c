@@ -51,6 +51,9 @@ sprig_status sp_gen_perf_of(sprig_gen *gen, const sprig_request *req, double act
             lua_getfield(L, k, "hot");
             p->hot = lua_toboolean(L, -1);
             lua_pop(L, 1);
+            lua_getfield(L, k, "prefetch");
+            p->prefetch = lua_toboolean(L, -1);
+            lua_pop(L, 1);
             lua_pop(L, 1);
             *n = i + 1;
         }

@@ -19,6 +19,8 @@ typedef struct sp_gen_perf {
     int grid_syncs;       /* grid-wide dependencies (a last CTA finishing what all wrote): each at
                            * least three L2 round trips (drain, ticket, read back) */
     int hot;              /* 1: it reads what the kernel before it wrote (in L2): L2 latency, not DRAM's */
+    int prefetch;         /* 1: it asks L2 for its first weight lines before it waits on the kernel before
+                           * it (programmatic dependent launch; SASS: CCTL.E.PF2 before ACQBULK) */
     double unsized;       /* bytes it must read of arguments the request cannot size (a KV cache at `context`) */
     unsigned ctas, threads; /* the plan's launch: CTAs in the grid, threads per CTA */
     int smem;             /* its dynamic shared memory */

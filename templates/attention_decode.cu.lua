@@ -83,7 +83,9 @@ extern "C" __global__ void __launch_bounds__(THREADS)
 sprig_attn_decode(const T *__restrict__ qkv, const float *__restrict__ inv_freq, T *__restrict__ k_cache,
                   T *__restrict__ v_cache, const int *__restrict__ pos, float *__restrict__ ws,
                   T *__restrict__ out) {
-    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
+    // Before the wait (programmatic dependent launch, common.cuh.lua): pos is the
+    // host's (uploaded before the step), and the cache rows below pos were appended
+    // tokens ago, so the share of positions and its first cache lines are known.
     const int h = blockIdx.x, split = blockIdx.y;
     const int kvh = h / GQA;
 {% if p.window > 0 then %}
@@ -99,6 +101,20 @@ sprig_attn_decode(const T *__restrict__ qkv, const float *__restrict__ inv_freq,
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int gl = lane % LPP, grp = lane / LPP;
     const T *knew = qkv + (size_t)(HEADS + kvh) * HD, *vnew = qkv + (size_t)(HEADS + KV_HEADS + kvh) * HD;
+    const T *kb = k_cache + (size_t)kvh * HD, *vb = v_cache + (size_t)kvh * HD;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {  // this lane's first U positions: the lines its chunks begin
+        const int t = t0 + warp * PPW * U + u * PPW + grp;
+#pragma unroll
+        for (int j = 0; j < NC; ++j) {
+            const int c = gl + j * LPP;
+            if (t < t1 && t != p && c < CH && c * VEC * (int)sizeof(T) % 128 == 0) {
+                SP_PREFETCH_L2(kb + (size_t)t * KVD + c * VEC);
+                SP_PREFETCH_L2(vb + (size_t)t * KVD + c * VEC);
+            }
+        }
+    }
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
 
     // The cache append: one CTA per kv head, the one whose split holds pos.
     if (h % GQA == 0 && t0 <= p && p < t1) {
@@ -126,7 +142,6 @@ sprig_attn_decode(const T *__restrict__ qkv, const float *__restrict__ inv_freq,
             for (int v = 0; v < VEC; ++v) q[j][v] = 0.0f;
         }
     }
-    const T *kb = k_cache + (size_t)kvh * HD, *vb = v_cache + (size_t)kvh * HD;
 
     float m = sp_neg_inf(), l = 0.0f, acc[NC][VEC];
 #pragma unroll

@@ -4,15 +4,25 @@
 // sprig generated kernel: family {{ family }}, d={{ d }} f={{ f }} dtype={{ dtype }} batch={{ B }} g={{ g }}
 // Programmatic dependent launch (sm_90+). Launched with it (the CUDA executor
 // with SPRIG_PDL=1), a kernel may be scheduled while the kernel before it on
-// the stream drains; SP_GRID_DEP_WAIT() then holds it until that kernel has
-// completed and its writes are visible. Every kernel calls it before its first
-// access to global memory, so it computes exactly what it would serialised;
-// what PDL saves is the launch between them. Launched without it, and before
-// sm_90 or under the CPU emulator, the wait is nothing.
+// the stream drains. SP_GRID_DEP_WAIT() holds it until that kernel has
+// completed and its writes are visible, then lets the kernel after it be
+// scheduled in turn (launch_dependents: that one still waits for this one to
+// complete, so releasing it early is safe; releasing it only after our own wait
+// keeps a single kernel ahead). Every kernel calls it before its first access
+// to memory a kernel before it may write, so it computes exactly what it would
+// serialised. What PDL saves: the launch between two kernels, and, where a
+// kernel first asks L2 for weights no kernel writes (SP_PREFETCH_L2 before the
+// wait: an address hint, never a read of data), its first DRAM round trip,
+// overlapped with the previous kernel's last wave. Launched without it, before
+// sm_90 or under the CPU emulator, the wait and the release are nothing, and so
+// is the prefetch.
 #if !defined(SPRIG_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define SP_GRID_DEP_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#define SP_PDL 1  // prefetch work that reads memory (an expert list) is compiled only here
+#define SP_GRID_DEP_WAIT() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
+#define SP_PREFETCH_L2(ptr) asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr))
 #else
 #define SP_GRID_DEP_WAIT() ((void)0)
+#define SP_PREFETCH_L2(ptr) ((void)(ptr))
 #endif
 typedef unsigned short sp_half;  // IEEE binary16 bits
 typedef unsigned short sp_bf16;  // bfloat16 bits
@@ -215,6 +225,25 @@ __device__ __forceinline__ void sp_kwalk(const T *const (&w)[MATS][ROWS], int sl
 #pragma unroll
                         for (int v = 0; v < VEC; ++v) acc[r][b][m] = fmaf(wv[u][r][m][v], xv[v], acc[r][b][m]);
             }
+        }
+    }
+}
+
+// The 128-byte lines of a warp's first K-walk step (the chunks slice + u*KSPLIT,
+// u < UNROLL, of each of its MATS*ROWS rows), asked of L2 ahead of the loads:
+// what the walk will request first, issued while the kernel waits for the one
+// before it (SP_GRID_DEP_WAIT). Lane i takes line i % LPC of chunk i / LPC.
+template <int MATS, int ROWS, int VEC, int UNROLL, int KSPLIT, int KC>
+__device__ __forceinline__ void sp_kwalk_prefetch(const T *const (&w)[MATS][ROWS], int slice, int lane) {
+    constexpr int CH = 32 * VEC, LINE = 128 / (int)sizeof(T), LPC = CH / LINE > 0 ? CH / LINE : 1;
+#pragma unroll
+    for (int i = lane; i < UNROLL * LPC; i += 32) {
+        const int k = (slice + i / LPC * KSPLIT) * CH + i % LPC * LINE;
+        if (k < KC) {
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r)
+#pragma unroll
+                for (int m = 0; m < MATS; ++m) SP_PREFETCH_L2(w[m][r] + k);
         }
     }
 }

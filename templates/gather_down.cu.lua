@@ -58,6 +58,43 @@ __device__ __forceinline__ int sp_neuron(const int *__restrict__ union_ids, int 
 {% end %}
 }
 
+// Before the wait (programmatic dependent launch, common.cuh.lua): the lines of
+// the first UNROLL rows each thread will load, asked of L2, one thread per
+// 128-byte line. Routed, the rows come from the expert list, which the router
+// wrote two kernels back: complete by now, since the kernel before this one
+// released it only after its own wait (and read from L2, where that write is).
+// Either way these are hints: ids are clamped into the weights, never trusted.
+__device__ __forceinline__ void sp_down_prefetch(const T *__restrict__ Wd, const int *__restrict__ union_ids,
+                                                 const int *__restrict__ union_count) {
+#ifdef SP_PDL
+{% if p.all_active == 1 then %}
+    const int n_rows = F_ROWS;
+    (void)union_ids, (void)union_count;
+{% else %}
+    const int n_rows = min(max(__ldcg(union_count), 0), N_EXPERTS) * G;
+{% end %}
+    int r_begin, r_end;
+    sp_split_rows(n_rows, blockIdx.y, &r_begin, &r_end);
+    const int ct = threadIdx.x % COL_THREADS, lr = threadIdx.x / COL_THREADS;
+    const int c0 = blockIdx.x * COLS_PER_CTA + ct * VEC;
+    if (c0 >= D_COLS) return;
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+        const int r = r_begin + lr + u * ROW_LANES;
+        if (r >= r_end) break;
+{% if p.all_active == 1 then %}
+        const int n = r;
+{% else %}
+        const int n = min(max(__ldcg(union_ids + r / G), 0), N_EXPERTS - 1) * G + r % G;
+{% end %}
+        const T *p = Wd + (size_t)n * D_COLS + c0;
+        if (ct == 0 || ((size_t)p & 127) < VEC * sizeof(T)) SP_PREFETCH_L2(p);  // a line starts in p's VEC
+    }
+#else
+    (void)Wd, (void)union_ids, (void)union_count;
+#endif
+}
+
 // acc[b][v] += ht[b][r] * w[v] for one compact row r; ht is h from the tile's
 // first token on, nt the tile's tokens in the batch (the rest add nothing).
 __device__ __forceinline__ void sp_row_fma(float (&acc)[BT][VEC], const float *w, const sp_u16 *__restrict__ ht, int nt,
@@ -81,6 +118,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, {{ MIN_BLOCKS }})
 sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
                   const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm ~= "none" then %},
                   float *__restrict__ res, const T *__restrict__ norm_w, T *__restrict__ normed, float eps{% end %}) {
+    sp_down_prefetch(Wd, union_ids, union_count);
     SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     const int n_rows = sp_union_rows(union_count);
     int r_begin, r_end;

@@ -52,6 +52,31 @@ __device__ __forceinline__ void sp_store_h(T *__restrict__ h, const unsigned cha
 {% end %}
 }
 
+// The gate and up weight rows (w[0], w[1]) and the expert of a warp's compact
+// rows row0..row0+ROWS-1.
+__device__ __forceinline__ void sp_upgate_row_ptrs(const T *__restrict__ Wg, const T *__restrict__ Wu,
+                                                   const int *__restrict__ union_ids, int n_rows, int row0,
+                                                   const T *(&w)[2][ROWS], int (&expert)[ROWS]) {
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        const int row = min(row0 + r, n_rows - 1);  // spare rows read a valid row, never stored
+        const int i = row % G;
+{% if p.all_active == 1 then %}
+        const int e = row / G;
+{% else %}
+        const int e = __ldg(union_ids + row / G);
+{% end %}
+        expert[r] = e;
+{% if p.interleave == 1 then %}
+        w[0][r] = Wg + ((size_t)e * 2 * G + i) * D_COLS;  // [E][2][G][D]: gate rows, then up rows
+        w[1][r] = w[0][r] + (size_t)G * D_COLS;
+{% else %}
+        w[0][r] = Wg + ((size_t)e * G + i) * D_COLS;
+        w[1][r] = Wu + ((size_t)e * G + i) * D_COLS;
+{% end %}
+    }
+}
+
 {% if p.min_blocks == 0 then %}
 extern "C" __global__ void __launch_bounds__(THREADS)
 {% else %}
@@ -62,6 +87,18 @@ extern "C" __global__ void __launch_bounds__(THREADS, {{ p.min_blocks }})
 sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T *__restrict__ x,
                     const int *__restrict__ union_ids, const int *__restrict__ union_count,
                     const unsigned char *__restrict__ mask, T *__restrict__ h) {
+{% if p.all_active == 1 then %}
+    {  // Every neuron in order: the weight rows are known, and no kernel writes them, before the wait.
+        const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
+        const int row0 = (blockIdx.x * GROUPS + wib / KSPLIT) * ROWS;
+        if (row0 < F_ROWS) {
+            const T *w[2][ROWS];
+            int expert[ROWS];
+            sp_upgate_row_ptrs(Wg, Wu, union_ids, F_ROWS, row0, w, expert);
+            sp_kwalk_prefetch<2, ROWS, VEC, UNROLL, KSPLIT, D_COLS>(w, wib % KSPLIT, lane);
+        }
+    }
+{% end %}
     SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
 {% if p.all_active == 1 then %}
     const int n_rows = F_ROWS;  // every neuron, in order
@@ -94,24 +131,7 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
     // Each row's gate and up weights (w[0], w[1]), and its expert (for the mask).
     const T *w[2][ROWS];
     int expert[ROWS];
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-        const int row = min(row0 + r, n_rows - 1);  // spare rows read a valid row, never stored
-        const int i = row % G;
-{% if p.all_active == 1 then %}
-        const int e = row / G;
-{% else %}
-        const int e = __ldg(union_ids + row / G);
-{% end %}
-        expert[r] = e;
-{% if p.interleave == 1 then %}
-        w[0][r] = Wg + ((size_t)e * 2 * G + i) * D_COLS;  // [E][2][G][D]: gate rows, then up rows
-        w[1][r] = w[0][r] + (size_t)G * D_COLS;
-{% else %}
-        w[0][r] = Wg + ((size_t)e * G + i) * D_COLS;
-        w[1][r] = Wu + ((size_t)e * G + i) * D_COLS;
-{% end %}
-    }
+    sp_upgate_row_ptrs(Wg, Wu, union_ids, n_rows, row0, w, expert);
 
     float acc[ROWS][BATCH][2];  // [.][.][0] gate, [1] up
 #pragma unroll

@@ -126,7 +126,6 @@ extern "C" __global__ void __launch_bounds__(SCORE_THREADS, {{ p.min_blocks }})
 sprig_router(const T *__restrict__ Wr, const T *__restrict__ x, float *__restrict__ scores,
              float threshold, int *ids, int *counts, int *union_ids, int *union_count,
              unsigned char *mask, int *ws) {
-    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     unsigned *wsu = reinterpret_cast<unsigned *>(ws);  // the counter and bitmaps are bit words
     const int lane = threadIdx.x & 31;
     const int wib = threadIdx.x >> 5;  // warp in block
@@ -142,6 +141,9 @@ sprig_router(const T *__restrict__ Wr, const T *__restrict__ x, float *__restric
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) acc[r][b][0] = 0.0f;
     }
+    // Wr is no kernel's output: its first lines are asked for before the wait.
+    if (row0 < N_EXPERTS) sp_kwalk_prefetch<1, ROWS, VEC, UNROLL, KSPLIT, K_COLS>(w, slice, lane);
+    SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     // The shared K-walk (templates/common.cuh.lua); a spare group still reaches the barriers below.
     if (row0 < N_EXPERTS)
         sp_kwalk<1, ROWS, BATCH, VEC, UNROLL, KSPLIT, K_COLS>(

@@ -16,6 +16,13 @@
  *   (d) a planted regression (the K-walk's weight-load loop left rolled,
  *       `#pragma unroll 1`, so each load waits for the one before) fails
  *       (a): the check can fail;
+ *   (f) programmatic dependent launch, from the sm_90 SASS: every kernel
+ *       waits on the kernel before it (griddepcontrol.wait: ACQBULK) before
+ *       it writes global memory, then releases the next (launch_dependents:
+ *       PREEXIT), and asks L2 for its first weight lines before the wait
+ *       (CCTL.E.PF2) exactly where its spec says so (perf() prefetch, which
+ *       the model's PDL estimate counts); a planted regression (the K-walk's
+ *       prefetch dropped) fails it;
  *   (e) the decode step of LLaMA-2-7B with LTE experts (the config in
  *       tests/fixtures/configs/llama2-7b-lte), counted from the GPU backend's
  *       own launch sequence: at most 7 launches per layer + 3, dense and LTE,
@@ -65,6 +72,25 @@ static int weight_loads_broken(const char *what, const sp_analyze_kernel *k, int
     return broken;
 }
 
+/* The PDL promises (f) of one kernel compiled for sm_90; returns the number broken. */
+static int pdl_broken(const char *what, const sp_analyze_kernel *k, int loud) {
+    if (k->sass_waits < 0) return 0; /* no disassembler: (a) already says so */
+    int broken = 0;
+    if (k->sass_waits < 1 || k->sass_releases < 1) {
+        if (loud) fprintf(stderr, "%s %s: %d grid-dependency waits, %d releases (want >= 1 each)\n", what, k->name, k->sass_waits, k->sass_releases);
+        ++broken;
+    }
+    if (k->sass_writes_before_wait > 0) {
+        if (loud) fprintf(stderr, "%s %s: %d global writes before the wait\n", what, k->name, k->sass_writes_before_wait);
+        ++broken;
+    }
+    if (k->prefetch != (k->sass_prefetch_before_wait > 0)) {
+        if (loud) fprintf(stderr, "%s %s: the spec says prefetch=%d, the SASS has %d prefetches before the wait\n", what, k->name, k->prefetch, k->sass_prefetch_before_wait);
+        ++broken;
+    }
+    return broken;
+}
+
 static int gpu_sms, below_roof;
 
 static void check_plan(const char *what, const sp_analyze_plan *p) {
@@ -72,6 +98,7 @@ static void check_plan(const char *what, const sp_analyze_plan *p) {
     for (int i = 0; i < p->n; ++i) {
         const sp_analyze_kernel *k = &p->k[i];
         CHECK_MSG(weight_loads_broken(what, k, 1) == 0, "%s %s: weight loads (see above)", what, k->name);
+        CHECK_MSG(pdl_broken(what, k, 1) == 0, "%s %s: programmatic dependent launch (see above)", what, k->name);
         CHECK_MSG(k->spill == 0, "%s %s: %d bytes spilled", what, k->name, k->spill);
         streams += k->stream > 0;
     }
@@ -169,32 +196,41 @@ static void remove_dir(const char *dir) {
     rmdir(dir);
 }
 
-/* (d) The K-walk's weight loads of a step left rolled (#pragma unroll 1
- * instead of #pragma unroll): a lane then waits on each load in turn. */
-static void planted_regression(const char *templates, const sp_analyze_opts *base) {
+/* Renders dense_gemv from a copy of the templates with `from` replaced by
+ * `to` in common.cuh.lua and expects broken() to find something wrong. */
+static void planted_regression(const char *templates, const sp_analyze_opts *base, const char *label, const char *from,
+                               const char *to, int (*broken)(const char *, const sp_analyze_kernel *, int)) {
     char dir[] = "/tmp/sprig-test-analyze-XXXXXX";
     if (!mkdtemp(dir)) {
         CHECK_MSG(0, "mkdtemp: %s", dir);
         return;
     }
-    const char *from = "#pragma unroll\n        for (int u = 0; u < UNROLL; ++u)";
-    const char *to = "#pragma unroll 1\n        for (int u = 0; u < UNROLL; ++u)";
     const int planted = copy_templates_planted(templates, dir, "common.cuh.lua", from, to);
-    CHECK_MSG(planted, "planted regression: the K-walk's load loop was not found in %s/common.cuh.lua", templates);
+    CHECK_MSG(planted, "planted regression (%s): its text was not found in %s/common.cuh.lua", label, templates);
     sprig_gen *gen = NULL;
     CHECK(sprig_gen_open(&gen, dir) == SPRIG_OK);
     sprig_request req = {"dense_gemv", 4096, 4096, "fp16", 1, 1, "rows_per_warp=1"};
     sp_analyze_plan p;
     const int ok = gen && planted && sp_analyze_request(gen, &req, base, &p) == SPRIG_OK;
-    CHECK_MSG(ok, "planted regression: %s", sprig_last_error());
+    CHECK_MSG(ok, "planted regression (%s): %s", label, sprig_last_error());
     if (ok) {
-        int broken = 0;
-        for (int i = 0; i < p.n; ++i) broken += weight_loads_broken("planted", &p.k[i], 0);
-        CHECK_MSG(broken > 0, "the planted regression passed: %d weight loads before use", p.k[0].stream_before_use);
-        printf("planted regression: %d weight load(s) before the first use: caught\n", p.k[0].stream_before_use);
+        int n = 0;
+        for (int i = 0; i < p.n; ++i) n += broken("planted", &p.k[i], 0);
+        CHECK_MSG(n > 0, "the planted regression (%s) passed", label);
+        printf("planted regression (%s): caught\n", label);
     }
     sprig_gen_close(gen);
     remove_dir(dir);
+}
+
+/* (d) The K-walk's weight loads of a step left rolled (#pragma unroll 1
+ * instead of #pragma unroll): a lane then waits on each load in turn.
+ * (f) The K-walk's prefetch dropped while the spec still claims it. */
+static void planted_regressions(const char *templates, const sp_analyze_opts *base) {
+    planted_regression(templates, base, "K-walk loads rolled", "#pragma unroll\n        for (int u = 0; u < UNROLL; ++u)",
+                       "#pragma unroll 1\n        for (int u = 0; u < UNROLL; ++u)", weight_loads_broken);
+    planted_regression(templates, base, "K-walk prefetch dropped", "SP_PREFETCH_L2(w[m][r] + k)", "(void)(w[m][r] + k)",
+                       pdl_broken);
 }
 
 /* (e): launches per token and the LTE step's share of the roof. */
@@ -214,8 +250,10 @@ static void decode_step(sprig_gen *gen, const sp_analyze_opts *base, const char 
         CHECK_MSG(s == SPRIG_OK, "%s: %s", modes[m].name, sprig_last_error());
         if (s != SPRIG_OK) continue;
         const double of_roof = st.roof_us / st.t_us;
-        printf("llama2-7b %s: %d launches per token (limit %d), predicted %.3f ms/token, %.0f%% of the roof\n",
-               modes[m].name, st.kernels, 7 * st.layers + 3, st.t_us / 1e3, 100 * of_roof);
+        printf("llama2-7b %s: %d launches per token (limit %d), predicted %.3f ms/token, %.0f%% of the roof "
+               "(with PDL, uncalibrated: %.3f ms, %.0f%%)\n",
+               modes[m].name, st.kernels, 7 * st.layers + 3, st.t_us / 1e3, 100 * of_roof, st.t_pdl_us / 1e3,
+               100 * st.roof_us / st.t_pdl_us);
         CHECK_MSG(st.layers == 32 && st.kernels <= 7 * st.layers + 3, "%s: %d launches for %d layers", modes[m].name,
                   st.kernels, st.layers);
         if (modes[m].mode == SP_MLP_AUTO)
@@ -240,7 +278,7 @@ int main(int argc, char **argv) {
     gpu_sms = h200.sms;
     if (gen) reference_shapes(gen, &o);
     if (gen) decode_step(gen, &o, argc > 2 ? argv[2] : "tests/fixtures/configs");
-    planted_regression(templates, &o);
+    planted_regressions(templates, &o);
     sprig_gen_close(gen);
     return sp_test_finish("test_analyze", 0);
 }

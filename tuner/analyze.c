@@ -83,6 +83,7 @@ static void an_predict(const sp_gpu_profile *g, const sp_gen_perf *p, sp_analyze
     const double bw = g->read_gbs * 1e3 * (k->littles > 0 ? k->littles : 1e-9); /* bytes per us */
     const double l2 = g->l2_latency_ns > 0 ? g->l2_latency_ns : g->latency_ns;
     k->t_us = g->kernel_us + (p->rounds * latency + p->l2_rounds * l2) / 1e3 + (k->bytes > 0 ? k->bytes / bw : 0);
+    k->prefetch = p->prefetch;
 }
 
 /* ---- SASS --------------------------------------------------------------------------------- */
@@ -129,6 +130,7 @@ static void an_sass_function(FILE *fp, const char *name, sp_analyze_kernel *k) {
     int in = 0, run = 0, stream_run = 0;
     k->ldg128 = k->ldg64 = k->ldg32 = k->ldg_sub = k->stream = k->stream128 = 0;
     k->loads_before_use = k->stream_before_use = 0;
+    k->sass_waits = k->sass_releases = k->sass_prefetch_before_wait = k->sass_writes_before_wait = 0;
     rewind(fp);
     while (fgets(line, sizeof line, fp)) {
         if (!in) {
@@ -161,6 +163,15 @@ static void an_sass_function(FILE *fp, const char *name, sp_analyze_kernel *k) {
             }
         } else if (an_is_fp_math(opcode)) {
             run = stream_run = 0;
+        } else if (!strcmp(opcode, "ACQBULK")) { /* griddepcontrol.wait */
+            ++k->sass_waits;
+        } else if (!strcmp(opcode, "PREEXIT")) { /* griddepcontrol.launch_dependents */
+            ++k->sass_releases;
+        } else if (!k->sass_waits && !strncmp(opcode, "CCTL", 4) && strstr(opcode, ".PF")) {
+            ++k->sass_prefetch_before_wait; /* prefetch.global.L2 */
+        } else if (!k->sass_waits && (!strncmp(opcode, "STG", 3) || !strncmp(opcode, "ATOMG", 5) ||
+                                      !strncmp(opcode, "REDG", 4) || !strncmp(opcode, "RED.", 4))) {
+            ++k->sass_writes_before_wait;
         }
     }
 }
@@ -171,6 +182,7 @@ static void an_sass(const char *nvdisasm, const sprig_binary *bin, sp_analyze_pl
         sp_analyze_kernel *k = &out->k[i];
         k->ldg128 = k->ldg64 = k->ldg32 = k->ldg_sub = k->stream = k->stream128 = -1;
         k->loads_before_use = k->stream_before_use = -1;
+        k->sass_waits = k->sass_releases = k->sass_prefetch_before_wait = k->sass_writes_before_wait = -1;
     }
     if (!nvdisasm || !*nvdisasm || bin->is_ptx) return;
     char cubin[] = "/tmp/sprig-analyze-XXXXXX";
@@ -291,11 +303,15 @@ sprig_status sp_analyze_step_of(sprig_gen *gen, const sp_model_config *cfg, int 
         out->t_us += p->t_us;
         out->bytes_min += p->bytes_min;
         out->kernels += l->plan->n_kernels;
+        for (int k = 0; k < p->n; ++k) /* a prefetch's first round trip overlaps the kernel before */
+            if (p->k[k].prefetch) out->pdl_hidden_us += o->gpu->latency_ns / 1e3;
     }
     if (s == SPRIG_OK) {
         out->layers = cfg->num_hidden_layers;
         out->gaps_us = out->kernels * o->gpu->launch_us;
         out->t_us += out->gaps_us;
+        if (out->kernels > 1) out->pdl_hidden_us += (out->kernels - 1) * o->gpu->launch_us;
+        out->t_pdl_us = out->t_us - out->pdl_hidden_us;
         out->roof_us = out->bytes_min / (o->gpu->read_gbs * 1e3);
     }
     free(keys);

@@ -40,6 +40,13 @@ typedef struct sp_analyze_kernel {
      * 16-byte ones; the most global loads, and the most streamed loads, issued
      * in a row before a floating-point instruction */
     int ldg128, ldg64, ldg32, ldg_sub, stream, stream128, loads_before_use, stream_before_use;
+    /* Programmatic dependent launch: the spec says the kernel prefetches its first
+     * weight lines before it waits (perf() prefetch); from the SASS (-1 as above,
+     * and 0 before sm_90): griddepcontrol.wait (ACQBULK) and .launch_dependents
+     * (PREEXIT) instructions, L2 prefetches (CCTL.E.PF2) and global stores or
+     * atomics issued before the first wait */
+    int prefetch;
+    int sass_waits, sass_releases, sass_prefetch_before_wait, sass_writes_before_wait;
 } sp_analyze_kernel;
 
 /* One plan (a family's request), predicted. */
@@ -82,6 +89,12 @@ typedef struct sp_analyze_step {
     int layers;
     double t_us;              /* predicted: kernels + gaps */
     double gaps_us;           /* of which launch gaps */
+    /* Launched with programmatic dependent launch (SPRIG_PDL=1, sm_90+), an
+     * uncalibrated estimate (docs/perf-model.md): every kernel but the first is
+     * launched while the one before it drains, so its gap is hidden, and a
+     * kernel that prefetches before its wait also hides one DRAM round trip. */
+    double t_pdl_us;
+    double pdl_hidden_us;     /* t_us - t_pdl_us */
     double roof_us;           /* the minimum bytes per token at the bandwidth */
     double bytes_min;
     sp_analyze_step_row *rows;/* owned, [n]: distinct plans in order of first launch */

@@ -115,7 +115,8 @@ end
 -- At a context of `context` positions (the model's step reads the whole cache):
 -- the position (hot) and then the caches, `unroll` positions' K and V per lane
 -- group in flight; with splits > 1 the last split of each head merges (a
--- grid-wide dependency per head).
+-- grid-wide dependency per head). The first positions' cache lines are
+-- prefetched before the wait.
 function F.perf(req, p, v, active, context)
   context = context or 512
   if p.window > 0 then context = math.min(context, p.window) end
@@ -126,7 +127,8 @@ function F.perf(req, p, v, active, context)
   return {
     { read = cache + (p.heads + 2 * p.kv_heads) * hd * 2 + parts, unsized = cache,
       write = p.heads * hd * 2 + 2 * kvd * 2 + parts, inflight = 2 * v.NC * p.unroll, load_bytes = 2 * p.vec,
-      working = p.heads * v.SPLITS, rounds = 1, l2_rounds = 1 + (merged and 2 or 0), grid_syncs = merged and 1 or 0 },
+      working = p.heads * v.SPLITS, rounds = 1, l2_rounds = 1 + (merged and 2 or 0), grid_syncs = merged and 1 or 0,
+      prefetch = true },
   }
 end
 

@@ -102,14 +102,16 @@ F.verify = "gemv"
 -- kernel: bytes requested from memory, loads in flight per lane before their
 -- first use, CTAs that work, dependent memory round trips. The warps of the
 -- last CTA past N read a valid row again (requested, never stored). norm=add:
--- S.norm_perf.
+-- S.norm_perf. prefetch: its first weight lines are asked of L2 before it waits
+-- on the kernel before it (programmatic dependent launch, docs/perf-model.md).
 function F.perf(req, p, v)
   local rpc = (p.threads // 32) * p.rows_per_warp
   local ctas = (v.N + rpc - 1) // rpc
   local y = req.batch * v.N * 2
   local e = { read = ctas * rpc * v.K * 2 + req.batch * v.K * 2 + (p.accumulate == 1 and y or 0)
                 + (p.bias == 1 and v.N * 2 or 0), write = y,
-              inflight = p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas, rounds = 1 }
+              inflight = p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas, rounds = 1,
+              prefetch = true }
   return { p.norm ~= "none" and S.norm_perf(e, req.batch * v.N) or e }
 end
 

@@ -196,7 +196,9 @@ F.verify = "down"
 -- layout t: every split streams its share of the active rows (after reading
 -- the expert list, hot in L2), summing in ws (L2 atomics or partials); the
 -- last arrival per block then reads its block's sums back (a ticket and a
--- read: two L2 round trips) and writes y. norm=add: S.norm_perf.
+-- read: two L2 round trips) and writes y. norm=add: S.norm_perf. Its first rows
+-- are prefetched before the wait (routed: from the list the router wrote two
+-- kernels back); layout n does not prefetch.
 local function main_perf(req, p, v, active)
   local rows = p.all_active == 1 and req.f or math.ceil(req.f * active)
   local B = req.batch
@@ -210,7 +212,8 @@ local function main_perf(req, p, v, active)
   local folded = p.reduce ~= "direct"
   return { read = main_read + sums, write = B * req.d * 2 + (p.reduce == "atomic" and sums or 0),
            inflight = p.unroll, load_bytes = 2 * p.vec, working = v.GRID_X * v.SPLITS * v.TILES, rounds = 1,
-           l2_rounds = (p.all_active == 1 and 0 or 1) + (folded and 2 or 0), grid_syncs = folded and 1 or 0 }
+           l2_rounds = (p.all_active == 1 and 0 or 1) + (folded and 2 or 0), grid_syncs = folded and 1 or 0,
+           prefetch = true }
 end
 
 function F.perf(req, p, v, active)

@@ -81,14 +81,15 @@ end
 F.verify = "swiglu"
 
 -- Only the CTAs of active rows work (the rest return at once); a CTA reads
--- union_count before its weights: two dependent round trips.
+-- union_count before its weights: two dependent round trips. Only with every
+-- expert on are its rows known before the router's output: then it prefetches.
 function F.perf(req, p, v, active)
   local rows = p.all_active == 1 and req.f or math.ceil(req.f * active)
   local rpc = (p.threads // 32 // p.ksplit) * p.rows_per_warp
   local ctas = (rows + rpc - 1) // rpc
   return { { read = 2 * ctas * rpc * req.d * 2 + req.batch * req.d * 2, write = req.batch * rows * 2,
              inflight = 2 * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
-             rounds = 1, l2_rounds = p.all_active == 1 and 0 or 1 } }
+             rounds = 1, l2_rounds = p.all_active == 1 and 0 or 1, prefetch = p.all_active == 1 } }
 end
 
 return F
