@@ -13,7 +13,8 @@
 #   bench-tuned.json   sprig bench again with what the tune found
 #   e2e.json           sprig bench-e2e on a 7B-shaped LTE folder (dense and LTE rows), with
 #                      --profile: each row's kernels timed one by one beside their predictions
-#   hf.json            tools/hf_decode_bench.py on the same folder (skipped without torch)
+#   hf.json            tools/hf_decode_bench.py on the same folder, eager and with a static
+#                      cache + torch.compile (skipped without torch)
 #
 # On the device tool (prepare once here: scripts/device-deps.sh; build/ is too
 # large to carry, so the script builds the tool and the GPU tests there, ~1-2 min):
@@ -169,7 +170,7 @@ fi
 
 # 8. Hugging Face transformers on the same folder, same card (skipped without torch)
 if [ $DRY = 0 ] && python3 -c "import torch, transformers" 2>/dev/null; then
-    step hf 90 python3 tools/hf_decode_bench.py "$MODEL_LTE" --attn sdpa --tokens 16 --json "$OUTDIR/hf.json"
+    step hf 150 python3 tools/hf_decode_bench.py "$MODEL_LTE" --attn sdpa --tokens 16 --compile --json "$OUTDIR/hf.json"
 else
     echo '{"skipped": "no torch/transformers here"}' >"$OUTDIR/hf.json"
     log "hf: skipped (no torch/transformers here)"
@@ -198,6 +199,9 @@ e = load("e2e.json")
 for r in (e or {}).get("rows", []):
     m, p, roof = r.get("ms_per_token"), r.get("predicted_ms"), r.get("roof_ms")
     print(f"{'e2e ' + r['mode']:34} {m:10.3f} {p or 0:10.3f} {(m / p if p else 0):9.3f} {(roof / m if roof else 0):8.3f}  ms/token")
+for r in (load("hf.json") or {}).get("rows", []):
+    what = "hf " + r["attn"] + (" static+compile" if r.get("compiled") else " eager")
+    print(f"{what:34} {r['ms_per_token']:10.3f} {'-':>10} {'-':>9} {'-':>8}  ms/token")
 PY
 }
 log "summary"

@@ -11,6 +11,10 @@ model), to compare side by side:
 
     python3 tools/hf_decode_bench.py /tmp/l7 --attn eager sdpa --json hf.json
 
+--compile adds, per attention implementation, transformers at its fastest for
+decoding: a static KV cache and torch.compile(mode="reduce-overhead") (CUDA
+graphs on a GPU), compiled during the warm-up steps (so give it a few).
+
 A SliceGPT-sliced folder is refused: transformers has no sliced LLaMA.
 """
 import argparse
@@ -29,15 +33,17 @@ def parse_args():
     p.add_argument("--device", default="cuda", help="cuda or cpu (default cuda)")
     p.add_argument("--tokens", type=int, default=32, help="timed decode steps (default 32)")
     p.add_argument("--warmup", type=int, default=4, help="untimed steps first (default 4)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time each with a static cache and torch.compile(mode='reduce-overhead')")
     p.add_argument("--json", help="also write the results as JSON")
     return p.parse_args()
 
 
 def time_decode(model, torch, device, warmup, tokens):
-    """Greedy steps from token 1 with the cache; ms per timed step."""
+    """Greedy steps from token 1 with the cache; ms per timed step, and the tokens."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     ids = torch.tensor([[1]], device=device)
-    past, t0 = None, 0.0
+    past, t0, seq = None, 0.0, []
     with torch.inference_mode():
         for step in range(warmup + tokens):
             if step == warmup:
@@ -46,8 +52,31 @@ def time_decode(model, torch, device, warmup, tokens):
             out = model(input_ids=ids, past_key_values=past, use_cache=True)
             past = out.past_key_values
             ids = out.logits[:, -1:].argmax(-1)
+            seq.append(int(ids))
         sync()
-    return (time.perf_counter() - t0) * 1e3 / tokens
+    return (time.perf_counter() - t0) * 1e3 / tokens, seq
+
+
+def time_decode_compiled(model, torch, device, warmup, tokens):
+    """time_decode with a static cache and the forward compiled (CUDA graphs on a GPU)."""
+    from transformers import StaticCache
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    cache = StaticCache(config=model.config, max_cache_len=warmup + tokens + 1)
+    forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+    ids = torch.tensor([[1]], device=device)
+    t0, seq = 0.0, []
+    with torch.inference_mode():
+        for step in range(warmup + tokens):
+            if step == warmup:
+                sync()
+                t0 = time.perf_counter()
+            pos = torch.tensor([step], device=device)
+            out = forward(input_ids=ids, past_key_values=cache, cache_position=pos, use_cache=True)
+            ids = out.logits[:, -1:].argmax(-1).clone()
+            seq.append(int(ids))
+        sync()
+    return (time.perf_counter() - t0) * 1e3 / tokens, seq
 
 
 def main():
@@ -68,9 +97,17 @@ def main():
             warnings.simplefilter("ignore")  # the LTE tensors sprig adds are unused weights to transformers
             model = LlamaForCausalLM.from_pretrained(a.model, dtype=dtype, attn_implementation=attn)
         model.to(a.device).eval()
-        ms = time_decode(model, torch, a.device, a.warmup, a.tokens)
+        ms, eager_tokens = time_decode(model, torch, a.device, a.warmup, a.tokens)
         rows.append({"attn": attn, "ms_per_token": ms})
         print(f"transformers {attn:5s} {a.dtype}: {ms:9.3f} ms/token", flush=True)
+        if a.compile:
+            ms, tokens = time_decode_compiled(model, torch, a.device, a.warmup, a.tokens)
+            # greedy tokens as a check that the compiled model decodes the same (fp16 near-ties may differ)
+            same = tokens == eager_tokens
+            rows.append({"attn": attn, "compiled": True, "static_cache": True, "ms_per_token": ms,
+                         "same_tokens_as_uncompiled": same})
+            print(f"transformers {attn:5s} {a.dtype} static cache + torch.compile: {ms:9.3f} ms/token"
+                  f"{'' if same else ' (greedy tokens differ from the uncompiled run)'}", flush=True)
         del model
         if a.device.startswith("cuda"):
             torch.cuda.empty_cache()
