@@ -13,16 +13,26 @@
 // serialised. What PDL saves: the launch between two kernels, and, where a
 // kernel first asks L2 for weights no kernel writes (SP_PREFETCH_L2 before the
 // wait: an address hint, never a read of data), its first DRAM round trip,
-// overlapped with the previous kernel's last wave. Launched without it, before
-// sm_90 or under the CPU emulator, the wait and the release are nothing, and so
-// is the prefetch.
-#if !defined(SPRIG_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define SP_PDL 1  // prefetch work that reads memory (an expert list) is compiled only here
+// overlapped with the previous kernel's last wave. SP_LD_HINT loads a value
+// that only steers such prefetches (an expert id), so it may be stale.
+// Launched without PDL, and before sm_90, the wait and the release are nothing,
+// and so is the prefetch. The CPU emulator checks them (tests/emu/emu_check.h):
+// before its wait a thread may not store to global memory nor load what the
+// launch before wrote, and a prefetch must name a byte of a buffer.
+#if defined(SPRIG_EMU)
+#define SP_PDL 1  // prefetch work that reads memory (an expert list) is compiled only where checked or useful
+#define SP_GRID_DEP_WAIT() sp_emu_grid_dep_wait()
+#define SP_PREFETCH_L2(ptr) sp_emu_prefetch(ptr)
+#define SP_LD_HINT(ptr) sp_emu_hint_load(ptr)
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define SP_PDL 1
 #define SP_GRID_DEP_WAIT() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
 #define SP_PREFETCH_L2(ptr) asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr))
+#define SP_LD_HINT(ptr) __ldcg(ptr)
 #else
 #define SP_GRID_DEP_WAIT() ((void)0)
 #define SP_PREFETCH_L2(ptr) ((void)(ptr))
+#define SP_LD_HINT(ptr) __ldcg(ptr)
 #endif
 typedef unsigned short sp_half;  // IEEE binary16 bits
 typedef unsigned short sp_bf16;  // bfloat16 bits

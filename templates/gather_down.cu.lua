@@ -71,7 +71,7 @@ __device__ __forceinline__ void sp_down_prefetch(const T *__restrict__ Wd, const
     const int n_rows = F_ROWS;
     (void)union_ids, (void)union_count;
 {% else %}
-    const int n_rows = min(max(__ldcg(union_count), 0), N_EXPERTS) * G;
+    const int n_rows = min(max(SP_LD_HINT(union_count), 0), N_EXPERTS) * G;
 {% end %}
     int r_begin, r_end;
     sp_split_rows(n_rows, blockIdx.y, &r_begin, &r_end);
@@ -85,7 +85,7 @@ __device__ __forceinline__ void sp_down_prefetch(const T *__restrict__ Wd, const
 {% if p.all_active == 1 then %}
         const int n = r;
 {% else %}
-        const int n = min(max(__ldcg(union_ids + r / G), 0), N_EXPERTS - 1) * G + r % G;
+        const int n = min(max(SP_LD_HINT(union_ids + r / G), 0), N_EXPERTS - 1) * G + r % G;
 {% end %}
         const T *p = Wd + (size_t)n * D_COLS + c0;
         if (ct == 0 || ((size_t)p & 127) < VEC * sizeof(T)) SP_PREFETCH_L2(p);  // a line starts in p's VEC

@@ -15,7 +15,11 @@
  *  - launch limits: __launch_bounds__ and the grid's y limit;
  *  - the random schedule (SPRIG_EMU_SEED): CTAs and threads in another order,
  *    which an order-dependent kernel shows and a correct one does not;
- *  - sm_90's vector reduction (sp_emu_red_add_f32) and its alignment. */
+ *  - sm_90's vector reduction (sp_emu_red_add_f32) and its alignment;
+ *  - programmatic dependent launch (a module of its own, since the check
+ *    holds every kernel of a module that waits): a store before
+ *    griddepcontrol.wait, a load before it of what the launch before stored,
+ *    and a prefetch past the end of a buffer. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +79,24 @@ static const char *const kSource =
     /* 47 */ "    sp_emu_red_add_f32(y + offset + 4 * (threadIdx.x % 2), v, 4, __FILE__, __LINE__);\n"
     /* 48 */ "}\n";
 
+/* Kernels that wait on the kernel before them (SP_GRID_DEP_WAIT in the templates). */
+static const char *const kPdlSource =
+    /* line 1 */ "extern \"C\" __global__ void pdl_store(const float *x, float *y, int early) {\n"
+    /* 2 */ "    if (early) y[threadIdx.x] = 0.f;\n"
+    /* 3 */ "    sp_emu_grid_dep_wait();\n"
+    /* 4 */ "    y[threadIdx.x] = 2.f * x[threadIdx.x];\n"
+    /* 5 */ "}\n"
+    /* 6 */ "extern \"C\" __global__ void pdl_load(const float *x, float *y, int from_y) {\n"
+    /* 7 */ "    const float v = from_y ? y[threadIdx.x] : x[threadIdx.x];\n"
+    /* 8 */ "    sp_emu_grid_dep_wait();\n"
+    /* 9 */ "    y[threadIdx.x] = v + 1.f;\n"
+    /* 10 */ "}\n"
+    /* 11 */ "extern \"C\" __global__ void pdl_prefetch(const float *x, float *y, int offset) {\n"
+    /* 12 */ "    sp_emu_prefetch(x + offset);\n"
+    /* 13 */ "    sp_emu_grid_dep_wait();\n"
+    /* 14 */ "    y[threadIdx.x] = x[threadIdx.x];\n"
+    /* 15 */ "}\n";
+
 enum { N = 256 }; /* floats per buffer: 1 KiB, a multiple of 16 bytes, so it ends at the guard page */
 
 typedef struct {
@@ -86,8 +108,9 @@ typedef struct {
 static sprig_plan plan_for(const char *kernel, unsigned grid_x, unsigned grid_y, unsigned block) {
     sprig_plan p;
     memset(&p, 0, sizeof p);
-    p.source = (char *)kSource;
-    p.source_len = strlen(kSource);
+    const char *src = strncmp(kernel, "pdl_", 4) ? kSource : kPdlSource;
+    p.source = (char *)src;
+    p.source_len = strlen(src);
     p.n_kernels = 1;
     snprintf(p.kernels[0].name, sizeof p.kernels[0].name, "%s", kernel);
     p.kernels[0].grid[0] = grid_x, p.kernels[0].grid[1] = grid_y, p.kernels[0].grid[2] = 1;
@@ -231,6 +254,22 @@ static void check_vector_red(bench *b) {
     }
 }
 
+static void check_pdl(bench *b) {
+    expect_caught(b, "pdl_store", 1, 1, 32, 1,
+                  (const char *const[]){"store to global memory before griddepcontrol.wait", "line 2:", NULL});
+    expect_runs(b, "pdl_store", 1, 32, 0); /* stores y */
+    for (int t = 0; t < 32; ++t) CHECK_MSG(b->hy[t] == 2.f * b->hx[t], "pdl_store thread %d", t);
+    expect_caught(b, "pdl_load", 1, 1, 32, 1,
+                  (const char *const[]){"load before griddepcontrol.wait", "the kernel before it stored to", "line 7:",
+                                        NULL});
+    expect_runs(b, "pdl_load", 1, 32, 0); /* x: no kernel wrote it */
+    for (int t = 0; t < 32; ++t) CHECK_MSG(b->hy[t] == b->hx[t] + 1.f, "pdl_load thread %d", t);
+    expect_caught(b, "pdl_prefetch", 1, 1, 32, N,
+                  (const char *const[]){"prefetch.global.L2", "outside its buffer", "line 12:", NULL});
+    expect_runs(b, "pdl_prefetch", 1, 32, N - 1);
+    for (int t = 0; t < 32; ++t) CHECK_MSG(b->hy[t] == b->hx[t], "pdl_prefetch thread %d", t);
+}
+
 int main(void) {
     srand(20261204);
     unsetenv("SPRIG_EMU_SEED");
@@ -245,6 +284,7 @@ int main(void) {
         check_launch_limits(&b);
         check_random_schedule(&b);
         check_vector_red(&b);
+        check_pdl(&b);
     }
     sp_exec_free(b.e, b.x);
     sp_exec_free(b.e, b.y);

@@ -13,7 +13,12 @@
  *    and two threads' accesses (one a write) with no barrier between them:
  *    no __syncthreads since, and for lanes of one warp no __syncwarp (or other
  *    warp collective) either: the hazards compute-sanitizer's racecheck and
- *    initcheck report.
+ *    initcheck report;
+ *  - programmatic dependent launch: in a kernel whose module calls
+ *    griddepcontrol.wait (SP_GRID_DEP_WAIT), a thread that has not yet waited
+ *    may neither store to global memory nor load a buffer the launch before
+ *    it stored to (launched with PDL it may run while that one drains), and a
+ *    prefetch must name a byte of a buffer.
  * A failed check traps the thread (sp_emu_trap_at), naming the source line:
  * the template's line where the kernel was rendered from one (#line). */
 #ifndef SP_EMU_CHECK_H
@@ -42,6 +47,8 @@ struct sp_emu_access_ctx {
     uint32_t epoch;                /* __syncthreads completed in this CTA */
     const uint32_t *warp_epochs;   /* per warp: collectives completed */
     int preempt;                   /* 1: the random schedule yields at accesses */
+    int pdl_check;                 /* 1: the kernel's module waits on the kernel before it */
+    unsigned char *grid_waited;    /* the running thread's: 1 once past griddepcontrol.wait */
 };
 extern thread_local sp_emu_access_ctx sp_emu_access;
 
@@ -56,6 +63,10 @@ void sp_emu_maybe_yield(void);
 /* Called by sp_emu.h's atomics (not instrumented): alignment, bounds, and the
  * shared history as an atomic access. */
 void sp_emu_atomic_access(void *p, size_t size, const char *file, int line);
+
+/* A launch begins (emu_runtime.cpp): the buffers the last one stored to become
+ * those a not-yet-waited thread may not load; pdl_check as in sp_emu_access_ctx. */
+void sp_emu_pdl_launch(int pdl_check);
 
 /* Executor buffers: page-aligned mappings with an inaccessible page on each
  * side; the buffer ends as close to the upper guard as 16-byte alignment

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "emu_check.h"
 
@@ -57,14 +58,16 @@ struct BoundsCache {
 };
 thread_local BoundsCache g_bounds_cache;
 
-/* 0: p..p+n lies in one buffer, or in memory the emulator did not hand out
- * (tests may pass plain host memory); else the buffer it strays from. */
-bool outside_buffer(uintptr_t p, size_t n, Guarded *g) {
+/* 0: p..p+n lies in one buffer (*base: its start), or in memory the emulator
+ * did not hand out (tests may pass plain host memory; *base 0); else the
+ * buffer it strays from. */
+bool outside_buffer(uintptr_t p, size_t n, Guarded *g, uintptr_t *base) {
+    *base = 0;
     BoundsCache &c = g_bounds_cache;
     const unsigned gen = g_reg_generation.load(std::memory_order_acquire);
     if (c.generation != gen) c.generation = gen, c.n = 0, c.next = 0;
     for (int i = 0; i < c.n; ++i)
-        if (p >= c.hit[i].user_lo && p + n <= c.hit[i].user_hi) return false;
+        if (p >= c.hit[i].user_lo && p + n <= c.hit[i].user_hi) return *base = c.hit[i].user_lo, false;
     bool found;
     {
         std::lock_guard<std::mutex> lock(g_reg_mutex);
@@ -75,9 +78,21 @@ bool outside_buffer(uintptr_t p, size_t n, Guarded *g) {
         c.hit[c.next] = *g;
         c.next = (c.next + 1) % 4;
         if (c.n < 4) ++c.n;
+        *base = g->user_lo;
         return false;
     }
     return true;
+}
+
+/* Programmatic dependent launch: the buffers (by start) the running launch
+ * has stored to, and those the launch before it stored to. Per OS thread: a
+ * thread's launches run one after another, as on one stream. */
+thread_local std::vector<uintptr_t> g_launch_writes, g_prev_launch_writes;
+
+bool holds(const std::vector<uintptr_t> &v, uintptr_t base) {
+    for (uintptr_t b : v)
+        if (b == base) return true;
+    return false;
 }
 
 void describe(const Guarded &g, uintptr_t p, char *buf, size_t cap) {
@@ -160,6 +175,23 @@ void check_shared_byte(uintptr_t p, bool write, bool atomic, const void *pc, con
     }
 }
 
+/* A global access to the buffer at `base`: stores are noted for the next
+ * launch; before griddepcontrol.wait, stores and loads of what the launch
+ * before wrote are what programmatic dependent launch makes a race. */
+void check_before_wait(uintptr_t base, bool write, const void *pc, const char *file, int line) {
+    const sp_emu_access_ctx &a = sp_emu_access;
+    if (write && (g_launch_writes.empty() || g_launch_writes.back() != base) && !holds(g_launch_writes, base))
+        g_launch_writes.push_back(base);
+    if (!a.pdl_check || !a.grid_waited || *a.grid_waited) return;
+    if (write)
+        fail(pc, file, line, "store to global memory before griddepcontrol.wait (SP_GRID_DEP_WAIT): launched with "
+                             "programmatic dependent launch, this kernel may run while the one before it drains");
+    if (holds(g_prev_launch_writes, base))
+        fail(pc, file, line, "load before griddepcontrol.wait (SP_GRID_DEP_WAIT) from a buffer the kernel before "
+                             "it stored to: launched with programmatic dependent launch, it may read it before "
+                             "that kernel is done");
+}
+
 void check_access(void *addr, size_t n, bool write, bool aligned, bool atomic, const void *pc, const char *file = nullptr, int line = 0) {
     sp_emu_access_ctx &a = sp_emu_access;
     if (!a.active) return;
@@ -174,11 +206,13 @@ void check_access(void *addr, size_t n, bool write, bool aligned, bool atomic, c
         for (size_t i = 0; i < n; ++i) check_shared_byte(p + i, write, atomic, pc, file, line);
     } else {
         Guarded g;
-        if (outside_buffer(p, n, &g)) {
+        uintptr_t base;
+        if (outside_buffer(p, n, &g, &base)) {
             char where[128];
             describe(g, p, where, sizeof where);
             fail(pc, file, line, "out-of-bounds %zu-byte %s at %p: %s", n, kind_name(write), addr, where);
         }
+        if (base) check_before_wait(base, write, pc, file, line);
     }
     if (a.preempt) sp_emu_maybe_yield();
 }
@@ -295,6 +329,51 @@ void sp_emu_install_fault_handler(void) {
 
 void sp_emu_atomic_access(void *p, size_t size, const char *file, int line) {
     check_access(p, size, true, true, true, nullptr, file, line);
+}
+
+void sp_emu_pdl_launch(int pdl_check) {
+    g_prev_launch_writes.swap(g_launch_writes);
+    g_launch_writes.clear();
+    sp_emu_access.pdl_check = pdl_check;
+}
+
+void sp_emu_grid_dep_wait(void) {
+    sp_emu_access_ctx &a = sp_emu_access;
+    if (a.active && a.grid_waited) *a.grid_waited = 1;
+}
+
+/* prefetch.global.L2: no data moves, but the address must be one the kernel
+ * may read (a byte of a buffer; plain host memory a test passed is let be). */
+void sp_emu_prefetch(const void *p) {
+    const sp_emu_access_ctx &a = sp_emu_access;
+    if (!a.active) return;
+    const void *pc = __builtin_return_address(0);
+    if ((p >= (void *)a.stack_lo && p < (void *)a.stack_hi) || (p >= (void *)a.shared_lo && p < (void *)a.shared_hi))
+        fail(pc, nullptr, 0, "prefetch.global.L2 of %p, which is not global memory", p);
+    Guarded g;
+    uintptr_t base;
+    if (outside_buffer((uintptr_t)p, 1, &g, &base)) {
+        char where[128];
+        describe(g, (uintptr_t)p, where, sizeof where);
+        fail(pc, nullptr, 0, "prefetch.global.L2 of %p outside its buffer: %s", p, where);
+    }
+}
+
+/* A hint load (sp_emu_hint_load): alignment and bounds, and no PDL rule. */
+void sp_emu_hint_access(const void *p, size_t size) {
+    const sp_emu_access_ctx &a = sp_emu_access;
+    if (!a.active) return;
+    const void *pc = __builtin_return_address(0);
+    const uintptr_t u = (uintptr_t)p;
+    if (size > 1 && (u & (size - 1)))
+        fail(pc, nullptr, 0, "misaligned %zu-byte hint load at %p", size, p);
+    Guarded g;
+    uintptr_t base;
+    if (outside_buffer(u, size, &g, &base)) {
+        char where[128];
+        describe(g, u, where, sizeof where);
+        fail(pc, nullptr, 0, "out-of-bounds %zu-byte hint load at %p: %s", size, p, where);
+    }
 }
 
 #define SP_HOOK __attribute__((visibility("default"), noinline))

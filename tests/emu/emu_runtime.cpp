@@ -47,6 +47,7 @@ struct Fiber {
     int words = 0;
     sp_emu_warp_op op = nullptr;
     void *op_ctx = nullptr;
+    unsigned char grid_waited = 0; /* past griddepcontrol.wait (emu_check.h) */
 };
 
 /* A small seeded generator (splitmix64): the random schedule must replay
@@ -190,6 +191,7 @@ void resume(Cta &cta, Fiber &f) {
     a.stack_lo = f.stack;
     a.stack_hi = f.stack + kStackBytes;
     a.epoch = cta.epoch;
+    a.grid_waited = &f.grid_waited;
     a.active = 1;
     sp_emu_fiber_switch(&g_sched, &f.ctx);
     a.active = 0;
@@ -644,8 +646,11 @@ sprig_status sp_emu_plan_launch(sp_emu_module *mod, const sprig_plan *plan, void
     uint64_t seed = 0;
     const bool random = random_seed(&seed);
     Rng rng = {seed};
+    /* a module that waits on the kernel before it is held to what PDL allows */
+    const int pdl_check = mod->text.find("sp_emu_grid_dep_wait") != std::string::npos;
     for (int k = 0; k < plan->n_kernels; ++k) {
         const sprig_launch *l = &plan->kernels[k];
+        sp_emu_pdl_launch(pdl_check);
         Cta cta;
         cta.entry = mod->entries[k];
         cta.args = args;

@@ -61,6 +61,14 @@ void sp_emu_trap(const char *what);
 /* An atomic's access checked (alignment, bounds, shared-memory history) at
  * file:line of the kernel's source (its #line): emu_memcheck.cpp. */
 void sp_emu_atomic_access(void *p, size_t size, const char *file, int line);
+/* Programmatic dependent launch, checked (emu_memcheck.cpp): griddepcontrol.wait
+ * marks the running thread as past it; before that, a kernel whose module calls
+ * it must not store to global memory nor load what the kernel before it wrote.
+ * A prefetch must name a byte of a buffer; a hint load (its value only steers
+ * prefetches, so it may be stale) is checked for bounds alone. */
+void sp_emu_grid_dep_wait(void);
+void sp_emu_prefetch(const void *p);
+void sp_emu_hint_access(const void *p, size_t size);
 }
 
 #define threadIdx (*sp_emu_thread_idx())
@@ -98,6 +106,11 @@ static inline float max(float a, float b) { return fmaxf(a, b); }
 static inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((uint64_t)a * b) >> 32); }
 
 template <typename T> static inline T __ldg(const T *p) { return *p; }
+/* Not instrumented: sp_emu_hint_access checks it (bounds only; see above). */
+template <typename T> __attribute__((no_sanitize("thread"))) static inline T sp_emu_hint_load(const T *p) {
+    sp_emu_hint_access(p, sizeof(T));
+    return *(const volatile T *)p;
+}
 template <typename T> static inline T __ldcs(const T *p) { return *p; }
 template <typename T> static inline T __ldcg(const T *p) { return *p; }
 template <typename T> static inline T __ldlu(const T *p) { return *p; }
