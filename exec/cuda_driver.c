@@ -41,10 +41,15 @@ static void *cu_sym_fallback(const char *wanted) {
     return NULL;
 }
 
+/* Entry points sprig runs without (left NULL where the driver lacks them):
+ * cuLaunchKernelEx (12.0) only serves programmatic dependent launch, which
+ * the CUDA executor then leaves off. */
+static int cu_optional(const char *name) { return !strcmp(name, "cuLaunchKernelEx"); }
+
 static int cu_resolve(void **slot, const char *name) {
     *slot = dlsym(cu_lib, name);
     if (!*slot) *slot = cu_sym_fallback(name);
-    if (*slot) return 1;
+    if (*slot || cu_optional(name)) return 1;
     snprintf(cu_load_message, sizeof cu_load_message,
              "the CUDA driver library lacks %s (driver older than this build of sprig expects?)", name);
     return 0;

@@ -9,6 +9,9 @@
 #include "sp_error.h"
 #include "sp_exec.h"
 
+/* The first driver whose stream capture keeps programmatic launches as graph edges. */
+#define PDL_MIN_DRIVER 12030
+
 struct sp_exec_module {
     sp_module *mod;
 };
@@ -504,9 +507,17 @@ sprig_status sp_exec_open_cuda(sp_exec **out, int ordinal) {
     e->driver_version = dev->props.driver_version;
     snprintf(e->device, sizeof e->device, "%s", dev->props.name);
     pick_arch(dev, e->arch, sizeof e->arch);
-    /* Opt-in until a GPU has measured it (bench/results): SPRIG_PDL=1, sm_90 and later. */
+    /* Opt-in until a GPU has measured it (bench/results): SPRIG_PDL=1, sm_90 and later,
+     * a driver with cuLaunchKernelEx that captures PDL's edges into graphs (12.3);
+     * else plain launches, said once */
     const char *pdl = getenv("SPRIG_PDL");
-    e->pdl = pdl && !strcmp(pdl, "1") && e->cc_major >= 9;
+    const int pdl_driver = sp_cu.cuLaunchKernelEx != NULL && e->driver_version >= PDL_MIN_DRIVER;
+    e->pdl = pdl && !strcmp(pdl, "1") && e->cc_major >= 9 && pdl_driver;
+    if (pdl && !strcmp(pdl, "1") && !e->pdl)
+        fprintf(stderr, "sprig: SPRIG_PDL=1 ignored: programmatic dependent launch needs sm_90 (this is sm_%d%d) "
+                "and a CUDA 12.3 driver with cuLaunchKernelEx (this is %d.%d%s)\n", e->cc_major, e->cc_minor,
+                e->driver_version / 1000, e->driver_version % 1000 / 10,
+                sp_cu.cuLaunchKernelEx ? "" : ", without it");
     *out = e;
     return SPRIG_OK;
 }
