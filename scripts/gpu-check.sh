@@ -8,7 +8,9 @@
 #   tests.txt          ctest -L gpu (the GPU tests)
 #   sanitizer.txt      compute-sanitizer memcheck and racecheck, one case per family
 #   bench-defaults.json  sprig bench --model llama2-7b at the defaults (no tuning) vs cuBLAS and the roof
-#   tune.json          a pruned tune of llama2-7b at batch 1 (150 s); the decode step's
+#   tune.json          sprig tune --model llama2-7b as a user runs it (every batch and
+#                      sparsity: 63 keys, estimated at 90 s; stopped at 120 s), which the
+#                      issue asks to finish in 3 minutes of GPU time; the decode step's
 #                      qkv, o_proj and lm_head GEMVs are tuned too (to the log, 40 s)
 #   bench-tuned.json   sprig bench again with what the tune found
 #   e2e.json           sprig bench-e2e on a 7B-shaped LTE folder (dense and LTE rows), with
@@ -90,7 +92,7 @@ else
     SPRIG=$BUILD/sprig
     SHAPE=(--model llama2-7b)
     BENCH=(--batch 1 --sparsity 0,50 --reps 20)
-    TUNE=(--batch 1 --sparsity 0,50 --budget 6)
+    TUNE=()   # the defaults: the full tune a user runs, timed
     MODEL_LTE=${MODELS:-/tmp/sprig-models}/llama2-7b-lte
     E2E=(--tokens 32 --warmup 4 --graph on --profile)
     TUNE_S=150
