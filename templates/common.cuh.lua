@@ -321,6 +321,19 @@ __device__ __forceinline__ void sp_rmsnorm_row(float *x, Next next, const T *__r
     __syncthreads();  // warp_ss is free for the next row
 }
 
+// The norm weights the last CTA will read, asked of L2 when the kernel starts
+// (before its wait: no kernel writes them): CTA b takes lines b, b + CTAs, ...
+// By the time the last CTA needs them they are an L2 hit, not a DRAM round trip
+// on the kernel's serial tail.
+template <int D, bool WEIGHTED>
+__device__ __forceinline__ void sp_norm_prefetch(const T *__restrict__ norm_w) {
+    constexpr int LINE = 128 / (int)sizeof(T);
+    const unsigned cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    const unsigned ctas = gridDim.x * gridDim.y * gridDim.z;
+    if (WEIGHTED && threadIdx.x == 0)
+        for (unsigned i = cta; i * LINE < (unsigned)D; i += ctas) SP_PREFETCH_L2(norm_w + i * LINE);
+}
+
 template <int THREADS, int D, int BATCH, bool SET, bool WEIGHTED>
 __device__ __forceinline__ void sp_norm_epilogue(unsigned *counter, unsigned arrivals, const T *__restrict__ y,
                                                  float *__restrict__ res, const T *__restrict__ norm_w,

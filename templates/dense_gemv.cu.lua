@@ -57,6 +57,9 @@ sprig_dense_gemv(const T *__restrict__ W, const T *__restrict__ x, T *__restrict
         sp_gemv_row_ptrs(W, row0, w);
         sp_kwalk_prefetch<1, ROWS, VEC, UNROLL, 1, K_COLS>(w, 0, lane);
     }
+{% if p.norm ~= "none" then %}
+    sp_norm_prefetch<N_ROWS, {{ p.norm_weightless == 1 and "false" or "true" }}>(norm_w);
+{% end %}
     SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     if (row0 < N_ROWS) sp_gemv_rows(W, x, y, {% if p.bias == 1 then %}bias, {% end %}lane, row0);
 {% if p.norm ~= "none" then %}

@@ -119,6 +119,9 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
                   const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm ~= "none" then %},
                   float *__restrict__ res, const T *__restrict__ norm_w, T *__restrict__ normed, float eps{% end %}) {
     sp_down_prefetch(Wd, union_ids, union_count);
+{% if p.norm ~= "none" then %}
+    sp_norm_prefetch<D_COLS, true>(norm_w);
+{% end %}
     SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     const int n_rows = sp_union_rows(union_count);
     int r_begin, r_end;
@@ -314,6 +317,9 @@ extern "C" __global__ void __launch_bounds__(THREADS)
 sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
                   const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm ~= "none" then %},
                   float *__restrict__ res, const T *__restrict__ norm_w, T *__restrict__ normed, float eps{% end %}) {
+{% if p.norm ~= "none" then %}
+    sp_norm_prefetch<D_COLS, true>(norm_w);
+{% end %}
     SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
     const int lane = threadIdx.x & 31;
     const int c0 = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * ROWS;

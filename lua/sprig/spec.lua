@@ -74,10 +74,11 @@ end
 
 -- Its cost in the static model (docs/perf-model.md), added to the kernel's
 -- entry e: one more grid-wide dependency, then the last CTA's n = B*d values
--- (y and the residual hot in L2, the norm weight from memory) over two passes.
+-- (y and the residual hot in L2, and the norm weight too: the kernel's CTAs
+-- prefetched it when they started, sp_norm_prefetch) over two passes.
 function M.norm_perf(e, n)
   e.read, e.write = e.read + n * (2 + 4 + 2), e.write + n * (4 + 2)
-  e.rounds, e.l2_rounds, e.grid_syncs = e.rounds + 1, (e.l2_rounds or 0) + 2, (e.grid_syncs or 0) + 1
+  e.l2_rounds, e.grid_syncs = (e.l2_rounds or 0) + 3, (e.grid_syncs or 0) + 1
   return e
 end
 
