@@ -293,20 +293,35 @@ __device__ __forceinline__ float sp_warp_sum(float v) {
 // out[i] = T(x[i] * rsqrt(sum / n + eps) [* w[i]]). Each thread reads back only the
 // columns it wrote itself. raw (may be NULL) gets the new residual in T. x is not
 // __restrict__: next() reads it. Every thread of the CTA must call it (it synchronises).
-// sp_norm_epilogue: the same, folded into a kernel whose CTAs each write a share of
-// y [BATCH][D]: the CTA that arrives last at *counter (after all `arrivals`) adds y
-// into the fp32 residual res (SET: replaces res by y) and writes normed (and raw, the
-// new residual in T, unless NULL), token by token. Its reads of the kernel's inputs
-// are all done by then, so raw may be one of them (SliceGPT's [x ; att]).
+// A thread takes its columns SP_NORM_CHUNK at a time, every load of a chunk issued
+// before the first store: a folded norm runs on one CTA at the end of its kernel,
+// so each dependent load is a whole L2 round trip on the kernel's tail (a loop
+// storing each column before loading the next made d/threads of them, 16 at
+// d=4096: see docs/perf-model.md).
+#define SP_NORM_CHUNK 8
 template <int THREADS, int D, bool WEIGHTED, class Next>
 __device__ __forceinline__ void sp_rmsnorm_row(float *x, Next next, const T *__restrict__ w,
                                                T *__restrict__ out, T *__restrict__ raw, float n, float eps) {
+    constexpr int PER = (D + THREADS - 1) / THREADS;  // columns per thread
+    constexpr int CH = PER < SP_NORM_CHUNK ? PER : SP_NORM_CHUNK;
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < D; i += THREADS) {
-        const float v = next(i);
-        x[i] = v;
-        ss = fmaf(v, v, ss);
-        if (raw) raw[i] = SP_FROM_F(v);
+#pragma unroll 1
+    for (int k0 = 0; k0 < PER; k0 += CH) {
+        float v[CH];
+#pragma unroll
+        for (int k = 0; k < CH; ++k) {
+            const int i = threadIdx.x + (k0 + k) * THREADS;
+            v[k] = k0 + k < PER && i < D ? next(i) : 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < CH; ++k) {
+            const int i = threadIdx.x + (k0 + k) * THREADS;
+            if (k0 + k < PER && i < D) {
+                x[i] = v[k];
+                ss = fmaf(v[k], v[k], ss);
+                if (raw) raw[i] = SP_FROM_F(v[k]);
+            }
+        }
     }
     ss = sp_warp_sum(ss);
     __shared__ float warp_ss[THREADS / 32];
@@ -316,9 +331,42 @@ __device__ __forceinline__ void sp_rmsnorm_row(float *x, Next next, const T *__r
 #pragma unroll
     for (int i = 0; i < THREADS / 32; ++i) total += warp_ss[i];  // same order in every thread
     const float scale = rsqrtf(total / n + eps);
-    for (int i = threadIdx.x; i < D; i += THREADS)
-        out[i] = SP_FROM_F(WEIGHTED ? x[i] * scale * SP_TO_F(w[i]) : x[i] * scale);
+#pragma unroll 1
+    for (int k0 = 0; k0 < PER; k0 += CH) {
+        float xv[CH], wv[CH];
+#pragma unroll
+        for (int k = 0; k < CH; ++k) {
+            const int i = threadIdx.x + (k0 + k) * THREADS;
+            const bool in = k0 + k < PER && i < D;
+            xv[k] = in ? x[i] : 0.0f;
+            wv[k] = in && WEIGHTED ? SP_TO_F(w[i]) : 1.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < CH; ++k) {
+            const int i = threadIdx.x + (k0 + k) * THREADS;
+            if (k0 + k < PER && i < D) out[i] = SP_FROM_F(WEIGHTED ? xv[k] * scale * wv[k] : xv[k] * scale);
+        }
+    }
     __syncthreads();  // warp_ss is free for the next row
+}
+
+// sp_norm_epilogue: the same, folded into a kernel whose CTAs each write a share of
+// y [BATCH][D]: the CTA that arrives last at *counter (after all `arrivals`) adds y
+// into the fp32 residual res (SET: replaces res by y) and writes normed (and raw, the
+// new residual in T, unless NULL), token by token. Its reads of the kernel's inputs
+// are all done by then, so raw may be one of them (SliceGPT's [x ; att]).
+template <int THREADS, int D, int BATCH, bool SET, bool WEIGHTED>
+__device__ __forceinline__ void sp_norm_epilogue(unsigned *counter, unsigned arrivals, const T *__restrict__ y,
+                                                 float *__restrict__ res, const T *__restrict__ norm_w,
+                                                 T *__restrict__ normed, T *__restrict__ raw, float n, float eps) {
+    if (!sp_last_arrival(counter, arrivals)) return;
+    for (int b = 0; b < BATCH; ++b) {
+        const T *yb = y + (size_t)b * D;
+        float *rb = res + (size_t)b * D;
+        sp_rmsnorm_row<THREADS, D, WEIGHTED>(
+            rb, [&](int i) { return SET ? SP_TO_F(yb[i]) : rb[i] + SP_TO_F(yb[i]); }, norm_w, normed + (size_t)b * D,
+            raw ? raw + (size_t)b * D : nullptr, n, eps);
+    }
 }
 
 // The norm weights the last CTA will read, asked of L2 when the kernel starts
@@ -332,20 +380,6 @@ __device__ __forceinline__ void sp_norm_prefetch(const T *__restrict__ norm_w) {
     const unsigned ctas = gridDim.x * gridDim.y * gridDim.z;
     if (WEIGHTED && threadIdx.x == 0)
         for (unsigned i = cta; i * LINE < (unsigned)D; i += ctas) SP_PREFETCH_L2(norm_w + i * LINE);
-}
-
-template <int THREADS, int D, int BATCH, bool SET, bool WEIGHTED>
-__device__ __forceinline__ void sp_norm_epilogue(unsigned *counter, unsigned arrivals, const T *__restrict__ y,
-                                                 float *__restrict__ res, const T *__restrict__ norm_w,
-                                                 T *__restrict__ normed, T *__restrict__ raw, float n, float eps) {
-    if (!sp_last_arrival(counter, arrivals)) return;
-    for (int b = 0; b < BATCH; ++b) {
-        const T *yb = y + (size_t)b * D;
-        float *rb = res + (size_t)b * D;
-        sp_rmsnorm_row<THREADS, D, WEIGHTED>(
-            rb, [&](int i) { return SET ? SP_TO_F(yb[i]) : rb[i] + SP_TO_F(yb[i]); }, norm_w, normed + (size_t)b * D,
-            raw ? raw + (size_t)b * D : nullptr, n, eps);
-    }
 }
 
 // D = A(16x16, row) * B(16x8, col) + C, fp32 accumulators, per the PTX ISA

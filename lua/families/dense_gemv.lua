@@ -112,7 +112,7 @@ function F.perf(req, p, v)
                 + (p.bias == 1 and v.N * 2 or 0), write = y,
               inflight = p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas, rounds = 1,
               prefetch = true }
-  return { p.norm ~= "none" and S.norm_perf(e, req.batch * v.N) or e }
+  return { p.norm ~= "none" and S.norm_perf(e, req.batch, v.N, p.threads) or e }
 end
 
 return F

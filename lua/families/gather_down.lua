@@ -218,7 +218,7 @@ end
 
 function F.perf(req, p, v, active)
   local e = main_perf(req, p, v, active)
-  return { p.norm ~= "none" and S.norm_perf(e, req.batch * req.d) or e }
+  return { p.norm ~= "none" and S.norm_perf(e, req.batch, req.d, p.threads) or e }
 end
 
 return F

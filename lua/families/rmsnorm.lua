@@ -22,6 +22,7 @@
 -- One CTA per token: the threads stride the row, a warp + shared-memory reduction
 -- gives the sum of squares, a second pass writes out.
 local A = require("sprig.args")
+local S = require("sprig.spec")
 
 local F = {
   name = "rmsnorm",
@@ -78,8 +79,10 @@ end
 function F.perf(req, p)
   local n = req.batch * req.d
   return { { read = n * (4 + 2 + (p.weightless == 1 and 0 or 2)), write = n * (4 + 2 + (p.raw_out == 1 and 2 or 0)),
-             inflight = (req.d + p.threads - 1) // p.threads, load_bytes = 6, working = req.batch, rounds = 3,
-             hot = true } }
+             inflight = math.min(S.NORM_CHUNK, (req.d + p.threads - 1) // p.threads), load_bytes = 6,
+             working = req.batch,
+             -- the row (embed: after its index), then each pass a round trip per chunk of columns
+             rounds = 1 + 2 * math.ceil(math.ceil(req.d / p.threads) / S.NORM_CHUNK), hot = true } }
 end
 
 return F

@@ -73,12 +73,17 @@ function M.norm_args(list, A, B, d, p)
 end
 
 -- Its cost in the static model (docs/perf-model.md), added to the kernel's
--- entry e: one more grid-wide dependency, then the last CTA's n = B*d values
--- (y and the residual hot in L2, and the norm weight too: the kernel's CTAs
--- prefetched it when they started, sp_norm_prefetch) over two passes.
-function M.norm_perf(e, n)
+-- entry e: one more grid-wide dependency (the arrival ticket: an L2 round
+-- trip), then the last CTA's B rows of d values (y and the residual hot in L2,
+-- and the norm weight too: the kernel's CTAs prefetched it when they started,
+-- sp_norm_prefetch) over two passes, each a round trip per chunk of
+-- SP_NORM_CHUNK (8) columns a thread takes (templates/common.cuh.lua).
+M.NORM_CHUNK = 8
+function M.norm_perf(e, B, d, threads)
+  local n = B * d
+  local chunks = math.ceil(math.ceil(d / threads) / M.NORM_CHUNK)
   e.read, e.write = e.read + n * (2 + 4 + 2), e.write + n * (4 + 2)
-  e.l2_rounds, e.grid_syncs = (e.l2_rounds or 0) + 3, (e.grid_syncs or 0) + 1
+  e.l2_rounds, e.grid_syncs = (e.l2_rounds or 0) + 1 + B * 2 * chunks, (e.grid_syncs or 0) + 1
   return e
 end
 
