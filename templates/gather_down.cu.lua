@@ -1,7 +1,14 @@
 {% include("templates/common.cuh.lua") %}
 // Gather down: y[t][c] = sum_{j < union_count, i < g} h[t][j*g+i] * W_down[c][union_ids[j]*g+i]
 // h: [{{ B }}][{{ f }}] compact (exact zeros for masked tokens), y: [{{ B }}][{{ d }}].
-// layout={{ p.layout }} all_active={{ p.all_active }}
+// layout={{ p.layout }} all_active={{ p.all_active }} h_index={{ p.h_index }}
+{% if p.h_index == "neuron" then %}
+// h is by neuron, h[t][n] (gather_upgate route=sigmoid writes it so): a compact
+// row's h is at its neuron, as its weights are.
+#define SP_H_AT(compact, neuron) (neuron)
+{% else %}
+#define SP_H_AT(compact, neuron) (compact)
+{% end %}
 #define D_COLS {{ d }}
 #define F_ROWS {{ f }}
 #define G {{ g }}
@@ -151,19 +158,25 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
         // UNROLL rows per lane in flight: issue every load, then the FMAs.
         for (; r + (UNROLL - 1) * ROW_LANES < r_end; r += UNROLL * ROW_LANES) {
             float w[UNROLL][VEC];
+            int n[UNROLL];
 #pragma unroll
-            for (int u = 0; u < UNROLL; ++u)
-                SP_LOAD_W(wcol + (size_t)sp_neuron(union_ids, r + u * ROW_LANES) * D_COLS, w[u]);
+            for (int u = 0; u < UNROLL; ++u) {
+                n[u] = sp_neuron(union_ids, r + u * ROW_LANES);
+                SP_LOAD_W(wcol + (size_t)n[u] * D_COLS, w[u]);
+            }
 #pragma unroll
-            for (int u = 0; u < UNROLL; ++u) sp_row_fma(acc, w[u], ht, nt, r + u * ROW_LANES);
+            for (int u = 0; u < UNROLL; ++u) sp_row_fma(acc, w[u], ht, nt, SP_H_AT(r + u * ROW_LANES, n[u]));
         }
         // Fewer than UNROLL rows per lane are left: load them together too.
         if (r < r_end) {
             float w[UNROLL][VEC];
+            int n[UNROLL];
 #pragma unroll
             for (int u = 0; u < UNROLL; ++u) {
+                n[u] = 0;
                 if (r + u * ROW_LANES < r_end) {
-                    SP_LOAD_W(wcol + (size_t)sp_neuron(union_ids, r + u * ROW_LANES) * D_COLS, w[u]);
+                    n[u] = sp_neuron(union_ids, r + u * ROW_LANES);
+                    SP_LOAD_W(wcol + (size_t)n[u] * D_COLS, w[u]);
                 } else {
 #pragma unroll
                     for (int v = 0; v < VEC; ++v) w[u][v] = 0.0f;
@@ -171,7 +184,7 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
             }
 #pragma unroll
             for (int u = 0; u < UNROLL; ++u)
-                if (r + u * ROW_LANES < r_end) sp_row_fma(acc, w[u], ht, nt, r + u * ROW_LANES);
+                if (r + u * ROW_LANES < r_end) sp_row_fma(acc, w[u], ht, nt, SP_H_AT(r + u * ROW_LANES, n[u]));
         }
     }
 
@@ -260,6 +273,7 @@ __device__ __forceinline__ void sp_down_cols(const T *__restrict__ Wd, const T *
     int it = lane;
     for (; it + (UNROLL - 1) * 32 < n_items; it += UNROLL * 32) {
         float w[UNROLL][ROWS][VEC];
+        int ku[UNROLL];
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
             const int i = it + u * 32;
@@ -268,6 +282,7 @@ __device__ __forceinline__ void sp_down_cols(const T *__restrict__ Wd, const T *
 {% else %}
             const int k = __ldg(union_ids + i / SUBS) * G + (i % SUBS) * VEC;
 {% end %}
+            ku[u] = k;
 #pragma unroll
             for (int r = 0; r < ROWS; ++r) sp_load_vec_stream<VEC>(w0 + r * F_ROWS + k, w[u][r]);
         }
@@ -276,7 +291,7 @@ __device__ __forceinline__ void sp_down_cols(const T *__restrict__ Wd, const T *
 #pragma unroll
             for (int b = 0; b < BATCH; ++b) {
                 float hv[VEC];
-                sp_load_vec<VEC>(h + (size_t)it * VEC + (b * F_ROWS + u * 32 * VEC), hv);
+                sp_load_vec<VEC>(h + (size_t)b * F_ROWS + SP_H_AT((it + u * 32) * VEC, ku[u]), hv);
 #pragma unroll
                 for (int r = 0; r < ROWS; ++r)
 #pragma unroll
@@ -295,7 +310,7 @@ __device__ __forceinline__ void sp_down_cols(const T *__restrict__ Wd, const T *
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) {
             float hv[VEC];
-            sp_load_vec<VEC>(h + (size_t)it * VEC + b * F_ROWS, hv);
+            sp_load_vec<VEC>(h + (size_t)b * F_ROWS + SP_H_AT(it * VEC, k), hv);
 #pragma unroll
             for (int r = 0; r < ROWS; ++r)
 #pragma unroll

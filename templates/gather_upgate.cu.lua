@@ -16,6 +16,20 @@
 #define KSPLIT {{ KS }}  // warps sharing one row group, each on a slice of K
 #define GROUPS (THREADS / 32 / KSPLIT)  // row groups per CTA
 #define ROWS_PER_CTA {{ ROWS_PER_CTA }}
+{% local FUSED = p.route ~= "list" %}
+{% if FUSED then %}
+// route={{ p.route }}: the router folded in (LTE). The grid covers every neuron in
+// order; each CTA first scores its experts (Wr rows, every token), the first CTA
+// of each expert publishes score, mask and bitmap bits, warps whose expert no
+// token uses stream nothing, h is written by neuron (gather_down h_index=neuron
+// reads it so) and exactly 0 for a token that does not use the expert, and the
+// CTA that arrives last compacts the bitmaps into the id lists.
+#define WORDS {{ (E + 31) // 32 }}  // 32-expert words of one list's bitmap
+#define ROUTE_THREADS THREADS
+#define SP_ROUTE_SIGMOID 1
+{% include("templates/routing.cuh.lua") %}
+#define CTA_EXPERTS (ROWS_PER_CTA >= G ? ROWS_PER_CTA / G : 1)  // experts a CTA's rows belong to
+{% end %}
 {% if p.x_smem == 1 then %}
 
 // x lives in shared memory: plain (LDS) loads of VEC elements.
@@ -61,8 +75,9 @@ __device__ __forceinline__ void sp_upgate_row_ptrs(const T *__restrict__ Wg, con
     for (int r = 0; r < ROWS; ++r) {
         const int row = min(row0 + r, n_rows - 1);  // spare rows read a valid row, never stored
         const int i = row % G;
-{% if p.all_active == 1 then %}
-        const int e = row / G;
+{% if p.all_active == 1 or FUSED then %}
+        const int e = row / G;  // every neuron, in order
+        (void)union_ids;
 {% else %}
         const int e = __ldg(union_ids + row / G);
 {% end %}
@@ -84,9 +99,22 @@ extern "C" __global__ void __launch_bounds__(THREADS)
 // register target and can spill below it (seen at sm_75/sm_80, d=2864, batch 8).
 extern "C" __global__ void __launch_bounds__(THREADS, {{ p.min_blocks }})
 {% end %}
+{% if FUSED then %}
+sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T *__restrict__ x,
+                    int *__restrict__ union_ids, int *__restrict__ union_count, unsigned char *__restrict__ mask,
+                    T *__restrict__ h, const T *__restrict__ Wr, float *__restrict__ scores, float threshold,
+                    int *__restrict__ ids, int *__restrict__ counts, int *__restrict__ ws) {
+    // Before the wait: this CTA's router rows, which no kernel writes, asked of L2.
+    const int e0 = (int)blockIdx.x * ROWS_PER_CTA / G;  // the CTA's first expert
+    for (int i = threadIdx.x; i < CTA_EXPERTS * D_COLS / (128 / (int)sizeof(T)); i += THREADS) {
+        const int j = i / (D_COLS / (128 / (int)sizeof(T))), k = i % (D_COLS / (128 / (int)sizeof(T)));
+        if (e0 + j < N_EXPERTS) SP_PREFETCH_L2(Wr + (size_t)(e0 + j) * D_COLS + k * (128 / (int)sizeof(T)));
+    }
+{% else %}
 sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T *__restrict__ x,
                     const int *__restrict__ union_ids, const int *__restrict__ union_count,
                     const unsigned char *__restrict__ mask, T *__restrict__ h) {
+{% end %}
 {% if p.all_active == 1 then %}
     {  // Every neuron in order: the weight rows are known, and no kernel writes them, before the wait.
         const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
@@ -100,13 +128,15 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
     }
 {% end %}
     SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
-{% if p.all_active == 1 then %}
+{% if p.all_active == 1 or FUSED then %}
     const int n_rows = F_ROWS;  // every neuron, in order
 {% else %}
     // Read once per thread: one word, broadcast to the warp; the grid is sized for all f rows.
     const int n_rows = __ldg(union_count) * G;
 {% end %}
+{% if not FUSED then %}
     if ((int)blockIdx.x * ROWS_PER_CTA >= n_rows) return;  // uniform over the CTA
+{% end %}
 {% if p.x_smem == 1 then %}
     // Stage x once per CTA (16-byte copies; d is a multiple of 8 so every row is too).
     __shared__ uint4 x_shared[BATCH * D_COLS / 8];
@@ -122,7 +152,61 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
     const int wib = threadIdx.x >> 5;  // warp in block
     const int slice = wib % KSPLIT;
     const int row0 = (blockIdx.x * GROUPS + wib / KSPLIT) * ROWS;
-{% if KS == 1 then %}
+{% if FUSED then %}
+    // The CTA's experts' scores for every token: threads stride K, a fixed-order sum.
+    __shared__ float route_part[THREADS / 32][CTA_EXPERTS][BATCH];
+    __shared__ float route_score[CTA_EXPERTS][BATCH];
+    {
+        float racc[CTA_EXPERTS][BATCH];
+#pragma unroll
+        for (int j = 0; j < CTA_EXPERTS; ++j)
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) racc[j][b] = 0.0f;
+#pragma unroll 4
+        for (int k = threadIdx.x * VEC; k < D_COLS; k += THREADS * VEC) {
+            float wv[CTA_EXPERTS][VEC];
+#pragma unroll
+            for (int j = 0; j < CTA_EXPERTS; ++j)
+                sp_load_vec<VEC>(Wr + (size_t)min(e0 + j, N_EXPERTS - 1) * D_COLS + k, wv[j]);
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+                float xv[VEC];
+                sp_load_vec<VEC>(x + (size_t)b * D_COLS + k, xv);
+#pragma unroll
+                for (int j = 0; j < CTA_EXPERTS; ++j)
+#pragma unroll
+                    for (int v = 0; v < VEC; ++v) racc[j][b] = fmaf(wv[j][v], xv[v], racc[j][b]);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < CTA_EXPERTS; ++j)
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+                const float s = sp_warp_sum(racc[j][b]);
+                if (lane == 0) route_part[wib][j][b] = s;
+            }
+        __syncthreads();
+        for (int i = threadIdx.x; i < CTA_EXPERTS * BATCH; i += THREADS) {
+            float s = 0.0f;
+            for (int w = 0; w < THREADS / 32; ++w) s += route_part[w][i / BATCH][i % BATCH];
+            route_score[i / BATCH][i % BATCH] = s;
+        }
+        __syncthreads();
+    }
+    unsigned *wsu = reinterpret_cast<unsigned *>(ws);  // the arrival counter and bitmaps are bit words
+    // The first CTA of each expert publishes its score, mask byte and bits.
+    if ((int)blockIdx.x * ROWS_PER_CTA % G == 0)
+        for (int i = threadIdx.x; i < CTA_EXPERTS * BATCH; i += THREADS) {
+            const int j = i / BATCH, b = i % BATCH;
+            if (e0 + j < N_EXPERTS) sp_router_emit(route_score[j][b], e0 + j, b, threshold, scores, mask, wsu + WS_BITS);
+        }
+    // A warp's rows all belong to one expert (G is a multiple of ROWS): it works if a token uses it.
+    const int my_j = min(row0 / G - e0, CTA_EXPERTS - 1);
+    bool used = false;
+#pragma unroll
+    for (int b = 0; b < BATCH; ++b) used = used || sp_router_active(route_score[my_j][b], threshold);
+    const bool live = row0 < n_rows && used;  // every thread reaches the arrival below
+{% elseif KS == 1 then %}
     if (row0 >= n_rows) return;
 {% else %}
     const bool live = row0 < n_rows;  // a spare group still reaches the barrier below
@@ -141,7 +225,7 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
 
     // The shared K-walk (templates/common.cuh.lua): slice s of the group takes chunks
     // s, s + KSPLIT, ...; a spare group (KSPLIT > 1 only) skips it but reaches the barrier.
-{% if KS > 1 then %}
+{% if KS > 1 or FUSED then %}
     if (live)
 {% end %}
         sp_kwalk<2, ROWS, BATCH, VEC, UNROLL, KSPLIT, D_COLS>(
@@ -155,7 +239,13 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
             const float gate = sp_warp_sum(acc[r][b][0]);
             const float up = sp_warp_sum(acc[r][b][1]);
             // Spread the stores over lanes rather than funnel them through lane 0.
+{% if FUSED then %}
+            if (live && lane == ((r * BATCH + b) & 31) && row0 + r < n_rows)
+                h[(size_t)b * F_ROWS + row0 + r] =
+                    sp_router_active(route_score[my_j][b], threshold) ? SP_FROM_F(sp_silu(gate) * up) : (T)0;
+{% else %}
             if (lane == ((r * BATCH + b) & 31) && row0 + r < n_rows) sp_store_h(h, mask, row0 + r, b, expert[r], gate, up);
+{% end %}
         }
 {% else %}
     __shared__ float part[THREADS / 32][ROWS][BATCH][2];  // each warp's gate and up sums
@@ -182,8 +272,18 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
                     gate += part[wib + j][r][b][0];
                     up += part[wib + j][r][b][1];
                 }
+{% if FUSED then %}
+                if (row0 + r < n_rows)
+                    h[(size_t)b * F_ROWS + row0 + r] =
+                        sp_router_active(route_score[my_j][b], threshold) ? SP_FROM_F(sp_silu(gate) * up) : (T)0;
+{% else %}
                 if (row0 + r < n_rows) sp_store_h(h, mask, row0 + r, b, expert[r], gate, up);
+{% end %}
             }
     }
+{% end %}
+{% if FUSED then %}
+    // Every CTA arrives; the last turns the bitmaps into the id lists (templates/routing.cuh.lua).
+    if (sp_last_arrival(wsu, gridDim.x)) sp_router_compact(wsu + WS_BITS, ids, counts, union_ids, union_count);
 {% end %}
 }

@@ -53,9 +53,12 @@ local F = {
     { name = "all_active", values = { 0, 1 }, default = 0,
       doc = "1: every expert active (h dense [B][f]); routing arguments unused, may be NULL" },
     S.norm(),
+    { name = "h_index", values = { "compact", "neuron" }, default = "compact",
+      doc = "compact: h's row r is compact row r (as gather_upgate route=list writes it); neuron: h[t][n] by "
+        .. "neuron (gather_upgate route=sigmoid)" },
   },
-  -- all_active and norm are part of the problem, not tuning choices.
-  tune = { skip = { "all_active", "norm" }, mlp = S.MLP_ALL_ACTIVE },
+  -- all_active, norm and h_index are part of the problem, not tuning choices.
+  tune = { skip = { "all_active", "norm", "h_index" }, mlp = S.MLP_ALL_ACTIVE },
 }
 
 local H100_SMS = 132

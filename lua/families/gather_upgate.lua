@@ -8,6 +8,12 @@
 -- for every token in one pass over K (each warp a slice of K; slices are added in
 -- a fixed order through shared memory); the grid covers all f rows (worst case)
 -- and CTAs past union_count*g return at once.
+-- route=sigmoid folds the LTE router in (one launch instead of two):
+--   sprig_gather_upgate(..., T *h, const T *Wr, float *scores, float threshold,
+--                       int *ids, int *counts, int *ws)
+-- with union_ids, union_count and mask outputs, as the router family writes them;
+-- h is then by neuron, h[t][n] for every neuron of a used expert (exactly 0 for a
+-- token that does not use it), which gather_down reads with h_index=neuron.
 local A = require("sprig.args")
 local S = require("sprig.spec")
 
@@ -28,8 +34,14 @@ local F = {
     S.all_active("dense SwiGLU"),
     { name = "x_smem", values = { 0, 1 }, default = 0,
       doc = "1: stage x in shared memory once per CTA (needs batch*d*2 <= 48 KiB)" },
+    { name = "route", values = { "list", "sigmoid" }, default = "list",
+      doc = "list: the union list comes from the router kernel; sigmoid: the LTE router folded in (Wr, "
+        .. "threshold = logit(tau)): each CTA scores its experts, unused ones stream nothing, h is by neuron "
+        .. "(gather_down h_index=neuron) and the last CTA writes the id lists" },
   },
-  tune = { mlp = S.MLP_ALL_ACTIVE },
+  -- route is the backend's choice of pipeline, not a tuning axis: it takes the
+  -- tuned parameters of the routed (all_active=0) key
+  tune = { skip = { "route" }, mlp = S.MLP_ALL_ACTIVE },
 }
 
 -- Each lane keeps rows_per_warp * batch * 2 (gate, up) fp32 accumulators.
@@ -46,6 +58,18 @@ function F.check(req, p)
   local warps = p.threads // 32
   local shared = S.check_ksplit(p) or S.check_min_blocks(p)
   if shared then return shared end
+  if p.route ~= "list" then
+    local rpc = (p.threads // 32 // p.ksplit) * p.rows_per_warp
+    if p.all_active == 1 then return "route=" .. p.route .. " routes: it needs all_active=0" end
+    if req.g % p.rows_per_warp ~= 0 or (rpc % req.g ~= 0 and req.g % rpc ~= 0) then
+      return string.format("route=%s needs g=%d to be a multiple of rows_per_warp=%d and a multiple or divisor "
+        .. "of a CTA's %d rows; change rows_per_warp, threads or ksplit", p.route, req.g, p.rows_per_warp, rpc)
+    end
+    if math.max(1, rpc // req.g) * req.batch > 64 then
+      return string.format("route=%s keeps %d router sums per thread (experts per CTA x batch), more than 64; "
+        .. "lower rows_per_warp or threads", p.route, math.max(1, rpc // req.g) * req.batch)
+    end
+  end
   local xbytes = p.x_smem == 1 and req.batch * req.d * 2 or 0
   local partbytes = p.ksplit > 1 and warps * acc * 4 or 0
   if xbytes + partbytes > MAX_SMEM then
@@ -56,15 +80,36 @@ end
 
 function F.plan(req, p)
   local rows_per_cta = (p.threads // 32 // p.ksplit) * p.rows_per_warp
+  local words = (req.f // req.g + 31) // 32
   return {
     kernels = { { name = "sprig_gather_upgate", grid = { (req.f + rows_per_cta - 1) // rows_per_cta, 1, 1 },
                   block = { p.threads, 1, 1 }, smem = 0 } },
+    -- route=sigmoid: the arrival counter, then (batch + 1) bitmaps (the router family's layout)
+    workspace = p.route ~= "list" and (1 + (req.batch + 1) * words + 3) // 4 * 16 or nil,
   }
 end
 
-function F.args(req, p)
+function F.args(req, p, v)
   local E, B, al = req.f // req.g, req.batch, A.vec_align(p.vec)
   local il, routed = p.interleave == 1, p.all_active == 0
+  if p.route ~= "list" then
+    return {
+      il and A.ptr("Wg", "T", { 2 * req.f, req.d }, { role = "w_gate_up", fan_in = req.d, align = al })
+         or A.ptr("Wg", "T", { req.f, req.d }, { role = "w_gate", fan_in = req.d, align = al }),
+      A.ptr("Wu", "T", { req.f, req.d }, { role = "w_up", fan_in = req.d, align = al, optional = il }),
+      A.ptr("x", "T", { B, req.d }, { role = "x", align = p.x_smem == 1 and 16 or al }),
+      A.ptr("union_ids", "i32", { E }, { dir = "out", role = "union_ids" }),
+      A.ptr("union_count", "i32", { 1 }, { dir = "out", role = "union_count" }),
+      A.ptr("mask", "u8", { B, E }, { dir = "out", role = "mask" }),
+      A.ptr("h", "T", { B, req.f }, { dir = "out", role = "h" }),
+      A.ptr("Wr", "T", { E, req.d }, { role = "w_router", fan_in = req.d, align = al }),
+      A.ptr("scores", "f32", { B, E }, { dir = "out", role = "scores" }),
+      A.scalar("threshold", "f32", { role = "threshold" }),
+      A.ptr("ids", "i32", { B, E }, { dir = "out", role = "ids" }),
+      A.ptr("counts", "i32", { B }, { dir = "out", role = "counts" }),
+      A.ptr("ws", "i32", { ((v and v.workspace_bytes) or 0) // 4 }, { dir = "scratch" }),
+    }
+  end
   return {
     il and A.ptr("Wg", "T", { 2 * req.f, req.d }, { role = "w_gate_up", fan_in = req.d, align = al })
        or A.ptr("Wg", "T", { req.f, req.d }, { role = "w_gate", fan_in = req.d, align = al }),
@@ -87,6 +132,18 @@ function F.perf(req, p, v, active)
   local rows = p.all_active == 1 and req.f or math.ceil(req.f * active)
   local rpc = (p.threads // 32 // p.ksplit) * p.rows_per_warp
   local ctas = (rows + rpc - 1) // rpc
+  if p.route ~= "list" then
+    -- Every CTA reads its experts' router rows (once from memory, the other CTAs of
+    -- an expert from L2) and then, for a used expert, its gate and up rows: two
+    -- dependent round trips; the last CTA's arrival and compaction as the router's.
+    local E, B = req.f // req.g, req.batch
+    local lists, words = B + 1, (E + 31) // 32
+    return { { read = E * req.d * 2 + 2 * ctas * rpc * req.d * 2 + B * req.d * 2 + lists * words * 4,
+               write = B * rows * 2 + B * E * 9 + E * 4 + B * 4 + 4 + lists * words * 4,
+               inflight = 2 * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
+               rounds = 2, l2_rounds = 2 + math.ceil(lists / math.max(1, 16 // math.ceil(words / p.threads))),
+               grid_syncs = 1, prefetch = true } }
+  end
   return { { read = 2 * ctas * rpc * req.d * 2 + req.batch * req.d * 2, write = req.batch * rows * 2,
              inflight = 2 * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
              rounds = 1, l2_rounds = p.all_active == 1 and 0 or 1, prefetch = p.all_active == 1 } }

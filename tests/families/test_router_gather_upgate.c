@@ -169,8 +169,10 @@ static void test_params(sprig_gen *gen) {
     sprig_plan *b = render(gen, "router", 4096, 11008, "fp16", 1, 1, "score=sigmoid", &st);
     CHECK(a && b);
     if (a && b) {
+        /* the rule is chosen by a macro of the shared routing code (templates/routing.cuh.lua) */
+        CHECK(sp_contains(a->source, "#define SP_ROUTE_SIGMOID 0") && !sp_contains(a->source, "#define SP_ROUTE_SIGMOID 1"));
+        CHECK(sp_contains(b->source, "#define SP_ROUTE_SIGMOID 1") && !sp_contains(b->source, "#define SP_ROUTE_SIGMOID 0"));
         CHECK(sp_contains(a->source, "fabsf(s / (1.0f + expf(-s))) > threshold"));
-        CHECK(!sp_contains(b->source, "expf(-s)"));
         CHECK(sp_contains(b->source, "return s > threshold;"));
     }
     sprig_plan_free(a);
@@ -457,6 +459,139 @@ static void emu_upgate(sprig_gen *gen, int d, int f, const char *dtype, int B, i
     sprig_plan_free(p);
 }
 
+/* gather_upgate route=sigmoid (the LTE router folded in), then gather_down
+ * h_index=neuron on what it wrote, twice (the workspace must come back zero):
+ * scores near the float64 ones; mask, ids, counts and the union exactly the
+ * rule on the kernel's own scores; h by neuron near sp_ref_swiglu for every
+ * expert in the union (exactly 0 for a token that does not use it) and still
+ * poisoned for the others; y near sp_ref_down over the same mask. */
+static void emu_fused(sprig_gen *gen, int d, int f, const char *dtype, int B, int g, const char *params,
+                      const char *down_params) {
+    const int bf16 = !strcmp(dtype, "bf16"), E = f / g;
+    sp_emu_module *mod = NULL, *dmod = NULL;
+    char up_params[256], dn_params[256];
+    snprintf(up_params, sizeof up_params, "route=sigmoid%s%s", params ? "," : "", params ? params : "");
+    snprintf(dn_params, sizeof dn_params, "h_index=neuron%s%s", down_params ? "," : "", down_params ? down_params : "");
+    sprig_plan *p = emu_plan(gen, "gather_upgate", d, f, dtype, B, g, up_params, &mod);
+    sprig_plan *dp = emu_plan(gen, "gather_down", d, f, dtype, B, g, dn_params, &dmod);
+    const size_t fd = (size_t)f * d, Bf = (size_t)B * f, BE = (size_t)B * E, Ed = (size_t)E * d;
+    float *Wg = malloc(4 * fd), *Wu = malloc(4 * fd), *Wd = malloc(4 * fd), *Wr = malloc(4 * Ed);
+    float *x = malloc(4 * (size_t)B * d), *scores = malloc(4 * BE);
+    uint16_t *Wg_bits = malloc(2 * fd), *Wu_bits = malloc(2 * fd), *Wd_bits = malloc(2 * fd), *WdT_bits = malloc(2 * fd);
+    uint16_t *Wr_bits = malloc(2 * Ed), *x_bits = malloc(2 * (size_t)B * d), *h = malloc(2 * Bf);
+    uint16_t *y = malloc(2 * (size_t)B * d);
+    unsigned char *mask = malloc(BE), *rmask = malloc(BE);
+    int *ids = malloc(sizeof(int) * BE), *counts = malloc(sizeof(int) * B), *uids = malloc(sizeof(int) * E);
+    int *rids = malloc(sizeof(int) * BE), *rcounts = malloc(sizeof(int) * B), *ruids = malloc(sizeof(int) * E);
+    double *sref = malloc(sizeof(double) * BE), *got = malloc(sizeof(double) * BE), *hd = malloc(sizeof(double) * Bf);
+    double *yref = malloc(sizeof(double) * B * d);
+    int ucount = -7, rucount = 0;
+    fill(bf16, Wr, Wr_bits, Ed, 1.0 / sqrt(d));
+    fill(bf16, Wg, Wg_bits, fd, 2.0 / sqrt(d));
+    fill(bf16, Wu, Wu_bits, fd, 2.0 / sqrt(d));
+    fill(bf16, Wd, Wd_bits, fd, 2.0 / sqrt(f)); /* W_down [d][f] */
+    fill(bf16, x, x_bits, (size_t)B * d, 1.0);
+    sp_ref_transpose(Wd_bits, WdT_bits, d, f, 2); /* layout=t: [f][d] */
+    const float threshold = (float)log(0.6 / 0.4) * 0.5f;
+    unsigned *ws = calloc((p ? p->workspace_bytes : 0) / 4 + 1, 4), *dws = calloc((dp ? dp->workspace_bytes : 0) / 4 + 1, 4);
+    sp_kargs k, kd;
+    void **args = NULL, **dargs = NULL;
+    sprig_status st = p && dp ? SPRIG_OK : SPRIG_E_INVALID;
+    if (st == SPRIG_OK) {
+        sp_kargs_init(&k, p);
+        fh_ptr(&k, "Wg", Wg_bits), fh_ptr(&k, "Wu", Wu_bits), fh_ptr(&k, "x", x_bits);
+        fh_ptr(&k, "union_ids", uids), fh_ptr(&k, "union_count", &ucount), fh_ptr(&k, "mask", mask);
+        fh_ptr(&k, "h", h), fh_ptr(&k, "Wr", Wr_bits), fh_ptr(&k, "scores", scores);
+        sp_kargs_f32(&k, "threshold", threshold);
+        fh_ptr(&k, "ids", ids), fh_ptr(&k, "counts", counts), fh_ptr(&k, "ws", ws);
+        st = sp_kargs_finish(&k, &args);
+    }
+    if (st == SPRIG_OK) {
+        sp_kargs_init(&kd, dp);
+        const int layout_n = down_params && strstr(down_params, "layout=n") != NULL; /* W_down as stored */
+        fh_ptr(&kd, "Wd", layout_n ? Wd_bits : WdT_bits), fh_ptr(&kd, "h", h), fh_ptr(&kd, "union_ids", uids);
+        fh_ptr(&kd, "union_count", &ucount), fh_ptr(&kd, "ws", dws), fh_ptr(&kd, "y", y);
+        st = sp_kargs_finish(&kd, &dargs);
+    }
+    ++checks;
+    for (int run = 0; run < 2 && st == SPRIG_OK; ++run) {
+        for (size_t i = 0; i < BE; ++i) scores[i] = NAN, ids[i] = -7, mask[i] = 9; /* poison */
+        for (int i = 0; i < B; ++i) counts[i] = -7;
+        for (int i = 0; i < E; ++i) uids[i] = -7;
+        for (size_t i = 0; i < Bf; ++i) h[i] = 0x7e01; /* a NaN in both types */
+        for (size_t i = 0; i < (size_t)B * d; ++i) y[i] = 0x7e01;
+        ucount = -7;
+        st = sp_emu_plan_launch(mod, p, args);
+        if (st == SPRIG_OK) st = sp_emu_plan_launch(dmod, dp, dargs);
+    }
+    size_t dirty = 0;
+    for (size_t i = 0; p && i < p->workspace_bytes / 4; ++i) dirty += ws[i] != 0;
+    CHECK_MSG(dirty == 0, "%s: %zu workspace words left non-zero", p ? p->key : "", dirty);
+    CHECK_MSG(st == SPRIG_OK, "%s: %s", p ? p->key : up_params, sprig_last_error());
+    if (st == SPRIG_OK) {
+        sp_ref_router_scores(Wr, x, sref, E, d, B);
+        double num = 0, den = 0;
+        for (size_t i = 0; i < BE; ++i) {
+            num += (scores[i] - sref[i]) * (scores[i] - sref[i]), den += sref[i] * sref[i];
+            got[i] = scores[i];
+        }
+        CHECK_MSG(sqrt(num / den) < 1e-5, "%s: scores off by %g (relative)", p->key, sqrt(num / den));
+        sp_ref_router_mask(SP_REF_RULE_SIGMOID, got, threshold, B, E, rmask);
+        sp_ref_routing(rmask, B, E, rids, rcounts, ruids, &rucount);
+        int active = 0, wrong = 0;
+        for (size_t i = 0; i < BE; ++i) active += rmask[i], wrong += mask[i] != rmask[i];
+        for (int t = 0; t < B; ++t) {
+            wrong += counts[t] != rcounts[t];
+            for (int j = 0; j < E; ++j) wrong += ids[(size_t)t * E + j] != (j < rcounts[t] ? rids[(size_t)t * E + j] : -7);
+        }
+        wrong += ucount != rucount;
+        for (int j = 0; j < E; ++j) wrong += uids[j] != (j < rucount ? ruids[j] : -7);
+        CHECK_MSG(active > 0 && rucount < E, "%s: degenerate test, %d of %zu active, union %d of %d", p->key, active,
+                  BE, rucount, E);
+        CHECK_MSG(wrong == 0, "%s: %d routing entries differ from the reference", p->key, wrong);
+        /* h by neuron: the union's experts computed, the rest untouched */
+        sp_ref_swiglu(Wg, Wu, x, rmask, B, d, f, g, hd);
+        unsigned char *in_union = calloc((size_t)E, 1);
+        for (int j = 0; j < rucount; ++j) in_union[ruids[j]] = 1;
+        int hwrong = 0, zeros = 0;
+        num = den = 0;
+        for (int t = 0; t < B; ++t)
+            for (int n = 0; n < f; ++n) {
+                const uint16_t o = h[(size_t)t * f + n];
+                const int e = n / g;
+                if (!in_union[e]) hwrong += o != 0x7e01;
+                else if (!rmask[(size_t)t * E + e]) hwrong += o != 0, ++zeros;
+                else {
+                    const double v = sp_ref_from_bits(bf16, o), ref = hd[(size_t)t * f + n];
+                    hwrong += isnan(v);
+                    num += (v - ref) * (v - ref), den += ref * ref;
+                }
+            }
+        CHECK_MSG(den > 0 && sqrt(num / den) < 1e-2, "%s: h off by %g (relative)", p->key, sqrt(num / den));
+        CHECK_MSG(hwrong == 0, "%s: %d h entries not 0 where masked, NaN, or written outside the union", p->key, hwrong);
+        CHECK_MSG(B == 1 || zeros > 0, "%s: no masked entry was exercised", p->key);
+        free(in_union);
+        /* y from h by neuron */
+        sp_ref_down(Wd, hd, rmask, B, d, f, g, yref);
+        num = den = 0;
+        int ynan = 0;
+        for (size_t i = 0; i < (size_t)B * d; ++i) {
+            const double v = sp_ref_from_bits(bf16, y[i]);
+            ynan += isnan(v);
+            num += (v - yref[i]) * (v - yref[i]), den += yref[i] * yref[i];
+        }
+        CHECK_MSG(ynan == 0 && den > 0 && sqrt(num / den) < 1e-2, "%s: y off by %g (relative), %d NaN", dp->key,
+                  sqrt(num / den), ynan);
+    }
+    free(Wg), free(Wu), free(Wd), free(Wr), free(x), free(scores), free(Wg_bits), free(Wu_bits), free(Wd_bits);
+    free(WdT_bits), free(Wr_bits), free(x_bits), free(h), free(y), free(mask), free(rmask), free(ids), free(counts);
+    free(uids), free(rids), free(rcounts), free(ruids), free(sref), free(got), free(hd), free(yref), free(ws), free(dws);
+    if (mod) sp_emu_module_free(mod);
+    if (dmod) sp_emu_module_free(dmod);
+    sprig_plan_free(p);
+    sprig_plan_free(dp);
+}
+
 /* Small shapes with a partial last K chunk (d = 264, 520: not multiples of 256). */
 static void test_emulated(sprig_gen *gen) {
     emu_router(gen, 520, 512, "bf16", 3, 16, "ksplit=4", 0);
@@ -466,6 +601,11 @@ static void test_emulated(sprig_gen *gen) {
     emu_upgate(gen, 520, 512, "fp16", 3, 16, NULL, 0, 0);
     emu_upgate(gen, 264, 384, "bf16", 7, 1, "ksplit=4,threads=128,rows_per_warp=4,interleave=1,x_smem=1", 1, 0);
     emu_upgate(gen, 264, 256, "fp16", 2, 32, "all_active=1,vec=4,unroll=4", 0, 1);
+    /* the router folded in: a CTA per expert's share (8 rows of 16), two experts a CTA (64 rows of 32:
+       rows_per_warp 4, 16 warps), and ksplit warps sharing rows; layouts t and n of the down side */
+    emu_fused(gen, 520, 512, "fp16", 1, 16, NULL, NULL);
+    emu_fused(gen, 264, 1024, "bf16", 3, 32, "threads=512,rows_per_warp=4", "layout=n,vec=8");
+    emu_fused(gen, 520, 512, "bf16", 5, 16, "ksplit=4,threads=256,rows_per_warp=2,x_smem=1", "splits=2");
 }
 
 int main(void) {
