@@ -158,6 +158,10 @@ static sprig_status open_gpu(sp_gpu *g) {
     g->qd = g->H * g->hd, g->kvd = g->KV * g->hd, g->qkv_rows = g->qd + 2 * g->kvd;
     g->vocab = cfg->vocab_size, g->vocab8 = (cfg->vocab_size + 7) / 8 * 8;
     g->sliced = cfg->slice.enabled;
+    /* LTE's router folded into gather_upgate; SPRIG_FUSED_ROUTER=0 keeps it a kernel of its
+     * own, so that a GPU session can measure the one against the other */
+    const char *fused = getenv("SPRIG_FUSED_ROUTER");
+    g->fused_router = !(fused && !strcmp(fused, "0"));
     SP_TRY(check_shapes(g));
     g->layers = calloc((size_t)g->L, sizeof *g->layers);
     SP_CHECK_ALLOC(g->layers);

@@ -145,6 +145,7 @@ struct sp_gpu {
     /* kernels (owned by the set; the per-layer ones are in gpu_layer) */
     sp_gpu_kernel *norm_embed, *gemv_lm, *attn;
     float lte_threshold;               /* logit(tau) */
+    int fused_router;                  /* 1: LTE's router runs inside gather_upgate (route=sigmoid) */
     float *thresholds;                 /* [L], threshold mode */
     int thresholds_set;
     /* the decode step captured once as a graph, replayed per token */

@@ -1,7 +1,10 @@
 /* The MLP of the GPU backend: which kernels each mode uses and how one
  * layer's MLP is launched (docs/kernel-abi.md argument lists).
  *   dense:     gather_upgate + gather_down with all_active=1 (routing unused)
- *   LTE:       router (score=sigmoid, threshold logit(tau)) -> gather_upgate -> gather_down
+ *   LTE:       gather_upgate route=sigmoid (the router folded in: threshold logit(tau);
+ *              it writes h by neuron) -> gather_down h_index=neuron; with
+ *              SPRIG_FUSED_ROUTER=0, router (score=sigmoid) -> gather_upgate ->
+ *              gather_down as before, to measure one against the other
  *   threshold: router (score=silu_abs over W_gate, g = 1, per-layer threshold)
  *              -> gather_upgate -> gather_down, g = 1
  * Every layer writes its own union_count slot, so one download of [L] ints
@@ -15,14 +18,18 @@
 
 /* The gather pair of a path for layer G's widths (gate/up read a_out, down
  * writes m_out); the down kernel's layout is forced when `layout` is set.
- * Unsliced, the down kernel ends with the norm after the MLP (norm=add). */
+ * Unsliced, the down kernel ends with the norm after the MLP (norm=add).
+ * up_extra and down_extra: each kernel's own fixed params beyond `extra`. */
 static sprig_status load_gathers(sp_gpu *g, const gpu_layer *G, gpu_mlp_path *p, const char *extra,
-                                 const char *layout, double sparsity) {
-    char fixed[128];
+                                 const char *up_extra, const char *down_extra, const char *layout, double sparsity) {
+    char fixed[160], both[128];
+    snprintf(both, sizeof both, "%s", extra);
     /* W_gate and W_up are packed as two [f][d] matrices, not row-interleaved */
-    snprintf(fixed, sizeof fixed, "%s%sinterleave=0", extra, *extra ? "," : "");
+    snprintf(fixed, sizeof fixed, "%s%s%s%sinterleave=0", extra, *extra ? "," : "", up_extra, *up_extra ? "," : "");
     SP_TRY(sp_gpu_kernel_get(g->kernels, "gather_upgate", G->a_out, g->f, g->dtype, p->g, fixed, sparsity,
                              &p->upgate));
+    if (*down_extra) snprintf(both, sizeof both, "%s%s%s", extra, *extra ? "," : "", down_extra);
+    extra = both;
     /* unsliced: down's last CTA adds y into x and writes the next norm's output (norm=add) */
     snprintf(fixed, sizeof fixed, "%s%s%s", extra, *extra && !g->sliced ? "," : "", g->sliced ? "" : "norm=add");
     if (layout) {
@@ -52,13 +59,19 @@ static sprig_status prepare_layer(sp_gpu *g, int l, int any_dense, int any_lte) 
     G->dense.g = lte->enabled ? lte->expert_size : 1;
     if (any_lte) {
         G->lte.g = lte->expert_size;
-        SP_TRY(sp_gpu_kernel_get(g->kernels, "router", G->a_out, g->f, g->dtype, G->lte.g, "score=sigmoid",
-                                 SP_GPU_EXPECTED_SPARSITY, &G->lte.router));
-        SP_TRY(load_gathers(g, G, &G->lte, "", forced_layout(g), SP_GPU_EXPECTED_SPARSITY));
+        if (g->fused_router) { /* one launch: gather_upgate scores the experts itself */
+            G->lte.router = NULL;
+            SP_TRY(load_gathers(g, G, &G->lte, "", "route=sigmoid", "h_index=neuron", forced_layout(g),
+                                SP_GPU_EXPECTED_SPARSITY));
+        } else {
+            SP_TRY(sp_gpu_kernel_get(g->kernels, "router", G->a_out, g->f, g->dtype, G->lte.g, "score=sigmoid",
+                                     SP_GPU_EXPECTED_SPARSITY, &G->lte.router));
+            SP_TRY(load_gathers(g, G, &G->lte, "", "", "", forced_layout(g), SP_GPU_EXPECTED_SPARSITY));
+        }
         if (!g->down_layout[0]) SP_TRY(take_layout(g, &G->lte));
-        if (any_dense) SP_TRY(load_gathers(g, G, &G->dense, "all_active=1", g->down_layout, 0));
+        if (any_dense) SP_TRY(load_gathers(g, G, &G->dense, "all_active=1", "", "", g->down_layout, 0));
     } else {
-        SP_TRY(load_gathers(g, G, &G->dense, "all_active=1", forced_layout(g), 0));
+        SP_TRY(load_gathers(g, G, &G->dense, "all_active=1", "", "", forced_layout(g), 0));
         if (!g->down_layout[0]) SP_TRY(take_layout(g, &G->dense));
     }
     return SPRIG_OK;
@@ -99,7 +112,7 @@ sprig_status sp_gpu_mlp_prepare_threshold(sp_gpu *g) {
         G->thr.g = 1;
         SP_TRY(sp_gpu_kernel_get(g->kernels, "router", G->a_out, g->f, g->dtype, 1, "score=silu_abs",
                                  SP_GPU_EXPECTED_SPARSITY, &G->thr.router));
-        SP_TRY(load_gathers(g, G, &G->thr, "", g->down_layout, SP_GPU_EXPECTED_SPARSITY));
+        SP_TRY(load_gathers(g, G, &G->thr, "", "", "", g->down_layout, SP_GPU_EXPECTED_SPARSITY));
     }
     return SPRIG_OK;
 }
@@ -115,6 +128,14 @@ static sprig_status launch_gathers(sp_gpu *g, int l, gpu_mlp_path *p, sp_dptr un
     sp_kargs_ptr(&up, "union_count", union_count);
     sp_kargs_ptr(&up, "mask", g->mask);
     sp_kargs_ptr(&up, "h", g->h);
+    if (sp_kargs_has(&up, "Wr")) { /* route=sigmoid: the router's arguments too */
+        sp_kargs_ptr(&up, "Wr", G->wr);
+        sp_kargs_ptr(&up, "scores", g->scores + sizeof(float) * (size_t)l * g->f);
+        sp_kargs_f32(&up, "threshold", g->lte_threshold);
+        sp_kargs_ptr(&up, "ids", g->ids);
+        sp_kargs_ptr(&up, "counts", g->counts);
+        sp_kargs_ptr(&up, "ws", p->upgate->ws);
+    }
     SP_TRY(sp_gpu_kernel_launch(g->kernels, p->upgate, &up));
     sp_kargs down;
     sp_kargs_init(&down, p->down->plan);
@@ -138,6 +159,7 @@ sprig_status sp_gpu_mlp_launch(sp_gpu *g, int l) {
     const sp_dptr union_count = g->union_counts + sizeof(int) * (size_t)l;
     if (G->kind == GPU_MLP_DENSE) return launch_gathers(g, l, &G->dense, union_count);
     gpu_mlp_path *p = G->kind == GPU_MLP_LTE ? &G->lte : &G->thr;
+    if (!p->router) return launch_gathers(g, l, p, union_count); /* the router is folded into gather_upgate */
     sp_kargs route;
     sp_kargs_init(&route, p->router->plan);
     /* LTE: the router's rows are the experts; threshold mode: W_gate's rows are the neurons (g = 1) */

@@ -19,10 +19,11 @@
 
 static double an_elem(const sprig_arg *a) { return !strcmp(a->type, "T") ? 2 : !strcmp(a->type, "u8") ? 1 : 4; }
 
-/* A routed plan (it reads union_ids) gathers its MLP weights and h at `active`. */
+/* A routed plan (it reads union_ids, or writes it: gather_upgate route=sigmoid
+ * routes itself) gathers its MLP weights and h at `active`. */
 static int an_routed(const sprig_plan *plan) {
     for (int i = 0; i < plan->n_args; ++i)
-        if (!strcmp(plan->args[i].role, "union_ids") && plan->args[i].dir == SPRIG_ARG_IN && !plan->args[i].optional)
+        if (!strcmp(plan->args[i].role, "union_ids") && plan->args[i].dir != SPRIG_ARG_SCRATCH && !plan->args[i].optional)
             return 1;
     return 0;
 }
