@@ -169,6 +169,9 @@ step bench-e2e-pdl 60 env SPRIG_PDL=1 "$SPRIG" bench-e2e "$MODEL_LTE" --backend 
 if [ $DRY = 0 ]; then
     step test-model-pdl 60 env SPRIG_PDL=1 "$BUILD/tests/test_gpu_model" tests/fixtures/models
 fi
+# 7c. LTE's router as a kernel of its own (SPRIG_FUSED_ROUTER=0), the pipeline before it was
+# folded into gather_upgate: the same rows, to the log, for the one against the other
+step bench-e2e-router 45 env SPRIG_FUSED_ROUTER=0 "$SPRIG" bench-e2e "$MODEL_LTE" --backend cuda "${E2E_PDL[@]}"
 
 # 8. Hugging Face transformers on the same folder, same card (skipped without torch)
 if [ $DRY = 0 ] && python3 -c "import torch, transformers" 2>/dev/null; then
