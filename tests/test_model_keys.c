@@ -4,8 +4,9 @@
  *   (b) tiny-sliced-25: the fused [attn_shortcut_Qᵀ | W_o] GEMV at d = a_in + qd,
  *       the MLP shortcut GEMVs (80 -> 80, and 80 -> 112 in the last layer), and
  *       the last layer's gather_down at d = hidden_size;
- *   (c) tiny-sliced-25-lte: the exact key list, router and routed gathers at
- *       50/75/90 with g = the expert size;
+ *   (c) tiny-sliced-25-lte: the exact key list, the routed gathers at
+ *       50/75/90 with g = the expert size (the router runs inside
+ *       gather_upgate: no key of its own, and asked for, it says so);
  *   (d) LLaMA-2-7B sliced 25% from config.json + SliceGPT JSON alone (no
  *       weights in the folder): 3072-wide keys where the widths are sliced,
  *       4096 where they are not; with LTE (g = 32) the routed keys too;
@@ -213,13 +214,12 @@ static void test_tiny_sliced_lte(sprig_gen *gen, sp_model_config *cfg) {
         {"gather_upgate", "all_active=1", 0, 80, 128, 16, "mlp_dense layers 0-1"},
         {"gather_down", "all_active=1", 0, 80, 128, 16, "mlp_dense layer 0"},
         {"gather_down", "all_active=1", 0, 112, 128, 16, "mlp_dense layer 1"},
-        {"router", "score=sigmoid", 50, 80, 128, 16, "mlp_lte layers 0-1"},
         {"gather_upgate", "all_active=0", 50, 80, 128, 16, "mlp_lte layers 0-1"},
         {"gather_down", "all_active=0", 50, 80, 128, 16, "mlp_lte layer 0"},
         {"gather_down", "all_active=0", 50, 112, 128, 16, "mlp_lte layer 1"},
     };
     const size_t n_want = sizeof want / sizeof want[0];
-    CHECK_MSG(k.n == 20 && k.routed && k.g_dense == 16 && k.g_routed == 16, "%zu keys", k.n);
+    CHECK_MSG(k.n == 17 && k.routed && k.g_dense == 16 && k.g_routed == 16, "%zu keys", k.n);
     for (size_t i = 0; i < n_want; ++i) {
         const want_key *w = &want[i];
         CHECK_MSG(i < k.n && !strcmp(k.keys[i].family, w->family) && !strcmp(k.keys[i].fixed, w->fixed) &&
@@ -228,20 +228,21 @@ static void test_tiny_sliced_lte(sprig_gen *gen, sp_model_config *cfg) {
                   "key %zu is not %s %s s=%g d=%d f=%d g=%d (%s)", i, w->family, w->fixed, w->s, w->d, w->f, w->g,
                   w->uses);
     }
-    /* 75 and 90 repeat the routed four */
-    for (size_t i = 12; i < k.n && i < 20; ++i) {
-        const want_key *w = &want[8 + (i - 12) % 4];
-        CHECK(!strcmp(k.keys[i].family, w->family) && k.keys[i].d == w->d && k.keys[i].sparsity == (i < 16 ? 75 : 90));
+    /* 75 and 90 repeat the routed three */
+    for (size_t i = 11; i < k.n && i < 17; ++i) {
+        const want_key *w = &want[8 + (i - 11) % 3];
+        CHECK(!strcmp(k.keys[i].family, w->family) && k.keys[i].d == w->d && k.keys[i].sparsity == (i < 14 ? 75 : 90));
     }
     check_distinct(&k);
     sp_model_keys_free(&k);
 
-    /* only the router: at 0 it says why */
+    /* only the router: none, and it says why, at 0 and at each routed sparsity */
     const char *fams[] = {"router"};
     sp_model_key_request r = {NULL, NULL, 0, NULL, 0, NULL, 0, fams, 1};
     CHECK(build(gen, dir, &r, &k, cfg) == SPRIG_OK);
-    CHECK(k.n == 3 && count_family(&k, "router", -1) == 3);
-    CHECK(k.n_skipped == 1 && sp_contains(k.skipped[0], "sparsity > 0 only"));
+    CHECK(k.n == 0 && count_family(&k, "router", -1) == 0);
+    CHECK_MSG(k.n_skipped == 4 && sp_contains(k.skipped[0], "sparsity > 0 only") &&
+                  sp_contains(k.skipped[1], "runs inside gather_upgate"), "%d skipped", (int)k.n_skipped);
     sp_model_keys_free(&k);
 }
 
@@ -306,8 +307,9 @@ static void test_7b(sprig_gen *gen, sp_model_config *cfg) {
     write_7b(dir, ", \"lte\": {\"expert_size\": 32, \"threshold\": 0.5}", 3072);
     s = build(gen, dir, NULL, &k, cfg);
     CHECK_MSG(s == SPRIG_OK, "%s", sprig_last_error());
-    CHECK_MSG(k.n == 8 + 3 * 4 && k.routed && k.g_dense == 32 && k.g_routed == 32, "%zu keys", k.n);
-    CHECK(find_key(&k, "router", "score=sigmoid", 90, 3072, 11008, 32) >= 0);
+    CHECK_MSG(k.n == 8 + 3 * 3 && k.routed && k.g_dense == 32 && k.g_routed == 32, "%zu keys", k.n);
+    CHECK(find_key(&k, "router", "score=sigmoid", 90, 3072, 11008, 32) < 0); /* inside gather_upgate */
+    CHECK(find_key(&k, "gather_upgate", "all_active=0", 90, 3072, 11008, 32) >= 0);
     CHECK(find_key(&k, "gather_down", "all_active=0", 75, 4096, 11008, 32) >= 0);
     CHECK(find_key(&k, "gather_upgate", "all_active=1", 0, 3072, 11008, 32) >= 0);
     check_distinct(&k);
@@ -395,7 +397,8 @@ static void test_errors(sprig_gen *gen, sp_model_config *cfg) {
     fixture("sliced/tiny-sliced-25-lte", lte_dir, sizeof lte_dir);
     sp_model_key_request r3 = {NULL, NULL, 0, b64, 1, s50, 1, router, 2};
     s = build(gen, lte_dir, &r3, &k, cfg);
-    CHECK_MSG(s == SPRIG_OK && k.n == 2 && k.keys[0].batch == 64 && k.n_skipped == 0, "%s", sprig_last_error());
+    /* the router has no key of its own (it runs inside gather_upgate), and says so */
+    CHECK_MSG(s == SPRIG_OK && k.n == 1 && k.keys[0].batch == 64 && k.n_skipped == 1, "%s", sprig_last_error());
     print_keys("tiny-sliced-25-lte batch 64", &k);
     sp_model_keys_free(&k);
 }
@@ -578,7 +581,7 @@ static void test_cli(const char *sprig) {
     CHECK(run(cmd, out, sizeof out) == 0);
     cJSON *j = cJSON_Parse(out);
     const cJSON *keys = cJSON_GetObjectItemCaseSensitive(j, "keys");
-    CHECK_MSG(cJSON_GetArraySize(keys) == 20, "%s", out);
+    CHECK_MSG(cJSON_GetArraySize(keys) == 17, "%s", out);
     const cJSON *k1 = cJSON_GetArrayItem(keys, 1);
     CHECK(k1 && cJSON_GetObjectItem(k1, "d")->valueint == 192 && cJSON_GetObjectItem(k1, "f")->valueint == 80 &&
           !strcmp(cJSON_GetObjectItem(k1, "uses")->valuestring, "o_proj+attn_shortcut layers 0-1"));

@@ -153,9 +153,10 @@ static sprig_status md_collect(const sp_model_config *c, int g_dense, int g_rout
         const int a_out = sliced ? sl->attn_out[l] : d, m_out = sliced ? sl->mlp_out[l] : d;
         SP_TRY(md_use_add(u, "gather_upgate", NULL, a_out, ff, g_dense, MD_DENSE_MLP, "mlp_dense", l));
         SP_TRY(md_use_add(u, "gather_down", NULL, m_out, ff, g_dense, MD_DENSE_MLP, "mlp_dense", l));
-        /* with LTE routers in any layer, every layer gets the LTE path (gpu_mlp.c prepare_layer) */
+        /* with LTE routers in any layer, every layer gets the LTE path (gpu_mlp.c prepare_layer),
+         * whose router runs inside gather_upgate (route=sigmoid, with the routed key's tuned
+         * params): no router key. Threshold mode's silu_abs router is not tuned either. */
         const char *routed = routers ? "mlp_lte" : "mlp_threshold";
-        if (routers) SP_TRY(md_use_add(u, "router", NULL, a_out, ff, g_routed, MD_ROUTED, routed, l));
         SP_TRY(md_use_add(u, "gather_upgate", NULL, a_out, ff, g_routed, MD_ROUTED, routed, l));
         SP_TRY(md_use_add(u, "gather_down", NULL, m_out, ff, g_routed, MD_ROUTED, routed, l));
     }
@@ -278,6 +279,9 @@ static sprig_status md_add_family(md_ctx *c, const char *dtype, int batch, doubl
     else if (!strcmp(family, "router") && sparsity == 0) why = "tuned at sparsity > 0 only";
     else if (!strcmp(family, "router") && !k->routed)
         why = "the model has no LTE routers (threshold mode's router, score=silu_abs, is not tuned)";
+    else if (!strcmp(family, "router"))
+        why = "the LTE router runs inside gather_upgate (route=sigmoid), with the routed gather_upgate key's "
+              "parameters: no key of its own";
     else return SPRIG_OK; /* its keys were skipped, each with its reason */
     return md_skip(k, "%s %s batch=%d sparsity=%g: %s", family, dtype, batch, sparsity, why);
 }
