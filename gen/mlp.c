@@ -67,13 +67,15 @@ int sp_gen_mlp_default(sprig_gen *gen, const char *family, int batch) {
     return yes;
 }
 
-/* {family, 1-based variant} at idx into st. */
+/* {family, 1-based variant[, extra params]} at idx into st. */
 static void read_stage(lua_State *L, int idx, sp_gen_stage *st) {
     lua_rawgeti(L, idx, 1);
     snprintf(st->family, sizeof st->family, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
     lua_rawgeti(L, idx, 2);
     st->variant = (int)lua_tointeger(L, -1) - 1;
-    lua_pop(L, 2);
+    lua_rawgeti(L, idx, 3);
+    snprintf(st->extra, sizeof st->extra, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_pop(L, 3);
 }
 
 sprig_status sp_gen_mlp_pipelines(sprig_gen *gen, sp_gen_pipelines *out) {
@@ -89,6 +91,9 @@ sprig_status sp_gen_mlp_pipelines(sprig_gen *gen, sp_gen_pipelines *out) {
         lua_rawgeti(L, list, i + 1);
         const int p = lua_gettop(L);
         sp_gen_pipeline *pl = &out->items[out->n++];
+        lua_getfield(L, p, "routes");
+        pl->routes = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         lua_getfield(L, p, "name");
         snprintf(pl->name, sizeof pl->name, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
         lua_getfield(L, p, "stages");

@@ -27,15 +27,19 @@ sprig_status sp_gen_mlp_fixed(sprig_gen *gen, const char *family, double sparsit
 int sp_gen_mlp_default(sprig_gen *gen, const char *family, int batch);
 
 /* The ways sprig bench computes an MLP, each a few stages (family, variant:
- * an index into sp_gen_mlp_fixed at the case's sparsity), the router in
- * front of every one when the case is sparse. */
+ * an index into sp_gen_mlp_fixed at the case's sparsity; extra: params set
+ * over the looked-up ones), the router in front of every one when the case
+ * is sparse, unless the pipeline routes itself (then it serves sparse cases
+ * only). */
 typedef struct sp_gen_stage {
     char family[64];
     int variant;
+    char extra[64];
 } sp_gen_stage;
 typedef struct sp_gen_pipeline {
     char name[96];
     int n;
+    int routes;
     sp_gen_stage stages[SP_GEN_MAX_STAGES];
 } sp_gen_pipeline;
 typedef struct sp_gen_pipelines {

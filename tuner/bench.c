@@ -13,6 +13,7 @@
 #include "tuner_internal.h"
 #include "sp_analyze.h"
 #include "sp_bench.h"
+#include "sp_tuning_hook.h"
 #include "sp_error.h"
 #include "sp_mlp_keys.h"
 #include "operands.h"
@@ -313,8 +314,8 @@ static void bn_pipe_free(bn_ctx *c, bn_pipe *p) {
 /* Looks the stage's params up, renders, compiles and loads it. A failure
  * that belongs to the pipeline (cannot serve, does not compile) is written
  * to why and returns SPRIG_OK with st->mod NULL. */
-static sprig_status bn_stage_open(bn_ctx *c, bn_stage *st, const char *family, int v, double sparsity, int batch,
-                                  char *why, size_t cap) {
+static sprig_status bn_stage_open(bn_ctx *c, bn_stage *st, const char *family, int v, const char *extra,
+                                  double sparsity, int batch, char *why, size_t cap) {
     memset(st, 0, sizeof *st);
     st->family = family, st->v = v;
     sp_lookup_result lr;
@@ -326,7 +327,9 @@ static sprig_status bn_stage_open(bn_ctx *c, bn_stage *st, const char *family, i
     }
     SP_TRY(s);
     st->source = lr.source;
-    sprig_request req = {family, c->d, c->f, c->o->dtype, batch, c->g, lr.params};
+    char params[512];
+    SP_TRY(sp_tuning_merge_params(extra, lr.params, params, sizeof params)); /* the pipeline's own over the tuned */
+    sprig_request req = {family, c->d, c->f, c->o->dtype, batch, c->g, params};
     s = sprig_gen_render(c->gen, &req, &st->plan);
     if (s == SPRIG_OK) s = sp_exec_load(c->e, st->plan, &st->mod);
     if (s == SPRIG_OK && st->plan->workspace_bytes) { /* the ABI: zeroed once */
@@ -524,15 +527,21 @@ static sprig_status bn_open_pipe(bn_ctx *c, const sp_gen_pipeline *pl, double sp
     memset(p, 0, sizeof *p);
     const int routed = sparsity > 0;
     const sp_gen_stage *router = &c->pipes.router;
-    snprintf(p->name, sizeof p->name, "%s%s%s", routed ? router->family : "", routed ? "+" : "", pl->name);
+    const int front = routed && !pl->routes; /* a pipeline that routes itself needs no router in front */
+    snprintf(p->name, sizeof p->name, "%s%s%s", front ? router->family : "", front ? "+" : "", pl->name);
+    if (pl->routes && !routed) {
+        snprintf(why, cap, "it routes itself: cannot serve a dense case");
+        return SPRIG_OK;
+    }
     const sp_gen_stage *stages[SP_GEN_MAX_STAGES + 1];
     int n = 0;
-    if (routed) stages[n++] = router;
+    if (front) stages[n++] = router;
     for (int i = 0; i < pl->n; ++i) stages[n++] = &pl->stages[i];
     size_t at = 0;
     for (int i = 0; i < n; ++i) {
         bn_stage *st = &p->st[p->n];
-        SP_TRY(bn_stage_open(c, st, stages[i]->family, stages[i]->variant, sparsity, c->b.B, why, cap));
+        SP_TRY(bn_stage_open(c, st, stages[i]->family, stages[i]->variant, stages[i]->extra, sparsity, c->b.B, why,
+                             cap));
         if (!st->mod) {
             sprig_plan_free(st->plan);
             return SPRIG_OK;

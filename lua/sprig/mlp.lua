@@ -39,9 +39,13 @@ function M.default(name, batch, require_spec)
 end
 
 -- The ways sprig bench computes the MLP, the router in front when sparse:
--- stages {family, variant (1-based, of M.fixed at the case's sparsity)}.
+-- stages {family, variant (1-based, of M.fixed at the case's sparsity)[, params
+-- set over the looked-up ones]}. routes = true: the pipeline routes itself (no
+-- router in front; sparse cases only): the GPU backend's LTE MLP.
 M.PIPELINES = {
   { name = "gather_upgate+gather_down", stages = { { "gather_upgate", 1 }, { "gather_down", 1 } } },
+  { name = "gather_upgate[router]+gather_down", routes = true,
+    stages = { { "gather_upgate", 1, "route=sigmoid" }, { "gather_down", 1, "h_index=neuron" } } },
   { name = "fused_mlp", stages = { { "fused_mlp", 1 } } },
   { name = "gather_gemm", stages = { { "gather_gemm", 1 }, { "gather_gemm", 2 } } },
 }
