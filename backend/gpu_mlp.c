@@ -6,7 +6,8 @@
  *              SPRIG_FUSED_ROUTER=0, router (score=sigmoid) -> gather_upgate ->
  *              gather_down as before, to measure one against the other
  *   threshold: router (score=silu_abs over W_gate, g = 1, per-layer threshold)
- *              -> gather_upgate -> gather_down, g = 1
+ *              -> gather_upgate gate=scores (the router's scores are the gates:
+ *              W_gate is read once) -> gather_down, g = 1
  * Every layer writes its own union_count slot, so one download of [L] ints
  * after the token gives the measured sparsity without a sync per layer. */
 #include <math.h>
@@ -112,7 +113,7 @@ sprig_status sp_gpu_mlp_prepare_threshold(sp_gpu *g) {
         G->thr.g = 1;
         SP_TRY(sp_gpu_kernel_get(g->kernels, "router", G->a_out, g->f, g->dtype, 1, "score=silu_abs",
                                  SP_GPU_EXPECTED_SPARSITY, &G->thr.router));
-        SP_TRY(load_gathers(g, G, &G->thr, "", "", "", g->down_layout, SP_GPU_EXPECTED_SPARSITY));
+        SP_TRY(load_gathers(g, G, &G->thr, "", "gate=scores", "", g->down_layout, SP_GPU_EXPECTED_SPARSITY));
     }
     return SPRIG_OK;
 }
@@ -128,6 +129,8 @@ static sprig_status launch_gathers(sp_gpu *g, int l, gpu_mlp_path *p, sp_dptr un
     sp_kargs_ptr(&up, "union_count", union_count);
     sp_kargs_ptr(&up, "mask", g->mask);
     sp_kargs_ptr(&up, "h", g->h);
+    if (sp_kargs_has(&up, "gate_scores")) /* gate=scores: the router's scores of W_gate's rows */
+        sp_kargs_ptr(&up, "gate_scores", g->scores + sizeof(float) * (size_t)l * g->f);
     if (sp_kargs_has(&up, "Wr")) { /* route=sigmoid: the router's arguments too */
         sp_kargs_ptr(&up, "Wr", G->wr);
         sp_kargs_ptr(&up, "scores", g->scores + sizeof(float) * (size_t)l * g->f);

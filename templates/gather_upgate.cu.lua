@@ -17,6 +17,13 @@
 #define GROUPS (THREADS / 32 / KSPLIT)  // row groups per CTA
 #define ROWS_PER_CTA {{ ROWS_PER_CTA }}
 {% local FUSED = p.route ~= "list" %}
+{% local M = p.gate == "scores" and 1 or 2 %}
+{% if M == 1 then %}
+// gate=scores: the gate of neuron n for token t is the router's fp32 score
+// scores[t][n] (training-free mode: the router scored W_gate's rows, g = 1), so
+// only W_up's rows are streamed.
+#define SP_GATE_SCORE(b, e) __ldg(gate_scores + (size_t)(b) * N_EXPERTS + (e))
+{% end %}
 {% if FUSED then %}
 // route={{ p.route }}: the router folded in (LTE). The grid covers every neuron in
 // order; each CTA first scores its experts (Wr rows, every token), the first CTA
@@ -113,7 +120,8 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
 {% else %}
 sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T *__restrict__ x,
                     const int *__restrict__ union_ids, const int *__restrict__ union_count,
-                    const unsigned char *__restrict__ mask, T *__restrict__ h) {
+                    const unsigned char *__restrict__ mask, T *__restrict__ h{% if M == 1 then %},
+                    const float *__restrict__ gate_scores{% end %}) {
 {% end %}
 {% if p.all_active == 1 then %}
     {  // Every neuron in order: the weight rows are known, and no kernel writes them, before the wait.
@@ -216,28 +224,41 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
     const T *w[2][ROWS];
     int expert[ROWS];
     sp_upgate_row_ptrs(Wg, Wu, union_ids, n_rows, row0, w, expert);
+{% if M == 1 then %}
+    const T *wk[1][ROWS];  // the up rows alone: the gates are the router's scores
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) wk[0][r] = w[1][r];
+{% else %}
+    const T *(&wk)[2][ROWS] = w;
+{% end %}
 
-    float acc[ROWS][BATCH][2];  // [.][.][0] gate, [1] up
+    float acc[ROWS][BATCH][{{ M }}];  // [.][.][0] gate (M = 2), [M - 1] up
 #pragma unroll
     for (int r = 0; r < ROWS; ++r)
 #pragma unroll
-        for (int b = 0; b < BATCH; ++b) acc[r][b][0] = acc[r][b][1] = 0.0f;
+        for (int b = 0; b < BATCH; ++b)
+#pragma unroll
+            for (int m = 0; m < {{ M }}; ++m) acc[r][b][m] = 0.0f;
 
     // The shared K-walk (templates/common.cuh.lua): slice s of the group takes chunks
     // s, s + KSPLIT, ...; a spare group (KSPLIT > 1 only) skips it but reaches the barrier.
 {% if KS > 1 or FUSED then %}
     if (live)
 {% end %}
-        sp_kwalk<2, ROWS, BATCH, VEC, UNROLL, KSPLIT, D_COLS>(
-            w, slice, lane, [&](int b, int k, float *xv) { sp_load_x<VEC>(xs + (size_t)b * D_COLS + k, xv); }, acc);
+        sp_kwalk<{{ M }}, ROWS, BATCH, VEC, UNROLL, KSPLIT, D_COLS>(
+            wk, slice, lane, [&](int b, int k, float *xv) { sp_load_x<VEC>(xs + (size_t)b * D_COLS + k, xv); }, acc);
 
 {% if KS == 1 then %}
 #pragma unroll
     for (int r = 0; r < ROWS; ++r)
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) {
+{% if M == 1 then %}
+            const float gate = row0 + r < n_rows ? SP_GATE_SCORE(b, expert[r]) : 0.0f;
+{% else %}
             const float gate = sp_warp_sum(acc[r][b][0]);
-            const float up = sp_warp_sum(acc[r][b][1]);
+{% end %}
+            const float up = sp_warp_sum(acc[r][b][{{ M - 1 }}]);
             // Spread the stores over lanes rather than funnel them through lane 0.
 {% if FUSED then %}
             if (live && lane == ((r * BATCH + b) & 31) && row0 + r < n_rows)
@@ -253,8 +274,8 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
     for (int r = 0; r < ROWS; ++r)
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) {
-            const float gate = sp_warp_sum(acc[r][b][0]);
-            const float up = sp_warp_sum(acc[r][b][1]);
+            const float gate = {{ M == 2 and "sp_warp_sum(acc[r][b][0])" or "0.0f" }};
+            const float up = sp_warp_sum(acc[r][b][{{ M - 1 }}]);
             if (lane == ((r * BATCH + b) & 31)) {
                 part[wib][r][b][0] = gate;
                 part[wib][r][b][1] = up;
@@ -272,6 +293,9 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
                     gate += part[wib + j][r][b][0];
                     up += part[wib + j][r][b][1];
                 }
+{% if M == 1 then %}
+                if (row0 + r < n_rows) gate = SP_GATE_SCORE(b, expert[r]);
+{% end %}
 {% if FUSED then %}
                 if (row0 + r < n_rows)
                     h[(size_t)b * F_ROWS + row0 + r] =

@@ -38,10 +38,14 @@ local F = {
       doc = "list: the union list comes from the router kernel; sigmoid: the LTE router folded in (Wr, "
         .. "threshold = logit(tau)): each CTA scores its experts, unused ones stream nothing, h is by neuron "
         .. "(gather_down h_index=neuron) and the last CTA writes the id lists" },
+    { name = "gate", values = { "weights", "scores" }, default = "weights",
+      doc = "weights: gate = x . Wg[n]; scores: gate = scores[t][n], the fp32 scores of a router that scored "
+        .. "W_gate's rows (training-free mode, g = 1; one more trailing argument const float *gate_scores "
+        .. "[B][f]): W_gate is not read again" },
   },
-  -- route is the backend's choice of pipeline, not a tuning axis: it takes the
-  -- tuned parameters of the routed (all_active=0) key
-  tune = { skip = { "route" }, mlp = S.MLP_ALL_ACTIVE },
+  -- route and gate are the backend's choice of pipeline, not tuning axes: they
+  -- take the tuned parameters of the routed (all_active=0) key
+  tune = { skip = { "route", "gate" }, mlp = S.MLP_ALL_ACTIVE },
 }
 
 -- Each lane keeps rows_per_warp * batch * 2 (gate, up) fp32 accumulators.
@@ -69,6 +73,10 @@ function F.check(req, p)
       return string.format("route=%s keeps %d router sums per thread (experts per CTA x batch), more than 64; "
         .. "lower rows_per_warp or threads", p.route, math.max(1, rpc // req.g) * req.batch)
     end
+  end
+  if p.gate == "scores" and (req.g ~= 1 or p.all_active == 1 or p.route ~= "list" or p.interleave == 1) then
+    return "gate=scores takes the gates from a router that scored W_gate's rows: it needs g=1, all_active=0, "
+      .. "route=list and interleave=0"
   end
   local xbytes = p.x_smem == 1 and req.batch * req.d * 2 or 0
   local partbytes = p.ksplit > 1 and warps * acc * 4 or 0
@@ -110,9 +118,10 @@ function F.args(req, p, v)
       A.ptr("ws", "i32", { ((v and v.workspace_bytes) or 0) // 4 }, { dir = "scratch" }),
     }
   end
-  return {
+  local list = {
     il and A.ptr("Wg", "T", { 2 * req.f, req.d }, { role = "w_gate_up", fan_in = req.d, align = al })
-       or A.ptr("Wg", "T", { req.f, req.d }, { role = "w_gate", fan_in = req.d, align = al }),
+       or A.ptr("Wg", "T", { req.f, req.d }, { role = "w_gate", fan_in = req.d, align = al,
+                                              optional = p.gate == "scores" }),
     A.ptr("Wu", "T", { req.f, req.d }, { role = "w_up", fan_in = req.d, align = al, optional = il }),
     -- staged into shared memory with 16-byte copies when x_smem=1
     A.ptr("x", "T", { B, req.d }, { role = "x", align = p.x_smem == 1 and 16 or al }),
@@ -121,6 +130,8 @@ function F.args(req, p, v)
     A.ptr("mask", "u8", { B, E }, { role = "mask", optional = not routed }),
     A.ptr("h", "T", { B, req.f }, { dir = "out", role = "h" }),
   }
+  if p.gate == "scores" then list[#list + 1] = A.ptr("gate_scores", "f32", { B, E }, { role = "scores" }) end
+  return list
 end
 
 F.verify = "swiglu"
@@ -144,8 +155,10 @@ function F.perf(req, p, v, active)
                rounds = 2, l2_rounds = 2 + math.ceil(lists / math.max(1, 16 // math.ceil(words / p.threads))),
                grid_syncs = 1, prefetch = true } }
   end
-  return { { read = 2 * ctas * rpc * req.d * 2 + req.batch * req.d * 2, write = req.batch * rows * 2,
-             inflight = 2 * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
+  local mats = p.gate == "scores" and 1 or 2 -- gate=scores streams the up rows alone
+  return { { read = mats * ctas * rpc * req.d * 2 + req.batch * req.d * 2 + (mats == 1 and req.batch * rows * 4 or 0),
+             write = req.batch * rows * 2,
+             inflight = mats * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
              rounds = 1, l2_rounds = p.all_active == 1 and 0 or 1, prefetch = p.all_active == 1 } }
 end
 

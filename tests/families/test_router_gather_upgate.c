@@ -393,9 +393,12 @@ static void emu_router(sprig_gen *gen, int d, int f, const char *dtype, int B, i
 
 /* gather_upgate against sp_ref_swiglu + sp_ref_compact_h with a random mask (about
  * 30% of experts per token): relative error < 1e-2, masked entries exactly 0,
- * rows past union_count*g still poisoned. */
+ * rows past union_count*g still poisoned. gate=scores in params: the gates come
+ * from fp32 scores W_gate·x (as the training-free router leaves them) and W_gate
+ * is not passed at all. */
 static void emu_upgate(sprig_gen *gen, int d, int f, const char *dtype, int B, int g, const char *params,
                        int interleave, int all_active) {
+    const int from_scores = params && strstr(params, "gate=scores") != NULL;
     const int bf16 = !strcmp(dtype, "bf16"), E = f / g;
     sp_emu_module *mod = NULL;
     sprig_plan *p = emu_plan(gen, "gather_upgate", d, f, dtype, B, g, params, &mod);
@@ -407,6 +410,7 @@ static void emu_upgate(sprig_gen *gen, int d, int f, const char *dtype, int B, i
     unsigned char *mask = malloc((size_t)B * E);
     int *ids = malloc(sizeof(int) * B * E), *counts = malloc(sizeof(int) * B), *uids = malloc(sizeof(int) * E);
     double *hd = malloc(sizeof(double) * Bf), *hc = malloc(sizeof(double) * Bf);
+    float *gscores = malloc(sizeof(float) * Bf);
     int ucount = 0;
     fill(bf16, Wg, Wg_bits, fd, 2.0 / sqrt(d));
     fill(bf16, Wu, Wu_bits, fd, 2.0 / sqrt(d));
@@ -415,12 +419,15 @@ static void emu_upgate(sprig_gen *gen, int d, int f, const char *dtype, int B, i
     for (int i = 0; i < B * E; ++i) mask[i] = all_active || urand() < 0.3;
     sp_ref_routing(mask, B, E, ids, counts, uids, &ucount);
     sp_ref_swiglu(Wg, Wu, x, all_active ? NULL : mask, B, d, f, g, hd);
+    sp_ref_gemv(Wg, x, hc, f, d, B); /* the router's scores, rounded to its fp32 */
+    for (size_t i = 0; i < Bf; ++i) gscores[i] = (float)hc[i];
     if (all_active) memcpy(hc, hd, sizeof(double) * Bf);
     else sp_ref_compact_h(hd, uids, ucount, B, f, g, hc);
     for (size_t i = 0; i < Bf; ++i) h[i] = 0x7e01; /* poison: a NaN in both types */
     sp_kargs k;
     sp_kargs_init(&k, p);
-    fh_ptr(&k, "Wg", interleave ? (void *)Wi_bits : (void *)Wg_bits);
+    fh_ptr(&k, "Wg", from_scores ? NULL : interleave ? (void *)Wi_bits : (void *)Wg_bits);
+    if (from_scores) fh_ptr(&k, "gate_scores", gscores);
     fh_ptr(&k, "Wu", interleave ? NULL : Wu_bits);
     fh_ptr(&k, "x", x_bits), fh_ptr(&k, "h", h);
     fh_ptr(&k, "union_ids", all_active ? NULL : uids);
@@ -454,7 +461,7 @@ static void emu_upgate(sprig_gen *gen, int d, int f, const char *dtype, int B, i
         CHECK_MSG(rows < f || all_active, "%s: the union covered every expert", p->key);
     }
     free(Wg), free(Wu), free(x), free(Wg_bits), free(Wu_bits), free(x_bits), free(Wi_bits), free(h), free(mask);
-    free(ids), free(counts), free(uids), free(hd), free(hc);
+    free(ids), free(counts), free(uids), free(hd), free(hc), free(gscores);
     sp_emu_module_free(mod);
     sprig_plan_free(p);
 }
@@ -601,6 +608,9 @@ static void test_emulated(sprig_gen *gen) {
     emu_upgate(gen, 520, 512, "fp16", 3, 16, NULL, 0, 0);
     emu_upgate(gen, 264, 384, "bf16", 7, 1, "ksplit=4,threads=128,rows_per_warp=4,interleave=1,x_smem=1", 1, 0);
     emu_upgate(gen, 264, 256, "fp16", 2, 32, "all_active=1,vec=4,unroll=4", 0, 1);
+    /* the gates from the training-free router's scores (g = 1): one warp a row, and ksplit */
+    emu_upgate(gen, 520, 384, "fp16", 3, 1, "gate=scores", 0, 0);
+    emu_upgate(gen, 264, 256, "bf16", 2, 1, "gate=scores,ksplit=4,threads=128,rows_per_warp=2", 0, 0);
     /* the router folded in: a CTA per expert's share (8 rows of 16), two experts a CTA (64 rows of 32:
        rows_per_warp 4, 16 warps), and ksplit warps sharing rows; layouts t and n of the down side */
     emu_fused(gen, 520, 512, "fp16", 1, 16, NULL, NULL);
