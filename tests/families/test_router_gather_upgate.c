@@ -318,6 +318,39 @@ static sprig_plan *emu_plan(sprig_gen *gen, const char *family, int d, int f, co
     return p;
 }
 
+/* The routing outputs of a kernel that routes (router, gather_upgate
+ * route=sigmoid) against the float64 scores `ref` and the rule applied to the
+ * kernel's own scores (so a near-tie cannot fail it): scores to 1e-5 relative,
+ * then mask, ids, counts and the union exactly (ids past counts still -7).
+ * rmask [B][E] and ruids [E] get the reference decisions; returns the union's size. */
+static int check_routing(const char *key, sp_ref_rule rule, float threshold, int B, int E, const float *scores,
+                         const double *ref, const unsigned char *mask, const int *ids, const int *counts,
+                         const int *uids, int ucount, unsigned char *rmask, int *ruids) {
+    const size_t BE = (size_t)B * E;
+    double *got = malloc(sizeof(double) * BE);
+    int *rids = malloc(sizeof(int) * BE), *rcounts = malloc(sizeof(int) * B), rucount = 0;
+    double num = 0, den = 0;
+    for (size_t i = 0; i < BE; ++i) {
+        num += (scores[i] - ref[i]) * (scores[i] - ref[i]), den += ref[i] * ref[i];
+        got[i] = scores[i];
+    }
+    CHECK_MSG(sqrt(num / den) < 1e-5, "%s: scores off by %g (relative)", key, sqrt(num / den));
+    sp_ref_router_mask(rule, got, threshold, B, E, rmask);
+    sp_ref_routing(rmask, B, E, rids, rcounts, ruids, &rucount);
+    int active = 0, wrong = 0;
+    for (size_t i = 0; i < BE; ++i) active += rmask[i], wrong += mask[i] != rmask[i];
+    for (int t = 0; t < B; ++t) {
+        wrong += counts[t] != rcounts[t];
+        for (int j = 0; j < E; ++j) wrong += ids[(size_t)t * E + j] != (j < rcounts[t] ? rids[(size_t)t * E + j] : -7);
+    }
+    wrong += ucount != rucount;
+    for (int j = 0; j < E; ++j) wrong += uids[j] != (j < rucount ? ruids[j] : -7);
+    CHECK_MSG(active > 0 && active < (int)BE, "%s: degenerate test, %d of %zu active", key, active, BE);
+    CHECK_MSG(wrong == 0, "%s: %d routing entries differ from the reference", key, wrong);
+    free(got), free(rids), free(rcounts);
+    return rucount;
+}
+
 /* Router: scores near the float64 ones; the routing arrays exactly those the
  * rule gives on the kernel's own scores (ids past counts untouched). */
 static void emu_router(sprig_gen *gen, int d, int f, const char *dtype, int B, int g, const char *params, int silu) {
@@ -328,16 +361,16 @@ static void emu_router(sprig_gen *gen, int d, int f, const char *dtype, int B, i
     const size_t BE = (size_t)B * E;
     float *Wr = malloc(sizeof(float) * E * d), *x = malloc(sizeof(float) * B * d), *scores = malloc(sizeof(float) * BE);
     uint16_t *Wr_bits = malloc(2 * (size_t)E * d), *x_bits = malloc(2 * (size_t)B * d);
-    double *ref = malloc(sizeof(double) * BE), *got = malloc(sizeof(double) * BE);
+    double *ref = malloc(sizeof(double) * BE);
     int *ids = malloc(sizeof(int) * BE), *counts = malloc(sizeof(int) * B), *uids = malloc(sizeof(int) * E);
-    int *rids = malloc(sizeof(int) * BE), *rcounts = malloc(sizeof(int) * B), *ruids = malloc(sizeof(int) * E);
+    int *ruids = malloc(sizeof(int) * E);
     unsigned char *mask = malloc(BE), *rmask = malloc(BE);
     fill(bf16, Wr, Wr_bits, (size_t)E * d, 1.0 / sqrt(d));
     fill(bf16, x, x_bits, (size_t)B * d, 1.0);
     for (size_t i = 0; i < BE; ++i) scores[i] = NAN, ids[i] = -7, mask[i] = 9; /* poison */
     for (int i = 0; i < B; ++i) counts[i] = -7;
     for (int i = 0; i < E; ++i) uids[i] = -7;
-    int ucount = -7, rucount = 0;
+    int ucount = -7;
     float threshold = silu ? 0.15f : (float)log(0.6 / 0.4) * 0.5f; /* a fraction of each active */
     sp_kargs k;
     sp_kargs_init(&k, p);
@@ -365,28 +398,11 @@ static void emu_router(sprig_gen *gen, int d, int f, const char *dtype, int B, i
     CHECK_MSG(st == SPRIG_OK, "%s: %s", p->key, sprig_last_error());
     if (st == SPRIG_OK) {
         sp_ref_router_scores(Wr, x, ref, E, d, B);
-        double num = 0, den = 0;
-        for (size_t i = 0; i < BE; ++i) {
-            num += (scores[i] - ref[i]) * (scores[i] - ref[i]);
-            den += ref[i] * ref[i];
-            got[i] = scores[i];
-        }
-        CHECK_MSG(sqrt(num / den) < 1e-5, "%s: scores off by %g (relative)", p->key, sqrt(num / den));
-        sp_ref_router_mask(silu ? SP_REF_RULE_SILU_ABS : SP_REF_RULE_SIGMOID, got, threshold, B, E, rmask);
-        sp_ref_routing(rmask, B, E, rids, rcounts, ruids, &rucount);
-        int active = 0, wrong = 0;
-        for (size_t i = 0; i < BE; ++i) active += rmask[i], wrong += mask[i] != rmask[i];
-        for (int t = 0; t < B; ++t) {
-            wrong += counts[t] != rcounts[t];
-            for (int j = 0; j < E; ++j) wrong += ids[(size_t)t * E + j] != (j < rcounts[t] ? rids[(size_t)t * E + j] : -7);
-        }
-        wrong += ucount != rucount;
-        for (int j = 0; j < E; ++j) wrong += uids[j] != (j < rucount ? ruids[j] : -7);
-        CHECK_MSG(active > 0 && active < (int)BE, "%s: degenerate test, %d of %zu active", p->key, active, BE);
-        CHECK_MSG(wrong == 0, "%s: %d routing entries differ from the reference", p->key, wrong);
+        check_routing(p->key, silu ? SP_REF_RULE_SILU_ABS : SP_REF_RULE_SIGMOID, threshold, B, E, scores, ref, mask, ids,
+                      counts, uids, ucount, rmask, ruids);
     }
-    free(Wr), free(x), free(scores), free(Wr_bits), free(x_bits), free(ref), free(got);
-    free(ids), free(counts), free(uids), free(rids), free(rcounts), free(ruids), free(mask), free(rmask);
+    free(Wr), free(x), free(scores), free(Wr_bits), free(x_bits), free(ref);
+    free(ids), free(counts), free(uids), free(ruids), free(mask), free(rmask);
     sp_emu_module_free(mod);
     sprig_plan_free(p);
 }
@@ -489,8 +505,8 @@ static void emu_fused(sprig_gen *gen, int d, int f, const char *dtype, int B, in
     uint16_t *y = malloc(2 * (size_t)B * d);
     unsigned char *mask = malloc(BE), *rmask = malloc(BE);
     int *ids = malloc(sizeof(int) * BE), *counts = malloc(sizeof(int) * B), *uids = malloc(sizeof(int) * E);
-    int *rids = malloc(sizeof(int) * BE), *rcounts = malloc(sizeof(int) * B), *ruids = malloc(sizeof(int) * E);
-    double *sref = malloc(sizeof(double) * BE), *got = malloc(sizeof(double) * BE), *hd = malloc(sizeof(double) * Bf);
+    int *ruids = malloc(sizeof(int) * E);
+    double *sref = malloc(sizeof(double) * BE), *hd = malloc(sizeof(double) * Bf);
     double *yref = malloc(sizeof(double) * B * d);
     int ucount = -7, rucount = 0;
     fill(bf16, Wr, Wr_bits, Ed, 1.0 / sqrt(d));
@@ -537,25 +553,10 @@ static void emu_fused(sprig_gen *gen, int d, int f, const char *dtype, int B, in
     CHECK_MSG(st == SPRIG_OK, "%s: %s", p ? p->key : up_params, sprig_last_error());
     if (st == SPRIG_OK) {
         sp_ref_router_scores(Wr, x, sref, E, d, B);
+        rucount = check_routing(p->key, SP_REF_RULE_SIGMOID, threshold, B, E, scores, sref, mask, ids, counts, uids,
+                                ucount, rmask, ruids);
+        CHECK_MSG(rucount < E, "%s: the union covered every expert", p->key);
         double num = 0, den = 0;
-        for (size_t i = 0; i < BE; ++i) {
-            num += (scores[i] - sref[i]) * (scores[i] - sref[i]), den += sref[i] * sref[i];
-            got[i] = scores[i];
-        }
-        CHECK_MSG(sqrt(num / den) < 1e-5, "%s: scores off by %g (relative)", p->key, sqrt(num / den));
-        sp_ref_router_mask(SP_REF_RULE_SIGMOID, got, threshold, B, E, rmask);
-        sp_ref_routing(rmask, B, E, rids, rcounts, ruids, &rucount);
-        int active = 0, wrong = 0;
-        for (size_t i = 0; i < BE; ++i) active += rmask[i], wrong += mask[i] != rmask[i];
-        for (int t = 0; t < B; ++t) {
-            wrong += counts[t] != rcounts[t];
-            for (int j = 0; j < E; ++j) wrong += ids[(size_t)t * E + j] != (j < rcounts[t] ? rids[(size_t)t * E + j] : -7);
-        }
-        wrong += ucount != rucount;
-        for (int j = 0; j < E; ++j) wrong += uids[j] != (j < rucount ? ruids[j] : -7);
-        CHECK_MSG(active > 0 && rucount < E, "%s: degenerate test, %d of %zu active, union %d of %d", p->key, active,
-                  BE, rucount, E);
-        CHECK_MSG(wrong == 0, "%s: %d routing entries differ from the reference", p->key, wrong);
         /* h by neuron: the union's experts computed, the rest untouched */
         sp_ref_swiglu(Wg, Wu, x, rmask, B, d, f, g, hd);
         unsigned char *in_union = calloc((size_t)E, 1);
@@ -592,7 +593,7 @@ static void emu_fused(sprig_gen *gen, int d, int f, const char *dtype, int B, in
     }
     free(Wg), free(Wu), free(Wd), free(Wr), free(x), free(scores), free(Wg_bits), free(Wu_bits), free(Wd_bits);
     free(WdT_bits), free(Wr_bits), free(x_bits), free(h), free(y), free(mask), free(rmask), free(ids), free(counts);
-    free(uids), free(rids), free(rcounts), free(ruids), free(sref), free(got), free(hd), free(yref), free(ws), free(dws);
+    free(uids), free(ruids), free(sref), free(hd), free(yref), free(ws), free(dws);
     if (mod) sp_emu_module_free(mod);
     if (dmod) sp_emu_module_free(dmod);
     sprig_plan_free(p);
