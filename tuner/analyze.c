@@ -19,13 +19,19 @@
 
 static double an_elem(const sprig_arg *a) { return !strcmp(a->type, "T") ? 2 : !strcmp(a->type, "u8") ? 1 : 4; }
 
-/* A routed plan (it reads union_ids, or writes it: gather_upgate route=sigmoid
- * routes itself) gathers its MLP weights and h at `active`. */
+/* A routed plan gathers its MLP weights and h at `active`: it reads union_ids,
+ * or writes it and reads W_up (gather_upgate route=sigmoid routes itself; a
+ * router that writes the lists from W_gate's rows, score=silu_abs, reads all
+ * of them). */
 static int an_routed(const sprig_plan *plan) {
-    for (int i = 0; i < plan->n_args; ++i)
-        if (!strcmp(plan->args[i].role, "union_ids") && plan->args[i].dir != SPRIG_ARG_SCRATCH && !plan->args[i].optional)
-            return 1;
-    return 0;
+    int reads_list = 0, writes_list = 0, gathers = 0;
+    for (int i = 0; i < plan->n_args; ++i) {
+        const sprig_arg *a = &plan->args[i];
+        if (a->optional) continue;
+        if (!strcmp(a->role, "union_ids")) reads_list |= a->dir == SPRIG_ARG_IN, writes_list |= a->dir == SPRIG_ARG_OUT;
+        gathers |= !strcmp(a->role, "w_up");
+    }
+    return reads_list || (writes_list && gathers);
 }
 
 static int an_gathered(const char *role) {
