@@ -187,6 +187,7 @@ static cJSON *an_json_plan(const an_row *r) {
             cJSON_AddNumberToObject(e, "grid_dep_releases", k->sass_releases);
             cJSON_AddNumberToObject(e, "prefetches_before_wait", k->sass_prefetch_before_wait);
             cJSON_AddNumberToObject(e, "global_writes_before_wait", k->sass_writes_before_wait);
+            cJSON_AddNumberToObject(e, "tail_rounds", k->tail_rounds);
         }
         cJSON_AddBoolToObject(e, "prefetch", k->prefetch);
         cJSON_AddItemToArray(ks, e);

@@ -248,19 +248,41 @@ sprig_attn_decode(const T *__restrict__ qkv, const float *__restrict__ inv_freq,
     }
     // The last split of head h to arrive merges the splits that had positions, in split order.
     unsigned *counters = reinterpret_cast<unsigned *>(ws + WS_PARTS);
+    // One CTA does this at the end of the kernel: every split's (max, sum) is read
+    // at once, then each thread's accumulator column of every split at once (a
+    // round trip each, not one per split), and added in split order.
     if (sp_last_arrival(counters + h, SPLITS)) {
         const int parts = (n + chunk - 1) / chunk;
-        float MM = sp_neg_inf();
-        for (int s = 0; s < parts; ++s) MM = fmaxf(MM, __ldcg(base + (size_t)s * (HD + 2)));
-        float LL = 0.0f;
-        for (int s = 0; s < parts; ++s)
-            LL = fmaf(__ldcg(base + (size_t)s * (HD + 2) + 1), expf(__ldcg(base + (size_t)s * (HD + 2)) - MM), LL);
-        const float inv = 1.0f / LL;
+        __shared__ float merge_w[SPLITS];
+        __shared__ float merge_inv;
+        if (threadIdx.x == 0) {
+            float pm[SPLITS], pl[SPLITS];
+#pragma unroll
+            for (int s = 0; s < SPLITS; ++s) {
+                pm[s] = s < parts ? __ldcg(base + (size_t)s * (HD + 2)) : sp_neg_inf();
+                pl[s] = s < parts ? __ldcg(base + (size_t)s * (HD + 2) + 1) : 0.0f;
+            }
+            float MM = sp_neg_inf();
+#pragma unroll
+            for (int s = 0; s < SPLITS; ++s) MM = fmaxf(MM, pm[s]);
+            float LL = 0.0f;
+#pragma unroll
+            for (int s = 0; s < SPLITS; ++s) {
+                const float w = s < parts ? expf(pm[s] - MM) : 0.0f;
+                merge_w[s] = w;
+                LL = fmaf(pl[s], w, LL);
+            }
+            merge_inv = 1.0f / LL;
+        }
+        __syncthreads();
         for (int i = threadIdx.x; i < HD; i += THREADS) {
+            float pa[SPLITS];
+#pragma unroll
+            for (int s = 0; s < SPLITS; ++s) pa[s] = s < parts ? __ldcg(base + (size_t)s * (HD + 2) + 2 + i) : 0.0f;
             float o = 0.0f;
-            for (int s = 0; s < parts; ++s)
-                o = fmaf(__ldcg(base + (size_t)s * (HD + 2) + 2 + i), expf(__ldcg(base + (size_t)s * (HD + 2)) - MM), o);
-            out[(size_t)h * HD + i] = SP_FROM_F(o * inv);
+#pragma unroll
+            for (int s = 0; s < SPLITS; ++s) o = fmaf(pa[s], merge_w[s], o);
+            out[(size_t)h * HD + i] = SP_FROM_F(o * merge_inv);
         }
     }
 {% end %}

@@ -23,6 +23,14 @@
  *       (CCTL.E.PF2) exactly where its spec says so (perf() prefetch, which
  *       the model's PDL estimate counts); a planted regression (the K-walk's
  *       prefetch dropped) fails it;
+ *   (g) no serial tail the model does not count: after a kernel's last
+ *       arrival ticket (ATOMG), where one CTA finishes what every CTA wrote,
+ *       the global loads whose results are waited for before the next load
+ *       issues (SASS, text order) are at most the round trips the spec's
+ *       perf() counts, for every kernel above and of the decode steps; a
+ *       planted regression (the folded RMSNorm storing each column before
+ *       loading the next, as it did when a GPU measured the decode step 0.66
+ *       to 0.86 ms over its prediction) fails it;
  *   (e) the decode step of LLaMA-2-7B with LTE experts (the config in
  *       tests/fixtures/configs/llama2-7b-lte), counted from the GPU backend's
  *       own launch sequence: at most 7 launches per layer + 3, dense and LTE,
@@ -92,6 +100,14 @@ static int pdl_broken(const char *what, const sp_analyze_kernel *k, int loud) {
     return broken;
 }
 
+/* The serial-tail promise (g) of one kernel; returns the number broken. */
+static int tail_broken(const char *what, const sp_analyze_kernel *k, int loud) {
+    if (k->tail_rounds <= 0 || k->tail_rounds <= k->rounds) return 0;
+    if (loud) fprintf(stderr, "%s %s: %d dependent load round trips after the arrival ticket, the model counts %g\n",
+                      what, k->name, k->tail_rounds, k->rounds);
+    return 1;
+}
+
 static int gpu_sms, below_roof;
 
 static void check_plan(const char *what, const sp_analyze_plan *p) {
@@ -100,6 +116,8 @@ static void check_plan(const char *what, const sp_analyze_plan *p) {
         const sp_analyze_kernel *k = &p->k[i];
         CHECK_MSG(weight_loads_broken(what, k, 1) == 0, "%s %s: weight loads (see above)", what, k->name);
         CHECK_MSG(pdl_broken(what, k, 1) == 0, "%s %s: programmatic dependent launch (see above)", what, k->name);
+        CHECK_MSG(tail_broken(what, k, 1) == 0, "%s %s: a serial tail the model does not count (see above)", what,
+                  k->name);
         CHECK_MSG(k->spill == 0, "%s %s: %d bytes spilled", what, k->name, k->spill);
         streams += k->stream > 0;
     }
@@ -200,7 +218,8 @@ static void remove_dir(const char *dir) {
 /* Renders dense_gemv from a copy of the templates with `from` replaced by
  * `to` in common.cuh.lua and expects broken() to find something wrong. */
 static void planted_regression(const char *templates, const sp_analyze_opts *base, const char *label, const char *from,
-                               const char *to, int (*broken)(const char *, const sp_analyze_kernel *, int)) {
+                               const char *to, const char *params,
+                               int (*broken)(const char *, const sp_analyze_kernel *, int)) {
     char dir[] = "/tmp/sprig-test-analyze-XXXXXX";
     if (!mkdtemp(dir)) {
         CHECK_MSG(0, "mkdtemp: %s", dir);
@@ -210,7 +229,7 @@ static void planted_regression(const char *templates, const sp_analyze_opts *bas
     CHECK_MSG(planted, "planted regression (%s): its text was not found in %s/common.cuh.lua", label, templates);
     sprig_gen *gen = NULL;
     CHECK(sprig_gen_open(&gen, dir) == SPRIG_OK);
-    sprig_request req = {"dense_gemv", 4096, 4096, "fp16", 1, 1, "rows_per_warp=1"};
+    sprig_request req = {"dense_gemv", 4096, 4096, "fp16", 1, 1, params};
     sp_analyze_plan p;
     const int ok = gen && planted && sp_analyze_request(gen, &req, base, &p) == SPRIG_OK;
     CHECK_MSG(ok, "planted regression (%s): %s", label, sprig_last_error());
@@ -229,9 +248,16 @@ static void planted_regression(const char *templates, const sp_analyze_opts *bas
  * (f) The K-walk's prefetch dropped while the spec still claims it. */
 static void planted_regressions(const char *templates, const sp_analyze_opts *base) {
     planted_regression(templates, base, "K-walk loads rolled", "#pragma unroll\n        for (int u = 0; u < UNROLL; ++u)",
-                       "#pragma unroll 1\n        for (int u = 0; u < UNROLL; ++u)", weight_loads_broken);
+                       "#pragma unroll 1\n        for (int u = 0; u < UNROLL; ++u)", "rows_per_warp=1", weight_loads_broken);
     planted_regression(templates, base, "K-walk prefetch dropped", "SP_PREFETCH_L2(w[m][r] + k)", "(void)(w[m][r] + k)",
-                       pdl_broken);
+                       "rows_per_warp=1", pdl_broken);
+    /* (g) the folded norm's first pass as it was: each column stored before the next is loaded */
+    planted_regression(templates, base, "norm tail serial",
+                       "#pragma unroll 1\n    for (int k0 = 0; k0 < PER; k0 += CH) {\n        float v[CH];",
+                       "for (int i = threadIdx.x; i < D; i += THREADS) {\n        const float v1 = next(i);\n"
+                       "        x[i] = v1;\n        ss = fmaf(v1, v1, ss);\n        if (raw) raw[i] = SP_FROM_F(v1);\n"
+                       "    }\n    for (int k0 = PER; k0 < PER; k0 += CH) {\n        float v[CH];",
+                       "norm=add", tail_broken);
 }
 
 /* (e): launches per token and the LTE step's share of the roof. */
@@ -257,6 +283,10 @@ static void decode_step(sprig_gen *gen, const sp_analyze_opts *base, const char 
                100 * st.roof_us / st.t_pdl_us);
         CHECK_MSG(st.layers == 32 && st.kernels <= 7 * st.layers + 3, "%s: %d launches for %d layers", modes[m].name,
                   st.kernels, st.layers);
+        for (int r = 0; r < st.n; ++r)
+            for (int i = 0; i < st.rows[r].plan.n; ++i)
+                CHECK_MSG(tail_broken(modes[m].name, &st.rows[r].plan.k[i], 1) == 0, "%s %s: serial tail (see above)",
+                          modes[m].name, st.rows[r].plan.k[i].name);
         if (modes[m].mode == SP_MLP_AUTO)
             CHECK_MSG(of_roof >= LTE_STEP_FLOOR, "LTE step at %.1f%% of the roof (floor %.0f%%, target 80%%)",
                       100 * of_roof, 100 * LTE_STEP_FLOOR);

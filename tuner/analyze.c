@@ -128,6 +128,22 @@ static int an_ldg_width(const char *opcode) {
     return 4;
 }
 
+/* The registers an operand list names (R12, R4.64: R4 and R5, -R3, |R3|; not
+ * RZ or uniform registers UR8), each marked in regs[256]; `wide` registers
+ * per name for the destination of a vector load. */
+static void an_sass_regs(const char *s, const char *end, unsigned char *regs, int wide) {
+    for (const char *p = s; p < end; ++p) {
+        if (*p != 'R' || (p > s && (isalnum((unsigned char)p[-1]) || p[-1] == '_')) || !isdigit((unsigned char)p[1]))
+            continue;
+        const int r = atoi(p + 1);
+        int n = wide;
+        const char *q = p + 1;
+        while (q < end && isdigit((unsigned char)*q)) ++q;
+        if (q + 3 <= end && !strncmp(q, ".64", 3)) n = n > 2 ? n : 2;
+        for (int i = 0; i < n && r + i < 256; ++i) regs[r + i] = 1;
+    }
+}
+
 /* Counts one function's global loads by width, its streamed (evict-first:
  * the weights, sp_load_vec_stream) loads, and the longest runs of loads and
  * of streamed loads issued before a floating-point instruction uses anything. */
@@ -138,6 +154,10 @@ static void an_sass_function(FILE *fp, const char *name, sp_analyze_kernel *k) {
     k->ldg128 = k->ldg64 = k->ldg32 = k->ldg_sub = k->stream = k->stream128 = 0;
     k->loads_before_use = k->stream_before_use = 0;
     k->sass_waits = k->sass_releases = k->sass_prefetch_before_wait = k->sass_writes_before_wait = 0;
+    k->tail_rounds = 0;
+    unsigned char pending[256]; /* destinations of global loads not yet used (after the last ticket) */
+    int after_ticket = 0;
+    memset(pending, 0, sizeof pending);
     rewind(fp);
     while (fgets(line, sizeof line, fp)) {
         if (!in) {
@@ -156,6 +176,28 @@ static void an_sass_function(FILE *fp, const char *name, sp_analyze_kernel *k) {
         size_t n = 0;
         while (op[n] && !isspace((unsigned char)op[n]) && n + 1 < sizeof opcode) opcode[n] = op[n], ++n;
         opcode[n] = '\0';
+        /* the serial tail: after the last arrival ticket (ATOMG), the loads of one
+         * CTA whose results are waited for before the next load issues */
+        if (!strncmp(opcode, "ATOMG", 5)) {
+            after_ticket = 1, k->tail_rounds = 0;
+            memset(pending, 0, sizeof pending);
+        } else if (after_ticket) {
+            const char *ops = op + n, *semi = strchr(ops, ';');
+            if (!semi) semi = ops + strlen(ops);
+            const int stores = !strncmp(opcode, "ST", 2) || !strncmp(opcode, "RED", 3);
+            const char *srcs = ops;
+            if (!stores) { /* the first operand is the destination */
+                const char *comma = memchr(ops, ',', (size_t)(semi - ops));
+                srcs = comma ? comma + 1 : semi;
+            }
+            unsigned char used[256];
+            memset(used, 0, sizeof used);
+            an_sass_regs(srcs, semi, used, 1);
+            int waits = 0;
+            for (int r = 0; r < 256 && !waits; ++r) waits = used[r] && pending[r];
+            if (waits) ++k->tail_rounds, memset(pending, 0, sizeof pending);
+            if (!strncmp(opcode, "LDG", 3)) an_sass_regs(ops, srcs, pending, an_ldg_width(opcode) / 4 > 1 ? an_ldg_width(opcode) / 4 : 1);
+        }
         if (!strncmp(opcode, "LDG", 3)) {
             const int w = an_ldg_width(opcode);
             if (w == 16) ++k->ldg128;
@@ -190,6 +232,7 @@ static void an_sass(const char *nvdisasm, const sprig_binary *bin, sp_analyze_pl
         k->ldg128 = k->ldg64 = k->ldg32 = k->ldg_sub = k->stream = k->stream128 = -1;
         k->loads_before_use = k->stream_before_use = -1;
         k->sass_waits = k->sass_releases = k->sass_prefetch_before_wait = k->sass_writes_before_wait = -1;
+        k->tail_rounds = -1;
     }
     if (!nvdisasm || !*nvdisasm || bin->is_ptx) return;
     char cubin[] = "/tmp/sprig-analyze-XXXXXX";

@@ -47,6 +47,11 @@ typedef struct sp_analyze_kernel {
      * atomics issued before the first wait */
     int prefetch;
     int sass_waits, sass_releases, sass_prefetch_before_wait, sass_writes_before_wait;
+    /* The serial tail, from the SASS (-1 as above): after the kernel's last arrival
+     * ticket (ATOMG), where one CTA finishes what all wrote, the times a global
+     * load's result is waited for with loads still to issue: dependent round
+     * trips on that CTA alone (0 without a ticket). Text order: a loop's body counts once. */
+    int tail_rounds;
 } sp_analyze_kernel;
 
 /* One plan (a family's request), predicted. */
