@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "sp_error.h"
+#include "sp_tuning_hook.h"
 #include "gpu_internal.h"
 
 /* The gather pair of a path for layer G's widths (gate/up read a_out, down
@@ -23,20 +24,17 @@
  * up_extra and down_extra: each kernel's own fixed params beyond `extra`. */
 static sprig_status load_gathers(sp_gpu *g, const gpu_layer *G, gpu_mlp_path *p, const char *extra,
                                  const char *up_extra, const char *down_extra, const char *layout, double sparsity) {
-    char fixed[160], both[128];
-    snprintf(both, sizeof both, "%s", extra);
+    char own[128], fixed[192], forced[32] = "";
+    SP_TRY(sp_tuning_merge_params(extra, up_extra, own, sizeof own));
     /* W_gate and W_up are packed as two [f][d] matrices, not row-interleaved */
-    snprintf(fixed, sizeof fixed, "%s%s%s%sinterleave=0", extra, *extra ? "," : "", up_extra, *up_extra ? "," : "");
+    SP_TRY(sp_tuning_merge_params(own, "interleave=0", fixed, sizeof fixed));
     SP_TRY(sp_gpu_kernel_get(g->kernels, "gather_upgate", G->a_out, g->f, g->dtype, p->g, fixed, sparsity,
                              &p->upgate));
-    if (*down_extra) snprintf(both, sizeof both, "%s%s%s", extra, *extra ? "," : "", down_extra);
-    extra = both;
+    SP_TRY(sp_tuning_merge_params(extra, down_extra, fixed, sizeof fixed));
     /* unsliced: down's last CTA adds y into x and writes the next norm's output (norm=add) */
-    snprintf(fixed, sizeof fixed, "%s%s%s", extra, *extra && !g->sliced ? "," : "", g->sliced ? "" : "norm=add");
-    if (layout) {
-        const size_t n = strlen(fixed);
-        snprintf(fixed + n, sizeof fixed - n, "%slayout=%s", *fixed ? "," : "", layout);
-    }
+    SP_TRY(sp_tuning_merge_params(fixed, g->sliced ? "" : "norm=add", own, sizeof own));
+    if (layout) snprintf(forced, sizeof forced, "layout=%s", layout);
+    SP_TRY(sp_tuning_merge_params(own, forced, fixed, sizeof fixed));
     return sp_gpu_kernel_get(g->kernels, "gather_down", G->m_out, g->f, g->dtype, p->g, fixed, sparsity, &p->down);
 }
 

@@ -239,16 +239,23 @@ __device__ __forceinline__ void sp_kwalk(const T *const (&w)[MATS][ROWS], int sl
     }
 }
 
+// Elements of T in a 128-byte cache line, and the lines of p[0..n) asked of L2:
+// lines first, first + step, ... (a CTA's threads, or a grid's CTAs, share a span).
+#define SP_LINE ((int)(128 / sizeof(T)))
+__device__ __forceinline__ void sp_prefetch_span(const T *p, int n, int first, int step) {
+    for (int i = first; i * SP_LINE < n; i += step) SP_PREFETCH_L2(p + (size_t)i * SP_LINE);
+}
+
 // The 128-byte lines of a warp's first K-walk step (the chunks slice + u*KSPLIT,
 // u < UNROLL, of each of its MATS*ROWS rows), asked of L2 ahead of the loads:
 // what the walk will request first, issued while the kernel waits for the one
 // before it (SP_GRID_DEP_WAIT). Lane i takes line i % LPC of chunk i / LPC.
 template <int MATS, int ROWS, int VEC, int UNROLL, int KSPLIT, int KC>
 __device__ __forceinline__ void sp_kwalk_prefetch(const T *const (&w)[MATS][ROWS], int slice, int lane) {
-    constexpr int CH = 32 * VEC, LINE = 128 / (int)sizeof(T), LPC = CH / LINE > 0 ? CH / LINE : 1;
+    constexpr int CH = 32 * VEC, LPC = CH / SP_LINE > 0 ? CH / SP_LINE : 1;
 #pragma unroll
     for (int i = lane; i < UNROLL * LPC; i += 32) {
-        const int k = (slice + i / LPC * KSPLIT) * CH + i % LPC * LINE;
+        const int k = (slice + i / LPC * KSPLIT) * CH + i % LPC * SP_LINE;
         if (k < KC) {
 #pragma unroll
             for (int r = 0; r < ROWS; ++r)
@@ -375,11 +382,9 @@ __device__ __forceinline__ void sp_norm_epilogue(unsigned *counter, unsigned arr
 // on the kernel's serial tail.
 template <int D, bool WEIGHTED>
 __device__ __forceinline__ void sp_norm_prefetch(const T *__restrict__ norm_w) {
-    constexpr int LINE = 128 / (int)sizeof(T);
-    const unsigned cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-    const unsigned ctas = gridDim.x * gridDim.y * gridDim.z;
-    if (WEIGHTED && threadIdx.x == 0)
-        for (unsigned i = cta; i * LINE < (unsigned)D; i += ctas) SP_PREFETCH_L2(norm_w + i * LINE);
+    const int cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    const int ctas = gridDim.x * gridDim.y * gridDim.z;
+    if (WEIGHTED && threadIdx.x == 0) sp_prefetch_span(norm_w, D, cta, ctas);
 }
 
 // D = A(16x16, row) * B(16x8, col) + C, fp32 accumulators, per the PTX ISA

@@ -62,14 +62,19 @@ __device__ __forceinline__ void sp_load_x(const T *__restrict__ p, float *out) {
 {% end %}
 
 // h[b][row] for a finished row: silu(gate) * up, or exactly 0 where token b does not
-// use the row's expert (the union is shared by the batch, the mask is per token).
+// use the row's expert (on: whether it does).
+__device__ __forceinline__ void sp_store_h_if(T *__restrict__ h, int row, int b, bool on, float gate, float up) {
+    h[(size_t)b * F_ROWS + row] = on ? SP_FROM_F(sp_silu(gate) * up) : (T)0;
+}
+
+// The same, token b's use of the expert read from the mask (the union is shared by
+// the batch, the mask is per token).
 __device__ __forceinline__ void sp_store_h(T *__restrict__ h, const unsigned char *__restrict__ mask, int row, int b,
                                            int expert, float gate, float up) {
 {% if p.all_active == 1 then %}
-    h[(size_t)b * F_ROWS + row] = SP_FROM_F(sp_silu(gate) * up);
+    sp_store_h_if(h, row, b, true, gate, up);
 {% else %}
-    const bool on = __ldg(mask + (size_t)b * N_EXPERTS + expert) != 0;
-    h[(size_t)b * F_ROWS + row] = on ? SP_FROM_F(sp_silu(gate) * up) : (T)0;
+    sp_store_h_if(h, row, b, __ldg(mask + (size_t)b * N_EXPERTS + expert) != 0, gate, up);
 {% end %}
 }
 
@@ -113,10 +118,7 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
                     int *__restrict__ ids, int *__restrict__ counts, int *__restrict__ ws) {
     // Before the wait: this CTA's router rows, which no kernel writes, asked of L2.
     const int e0 = (int)blockIdx.x * ROWS_PER_CTA / G;  // the CTA's first expert
-    for (int i = threadIdx.x; i < CTA_EXPERTS * D_COLS / (128 / (int)sizeof(T)); i += THREADS) {
-        const int j = i / (D_COLS / (128 / (int)sizeof(T))), k = i % (D_COLS / (128 / (int)sizeof(T)));
-        if (e0 + j < N_EXPERTS) SP_PREFETCH_L2(Wr + (size_t)(e0 + j) * D_COLS + k * (128 / (int)sizeof(T)));
-    }
+    sp_prefetch_span(Wr + (size_t)e0 * D_COLS, max(0, min(CTA_EXPERTS, N_EXPERTS - e0)) * D_COLS, threadIdx.x, THREADS);
 {% else %}
 sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T *__restrict__ x,
                     const int *__restrict__ union_ids, const int *__restrict__ union_count,
@@ -262,8 +264,7 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
             // Spread the stores over lanes rather than funnel them through lane 0.
 {% if FUSED then %}
             if (live && lane == ((r * BATCH + b) & 31) && row0 + r < n_rows)
-                h[(size_t)b * F_ROWS + row0 + r] =
-                    sp_router_active(route_score[my_j][b], threshold) ? SP_FROM_F(sp_silu(gate) * up) : (T)0;
+                sp_store_h_if(h, row0 + r, b, sp_router_active(route_score[my_j][b], threshold), gate, up);
 {% else %}
             if (lane == ((r * BATCH + b) & 31) && row0 + r < n_rows) sp_store_h(h, mask, row0 + r, b, expert[r], gate, up);
 {% end %}
@@ -298,8 +299,7 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
 {% end %}
 {% if FUSED then %}
                 if (row0 + r < n_rows)
-                    h[(size_t)b * F_ROWS + row0 + r] =
-                        sp_router_active(route_score[my_j][b], threshold) ? SP_FROM_F(sp_silu(gate) * up) : (T)0;
+                    sp_store_h_if(h, row0 + r, b, sp_router_active(route_score[my_j][b], threshold), gate, up);
 {% else %}
                 if (row0 + r < n_rows) sp_store_h(h, mask, row0 + r, b, expert[r], gate, up);
 {% end %}
