@@ -144,6 +144,43 @@ static void an_sass_regs(const char *s, const char *end, unsigned char *regs, in
     }
 }
 
+/* The serial tail, one instruction at a time: after the last arrival ticket
+ * (ATOMG), a use of a pending load's result with loads still to issue is a
+ * round trip one CTA waits (++*rounds); each LDG's destinations then pend.
+ * `operands` runs from after the opcode to the end of the line. */
+typedef struct an_tail {
+    int after_ticket, rounds;
+    unsigned char pending[256]; /* registers a global load will write, not yet used */
+} an_tail;
+
+static void an_tail_step(an_tail *t, const char *opcode, const char *operands) {
+    if (!strncmp(opcode, "ATOMG", 5)) { /* a later ticket: the tail starts again */
+        memset(t, 0, sizeof *t);
+        t->after_ticket = 1;
+        return;
+    }
+    if (!t->after_ticket) return;
+    const char *semi = strchr(operands, ';');
+    if (!semi) semi = operands + strlen(operands);
+    const char *srcs = operands; /* stores name no destination; the rest name it first */
+    if (strncmp(opcode, "ST", 2) && strncmp(opcode, "RED", 3)) {
+        const char *comma = memchr(operands, ',', (size_t)(semi - operands));
+        srcs = comma ? comma + 1 : semi;
+    }
+    unsigned char used[256] = {0};
+    an_sass_regs(srcs, semi, used, 1);
+    for (int r = 0; r < 256; ++r)
+        if (used[r] && t->pending[r]) {
+            ++t->rounds;
+            memset(t->pending, 0, sizeof t->pending);
+            break;
+        }
+    if (!strncmp(opcode, "LDG", 3)) {
+        const int regs = an_ldg_width(opcode) / 4;
+        an_sass_regs(operands, srcs, t->pending, regs > 1 ? regs : 1);
+    }
+}
+
 /* Counts one function's global loads by width, its streamed (evict-first:
  * the weights, sp_load_vec_stream) loads, and the longest runs of loads and
  * of streamed loads issued before a floating-point instruction uses anything. */
@@ -154,10 +191,8 @@ static void an_sass_function(FILE *fp, const char *name, sp_analyze_kernel *k) {
     k->ldg128 = k->ldg64 = k->ldg32 = k->ldg_sub = k->stream = k->stream128 = 0;
     k->loads_before_use = k->stream_before_use = 0;
     k->sass_waits = k->sass_releases = k->sass_prefetch_before_wait = k->sass_writes_before_wait = 0;
-    k->tail_rounds = 0;
-    unsigned char pending[256]; /* destinations of global loads not yet used (after the last ticket) */
-    int after_ticket = 0;
-    memset(pending, 0, sizeof pending);
+    an_tail tail;
+    memset(&tail, 0, sizeof tail);
     rewind(fp);
     while (fgets(line, sizeof line, fp)) {
         if (!in) {
@@ -176,28 +211,7 @@ static void an_sass_function(FILE *fp, const char *name, sp_analyze_kernel *k) {
         size_t n = 0;
         while (op[n] && !isspace((unsigned char)op[n]) && n + 1 < sizeof opcode) opcode[n] = op[n], ++n;
         opcode[n] = '\0';
-        /* the serial tail: after the last arrival ticket (ATOMG), the loads of one
-         * CTA whose results are waited for before the next load issues */
-        if (!strncmp(opcode, "ATOMG", 5)) {
-            after_ticket = 1, k->tail_rounds = 0;
-            memset(pending, 0, sizeof pending);
-        } else if (after_ticket) {
-            const char *ops = op + n, *semi = strchr(ops, ';');
-            if (!semi) semi = ops + strlen(ops);
-            const int stores = !strncmp(opcode, "ST", 2) || !strncmp(opcode, "RED", 3);
-            const char *srcs = ops;
-            if (!stores) { /* the first operand is the destination */
-                const char *comma = memchr(ops, ',', (size_t)(semi - ops));
-                srcs = comma ? comma + 1 : semi;
-            }
-            unsigned char used[256];
-            memset(used, 0, sizeof used);
-            an_sass_regs(srcs, semi, used, 1);
-            int waits = 0;
-            for (int r = 0; r < 256 && !waits; ++r) waits = used[r] && pending[r];
-            if (waits) ++k->tail_rounds, memset(pending, 0, sizeof pending);
-            if (!strncmp(opcode, "LDG", 3)) an_sass_regs(ops, srcs, pending, an_ldg_width(opcode) / 4 > 1 ? an_ldg_width(opcode) / 4 : 1);
-        }
+        an_tail_step(&tail, opcode, op + n);
         if (!strncmp(opcode, "LDG", 3)) {
             const int w = an_ldg_width(opcode);
             if (w == 16) ++k->ldg128;
@@ -223,6 +237,7 @@ static void an_sass_function(FILE *fp, const char *name, sp_analyze_kernel *k) {
             ++k->sass_writes_before_wait;
         }
     }
+    k->tail_rounds = tail.rounds;
 }
 
 /* Disassembles the cubin once and reads every kernel of the plan from it. */
