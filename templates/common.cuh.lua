@@ -295,33 +295,112 @@ __device__ __forceinline__ float sp_warp_sum(float v) {
 
 // ---- RMSNorm of one row by one CTA -----------------------------------------------------
 // The rmsnorm family's kernel and the norms folded into a GEMV's last CTA share it.
-// Pass 1 sets each residual x[i] = next(i) (the fp32 residual plus or instead of
-// what the step before wrote) and sums the squares; pass 2 writes
-// out[i] = T(x[i] * rsqrt(sum / n + eps) [* w[i]]). Each thread reads back only the
-// columns it wrote itself. raw (may be NULL) gets the new residual in T. x is not
-// __restrict__: next() reads it. Every thread of the CTA must call it (it synchronises).
-// A thread takes its columns SP_NORM_CHUNK at a time, every load of a chunk issued
-// before the first store: a folded norm runs on one CTA at the end of its kernel,
-// so each dependent load is a whole L2 round trip on the kernel's tail (a loop
-// storing each column before loading the next made d/threads of them, 16 at
-// d=4096: see docs/perf-model.md).
+// It sets each residual x[i] to the row's new value (FROM: src[i], the T input;
+// x[i] + src[i], the fp32 residual plus it; or x[i] as it is), sums the squares and
+// writes out[i] = T(x[i] * rsqrt(sum / n + eps) [* w[i]]); raw (may be NULL) gets
+// the new residual in T. Every thread of the CTA must call it (it synchronises).
+// A folded norm runs on one CTA at the end of its kernel, so each load a thread
+// waits for before issuing the next is a whole L2 round trip with the rest of the
+// GPU idle (a loop storing each column before loading the next made d/threads of
+// them, 16 at d=4096: docs/perf-model.md). So a thread issues every load it needs
+// (its columns of x, src and w) before its first store and keeps the values in
+// registers for the scaling: one round trip per row. It takes its columns in
+// pairs, so that is 24 loads, not 48, at d=4096 and 256 threads, few enough
+// registers for ptxas to keep them all in flight. Rows wider than SP_NORM_HELD
+// columns a thread, or odd, go SP_NORM_CHUNK columns at a time over two passes.
+#define SP_NORM_HELD 24
 #define SP_NORM_CHUNK 8
-template <int THREADS, int D, bool WEIGHTED, class Next>
-__device__ __forceinline__ void sp_rmsnorm_row(float *x, Next next, const T *__restrict__ w,
-                                               T *__restrict__ out, T *__restrict__ raw, float n, float eps) {
+#define SP_ROW_SET 0  // x = src
+#define SP_ROW_ADD 1  // x = x + src
+#define SP_ROW_X 2    // x as it is
+
+// rsqrt(mean of the squares + eps) from each thread's share ss, the same value
+// in every thread (the warps' sums are added in one order).
+template <int THREADS>
+__device__ __forceinline__ float sp_rms_scale(float ss, float n, float eps) {
+    __shared__ float warp_ss[THREADS / 32];
+    ss = sp_warp_sum(ss);
+    if ((threadIdx.x & 31) == 0) warp_ss[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    float total = 0.0f;
+#pragma unroll
+    for (int i = 0; i < THREADS / 32; ++i) total += warp_ss[i];
+    __syncthreads();  // warp_ss is free for the next row
+    return rsqrtf(total / n + eps);
+}
+
+// Two floats as T in one 32-bit word, lo in the low half (the order of memory).
+__device__ __forceinline__ unsigned sp_pack2(float lo, float hi) {
+    return (unsigned)SP_FROM_F(lo) | (unsigned)SP_FROM_F(hi) << 16;
+}
+
+// The held path: column pairs p = threadIdx.x + k * THREADS (columns 2p, 2p + 1).
+template <int THREADS, int D, bool WEIGHTED, int FROM>
+__device__ __forceinline__ void sp_rmsnorm_row_held(float *x, const T *src, const T *__restrict__ w,
+                                                    T *__restrict__ out, T *__restrict__ raw, float n, float eps) {
+    constexpr int PAIRS = D / 2, PER = (PAIRS + THREADS - 1) / THREADS;
+    constexpr bool FULL = PAIRS % THREADS == 0;  // every pair in range: no predicate splits the loads
+    float2 *x2 = reinterpret_cast<float2 *>(x);
+    const unsigned *s2 = reinterpret_cast<const unsigned *>(src);
+    const unsigned *w2 = reinterpret_cast<const unsigned *>(w);
+    float2 v[PER];
+    unsigned wv[PER];
+#pragma unroll
+    for (int k = 0; k < PER; ++k) {  // every load first
+        const int p = threadIdx.x + k * THREADS;
+        if (FULL || p < PAIRS) {
+            if (FROM == SP_ROW_SET) v[k].x = v[k].y = 0.0f;
+            else v[k] = x2[p];
+            if (FROM != SP_ROW_X) {
+                const unsigned s = s2[p];
+                v[k].x += sp_lo(s), v[k].y += sp_hi(s);
+            }
+            if (WEIGHTED) wv[k] = w2[p];
+        }
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < PER; ++k) {
+        const int p = threadIdx.x + k * THREADS;
+        if (FULL || p < PAIRS) {
+            x2[p] = v[k];
+            ss = fmaf(v[k].x, v[k].x, fmaf(v[k].y, v[k].y, ss));
+            if (raw) reinterpret_cast<unsigned *>(raw)[p] = sp_pack2(v[k].x, v[k].y);
+            // weighted now, not after the reduction: ptxas would otherwise issue
+            // w's loads there, a second round trip on the tail
+            if (WEIGHTED) v[k].x *= sp_lo(wv[k]), v[k].y *= sp_hi(wv[k]);
+        }
+    }
+    const float scale = sp_rms_scale<THREADS>(ss, n, eps);
+#pragma unroll
+    for (int k = 0; k < PER; ++k) {
+        const int p = threadIdx.x + k * THREADS;
+        if (FULL || p < PAIRS) reinterpret_cast<unsigned *>(out)[p] = sp_pack2(v[k].x * scale, v[k].y * scale);
+    }
+}
+
+// The general path: SP_NORM_CHUNK columns at a time, every load of a chunk issued
+// before its first store; pass 1 sets x and sums the squares, pass 2 reads back
+// this thread's own x and writes out.
+template <int THREADS, int D, bool WEIGHTED, int FROM>
+__device__ __forceinline__ void sp_rmsnorm_row_chunked(float *x, const T *src, const T *__restrict__ w,
+                                                       T *__restrict__ out, T *__restrict__ raw, float n, float eps) {
     constexpr int PER = (D + THREADS - 1) / THREADS;  // columns per thread
-    constexpr int CH = PER < SP_NORM_CHUNK ? PER : SP_NORM_CHUNK;
     float ss = 0.0f;
 #pragma unroll 1
-    for (int k0 = 0; k0 < PER; k0 += CH) {
-        float v[CH];
+    for (int k0 = 0; k0 < PER; k0 += SP_NORM_CHUNK) {
+        float v[SP_NORM_CHUNK];
 #pragma unroll
-        for (int k = 0; k < CH; ++k) {
+        for (int k = 0; k < SP_NORM_CHUNK; ++k) {
             const int i = threadIdx.x + (k0 + k) * THREADS;
-            v[k] = k0 + k < PER && i < D ? next(i) : 0.0f;
+            const bool in = k0 + k < PER && i < D;
+            v[k] = !in ? 0.0f
+                 : FROM == SP_ROW_SET ? SP_TO_F(src[i])
+                 : FROM == SP_ROW_ADD ? x[i] + SP_TO_F(src[i])
+                                      : x[i];
         }
 #pragma unroll
-        for (int k = 0; k < CH; ++k) {
+        for (int k = 0; k < SP_NORM_CHUNK; ++k) {
             const int i = threadIdx.x + (k0 + k) * THREADS;
             if (k0 + k < PER && i < D) {
                 x[i] = v[k];
@@ -330,31 +409,36 @@ __device__ __forceinline__ void sp_rmsnorm_row(float *x, Next next, const T *__r
             }
         }
     }
-    ss = sp_warp_sum(ss);
-    __shared__ float warp_ss[THREADS / 32];
-    if ((threadIdx.x & 31) == 0) warp_ss[threadIdx.x >> 5] = ss;
-    __syncthreads();
-    float total = 0.0f;
-#pragma unroll
-    for (int i = 0; i < THREADS / 32; ++i) total += warp_ss[i];  // same order in every thread
-    const float scale = rsqrtf(total / n + eps);
+    const float scale = sp_rms_scale<THREADS>(ss, n, eps);
 #pragma unroll 1
-    for (int k0 = 0; k0 < PER; k0 += CH) {
-        float xv[CH], wv[CH];
+    for (int k0 = 0; k0 < PER; k0 += SP_NORM_CHUNK) {
+        float xv[SP_NORM_CHUNK], wv[SP_NORM_CHUNK];
 #pragma unroll
-        for (int k = 0; k < CH; ++k) {
+        for (int k = 0; k < SP_NORM_CHUNK; ++k) {
             const int i = threadIdx.x + (k0 + k) * THREADS;
             const bool in = k0 + k < PER && i < D;
             xv[k] = in ? x[i] : 0.0f;
             wv[k] = in && WEIGHTED ? SP_TO_F(w[i]) : 1.0f;
         }
 #pragma unroll
-        for (int k = 0; k < CH; ++k) {
+        for (int k = 0; k < SP_NORM_CHUNK; ++k) {
             const int i = threadIdx.x + (k0 + k) * THREADS;
             if (k0 + k < PER && i < D) out[i] = SP_FROM_F(WEIGHTED ? xv[k] * scale * wv[k] : xv[k] * scale);
         }
     }
-    __syncthreads();  // warp_ss is free for the next row
+}
+
+// x is not __restrict__: it is read and written; src may be what raw overwrites
+// (read first either way). The held path's pointers are aligned for pairs (x 8
+// bytes, the others 4): the families declare that alignment wherever D is even
+// (S.norm_args, the rmsnorm family), and sp_kargs checks it before each launch.
+template <int THREADS, int D, bool WEIGHTED, int FROM>
+__device__ __forceinline__ void sp_rmsnorm_row(float *x, const T *src, const T *__restrict__ w,
+                                               T *__restrict__ out, T *__restrict__ raw, float n, float eps) {
+    if constexpr (D % 2 == 0 && (D / 2 + THREADS - 1) / THREADS * 2 <= SP_NORM_HELD)
+        sp_rmsnorm_row_held<THREADS, D, WEIGHTED, FROM>(x, src, w, out, raw, n, eps);
+    else
+        sp_rmsnorm_row_chunked<THREADS, D, WEIGHTED, FROM>(x, src, w, out, raw, n, eps);
 }
 
 // sp_norm_epilogue: the same, folded into a kernel whose CTAs each write a share of
@@ -367,13 +451,10 @@ __device__ __forceinline__ void sp_norm_epilogue(unsigned *counter, unsigned arr
                                                  float *__restrict__ res, const T *__restrict__ norm_w,
                                                  T *__restrict__ normed, T *__restrict__ raw, float n, float eps) {
     if (!sp_last_arrival(counter, arrivals)) return;
-    for (int b = 0; b < BATCH; ++b) {
-        const T *yb = y + (size_t)b * D;
-        float *rb = res + (size_t)b * D;
-        sp_rmsnorm_row<THREADS, D, WEIGHTED>(
-            rb, [&](int i) { return SET ? SP_TO_F(yb[i]) : rb[i] + SP_TO_F(yb[i]); }, norm_w, normed + (size_t)b * D,
-            raw ? raw + (size_t)b * D : nullptr, n, eps);
-    }
+    for (int b = 0; b < BATCH; ++b)
+        sp_rmsnorm_row<THREADS, D, WEIGHTED, SET ? SP_ROW_SET : SP_ROW_ADD>(
+            res + (size_t)b * D, y + (size_t)b * D, norm_w, normed + (size_t)b * D, raw ? raw + (size_t)b * D : nullptr,
+            n, eps);
 }
 
 // The norm weights the last CTA will read, asked of L2 when the kernel starts

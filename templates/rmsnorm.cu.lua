@@ -14,17 +14,7 @@ sprig_rmsnorm(float *__restrict__ x, const T *__restrict__ src, const int *__res
 {% elseif p.mode == "add" or p.mode == "set" then %}
     const T *__restrict__ st = src + (size_t)t * D_COLS;
 {% end %}
-    sp_rmsnorm_row<THREADS, D_COLS, {% if p.weightless == 1 then %}false{% else %}true{% end %}>(
-        xt,
-        [&](int i) {
-{% if p.mode == "embed" or p.mode == "set" then %}
-            return SP_TO_F(st[i]);
-{% elseif p.mode == "add" then %}
-            return xt[i] + SP_TO_F(st[i]);
-{% else %}
-            return xt[i];
-{% end %}
-        },
-        w, out + (size_t)t * D_COLS, {% if p.raw_out == 1 then %}raw + (size_t)t * D_COLS{% else %}nullptr{% end %},
+    sp_rmsnorm_row<THREADS, D_COLS, {% if p.weightless == 1 then %}false{% else %}true{% end %}, {% if p.mode == "embed" or p.mode == "set" then %}SP_ROW_SET{% elseif p.mode == "add" then %}SP_ROW_ADD{% else %}SP_ROW_X{% end %}>(
+        xt, {% if p.mode == "embed" or p.mode == "set" or p.mode == "add" then %}st{% else %}nullptr{% end %}, w, out + (size_t)t * D_COLS, {% if p.raw_out == 1 then %}raw + (size_t)t * D_COLS{% else %}nullptr{% end %},
         (float){% if p.norm_dim == 0 then %}D_COLS{% else %}{{ p.norm_dim }}{% end %}, eps);
 }

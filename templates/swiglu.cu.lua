@@ -5,10 +5,7 @@
 #define UNROLL {{ p.unroll }}
 #define THREADS {{ p.threads }}
 
-// Stores VEC floats as T with one 4-, 8- or 16-byte store (VEC in {2, 4, 8}).
-__device__ __forceinline__ unsigned sp_pack2(float a, float b) {
-    return (unsigned)SP_FROM_F(a) | ((unsigned)SP_FROM_F(b) << 16);
-}
+// Stores VEC floats as T with one 4-, 8- or 16-byte store (VEC in {2, 4, 8}; sp_pack2: common.cuh.lua).
 __device__ __forceinline__ void sp_store_vec(T *__restrict__ p, const float *v) {
     if (VEC == 8) {
         uint4 o;

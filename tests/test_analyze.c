@@ -237,7 +237,7 @@ static void planted_regression(const char *templates, const sp_analyze_opts *bas
         int n = 0;
         for (int i = 0; i < p.n; ++i) n += broken("planted", &p.k[i], 0);
         CHECK_MSG(n > 0, "the planted regression (%s) passed", label);
-        printf("planted regression (%s): caught\n", label);
+        if (n > 0) printf("planted regression (%s): caught\n", label);
     }
     sprig_gen_close(gen);
     remove_dir(dir);
@@ -251,12 +251,13 @@ static void planted_regressions(const char *templates, const sp_analyze_opts *ba
                        "#pragma unroll 1\n        for (int u = 0; u < UNROLL; ++u)", "rows_per_warp=1", weight_loads_broken);
     planted_regression(templates, base, "K-walk prefetch dropped", "SP_PREFETCH_L2(w[m][r] + k)", "(void)(w[m][r] + k)",
                        "rows_per_warp=1", pdl_broken);
-    /* (g) the folded norm's first pass as it was: each column stored before the next is loaded */
+    /* (g) the folded norm's loads made serial again, as the code the H200 first
+     * measured had them: each pair's address waits on the value of the pair before */
     planted_regression(templates, base, "norm tail serial",
-                       "#pragma unroll 1\n    for (int k0 = 0; k0 < PER; k0 += CH) {\n        float v[CH];",
-                       "for (int i = threadIdx.x; i < D; i += THREADS) {\n        const float v1 = next(i);\n"
-                       "        x[i] = v1;\n        ss = fmaf(v1, v1, ss);\n        if (raw) raw[i] = SP_FROM_F(v1);\n"
-                       "    }\n    for (int k0 = PER; k0 < PER; k0 += CH) {\n        float v[CH];",
+                       "    for (int k = 0; k < PER; ++k) {  // every load first\n"
+                       "        const int p = threadIdx.x + k * THREADS;",
+                       "    for (int k = 0; k < PER; ++k) {  // every load first\n"
+                       "        const int p = threadIdx.x + k * THREADS + (k > 0 && v[k - 1].x != v[k - 1].x);",
                        "norm=add", tail_broken);
 }
 

@@ -86,7 +86,9 @@ function F.args(req, p, v)
   local list = {
     A.ptr("W", "T", { v.N, v.K }, { role = "weight", fan_in = v.K, align = al }),
     A.ptr("x", "T", { req.batch, v.K }, { align = al }),
-    A.ptr("y", "T", { req.batch, v.N }, { dir = p.accumulate == 1 and "inout" or "out" }),
+    -- a folded norm reads y in pairs (sp_rmsnorm_row)
+    A.ptr("y", "T", { req.batch, v.N }, { dir = p.accumulate == 1 and "inout" or "out",
+                                          align = p.norm ~= "none" and 2 * S.norm_pair_align(v.N) or nil }),
   }
   if p.bias == 1 then list[#list + 1] = A.ptr("bias", "T", { v.N }, { role = "bias" }) end
   if p.norm ~= "none" then

@@ -59,30 +59,32 @@ end
 -- src is the embedding table with mode=embed, whose row count the request does
 -- not carry (0: not known here); raw exists only with raw_out=1.
 function F.args(req, p)
-  local B = req.batch
+  local B, pair = req.batch, S.norm_pair_align(req.d)  -- columns in pairs (sp_rmsnorm_row)
   local list = {
-    A.ptr("x", "f32", { B, req.d }, { dir = "inout", role = "residual" }),
-    A.ptr("src", "T", p.mode == "embed" and { 0, req.d } or { B, req.d }, { role = "src", optional = p.mode == "none" }),
+    A.ptr("x", "f32", { B, req.d }, { dir = "inout", role = "residual", align = 4 * pair }),
+    A.ptr("src", "T", p.mode == "embed" and { 0, req.d } or { B, req.d },
+          { role = "src", optional = p.mode == "none", align = 2 * pair }),
     A.ptr("row", "i32", { B }, { role = "row", optional = p.mode ~= "embed" }),
-    A.ptr("w", "T", { req.d }, { role = "norm_weight", optional = p.weightless == 1 }),
-    A.ptr("out", "T", { B, req.d }, { dir = "out", role = "normed" }),
+    A.ptr("w", "T", { req.d }, { role = "norm_weight", optional = p.weightless == 1, align = 2 * pair }),
+    A.ptr("out", "T", { B, req.d }, { dir = "out", role = "normed", align = 2 * pair }),
     A.scalar("eps", "f32", { role = "eps" }),
   }
-  if p.raw_out == 1 then list[#list + 1] = A.ptr("raw", "T", { B, req.d }, { dir = "out", role = "raw" }) end
+  if p.raw_out == 1 then
+    list[#list + 1] = A.ptr("raw", "T", { B, req.d }, { dir = "out", role = "raw", align = 2 * pair })
+  end
   return list
 end
 
--- One CTA per token, two passes over its row (sum of squares, then scale);
--- the row was written by the kernel before (hot). Pass 1's loop has a
--- constant trip count, so its loads (the fp32 residual and the T input) are
--- all issued before the first use.
+-- One CTA per token, its row's loads (the fp32 residual, the T input, the
+-- weight) issued before the first use (S.norm_rounds); the row was written by
+-- the kernel before (hot).
 function F.perf(req, p)
   local n = req.batch * req.d
   return { { read = n * (4 + 2 + (p.weightless == 1 and 0 or 2)), write = n * (4 + 2 + (p.raw_out == 1 and 2 or 0)),
-             inflight = math.min(S.NORM_CHUNK, (req.d + p.threads - 1) // p.threads), load_bytes = 6,
+             inflight = S.norm_inflight(req.d, p.threads), load_bytes = 6,
              working = req.batch,
-             -- the row (embed: after its index), then each pass a round trip per chunk of columns
-             rounds = 1 + 2 * math.ceil(math.ceil(req.d / p.threads) / S.NORM_CHUNK), hot = true } }
+             -- the row (embed: after its index), then the norm's own
+             rounds = 1 + S.norm_rounds(req.d, p.threads), hot = true } }
 end
 
 return F

@@ -64,26 +64,50 @@ end
 
 -- Its trailing arguments, appended to `list` (y is [B][d]).
 function M.norm_args(list, A, B, d, p)
-  list[#list + 1] = A.ptr("res", "f32", { B, d }, { dir = "inout", role = "residual" })
-  list[#list + 1] = A.ptr("norm_w", "T", { d }, { role = "norm_weight", optional = p and p.norm_weightless == 1 })
-  list[#list + 1] = A.ptr("normed", "T", { B, d }, { dir = "out", role = "normed" })
+  local pair = M.norm_pair_align(d)
+  list[#list + 1] = A.ptr("res", "f32", { B, d }, { dir = "inout", role = "residual", align = 4 * pair })
+  list[#list + 1] = A.ptr("norm_w", "T", { d }, { role = "norm_weight", optional = p and p.norm_weightless == 1,
+                                                  align = 2 * pair })
+  list[#list + 1] = A.ptr("normed", "T", { B, d }, { dir = "out", role = "normed", align = 2 * pair })
   list[#list + 1] = A.scalar("eps", "f32", { role = "eps" })
-  if p and p.norm_raw == 1 then list[#list + 1] = A.ptr("raw", "T", { B, d }, { dir = "out", role = "raw" }) end
+  if p and p.norm_raw == 1 then
+    list[#list + 1] = A.ptr("raw", "T", { B, d }, { dir = "out", role = "raw", align = 2 * pair })
+  end
   return list
+end
+
+-- A row norm over an even d takes its columns in pairs (sp_rmsnorm_row_held):
+-- its pointers are aligned to two elements (2), else to one (1).
+function M.norm_pair_align(d) return d % 2 == 0 and 2 or 1 end
+
+-- The round trips one CTA's RMSNorm of a row of d takes (sp_rmsnorm_row,
+-- templates/common.cuh.lua). A thread holding at most NORM_HELD columns issues
+-- its loads before any store, but the sm_90 SASS shows ptxas issuing the norm
+-- weight's (and, at 32 registers, some residual pairs') after the first values
+-- return: two. Wider rows go NORM_CHUNK columns at a time over two passes (one
+-- per chunk per pass). test_analyze (g) holds the SASS to this count.
+M.NORM_HELD, M.NORM_CHUNK = 24, 8
+function M.norm_rounds(d, threads)
+  local per = math.ceil(d / threads)
+  if d % 2 == 0 and 2 * math.ceil(d / 2 / threads) <= M.NORM_HELD then return 2 end
+  return 2 * math.ceil(per / M.NORM_CHUNK)
+end
+
+-- The loads a thread of that norm has in flight at once.
+function M.norm_inflight(d, threads)
+  local per = math.ceil(d / threads)
+  return M.norm_rounds(d, threads) == 2 and per or M.NORM_CHUNK
 end
 
 -- Its cost in the static model (docs/perf-model.md), added to the kernel's
 -- entry e: one more grid-wide dependency (the arrival ticket: an L2 round
 -- trip), then the last CTA's B rows of d values (y and the residual hot in L2,
 -- and the norm weight too: the kernel's CTAs prefetched it when they started,
--- sp_norm_prefetch) over two passes, each a round trip per chunk of
--- SP_NORM_CHUNK (8) columns a thread takes (templates/common.cuh.lua).
-M.NORM_CHUNK = 8
+-- sp_norm_prefetch), norm_rounds each.
 function M.norm_perf(e, B, d, threads)
   local n = B * d
-  local chunks = math.ceil(math.ceil(d / threads) / M.NORM_CHUNK)
   e.read, e.write = e.read + n * (2 + 4 + 2), e.write + n * (4 + 2)
-  e.l2_rounds, e.grid_syncs = (e.l2_rounds or 0) + 1 + B * 2 * chunks, (e.grid_syncs or 0) + 1
+  e.l2_rounds, e.grid_syncs = (e.l2_rounds or 0) + 1 + B * M.norm_rounds(d, threads), (e.grid_syncs or 0) + 1
   return e
 end
 

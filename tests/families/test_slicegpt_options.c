@@ -50,8 +50,8 @@ static void test_render(sprig_gen *gen) {
         CHECK(sp_contains(def->source, "out + (size_t)t * D_COLS, nullptr,") &&
               sp_contains(opt->source, "out + (size_t)t * D_COLS, raw + (size_t)t * D_COLS,"));
         CHECK(sp_contains(def->source, "(float)D_COLS, eps);") && sp_contains(opt->source, "(float)4096, eps);"));
-        CHECK(sp_contains(def->source, "sp_rmsnorm_row<THREADS, D_COLS, true>(") &&
-              sp_contains(opt->source, "sp_rmsnorm_row<THREADS, D_COLS, false>("));
+        CHECK(sp_contains(def->source, "sp_rmsnorm_row<THREADS, D_COLS, true, SP_ROW_ADD>(") &&
+              sp_contains(opt->source, "sp_rmsnorm_row<THREADS, D_COLS, false, SP_ROW_SET>("));
     }
     sprig_plan_free(def);
     sprig_plan_free(opt);
@@ -342,6 +342,10 @@ static void test_emulated(sprig_gen *gen) {
         {200, 2, 1, 64, "none", 200, 0, 1, 0},
         /* the defaults, through the same harness */
         {200, 3, 0, 64, "add", 0, 0, 0, 0},
+        /* d = 1160 at 32 threads: 38 columns a thread, more than sp_rmsnorm_row holds in
+         * registers: its two-pass path (chunks of 8, a partial last one) */
+        {1160, 2, 0, 32, "add", 0, 0, 1, 0},
+        {1160, 2, 1, 32, "set", 1600, 1, 1, 1},
     };
     for (size_t i = 0; i < sizeof rms / sizeof rms[0]; ++i) emu_rmsnorm(gen, &rms[i]);
     /* d = 520: two full 256-wide chunks and a tail at vec=8 (op=up's K); f = 264 for op=down's K. */
