@@ -302,11 +302,12 @@ __device__ __forceinline__ float sp_warp_sum(float v) {
 // A folded norm runs on one CTA at the end of its kernel, so each load a thread
 // waits for before issuing the next is a whole L2 round trip with the rest of the
 // GPU idle (a loop storing each column before loading the next made d/threads of
-// them, 16 at d=4096: docs/perf-model.md). So a thread issues every load it needs
-// (its columns of x, src and w) before its first store and keeps the values in
-// registers for the scaling: one round trip per row. It takes its columns in
-// pairs, so that is 24 loads, not 48, at d=4096 and 256 threads, few enough
-// registers for ptxas to keep them all in flight. Rows wider than SP_NORM_HELD
+// them, 16 at d=4096: docs/perf-model.md). So a thread asks for everything it
+// needs (its columns of x, src and w) before its first store and keeps the
+// values in registers for the scaling. It takes its columns in pairs: 24 loads,
+// not 48, at d=4096 and 256 threads. The sm_90 SASS has x and src in one round
+// trip and w's loads issued after it (ptxas holds dense_gemv to 32 registers):
+// two, which the model counts (S.norm_rounds). Rows wider than SP_NORM_HELD
 // columns a thread, or odd, go SP_NORM_CHUNK columns at a time over two passes.
 #define SP_NORM_HELD 24
 #define SP_NORM_CHUNK 8
@@ -366,8 +367,8 @@ __device__ __forceinline__ void sp_rmsnorm_row_held(float *x, const T *src, cons
             x2[p] = v[k];
             ss = fmaf(v[k].x, v[k].x, fmaf(v[k].y, v[k].y, ss));
             if (raw) reinterpret_cast<unsigned *>(raw)[p] = sp_pack2(v[k].x, v[k].y);
-            // weighted now, not after the reduction: ptxas would otherwise issue
-            // w's loads there, a second round trip on the tail
+            // weighted before the reduction, so that w's loads issue before it
+            // rather than after the scale is known
             if (WEIGHTED) v[k].x *= sp_lo(wv[k]), v[k].y *= sp_hi(wv[k]);
         }
     }
