@@ -87,16 +87,22 @@ function M.norm_pair_align(d) return d % 2 == 0 and 2 or 1 end
 -- return: two. Wider rows go NORM_CHUNK columns at a time over two passes (one
 -- per chunk per pass). test_analyze (g) holds the SASS to this count.
 M.NORM_HELD, M.NORM_CHUNK = 24, 8
+
+-- Whether the row takes the held path: even, and at most NORM_HELD columns a
+-- thread in pairs (the template's own test, sp_rmsnorm_row).
+function M.norm_held(d, threads)
+  return d % 2 == 0 and 2 * math.ceil(d / 2 / threads) <= M.NORM_HELD
+end
+
 function M.norm_rounds(d, threads)
-  local per = math.ceil(d / threads)
-  if d % 2 == 0 and 2 * math.ceil(d / 2 / threads) <= M.NORM_HELD then return 2 end
-  return 2 * math.ceil(per / M.NORM_CHUNK)
+  if M.norm_held(d, threads) then return 2 end
+  return 2 * math.ceil(math.ceil(d / threads) / M.NORM_CHUNK)
 end
 
 -- The loads a thread of that norm has in flight at once.
 function M.norm_inflight(d, threads)
   local per = math.ceil(d / threads)
-  return M.norm_rounds(d, threads) == 2 and per or M.NORM_CHUNK
+  return M.norm_held(d, threads) and per or math.min(per, M.NORM_CHUNK)
 end
 
 -- Its cost in the static model (docs/perf-model.md), added to the kernel's
