@@ -37,7 +37,8 @@ static void an_help(FILE *to) {
             "GPU's bandwidth), its dependent memory round trips, and, where nvdisasm is\n"
             "installed, the SASS's global load widths, the loads issued before a first use, the\n"
             "programmatic-dependent-launch wait, release and prefetches, and the serial tail (the\n"
-            "loads one CTA waits on in turn after the last arrival; --json: tail_rounds).\n"
+            "loads one CTA waits on in turn after the last arrival; --json: tail_rounds, and\n"
+            "tail_loop_rounds, those of them inside a loop, which each further trip repeats).\n"
             "The model is written down in docs/perf-model.md.\n\n"
             "Without --family: every MLP key of the shape at --batch, dense (sparsity 0) and at\n"
             "--sparsity. With --family F [--param K=V]: that family's request.\n\n"
@@ -191,6 +192,7 @@ static cJSON *an_json_plan(const an_row *r) {
             cJSON_AddNumberToObject(e, "prefetches_before_wait", k->sass_prefetch_before_wait);
             cJSON_AddNumberToObject(e, "global_writes_before_wait", k->sass_writes_before_wait);
             cJSON_AddNumberToObject(e, "tail_rounds", k->tail_rounds);
+            cJSON_AddNumberToObject(e, "tail_loop_rounds", k->tail_loop_rounds);
         }
         cJSON_AddBoolToObject(e, "prefetch", k->prefetch);
         cJSON_AddItemToArray(ks, e);

@@ -275,7 +275,12 @@ sprig_attn_decode(const T *__restrict__ qkv, const float *__restrict__ inv_freq,
             merge_inv = 1.0f / LL;
         }
         __syncthreads();
-        for (int i = threadIdx.x; i < HD; i += THREADS) {
+        // A constant trip count: no loop is left in the SASS when THREADS >= HD, and
+        // the loads of every column a thread takes can issue together when it is not.
+#pragma unroll
+        for (int i0 = 0; i0 < HD; i0 += THREADS) {
+            const int i = i0 + threadIdx.x;
+            if (i >= HD) break;
             float pa[SPLITS];
 #pragma unroll
             for (int s = 0; s < SPLITS; ++s) pa[s] = s < parts ? __ldcg(base + (size_t)s * (HD + 2) + 2 + i) : 0.0f;

@@ -659,6 +659,8 @@ static void decode_families(sp_exec *e) {
     for (int i = 0; i < 3; ++i) attention_case(e, gen, 8, 2, 128, "", positions[i]);
     /* head_dim 80 with vec 4: 20 chunks on 32 lanes (12 idle); one split, 64 threads; MHA */
     attention_case(e, gen, 3, 3, 80, "vec=4,splits=1,threads=64", 21);
+    /* head_dim 80 on 32 threads, 4 splits: the merge takes three columns a thread, the last partly */
+    attention_case(e, gen, 3, 3, 80, "vec=4,splits=4,threads=32", 40);
     /* head_dim 28, vec 4: RoPE partners straddle chunks; 2 splits of 36 positions, two loop steps per warp */
     attention_case(e, gen, 4, 2, 28, "vec=4,splits=2,unroll=2", 70);
     /* Mistral's sliding window: shorter than the positions (over 4 splits, some empty), and longer */

@@ -147,11 +147,36 @@ static void an_sass_regs(const char *s, const char *end, unsigned char *regs, in
 /* The serial tail, one instruction at a time: after the last arrival ticket
  * (ATOMG), a use of a pending load's result with loads still to issue is a
  * round trip one CTA waits (++*rounds); each LDG's destinations then pend.
- * `operands` runs from after the opcode to the end of the line. */
+ * `operands` runs from after the opcode to the end of the line. Text order
+ * counts a loop's body once, so the labels after the ticket are kept with the
+ * count at each, and a branch back to one adds the round trips since it to
+ * loop_rounds: each further trip repeats them. */
+#define AN_TAIL_LABELS 64
 typedef struct an_tail {
-    int after_ticket, rounds;
+    int after_ticket, rounds, loop_rounds;
     unsigned char pending[256]; /* registers a global load will write, not yet used */
+    int n_labels, label_id[AN_TAIL_LABELS], label_rounds[AN_TAIL_LABELS];
 } an_tail;
+
+/* The number of an nvdisasm label (.L_x_12) at s, or -1. */
+static int an_label_id(const char *s) {
+    return !strncmp(s, ".L_x_", 5) && isdigit((unsigned char)s[5]) ? atoi(s + 5) : -1;
+}
+
+/* A label line (".L_x_12:") in the tail. */
+static void an_tail_label(an_tail *t, int id) {
+    if (!t->after_ticket || id < 0 || t->n_labels == AN_TAIL_LABELS) return;
+    t->label_id[t->n_labels] = id, t->label_rounds[t->n_labels] = t->rounds;
+    ++t->n_labels;
+}
+
+/* A branch (BRA `(.L_x_12)): back to a label of the tail, a loop. */
+static void an_tail_branch(an_tail *t, const char *operands) {
+    const char *l = strstr(operands, ".L_x_");
+    const int id = l ? an_label_id(l) : -1;
+    for (int i = 0; i < t->n_labels; ++i)
+        if (t->label_id[i] == id) t->loop_rounds += t->rounds - t->label_rounds[i];
+}
 
 static void an_tail_step(an_tail *t, const char *opcode, const char *operands) {
     if (!strncmp(opcode, "ATOMG", 5)) { /* a later ticket: the tail starts again */
@@ -178,6 +203,8 @@ static void an_tail_step(an_tail *t, const char *opcode, const char *operands) {
     if (!strncmp(opcode, "LDG", 3)) {
         const int regs = an_ldg_width(opcode) / 4;
         an_sass_regs(operands, srcs, t->pending, regs > 1 ? regs : 1);
+    } else if (!strcmp(opcode, "BRA")) {
+        an_tail_branch(t, operands);
     }
 }
 
@@ -200,6 +227,9 @@ static void an_sass_function(FILE *fp, const char *name, sp_analyze_kernel *k) {
             continue;
         }
         if (strstr(line, ".text.") && strstr(line, "//----")) break; /* the next function */
+        const char *lab = line;
+        while (isspace((unsigned char)*lab)) ++lab;
+        if (an_label_id(lab) >= 0) an_tail_label(&tail, an_label_id(lab));
         const char *op = strstr(line, "*/");
         if (!op) continue;
         op += 2;
@@ -238,6 +268,7 @@ static void an_sass_function(FILE *fp, const char *name, sp_analyze_kernel *k) {
         }
     }
     k->tail_rounds = tail.rounds;
+    k->tail_loop_rounds = tail.loop_rounds;
 }
 
 /* Disassembles the cubin once and reads every kernel of the plan from it. */
@@ -247,7 +278,7 @@ static void an_sass(const char *nvdisasm, const sprig_binary *bin, sp_analyze_pl
         k->ldg128 = k->ldg64 = k->ldg32 = k->ldg_sub = k->stream = k->stream128 = -1;
         k->loads_before_use = k->stream_before_use = -1;
         k->sass_waits = k->sass_releases = k->sass_prefetch_before_wait = k->sass_writes_before_wait = -1;
-        k->tail_rounds = -1;
+        k->tail_rounds = k->tail_loop_rounds = -1;
     }
     if (!nvdisasm || !*nvdisasm || bin->is_ptx) return;
     char cubin[] = "/tmp/sprig-analyze-XXXXXX";

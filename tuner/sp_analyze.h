@@ -50,8 +50,10 @@ typedef struct sp_analyze_kernel {
     /* The serial tail, from the SASS (-1 as above): after the kernel's last arrival
      * ticket (ATOMG), where one CTA finishes what all wrote, the times a global
      * load's result is waited for with loads still to issue: dependent round
-     * trips on that CTA alone (0 without a ticket). Text order: a loop's body counts once. */
-    int tail_rounds;
+     * trips on that CTA alone (0 without a ticket). Text order: a loop's body counts
+     * once; tail_loop_rounds are those of it inside a loop (a branch back to a label
+     * after the ticket), which each further trip repeats. */
+    int tail_rounds, tail_loop_rounds;
 } sp_analyze_kernel;
 
 /* One plan (a family's request), predicted. */
