@@ -229,7 +229,7 @@ static void an_sass_function(FILE *fp, const char *name, sp_analyze_kernel *k) {
         if (strstr(line, ".text.") && strstr(line, "//----")) break; /* the next function */
         const char *lab = line;
         while (isspace((unsigned char)*lab)) ++lab;
-        if (an_label_id(lab) >= 0) an_tail_label(&tail, an_label_id(lab));
+        an_tail_label(&tail, an_label_id(lab)); /* -1: not a label line */
         const char *op = strstr(line, "*/");
         if (!op) continue;
         op += 2;
