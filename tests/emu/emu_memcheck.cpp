@@ -1,6 +1,7 @@
 /* The emulator's memory checks (see emu_check.h): the ThreadSanitizer-ABI
  * hooks that emulated kernels call before each load and store, the guarded
  * executor buffers, and the fault handler for accesses beyond them. */
+#include <algorithm>
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -272,8 +273,16 @@ void *sp_emu_alloc(size_t n) {
     return user;
 }
 
+/* Drops a buffer from the launches' store lists: the next one allocated at its
+ * address is another buffer, which no launch has stored to. */
+static void forget_launch_writes(uintptr_t base) {
+    for (std::vector<uintptr_t> *v : {&g_launch_writes, &g_prev_launch_writes})
+        v->erase(std::remove(v->begin(), v->end(), base), v->end());
+}
+
 void sp_emu_free(void *p) {
     if (!p) return;
+    forget_launch_writes((uintptr_t)p);
     Guarded g;
     {
         std::lock_guard<std::mutex> lock(g_reg_mutex);
