@@ -38,7 +38,8 @@ static void an_help(FILE *to) {
             "installed, the SASS's global load widths, the loads issued before a first use, the\n"
             "programmatic-dependent-launch wait, release and prefetches, and the serial tail (the\n"
             "loads one CTA waits on in turn after the last arrival; --json: tail_rounds, and\n"
-            "tail_loop_rounds, those of them inside a loop, which each further trip repeats).\n"
+            "tail_loop_rounds, those of them inside a loop, which each further trip repeats;\n"
+            "tail_model, the spec's count of them).\n"
             "The model is written down in docs/perf-model.md.\n\n"
             "Without --family: every MLP key of the shape at --batch, dense (sparsity 0) and at\n"
             "--sparsity. With --family F [--param K=V]: that family's request.\n\n"
@@ -194,6 +195,7 @@ static cJSON *an_json_plan(const an_row *r) {
             cJSON_AddNumberToObject(e, "tail_rounds", k->tail_rounds);
             cJSON_AddNumberToObject(e, "tail_loop_rounds", k->tail_loop_rounds);
         }
+        if (k->tail_model >= 0) cJSON_AddNumberToObject(e, "tail_model", k->tail_model);
         cJSON_AddBoolToObject(e, "prefetch", k->prefetch);
         cJSON_AddItemToArray(ks, e);
     }

@@ -46,6 +46,9 @@ sprig_status sp_gen_perf_of(sprig_gen *gen, const sprig_request *req, double act
             p->unsized = num_field(L, k, "unsized");
             p->l2_rounds = num_field(L, k, "l2_rounds");
             p->grid_syncs = (int)num_field(L, k, "grid_syncs");
+            lua_getfield(L, k, "tail");
+            p->tail = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
+            lua_pop(L, 1);
             p->ctas = (unsigned)num_field(L, k, "ctas"), p->threads = (unsigned)num_field(L, k, "threads");
             p->smem = (int)num_field(L, k, "smem");
             lua_getfield(L, k, "hot");

@@ -16,6 +16,8 @@ typedef struct sp_gen_perf {
     double working;       /* CTAs that do work (the rest return at once) */
     double rounds;        /* dependent DRAM round trips on the critical path */
     double l2_rounds;     /* dependent round trips to L2 (hot data, atomics) on the critical path */
+    double tail;          /* of those, the round trips one CTA waits on after the last arrival ticket (the
+                           * serial tail the SASS shows as tail_rounds); -1: the spec does not say */
     int grid_syncs;       /* grid-wide dependencies (a last CTA finishing what all wrote): each at
                            * least three L2 round trips (drain, ticket, read back) */
     int hot;              /* 1: it reads what the kernel before it wrote (in L2): L2 latency, not DRAM's */

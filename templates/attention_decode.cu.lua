@@ -248,46 +248,57 @@ sprig_attn_decode(const T *__restrict__ qkv, const float *__restrict__ inv_freq,
     }
     // The last split of head h to arrive merges the splits that had positions, in split order.
     unsigned *counters = reinterpret_cast<unsigned *>(ws + WS_PARTS);
-    // One CTA does this at the end of the kernel: every split's (max, sum) is read
-    // at once, then each thread's accumulator column of every split at once (a
-    // round trip each, not one per split), and added in split order.
+    // One CTA does this at the end of the kernel, so each round trip it waits on
+    // is one with the GPU idle. Every thread asks for its accumulator columns of
+    // every split, and thread s for split s's (max, sum), before any value is
+    // used: one round trip (a single thread loading every split's pair had ptxas
+    // start the max before its last loads issued: two; so did storing the pair to
+    // shared memory before the columns' loads, hence the fence). They are added
+    // in split order.
     if (sp_last_arrival(counters + h, SPLITS)) {
         const int parts = (n + chunk - 1) / chunk;
-        __shared__ float merge_w[SPLITS];
-        __shared__ float merge_inv;
-        if (threadIdx.x == 0) {
-            float pm[SPLITS], pl[SPLITS];
+        constexpr int COLS = (HD + THREADS - 1) / THREADS;  // columns a thread merges
+        constexpr int OWN = (SPLITS + THREADS - 1) / THREADS;  // splits' (max, sum) a thread loads
+        __shared__ float merge_m[SPLITS], merge_l[SPLITS];
+        float pa[COLS][SPLITS], pm[OWN], pl[OWN];
 #pragma unroll
-            for (int s = 0; s < SPLITS; ++s) {
-                pm[s] = s < parts ? __ldcg(base + (size_t)s * (HD + 2)) : sp_neg_inf();
-                pl[s] = s < parts ? __ldcg(base + (size_t)s * (HD + 2) + 1) : 0.0f;
-            }
-            float MM = sp_neg_inf();
+        for (int c = 0; c < COLS; ++c) {
+            const int i = c * THREADS + threadIdx.x;
 #pragma unroll
-            for (int s = 0; s < SPLITS; ++s) MM = fmaxf(MM, pm[s]);
-            float LL = 0.0f;
+            for (int s = 0; s < SPLITS; ++s)
+                pa[c][s] = s < parts && i < HD ? __ldcg(base + (size_t)s * (HD + 2) + 2 + i) : 0.0f;
+        }
 #pragma unroll
-            for (int s = 0; s < SPLITS; ++s) {
-                const float w = s < parts ? expf(pm[s] - MM) : 0.0f;
-                merge_w[s] = w;
-                LL = fmaf(pl[s], w, LL);
-            }
-            merge_inv = 1.0f / LL;
+        for (int o = 0; o < OWN; ++o) {
+            const int s = o * THREADS + threadIdx.x;
+            pm[o] = s < parts ? __ldcg(base + (size_t)s * (HD + 2)) : sp_neg_inf();
+            pl[o] = s < parts ? __ldcg(base + (size_t)s * (HD + 2) + 1) : 0.0f;
+        }
+        __threadfence_block();  // no store below moves above a load (ptxas had the (max, sum) stored first)
+#pragma unroll
+        for (int o = 0; o < OWN; ++o) {
+            const int s = o * THREADS + threadIdx.x;
+            if (s < SPLITS) merge_m[s] = pm[o], merge_l[s] = pl[o];
         }
         __syncthreads();
-        // A constant trip count: no loop is left in the SASS when THREADS >= HD, and
-        // the loads of every column a thread takes can issue together when it is not.
+        float MM = sp_neg_inf();
 #pragma unroll
-        for (int i0 = 0; i0 < HD; i0 += THREADS) {
-            const int i = i0 + threadIdx.x;
+        for (int s = 0; s < SPLITS; ++s) MM = fmaxf(MM, merge_m[s]);
+        float w[SPLITS], LL = 0.0f;
+#pragma unroll
+        for (int s = 0; s < SPLITS; ++s) {
+            w[s] = s < parts ? expf(merge_m[s] - MM) : 0.0f;
+            LL = fmaf(merge_l[s], w[s], LL);
+        }
+        const float inv = 1.0f / LL;
+#pragma unroll
+        for (int c = 0; c < COLS; ++c) {
+            const int i = c * THREADS + threadIdx.x;
             if (i >= HD) break;
-            float pa[SPLITS];
-#pragma unroll
-            for (int s = 0; s < SPLITS; ++s) pa[s] = s < parts ? __ldcg(base + (size_t)s * (HD + 2) + 2 + i) : 0.0f;
             float o = 0.0f;
 #pragma unroll
-            for (int s = 0; s < SPLITS; ++s) o = fmaf(pa[s], merge_w[s], o);
-            out[(size_t)h * HD + i] = SP_FROM_F(o * merge_inv);
+            for (int s = 0; s < SPLITS; ++s) o = fmaf(pa[c][s], w[s], o);
+            out[(size_t)h * HD + i] = SP_FROM_F(o * inv);
         }
     }
 {% end %}

@@ -305,10 +305,9 @@ __device__ __forceinline__ float sp_warp_sum(float v) {
 // them, 16 at d=4096: docs/perf-model.md). So a thread asks for everything it
 // needs (its columns of x, src and w) before its first store and keeps the
 // values in registers for the scaling. It takes its columns in pairs: 24 loads,
-// not 48, at d=4096 and 256 threads. The sm_90 SASS has x and src in one round
-// trip and w's loads issued after it (ptxas holds dense_gemv to 32 registers):
-// two, which the model counts (S.norm_rounds). Rows wider than SP_NORM_HELD
-// columns a thread, or odd, go SP_NORM_CHUNK columns at a time over two passes.
+// not 48, at d=4096 and 256 threads, all in one round trip, which the model
+// counts (S.norm_rounds). Rows wider than SP_NORM_HELD columns a thread, or odd,
+// go SP_NORM_CHUNK columns at a time over two passes.
 #define SP_NORM_HELD 24
 #define SP_NORM_CHUNK 8
 #define SP_ROW_SET 0  // x = src
@@ -335,40 +334,94 @@ __device__ __forceinline__ unsigned sp_pack2(float lo, float hi) {
     return (unsigned)SP_FROM_F(lo) | (unsigned)SP_FROM_F(hi) << 16;
 }
 
+// Loads that ptxas issues in program order (ld.volatile: never moved past one
+// another, and read from L2, where other CTAs' writes are). Scheduled freely,
+// the folded norm's loads were not all issued before the first was waited for:
+// ptxas took a register of an earlier load's value for a later load's address,
+// or sank loads below stores, each a further L2 round trip on the serial tail.
+#ifndef SPRIG_EMU
+__device__ __forceinline__ unsigned sp_ld_ordered_u32(const void *p) {
+    unsigned v;
+    asm volatile("ld.volatile.global.u32 %0, [%1];" : "=r"(v) : "l"(p));
+    return v;
+}
+__device__ __forceinline__ float2 sp_ld_ordered_f2(const void *p) {
+    float2 v;
+    asm volatile("ld.volatile.global.v2.f32 {" "%0, %1}, [%2];"  // split: see sp_mma_m16n8k16
+                  : "=f"(v.x), "=f"(v.y) : "l"(p));
+    return v;
+}
+#else
+__device__ __forceinline__ unsigned sp_ld_ordered_u32(const void *p) { return *static_cast<const unsigned *>(p); }
+__device__ __forceinline__ float2 sp_ld_ordered_f2(const void *p) { return *static_cast<const float2 *>(p); }
+#endif
+
+// The row's source: T values (a GEMV's y), or the fp32 sums a split-K kernel
+// reduced in its workspace, which the norm finalizes on its way (sp_src_done: y =
+// T(sums), and the sums zeroed for the next call), so no finalize of their own
+// comes before it. Sums were reduced in L2 by other CTAs: read from there.
+__device__ __forceinline__ float2 sp_src_pair(const T *s, int p) {
+    const unsigned u = sp_ld_ordered_u32(reinterpret_cast<const unsigned *>(s) + p);
+    float2 r;
+    r.x = sp_lo(u), r.y = sp_hi(u);
+    return r;
+}
+__device__ __forceinline__ float2 sp_src_pair(float *s, int p) { return sp_ld_ordered_f2(reinterpret_cast<float2 *>(s) + p); }
+__device__ __forceinline__ float sp_src_one(const T *s, int i) { return SP_TO_F(s[i]); }
+__device__ __forceinline__ float sp_src_one(float *s, int i) { return __ldcg(s + i); }
+__device__ __forceinline__ void sp_src_done_pair(const T *, T *, int, float2) {}
+__device__ __forceinline__ void sp_src_done_pair(float *s, T *y, int p, float2 v) {
+    float2 zero;
+    zero.x = zero.y = 0.0f;
+    reinterpret_cast<float2 *>(s)[p] = zero;
+    reinterpret_cast<unsigned *>(y)[p] = sp_pack2(v.x, v.y);
+}
+__device__ __forceinline__ void sp_src_done_one(const T *, T *, int, float) {}
+__device__ __forceinline__ void sp_src_done_one(float *s, T *y, int i, float v) {
+    s[i] = 0.0f;
+    y[i] = SP_FROM_F(v);
+}
+
 // The held path: column pairs p = threadIdx.x + k * THREADS (columns 2p, 2p + 1).
-template <int THREADS, int D, bool WEIGHTED, int FROM>
-__device__ __forceinline__ void sp_rmsnorm_row_held(float *x, const T *src, const T *__restrict__ w,
-                                                    T *__restrict__ out, T *__restrict__ raw, float n, float eps) {
+// Every load is an ordered one, the weight's first, and a fence follows them, so
+// all are asked for before any is waited on: one L2 round trip (sm_90 SASS,
+// tail_rounds). Scheduled freely, ptxas issued the weight's loads only once x's
+// first values were back (it took their registers for the addresses), and at
+// d = 5120 sank loads below stores: two and five round trips.
+template <int THREADS, int D, bool WEIGHTED, int FROM, typename S>
+__device__ __forceinline__ void sp_rmsnorm_row_held(float *x, S *src, const T *__restrict__ w, T *__restrict__ out,
+                                                    T *__restrict__ raw, T *__restrict__ y, float n, float eps) {
     constexpr int PAIRS = D / 2, PER = (PAIRS + THREADS - 1) / THREADS;
     constexpr bool FULL = PAIRS % THREADS == 0;  // every pair in range: no predicate splits the loads
     float2 *x2 = reinterpret_cast<float2 *>(x);
-    const unsigned *s2 = reinterpret_cast<const unsigned *>(src);
     const unsigned *w2 = reinterpret_cast<const unsigned *>(w);
-    float2 v[PER];
+    float2 v[PER], sv[PER];
     unsigned wv[PER];
 #pragma unroll
-    for (int k = 0; k < PER; ++k) {  // every load first
+    for (int k = 0; k < PER; ++k) {  // every load first, the weight's before the rest
+        const int p = threadIdx.x + k * THREADS;
+        if (WEIGHTED && (FULL || p < PAIRS)) wv[k] = sp_ld_ordered_u32(w2 + p);
+    }
+#pragma unroll
+    for (int k = 0; k < PER; ++k) {
         const int p = threadIdx.x + k * THREADS;
         if (FULL || p < PAIRS) {
-            if (FROM == SP_ROW_SET) v[k].x = v[k].y = 0.0f;
-            else v[k] = x2[p];
-            if (FROM != SP_ROW_X) {
-                const unsigned s = s2[p];
-                v[k].x += sp_lo(s), v[k].y += sp_hi(s);
-            }
-            if (WEIGHTED) wv[k] = w2[p];
+            if (FROM != SP_ROW_SET) v[k] = sp_ld_ordered_f2(x2 + p);
+            if (FROM != SP_ROW_X) sv[k] = sp_src_pair(src, p);
         }
     }
+    __threadfence_block();  // every load above issued before any store below (see above)
     float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < PER; ++k) {
         const int p = threadIdx.x + k * THREADS;
         if (FULL || p < PAIRS) {
+            if (FROM == SP_ROW_SET) v[k] = sv[k];
+            if (FROM == SP_ROW_ADD) v[k].x += sv[k].x, v[k].y += sv[k].y;
+            if (FROM != SP_ROW_X) sp_src_done_pair(src, y, p, sv[k]);
             x2[p] = v[k];
             ss = fmaf(v[k].x, v[k].x, fmaf(v[k].y, v[k].y, ss));
             if (raw) reinterpret_cast<unsigned *>(raw)[p] = sp_pack2(v[k].x, v[k].y);
-            // weighted before the reduction, so that w's loads issue before it
-            // rather than after the scale is known
             if (WEIGHTED) v[k].x *= sp_lo(wv[k]), v[k].y *= sp_hi(wv[k]);
         }
     }
@@ -383,27 +436,26 @@ __device__ __forceinline__ void sp_rmsnorm_row_held(float *x, const T *src, cons
 // The general path: SP_NORM_CHUNK columns at a time, every load of a chunk issued
 // before its first store; pass 1 sets x and sums the squares, pass 2 reads back
 // this thread's own x and writes out.
-template <int THREADS, int D, bool WEIGHTED, int FROM>
-__device__ __forceinline__ void sp_rmsnorm_row_chunked(float *x, const T *src, const T *__restrict__ w,
-                                                       T *__restrict__ out, T *__restrict__ raw, float n, float eps) {
+template <int THREADS, int D, bool WEIGHTED, int FROM, typename S>
+__device__ __forceinline__ void sp_rmsnorm_row_chunked(float *x, S *src, const T *__restrict__ w, T *__restrict__ out,
+                                                       T *__restrict__ raw, T *__restrict__ y, float n, float eps) {
     constexpr int PER = (D + THREADS - 1) / THREADS;  // columns per thread
     float ss = 0.0f;
 #pragma unroll 1
     for (int k0 = 0; k0 < PER; k0 += SP_NORM_CHUNK) {
-        float v[SP_NORM_CHUNK];
+        float v[SP_NORM_CHUNK], sv[SP_NORM_CHUNK];
 #pragma unroll
         for (int k = 0; k < SP_NORM_CHUNK; ++k) {
             const int i = threadIdx.x + (k0 + k) * THREADS;
             const bool in = k0 + k < PER && i < D;
-            v[k] = !in ? 0.0f
-                 : FROM == SP_ROW_SET ? SP_TO_F(src[i])
-                 : FROM == SP_ROW_ADD ? x[i] + SP_TO_F(src[i])
-                                      : x[i];
+            sv[k] = in && FROM != SP_ROW_X ? sp_src_one(src, i) : 0.0f;
+            v[k] = !in ? 0.0f : FROM == SP_ROW_SET ? sv[k] : FROM == SP_ROW_ADD ? x[i] + sv[k] : x[i];
         }
 #pragma unroll
         for (int k = 0; k < SP_NORM_CHUNK; ++k) {
             const int i = threadIdx.x + (k0 + k) * THREADS;
             if (k0 + k < PER && i < D) {
+                if (FROM != SP_ROW_X) sp_src_done_one(src, y, i, sv[k]);
                 x[i] = v[k];
                 ss = fmaf(v[k], v[k], ss);
                 if (raw) raw[i] = SP_FROM_F(v[k]);
@@ -433,29 +485,32 @@ __device__ __forceinline__ void sp_rmsnorm_row_chunked(float *x, const T *src, c
 // (read first either way). The held path's pointers are aligned for pairs (x 8
 // bytes, the others 4): the families declare that alignment wherever D is even
 // (S.norm_args, the rmsnorm family), and sp_kargs checks it before each launch.
-template <int THREADS, int D, bool WEIGHTED, int FROM>
-__device__ __forceinline__ void sp_rmsnorm_row(float *x, const T *src, const T *__restrict__ w,
-                                               T *__restrict__ out, T *__restrict__ raw, float n, float eps) {
+// y is where the row's fp32 sums go as T (src a float *), else unused.
+template <int THREADS, int D, bool WEIGHTED, int FROM, typename S>
+__device__ __forceinline__ void sp_rmsnorm_row(float *x, S *src, const T *__restrict__ w, T *__restrict__ out,
+                                               T *__restrict__ raw, T *__restrict__ y, float n, float eps) {
     if constexpr (D % 2 == 0 && (D / 2 + THREADS - 1) / THREADS * 2 <= SP_NORM_HELD)
-        sp_rmsnorm_row_held<THREADS, D, WEIGHTED, FROM>(x, src, w, out, raw, n, eps);
+        sp_rmsnorm_row_held<THREADS, D, WEIGHTED, FROM>(x, src, w, out, raw, y, n, eps);
     else
-        sp_rmsnorm_row_chunked<THREADS, D, WEIGHTED, FROM>(x, src, w, out, raw, n, eps);
+        sp_rmsnorm_row_chunked<THREADS, D, WEIGHTED, FROM>(x, src, w, out, raw, y, n, eps);
 }
 
 // sp_norm_epilogue: the same, folded into a kernel whose CTAs each write a share of
-// y [BATCH][D]: the CTA that arrives last at *counter (after all `arrivals`) adds y
-// into the fp32 residual res (SET: replaces res by y) and writes normed (and raw, the
-// new residual in T, unless NULL), token by token. Its reads of the kernel's inputs
-// are all done by then, so raw may be one of them (SliceGPT's [x ; att]).
-template <int THREADS, int D, int BATCH, bool SET, bool WEIGHTED>
-__device__ __forceinline__ void sp_norm_epilogue(unsigned *counter, unsigned arrivals, const T *__restrict__ y,
+// the row's source src [BATCH][D]: the CTA that arrives last at *counter (after all
+// `arrivals`) adds it into the fp32 residual res (SET: replaces res by it) and writes
+// normed (and raw, the new residual in T, unless NULL), token by token. src is the
+// kernel's y in T, or (a float *) the fp32 sums of a split-K kernel, finalized here
+// into y. Its reads of the kernel's inputs are all done by then, so raw may be one
+// of them (SliceGPT's [x ; att]).
+template <int THREADS, int D, int BATCH, bool SET, bool WEIGHTED, typename S>
+__device__ __forceinline__ void sp_norm_epilogue(unsigned *counter, unsigned arrivals, S *src, T *__restrict__ y,
                                                  float *__restrict__ res, const T *__restrict__ norm_w,
                                                  T *__restrict__ normed, T *__restrict__ raw, float n, float eps) {
     if (!sp_last_arrival(counter, arrivals)) return;
     for (int b = 0; b < BATCH; ++b)
         sp_rmsnorm_row<THREADS, D, WEIGHTED, SET ? SP_ROW_SET : SP_ROW_ADD>(
-            res + (size_t)b * D, y + (size_t)b * D, norm_w, normed + (size_t)b * D, raw ? raw + (size_t)b * D : nullptr,
-            n, eps);
+            res + (size_t)b * D, src + (size_t)b * D, norm_w, normed + (size_t)b * D,
+            raw ? raw + (size_t)b * D : nullptr, y ? y + (size_t)b * D : nullptr, n, eps);
 }
 
 // The norm weights the last CTA will read, asked of L2 when the kernel starts

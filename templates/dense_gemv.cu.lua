@@ -64,7 +64,7 @@ sprig_dense_gemv(const T *__restrict__ W, const T *__restrict__ x, T *__restrict
     if (row0 < N_ROWS) sp_gemv_rows(W, x, y, {% if p.bias == 1 then %}bias, {% end %}lane, row0);
 {% if p.norm ~= "none" then %}
     sp_norm_epilogue<THREADS, N_ROWS, BATCH, {{ p.norm == "set" and "true" or "false" }}, {{ p.norm_weightless == 1 and "false" or "true" }}>(
-        reinterpret_cast<unsigned *>(ws), gridDim.x, y, res, norm_w, normed, {% if p.norm_raw == 1 then %}raw{% else %}nullptr{% end %},
+        reinterpret_cast<unsigned *>(ws), gridDim.x, y, nullptr, res, norm_w, normed, {% if p.norm_raw == 1 then %}raw{% else %}nullptr{% end %},
         (float){{ p.norm_dim ~= 0 and p.norm_dim or N }}, eps);
 {% end %}
 }

@@ -221,6 +221,14 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
 {% end %}
         }
     }
+{% if p.reduce == "atomic" and p.norm ~= "none" then %}
+    // The norm's last CTA reads the sums themselves, finalizing y on its way: one
+    // arrival ticket for the whole grid, not a block's ticket and read-back of its
+    // sums and then the norm's ticket and read of y.
+    sp_norm_epilogue<THREADS, D_COLS, BATCH, {{ p.norm == "set" and "true" or "false" }}, true>(
+        reinterpret_cast<unsigned *>(ws + WS_NORM), gridDim.x * gridDim.y * gridDim.z, ws, y, res, norm_w, normed,
+        nullptr, (float)D_COLS, eps);
+{% else %}
 {% if p.reduce ~= "direct" then %}
     // The split to arrive last at this column block turns its sums into y.
     unsigned *counters = reinterpret_cast<unsigned *>(ws + WS_SUMS);
@@ -239,8 +247,9 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
 {% end %}
 {% if p.norm ~= "none" then %}
     sp_norm_epilogue<THREADS, D_COLS, BATCH, {{ p.norm == "set" and "true" or "false" }}, true>(
-        reinterpret_cast<unsigned *>(ws + WS_NORM), gridDim.x * gridDim.y * gridDim.z, y, res, norm_w, normed, nullptr,
-        (float)D_COLS, eps);
+        reinterpret_cast<unsigned *>(ws + WS_NORM), gridDim.x * gridDim.y * gridDim.z, y, nullptr, res, norm_w, normed,
+        nullptr, (float)D_COLS, eps);
+{% end %}
 {% end %}
 }
 {% else %}
@@ -341,7 +350,8 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
     if (c0 < D_COLS) sp_down_cols(Wd, h, union_ids, union_count, y, lane, c0);
 {% if p.norm ~= "none" then %}
     sp_norm_epilogue<THREADS, D_COLS, BATCH, {{ p.norm == "set" and "true" or "false" }}, true>(
-        reinterpret_cast<unsigned *>(ws + WS_NORM), gridDim.x, y, res, norm_w, normed, nullptr, (float)D_COLS, eps);
+        reinterpret_cast<unsigned *>(ws + WS_NORM), gridDim.x, y, nullptr, res, norm_w, normed, nullptr, (float)D_COLS,
+        eps);
 {% end %}
 }
 {% end %}

@@ -15,6 +15,6 @@ sprig_rmsnorm(float *__restrict__ x, const T *__restrict__ src, const int *__res
     const T *__restrict__ st = src + (size_t)t * D_COLS;
 {% end %}
     sp_rmsnorm_row<THREADS, D_COLS, {% if p.weightless == 1 then %}false{% else %}true{% end %}, {% if p.mode == "embed" or p.mode == "set" then %}SP_ROW_SET{% elseif p.mode == "add" then %}SP_ROW_ADD{% else %}SP_ROW_X{% end %}>(
-        xt, {% if p.mode == "embed" or p.mode == "set" or p.mode == "add" then %}st{% else %}nullptr{% end %}, w, out + (size_t)t * D_COLS, {% if p.raw_out == 1 then %}raw + (size_t)t * D_COLS{% else %}nullptr{% end %},
-        (float){% if p.norm_dim == 0 then %}D_COLS{% else %}{{ p.norm_dim }}{% end %}, eps);
+        xt, {% if p.mode == "embed" or p.mode == "set" or p.mode == "add" then %}st{% else %}static_cast<const T *>(nullptr){% end %}, w, out + (size_t)t * D_COLS, {% if p.raw_out == 1 then %}raw + (size_t)t * D_COLS{% else %}nullptr{% end %},
+        nullptr, (float){% if p.norm_dim == 0 then %}D_COLS{% else %}{{ p.norm_dim }}{% end %}, eps);
 }

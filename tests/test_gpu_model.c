@@ -648,6 +648,10 @@ static void decode_families(sp_exec *e) {
     norm_epilogue_case(e, gen, "dense_gemv", 1000, 512, 1, "");
     norm_epilogue_case(e, gen, "dense_gemv", 200, 136, 2, "threads=128,rows_per_warp=4");
     norm_epilogue_case(e, gen, "gather_down", 520, 256, 1, "");
+    /* reduce=atomic: the norm's last CTA reads the sums and writes y (3 tokens, 4 splits), and
+     * on the chunked path (1000 column pairs on 64 threads: 32 columns a thread) */
+    norm_epilogue_case(e, gen, "gather_down", 520, 256, 3, "splits=4,cols_per_cta=128");
+    norm_epilogue_case(e, gen, "gather_down", 2000, 64, 2, "threads=64,cols_per_cta=128,splits=2");
     norm_epilogue_case(e, gen, "gather_down", 520, 256, 3, "reduce=deterministic,splits=4,cols_per_cta=128");
     norm_epilogue_case(e, gen, "gather_down", 200, 64, 2, "reduce=direct,splits=1");
     norm_epilogue_case(e, gen, "gather_down", 200, 64, 2, "layout=n,threads=64,rows_per_warp=2");

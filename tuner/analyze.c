@@ -91,6 +91,7 @@ static void an_predict(const sp_gpu_profile *g, const sp_gen_perf *p, sp_analyze
     const double l2 = g->l2_latency_ns > 0 ? g->l2_latency_ns : g->latency_ns;
     k->t_us = g->kernel_us + (p->rounds * latency + p->l2_rounds * l2) / 1e3 + (k->bytes > 0 ? k->bytes / bw : 0);
     k->prefetch = p->prefetch;
+    k->tail_model = p->tail;
 }
 
 /* ---- SASS --------------------------------------------------------------------------------- */

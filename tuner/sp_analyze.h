@@ -54,6 +54,7 @@ typedef struct sp_analyze_kernel {
      * once; tail_loop_rounds are those of it inside a loop (a branch back to a label
      * after the ticket), which each further trip repeats. */
     int tail_rounds, tail_loop_rounds;
+    double tail_model;        /* the spec's count of that tail (perf() tail; -1: not given) */
 } sp_analyze_kernel;
 
 /* One plan (a family's request), predicted. */

@@ -127,8 +127,10 @@ function F.perf(req, p, v, active, context)
   return {
     { read = cache + (p.heads + 2 * p.kv_heads) * hd * 2 + parts, unsized = cache,
       write = p.heads * hd * 2 + 2 * kvd * 2 + parts, inflight = 2 * v.NC * p.unroll, load_bytes = 2 * p.vec,
+      -- merged: the last split's ticket, then every split's max and sum and each
+      -- thread's columns of every split, read at once (one round trip: tail)
       working = p.heads * v.SPLITS, rounds = 1, l2_rounds = 1 + (merged and 2 or 0), grid_syncs = merged and 1 or 0,
-      prefetch = true },
+      tail = merged and 1 or nil, prefetch = true },
   }
 end
 

@@ -199,7 +199,9 @@ F.verify = "down"
 -- layout t: every split streams its share of the active rows (after reading
 -- the expert list, hot in L2), summing in ws (L2 atomics or partials); the
 -- last arrival per block then reads its block's sums back (a ticket and a
--- read: two L2 round trips) and writes y. norm=add: S.norm_perf. Its first rows
+-- read: two L2 round trips) and writes y. norm=add: S.norm_perf, and with
+-- reduce=atomic the norm's last CTA reads the sums and writes y instead (one
+-- ticket for the grid, not the blocks' and then the norm's). Its first rows
 -- are prefetched before the wait (routed: from the list the router wrote two
 -- kernels back); layout n does not prefetch.
 local function main_perf(req, p, v, active)
@@ -212,16 +214,21 @@ local function main_perf(req, p, v, active)
              working = (req.d + cpc - 1) // cpc, rounds = 2, l2_rounds = 0, grid_syncs = 0 }
   end
   local sums = v.WS_SUMS * 4
-  local folded = p.reduce ~= "direct"
+  -- the blocks' own finalize (ticket, read-back); reduce=atomic with a norm leaves
+  -- it to the norm's last CTA, which reads the sums in y's place
+  local folded = p.reduce ~= "direct" and not F.norm_finalizes(p)
   return { read = main_read + sums, write = B * req.d * 2 + (p.reduce == "atomic" and sums or 0),
            inflight = p.unroll, load_bytes = 2 * p.vec, working = v.GRID_X * v.SPLITS * v.TILES, rounds = 1,
            l2_rounds = (p.all_active == 1 and 0 or 1) + (folded and 2 or 0), grid_syncs = folded and 1 or 0,
            prefetch = true }
 end
 
+-- Whether the folded norm finalizes the atomic sums itself (the template's test).
+function F.norm_finalizes(p) return p.layout == "t" and p.reduce == "atomic" and p.norm ~= "none" end
+
 function F.perf(req, p, v, active)
   local e = main_perf(req, p, v, active)
-  return { p.norm ~= "none" and S.norm_perf(e, req.batch, req.d, p.threads) or e }
+  return { p.norm ~= "none" and S.norm_perf(e, req.batch, req.d, p.threads, F.norm_finalizes(p)) or e }
 end
 
 return F

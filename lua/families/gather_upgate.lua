@@ -152,8 +152,8 @@ function F.perf(req, p, v, active)
     return { { read = E * req.d * 2 + 2 * ctas * rpc * req.d * 2 + B * req.d * 2 + lists * words * 4,
                write = B * rows * 2 + B * E * 9 + E * 4 + B * 4 + 4 + lists * words * 4,
                inflight = 2 * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
-               rounds = 2, l2_rounds = 2 + math.ceil(lists / math.max(1, 16 // math.ceil(words / p.threads))),
-               grid_syncs = 1, prefetch = true } }
+               rounds = 2, l2_rounds = 2 + S.compaction_rounds(lists, words, p.threads),
+               tail = S.compaction_rounds(lists, words, p.threads), grid_syncs = 1, prefetch = true } }
   end
   local mats = p.gate == "scores" and 1 or 2 -- gate=scores streams the up rows alone
   return { { read = mats * ctas * rpc * req.d * 2 + req.batch * req.d * 2 + (mats == 1 and req.batch * rows * 4 or 0),

@@ -100,7 +100,8 @@ function F.perf(req, p, v)
     { read = ctas * rpc * req.d * 2 + B * req.d * 2 + lists * v.WORDS * 4,
       write = B * E * 9 + E * 4 + B * 4 + 4 + lists * v.WORDS * 4,
       inflight = math.min(p.unroll, chunks_per_warp) * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
-      grid_syncs = 1, rounds = 1, prefetch = true, l2_rounds = 2 + math.ceil(lists / math.max(1, 16 // math.ceil(v.WORDS / p.threads))) },
+      grid_syncs = 1, rounds = 1, prefetch = true, l2_rounds = 2 + S.compaction_rounds(lists, v.WORDS, p.threads),
+      tail = S.compaction_rounds(lists, v.WORDS, p.threads) },
   }
 end
 

@@ -82,10 +82,9 @@ function M.norm_pair_align(d) return d % 2 == 0 and 2 or 1 end
 
 -- The round trips one CTA's RMSNorm of a row of d takes (sp_rmsnorm_row,
 -- templates/common.cuh.lua). A thread holding at most NORM_HELD columns issues
--- its loads before any store, but the sm_90 SASS shows ptxas issuing the norm
--- weight's (and, at 32 registers, some residual pairs') after the first values
--- return: two. Wider rows go NORM_CHUNK columns at a time over two passes (one
--- per chunk per pass). test_analyze (g) holds the SASS to this count.
+-- every load in order (the weight's first) and fences before its first store:
+-- one, in the sm_90 SASS. Wider rows go NORM_CHUNK columns at a time over two
+-- passes (one per chunk per pass). test_analyze (g) holds the SASS to this count.
 M.NORM_HELD, M.NORM_CHUNK = 24, 8
 
 -- Whether the row takes the held path: even, and at most NORM_HELD columns a
@@ -95,7 +94,7 @@ function M.norm_held(d, threads)
 end
 
 function M.norm_rounds(d, threads)
-  if M.norm_held(d, threads) then return 2 end
+  if M.norm_held(d, threads) then return 1 end
   return 2 * math.ceil(math.ceil(d / threads) / M.NORM_CHUNK)
 end
 
@@ -109,12 +108,23 @@ end
 -- entry e: one more grid-wide dependency (the arrival ticket: an L2 round
 -- trip), then the last CTA's B rows of d values (y and the residual hot in L2,
 -- and the norm weight too: the kernel's CTAs prefetched it when they started,
--- sp_norm_prefetch), norm_rounds each.
-function M.norm_perf(e, B, d, threads)
+-- sp_norm_prefetch), norm_rounds each. from_sums: the norm reads a split-K
+-- kernel's fp32 sums in y's place and finalizes y itself (gather_down
+-- reduce=atomic); e already counts those bytes, as its own finalize's.
+function M.norm_perf(e, B, d, threads, from_sums)
   local n = B * d
-  e.read, e.write = e.read + n * (2 + 4 + 2), e.write + n * (4 + 2)
+  e.read, e.write = e.read + n * ((from_sums and 0 or 2) + 4 + 2), e.write + n * (4 + 2)
   e.l2_rounds, e.grid_syncs = (e.l2_rounds or 0) + 1 + B * M.norm_rounds(d, threads), (e.grid_syncs or 0) + 1
+  e.tail = B * M.norm_rounds(d, threads) -- the kernel's last ticket is the norm's
   return e
+end
+
+-- The round trips of the last CTA's compaction of `lists` bitmaps of `words`
+-- words each on `threads` threads (sp_router_compact, templates/routing.cuh.lua):
+-- a thread reads its run of each list's words, those of as many lists as keep
+-- it at 16 loads or fewer in one round trip.
+function M.compaction_rounds(lists, words, threads)
+  return math.ceil(lists / math.max(1, 16 // math.ceil(words / threads)))
 end
 
 -- Resident threads per SM that every supported architecture holds (sm_75: 1024).
