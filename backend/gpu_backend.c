@@ -327,17 +327,30 @@ static sprig_status run_token(sp_gpu *g) {
     return gemv(g, g->gemv_lm, g->lm_head, g->xb, g->logits);
 }
 
+/* run_token captured into g->graph. */
+static sprig_status capture_token(sp_gpu *g) {
+    sprig_status s = sp_exec_capture_begin(g->exec), e = SPRIG_OK;
+    if (s == SPRIG_OK) {
+        s = run_token(g);
+        e = sp_exec_capture_end(g->exec, &g->graph); /* ends the capture either way */
+    }
+    return s != SPRIG_OK ? s : e;
+}
+
 /* Captures run_token once, then replays it. A capture the executor or the
- * driver cannot make is not fatal: the backend says why (sp_gpu_graph_note)
- * and launches kernel by kernel from then on. */
+ * driver cannot make is not fatal: one with programmatic dependent launch is
+ * made again without it, and one that still fails leaves the backend saying
+ * why (sp_gpu_graph_note) and launching kernel by kernel from then on. */
 static sprig_status run_token_graph(sp_gpu *g) {
     if (!g->graph) {
-        sprig_status s = sp_exec_capture_begin(g->exec), e = SPRIG_OK;
-        if (s == SPRIG_OK) {
-            s = run_token(g);
-            e = sp_exec_capture_end(g->exec, &g->graph); /* ends the capture either way */
+        sprig_status s = capture_token(g);
+        if (s != SPRIG_OK && g->exec->pdl) { /* the driver may not capture programmatic launches: without */
+            sp_exec_graph_free(g->exec, g->graph);
+            g->graph = NULL;
+            sp_exec_pdl_off(g->exec, sprig_last_error());
+            s = capture_token(g);
         }
-        if (s == SPRIG_OK && e == SPRIG_OK) return sp_exec_graph_launch(g->exec, g->graph);
+        if (s == SPRIG_OK) return sp_exec_graph_launch(g->exec, g->graph);
         snprintf(g->graph_note, sizeof g->graph_note, "no CUDA graph, launching kernel by kernel: %s",
                  sprig_last_error());
         sp_exec_graph_free(g->exec, g->graph);

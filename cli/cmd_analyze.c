@@ -47,8 +47,9 @@ static void an_help(FILE *to) {
             "--model llama2-7b [--lte 32] [--slice 0.25] --config-only` writes one): the decode step\n"
             "of that model as the GPU backend launches it (recorded from its own code without a\n"
             "GPU), dense and sparse (LTE routers, else training-free thresholds) at --sparsity:\n"
-            "launches per token, each kernel's prediction, and ms/token against the roof, plus an\n"
-            "uncalibrated estimate with SPRIG_PDL=1 (programmatic dependent launch, sm_90+).\n\n"
+            "launches per token, each kernel's prediction, and ms/token against the roof with plain\n"
+            "launches and, uncalibrated, with programmatic dependent launch (the CUDA executor's\n"
+            "default on sm_90 and later; SPRIG_PDL=0 turns it off).\n\n"
             "options:\n"
             "%s"
             "  --gpu NAME          GPU profile (default h200)\n"
@@ -269,7 +270,13 @@ static int an_run(sprig_gen *gen, const an_opts *o, const sp_gpu_profile *g) {
 
 /* ---- a model's decode step ------------------------------------------------------------- */
 
-static void an_print_step(const char *mode, const sp_analyze_step *st, double sparsity, double kernel_us) {
+/* Whether the CUDA executor launches with programmatic dependent launch on g's
+ * architecture (exec/exec_cuda.c: sm_90 and later, unless SPRIG_PDL=0). */
+static int an_pdl_default(const sp_gpu_profile *g) {
+    return !strncmp(g->arch, "sm_", 3) && atoi(g->arch + 3) >= 90;
+}
+
+static void an_print_step(const char *mode, const sp_analyze_step *st, const sp_gpu_profile *g) {
     printf("\n%s%s: %d kernel launches per token (%.1f per layer over %d layers)\n", mode,
            strcmp(mode, "dense") ? "" : "", st->kernels, (double)st->kernels / st->layers, st->layers);
     printf("  %-18s %-44s %5s %9s %9s %7s\n", "family", "params", "count", "us each", "us total", "%roof");
@@ -278,16 +285,17 @@ static void an_print_step(const char *mode, const sp_analyze_step *st, double sp
         printf("  %-18s %-44.44s %5d %9.2f %9.2f %6.0f%%\n", p->family, p->params, st->rows[i].count, p->t_us,
                p->t_us * st->rows[i].count, p->t_us > 0 ? 100 * p->roof_us / p->t_us : 0);
     }
-    printf("  predicted %.3f ms/token (%.3f of it launch gaps, %.3f kernels' fixed cost), roof %.3f ms/token: "
-           "%.0f%% of the roof%s\n",
-           st->t_us / 1e3, st->gaps_us / 1e3, st->kernels * kernel_us / 1e3, st->roof_us / 1e3,
-           100 * st->roof_us / st->t_us, sparsity > 0 ? "" : "");
-    printf("  with SPRIG_PDL=1 (sm_90+; uncalibrated: gaps after the first and prefetched first round trips\n"
-           "  hidden): %.3f ms/token, %.0f%% of the roof\n",
-           st->t_pdl_us / 1e3, 100 * st->roof_us / st->t_pdl_us);
+    printf("  plain launches: predicted %.3f ms/token (%.3f of it launch gaps, %.3f kernels' fixed cost), "
+           "roof %.3f ms/token: %.0f%% of the roof%s\n",
+           st->t_us / 1e3, st->gaps_us / 1e3, st->kernels * g->kernel_us / 1e3, st->roof_us / 1e3,
+           100 * st->roof_us / st->t_us, an_pdl_default(g) ? " (SPRIG_PDL=0)" : " (the default here)");
+    printf("  programmatic dependent launch (%s; uncalibrated: gaps after the first and\n"
+           "  prefetched first round trips hidden): %.3f ms/token, %.0f%% of the roof\n",
+           an_pdl_default(g) ? "the default on sm_90+" : "needs sm_90: not on this GPU", st->t_pdl_us / 1e3,
+           100 * st->roof_us / st->t_pdl_us);
 }
 
-static cJSON *an_json_step(const char *mode, const sp_analyze_step *st, double sparsity) {
+static cJSON *an_json_step(const char *mode, const sp_analyze_step *st, double sparsity, const sp_gpu_profile *g) {
     cJSON *o = cJSON_CreateObject(), *rows = cJSON_CreateArray();
     cJSON_AddStringToObject(o, "mode", mode);
     cJSON_AddNumberToObject(o, "sparsity", sparsity);
@@ -299,6 +307,11 @@ static cJSON *an_json_step(const char *mode, const sp_analyze_step *st, double s
     cJSON_AddNumberToObject(o, "of_roof", st->t_us > 0 ? st->roof_us / st->t_us : 0);
     cJSON_AddNumberToObject(o, "predicted_pdl_ms", st->t_pdl_us / 1e3);
     cJSON_AddNumberToObject(o, "of_roof_pdl", st->t_pdl_us > 0 ? st->roof_us / st->t_pdl_us : 0);
+    /* what the CUDA executor does by default on this GPU: PDL on sm_90+ */
+    cJSON_AddBoolToObject(o, "pdl_default", an_pdl_default(g));
+    const double t_default = an_pdl_default(g) ? st->t_pdl_us : st->t_us;
+    cJSON_AddNumberToObject(o, "predicted_default_ms", t_default / 1e3);
+    cJSON_AddNumberToObject(o, "of_roof_default", t_default > 0 ? st->roof_us / t_default : 0);
     for (int i = 0; i < st->n; ++i) {
         an_row r = {"", sparsity, st->rows[i].plan};
         cJSON *p = an_json_plan(&r);
@@ -334,8 +347,8 @@ static int an_run_step(sprig_gen *gen, const an_opts *o, const sp_gpu_profile *g
             rc = cli_error("analysing the decode step", s);
             break;
         }
-        if (o->json) cJSON_AddItemToArray(list, an_json_step(modes[m].name, &st, modes[m].sparsity));
-        else an_print_step(modes[m].name, &st, modes[m].sparsity, g->kernel_us);
+        if (o->json) cJSON_AddItemToArray(list, an_json_step(modes[m].name, &st, modes[m].sparsity, g));
+        else an_print_step(modes[m].name, &st, g);
         sp_analyze_step_free(&st);
     }
     if (root) {

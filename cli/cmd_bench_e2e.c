@@ -329,7 +329,7 @@ static void print_table(const e2e_bench *b) {
     printf("(%s backend, %s, %s; %d timed tokens after %d warm-up%s%s)\n", b->o->backend,
            b->exec ? b->exec->device : "CPU", b->cuda ? b->o->dtype : "fp32", b->o->tokens, b->o->warmup,
            b->read_gbs > 0 ? "; roof at the streaming read measured now" : "",
-           b->exec && b->exec->pdl ? "; programmatic dependent launch (SPRIG_PDL=1)" : "");
+           !b->exec ? "" : b->exec->pdl ? "; programmatic dependent launch (SPRIG_PDL=0 turns it off)" : "; plain launches");
     if (b->read_gbs > 0) printf("streaming read: %.0f GB/s\n", b->read_gbs);
     for (int i = 0; i < b->n_rows; ++i) {
         const e2e_row *r = &b->rows[i];

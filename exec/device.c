@@ -245,20 +245,25 @@ static CUresult mod_launch(CUfunction fn, const sprig_launch *l, CUstream stream
     return sp_cu.cuLaunchKernelEx(&cfg, fn, args, NULL);
 }
 
-sprig_status sp_plan_launch_ex(sp_module *mod, const sprig_plan *plan, void **args, CUstream stream, int pdl) {
+sprig_status sp_plan_launch_ex(sp_module *mod, const sprig_plan *plan, void **args, CUstream stream, int pdl,
+                               CUresult *pdl_refused) {
     SP_TRY(sp_module_prepare(mod, plan));
     for (int k = 0; k < plan->n_kernels; ++k) {
         const sprig_launch *l = &plan->kernels[k];
         CUfunction fn;
         SP_TRY(sp_module_function(mod, l->name, &fn));
-        const CUresult r = mod_launch(fn, l, stream, args, pdl);
+        CUresult r = mod_launch(fn, l, stream, args, pdl);
+        if (r != CUDA_SUCCESS && pdl && mod_launch(fn, l, stream, args, 0) == CUDA_SUCCESS) {
+            if (pdl_refused) *pdl_refused = r; /* the attribute, not the kernel: plain from here */
+            pdl = 0, r = CUDA_SUCCESS;
+        }
         if (r != CUDA_SUCCESS) return mod_launch_failed(fn, l, r);
     }
     return SPRIG_OK;
 }
 
 sprig_status sp_plan_launch(sp_module *mod, const sprig_plan *plan, void **args, CUstream stream) {
-    return sp_plan_launch_ex(mod, plan, args, stream, 0);
+    return sp_plan_launch_ex(mod, plan, args, stream, 0, NULL);
 }
 
 /* ---- buffers ------------------------------------------------------------------ */

@@ -216,10 +216,16 @@ static void cu_unload(sp_exec *e, sp_exec_module *m) {
 static sprig_status cu_launch_profiled(cu_impl *impl, sp_exec_module *m, const sprig_plan *plan, void **args,
                                        int pdl);
 
+/* A programmatic launch the driver refuses is made again plain (sp_plan_launch_ex),
+ * and if that goes, the executor launches plainly from then on (said once): PDL
+ * only ever saves time. In a capture the refusal has failed the capture, and the
+ * caller decides (sp_exec_pdl_off). */
 static sprig_status cu_launch(sp_exec *e, sp_exec_module *m, const sprig_plan *plan, void **args) {
     cu_impl *impl = impl_of(e);
     if (impl->profiling && !impl->capturing) return cu_launch_profiled(impl, m, plan, args, e->pdl);
-    const sprig_status s = sp_plan_launch_ex(m->mod, plan, args, impl->stream, e->pdl);
+    CUresult refused = CUDA_SUCCESS;
+    const sprig_status s = sp_plan_launch_ex(m->mod, plan, args, impl->stream, e->pdl, &refused);
+    if (refused != CUDA_SUCCESS) sp_exec_pdl_off(e, sp_cu_error_name(refused));
     if (s != SPRIG_OK && impl->capturing) cu_capture_failed(impl, s);
     return s;
 }
@@ -344,7 +350,7 @@ static sprig_status cu_launch_profiled(cu_impl *impl, sp_exec_module *m, const s
         s = sp_fail(SPRIG_E_CUDA, "cuEventCreate failed while profiling %s", plan->family);
     if (s == SPRIG_OK && sp_cu.cuEventRecord(p.start, impl->stream) != CUDA_SUCCESS)
         s = sp_fail(SPRIG_E_CUDA, "cuEventRecord failed while profiling %s", plan->family);
-    if (s == SPRIG_OK) s = sp_plan_launch_ex(m->mod, plan, args, impl->stream, pdl);
+    if (s == SPRIG_OK) s = sp_plan_launch_ex(m->mod, plan, args, impl->stream, pdl, NULL);
     if (s == SPRIG_OK && sp_cu.cuEventRecord(p.end, impl->stream) != CUDA_SUCCESS)
         s = sp_fail(SPRIG_E_CUDA, "cuEventRecord failed while profiling %s", plan->family);
     if (s != SPRIG_OK) {
@@ -479,6 +485,12 @@ static void pick_arch(const sp_device *dev, char *buf, size_t cap) {
     snprintf(buf, cap, "compute_%d", best ? best : want);
 }
 
+void sp_exec_pdl_off(sp_exec *e, const char *why) {
+    if (!e->pdl) return;
+    e->pdl = 0;
+    fprintf(stderr, "sprig: programmatic dependent launch refused (%s): plain launches from now on\n", why);
+}
+
 sprig_status sp_exec_open_cuda(sp_exec **out, int ordinal) {
     *out = NULL;
     sp_device *dev = NULL;
@@ -507,12 +519,15 @@ sprig_status sp_exec_open_cuda(sp_exec **out, int ordinal) {
     e->driver_version = dev->props.driver_version;
     snprintf(e->device, sizeof e->device, "%s", dev->props.name);
     pick_arch(dev, e->arch, sizeof e->arch);
-    /* Opt-in until a GPU has measured it (bench/results): SPRIG_PDL=1, sm_90 and later,
-     * a driver with cuLaunchKernelEx that captures PDL's edges into graphs (12.3);
-     * else plain launches, said once */
+    /* Programmatic dependent launch wherever it can be had: sm_90 and later, a driver
+     * with cuLaunchKernelEx that captures PDL's edges into graphs (12.3). SPRIG_PDL=0
+     * turns it off; SPRIG_PDL=1 where it cannot be had is said once, and launches are
+     * plain. (On by default since 2026-12-05, before a GPU has timed it: the kernels
+     * compute what they compute serialised by construction, which the emulator and
+     * the SASS check, and scripts/gpu-check.sh times the decode step both ways.) */
     const char *pdl = getenv("SPRIG_PDL");
     const int pdl_driver = sp_cu.cuLaunchKernelEx != NULL && e->driver_version >= PDL_MIN_DRIVER;
-    e->pdl = pdl && !strcmp(pdl, "1") && e->cc_major >= 9 && pdl_driver;
+    e->pdl = !(pdl && !strcmp(pdl, "0")) && e->cc_major >= 9 && pdl_driver;
     if (pdl && !strcmp(pdl, "1") && !e->pdl)
         fprintf(stderr, "sprig: SPRIG_PDL=1 ignored: programmatic dependent launch needs sm_90 (this is sm_%d%d) "
                 "and a CUDA 12.3 driver with cuLaunchKernelEx (this is %d.%d%s)\n", e->cc_major, e->cc_minor,

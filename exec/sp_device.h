@@ -114,6 +114,9 @@ static inline sprig_status sp_buf_zero(CUdeviceptr p, size_t bytes) { return sp_
 /* Within exec only (not exported; the CUDA executor's launches): sp_plan_launch,
  * and with pdl 1 each kernel launched with programmatic dependent launch
  * (sm_90+: it may start while the kernel before it drains, and waits in
- * SP_GRID_DEP_WAIT for it to complete). */
-sprig_status sp_plan_launch_ex(sp_module *mod, const sprig_plan *plan, void **args, CUstream stream, int pdl);
+ * SP_GRID_DEP_WAIT for it to complete). A programmatic launch the driver refuses
+ * is made again plain, and so are the plan's later kernels; then *pdl_refused
+ * (unless NULL) gets the refusal. */
+sprig_status sp_plan_launch_ex(sp_module *mod, const sprig_plan *plan, void **args, CUstream stream, int pdl,
+                               CUresult *pdl_refused);
 #endif

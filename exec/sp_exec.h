@@ -122,13 +122,17 @@ struct sp_exec {
     size_t l2_bytes;      /* L2 cache size (0: unknown, and under the emulator) */
     int driver_version;   /* cuDriverGetVersion (12040 = 12.4); 0 under the emulator */
     int pdl;              /* 1: launch and graph capture with programmatic dependent launch (CUDA,
-                           * sm_90+, SPRIG_PDL=1; time_seq never); 0 otherwise */
+                           * sm_90+, unless SPRIG_PDL=0; time_seq never); 0 otherwise */
     void *impl;
 };
 
 /* Opens GPU `ordinal` through the driver API. SPRIG_E_NO_DRIVER / SPRIG_E_NO_DEVICE
  * when there is none. The caller owns *out (sp_exec_close). */
 sprig_status sp_exec_open_cuda(sp_exec **out, int ordinal);
+
+/* Programmatic dependent launch off for the rest of e's life, said once on stderr
+ * with `why` (a launch or a capture with it was refused). Nothing if it was off. */
+void sp_exec_pdl_off(sp_exec *e, const char *why);
 /* The device under a CUDA executor (borrowed), for code that must use the
  * driver directly (cuBLAS baselines); NULL for any other executor. */
 struct sp_device *sp_exec_cuda_device(sp_exec *e);

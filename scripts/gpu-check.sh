@@ -161,17 +161,18 @@ step tune-model "$TUNE_MODEL_S" "$SPRIG" tune --model-dir "$MODEL_LTE" --family 
     --total-budget $((TUNE_MODEL_S - 15))
 step bench-e2e 150 "$SPRIG" bench-e2e "$MODEL_LTE" --backend cuda "${E2E[@]}" --json "$OUTDIR/e2e.json"
 
-# 7b. programmatic dependent launch (opt-in, SPRIG_PDL=1): the same decode rows and the
-# model test with it, to the log: whether it is right and what it saves
-E2E_PDL=()
-for a in "${E2E[@]}"; do [ "$a" = --profile ] || E2E_PDL+=("$a"); done
-step bench-e2e-pdl 60 env SPRIG_PDL=1 "$SPRIG" bench-e2e "$MODEL_LTE" --backend cuda "${E2E_PDL[@]}"
+# 7b. programmatic dependent launch is the default on sm_90+ (the rows above, and every
+# GPU test); the same decode rows and the model test without it (SPRIG_PDL=0), to the log:
+# what it saves, and that both are right
+E2E_ROWS=()
+for a in "${E2E[@]}"; do [ "$a" = --profile ] || E2E_ROWS+=("$a"); done
+step bench-e2e-nopdl 60 env SPRIG_PDL=0 "$SPRIG" bench-e2e "$MODEL_LTE" --backend cuda "${E2E_ROWS[@]}"
 if [ $DRY = 0 ]; then
-    step test-model-pdl 60 env SPRIG_PDL=1 "$BUILD/tests/test_gpu_model" tests/fixtures/models
+    step test-model-nopdl 60 env SPRIG_PDL=0 "$BUILD/tests/test_gpu_model" tests/fixtures/models
 fi
 # 7c. LTE's router as a kernel of its own (SPRIG_FUSED_ROUTER=0), the pipeline before it was
 # folded into gather_upgate: the same rows, to the log, for the one against the other
-step bench-e2e-router 45 env SPRIG_FUSED_ROUTER=0 "$SPRIG" bench-e2e "$MODEL_LTE" --backend cuda "${E2E_PDL[@]}"
+step bench-e2e-router 45 env SPRIG_FUSED_ROUTER=0 "$SPRIG" bench-e2e "$MODEL_LTE" --backend cuda "${E2E_ROWS[@]}"
 
 # 8. Hugging Face transformers on the same folder, same card (skipped without torch)
 if [ $DRY = 0 ] && python3 -c "import torch, transformers" 2>/dev/null; then

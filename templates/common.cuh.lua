@@ -2,8 +2,8 @@
    vector loads and warp reductions. It includes no CUDA header, so NVRTC needs
    no include path and the source alone decides the bytes compiled. #}
 // sprig generated kernel: family {{ family }}, d={{ d }} f={{ f }} dtype={{ dtype }} batch={{ B }} g={{ g }}
-// Programmatic dependent launch (sm_90+). Launched with it (the CUDA executor
-// with SPRIG_PDL=1), a kernel may be scheduled while the kernel before it on
+// Programmatic dependent launch (sm_90+). Launched with it (the CUDA executor's
+// default there; SPRIG_PDL=0 turns it off), a kernel may be scheduled while the kernel before it on
 // the stream drains. SP_GRID_DEP_WAIT() holds it until that kernel has
 // completed and its writes are visible, then lets the kernel after it be
 // scheduled in turn (launch_dependents: that one still waits for this one to

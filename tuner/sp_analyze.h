@@ -97,7 +97,7 @@ typedef struct sp_analyze_step {
     int layers;
     double t_us;              /* predicted: kernels + gaps */
     double gaps_us;           /* of which launch gaps */
-    /* Launched with programmatic dependent launch (SPRIG_PDL=1, sm_90+), an
+    /* Launched with programmatic dependent launch (sm_90+ unless SPRIG_PDL=0), an
      * uncalibrated estimate (docs/perf-model.md): every kernel but the first is
      * launched while the one before it drains, so its gap is hidden, and a
      * kernel that prefetches before its wait also hides one DRAM round trip. */
