@@ -116,32 +116,11 @@ sprig_attn_decode(const T *__restrict__ qkv, const float *__restrict__ inv_freq,
     }
     SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
 
-    // The cache append: one CTA per kv head, the one whose split holds pos.
-    if (h % GQA == 0 && t0 <= p && p < t1) {
-        for (int c = threadIdx.x; c < CH; c += THREADS) {
-            float k[VEC], v_[VEC];
-            sp_rope_chunk(knew, c, p, inv_freq, k);
-            sp_load_vec<VEC>(vnew + c * VEC, v_);
-            T *kd = k_cache + (size_t)p * KVD + (size_t)kvh * HD + c * VEC;
-            T *vd = v_cache + (size_t)p * KVD + (size_t)kvh * HD + c * VEC;
-#pragma unroll
-            for (int v = 0; v < VEC; ++v) kd[v] = SP_FROM_F(k[v]), vd[v] = SP_FROM_F(v_[v]);
-        }
-    }
-
-    float q[NC][VEC];  // this lane's chunks of q, rotated, pre-scaled by 1/sqrt(head_dim)
-#pragma unroll
-    for (int j = 0; j < NC; ++j) {
-        const int c = gl + j * LPP;
-        if (c < CH) {
-            sp_rope_chunk(qkv + (size_t)h * HD, c, p, inv_freq, q[j]);
-#pragma unroll
-            for (int v = 0; v < VEC; ++v) q[j][v] *= SCALE;
-        } else {
-#pragma unroll
-            for (int v = 0; v < VEC; ++v) q[j][v] = 0.0f;
-        }
-    }
+    // This lane's chunks of q, rotated, pre-scaled by 1/sqrt(head_dim): formed on
+    // the loop's first trip once its K and V loads are asked for, so that q's round
+    // trip to L2 overlaps theirs instead of coming first.
+    float q[NC][VEC];
+    bool q_formed = false;
 
     float m = sp_neg_inf(), l = 0.0f, acc[NC][VEC];
 #pragma unroll
@@ -172,6 +151,21 @@ sprig_attn_decode(const T *__restrict__ qkv, const float *__restrict__ inv_freq,
                 }
             }
         }
+        if (!q_formed) {
+            q_formed = true;
+#pragma unroll
+            for (int j = 0; j < NC; ++j) {
+                const int c = gl + j * LPP;
+                if (c < CH) {
+                    sp_rope_chunk(qkv + (size_t)h * HD, c, p, inv_freq, q[j]);
+#pragma unroll
+                    for (int v = 0; v < VEC; ++v) q[j][v] *= SCALE;
+                } else {
+#pragma unroll
+                    for (int v = 0; v < VEC; ++v) q[j][v] = 0.0f;
+                }
+            }
+        }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int t = tb + u * PPW + grp;
@@ -199,6 +193,23 @@ sprig_attn_decode(const T *__restrict__ qkv, const float *__restrict__ inv_freq,
                 }
                 m = m_new;
             }
+        }
+    }
+
+    // The cache append: one CTA per kv head, the one whose split holds pos. After
+    // the loop, which reads the cache at every position but pos (that one it takes
+    // from qkv): stored before, it would keep the loop's first K and V loads from
+    // issuing until q's were back (the compiler cannot tell the rows apart), two
+    // round trips where one will do.
+    if (h % GQA == 0 && t0 <= p && p < t1) {
+        for (int c = threadIdx.x; c < CH; c += THREADS) {
+            float k[VEC], v_[VEC];
+            sp_rope_chunk(knew, c, p, inv_freq, k);
+            sp_load_vec<VEC>(vnew + c * VEC, v_);
+            T *kd = k_cache + (size_t)p * KVD + (size_t)kvh * HD + c * VEC;
+            T *vd = v_cache + (size_t)p * KVD + (size_t)kvh * HD + c * VEC;
+#pragma unroll
+            for (int v = 0; v < VEC; ++v) kd[v] = SP_FROM_F(k[v]), vd[v] = SP_FROM_F(v_[v]);
         }
     }
 

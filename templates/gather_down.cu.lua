@@ -56,12 +56,15 @@ __device__ __forceinline__ int sp_union_rows(const int *__restrict__ union_count
 {% end %}
 }
 
-// Neuron (row of W_down^T) of compact row r.
-__device__ __forceinline__ int sp_neuron(const int *__restrict__ union_ids, int r) {
+// Neuron (row of W_down^T) of compact row r; ids: the expert list (staged in
+// shared memory where it fits, STAGE_IDS).
+__device__ __forceinline__ int sp_neuron(const int *ids, int r) {
 {% if p.all_active == 1 then %}
     return r;
+{% elseif STAGE_IDS then %}
+    return ids[r / G] * G + r % G;
 {% else %}
-    return __ldg(union_ids + r / G) * G + r % G;
+    return __ldg(ids + r / G) * G + r % G;
 {% end %}
 }
 
@@ -71,9 +74,11 @@ __device__ __forceinline__ int sp_neuron(const int *__restrict__ union_ids, int 
 // wrote two kernels back: complete by now, since the kernel before this one
 // released it only after its own wait (and read from L2, where that write is).
 // Either way these are hints: ids are clamped into the weights, never trusted.
+// h_index=neuron (the router folded into gather_upgate, the kernel just before)
+// has no such list yet: it would be the previous layer's, so no prefetch.
 __device__ __forceinline__ void sp_down_prefetch(const T *__restrict__ Wd, const int *__restrict__ union_ids,
                                                  const int *__restrict__ union_count) {
-#ifdef SP_PDL
+#if defined(SP_PDL) && {{ (p.all_active == 1 or p.h_index ~= "neuron") and 1 or 0 }}
 {% if p.all_active == 1 then %}
     const int n_rows = F_ROWS;
     (void)union_ids, (void)union_count;
@@ -130,7 +135,22 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
     sp_norm_prefetch<D_COLS, true>(norm_w);
 {% end %}
     SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
+{% if STAGE_IDS then %}
+    // The whole expert list staged in shared memory, its loads issued with the
+    // count's: one L2 round trip before the weights, and none in the loop (read
+    // from global memory, each step's ids were an L2 round trip its weight loads
+    // waited on). Entries past the count are read, never used.
+    __shared__ int ids_s[N_EXPERTS];
+#pragma unroll
+    for (int i0 = 0; i0 < N_EXPERTS; i0 += THREADS)
+        if (i0 + (int)threadIdx.x < N_EXPERTS) ids_s[i0 + threadIdx.x] = __ldg(union_ids + i0 + threadIdx.x);
     const int n_rows = sp_union_rows(union_count);
+    __syncthreads();
+    const int *ids = ids_s;
+{% else %}
+    const int n_rows = sp_union_rows(union_count);
+    const int *ids = union_ids;
+{% end %}
     int r_begin, r_end;
     sp_split_rows(n_rows, blockIdx.y, &r_begin, &r_end);
     // Splits with no rows (past the last non-empty one) write nothing{% if p.reduce ~= "direct" then %} but still
@@ -161,7 +181,7 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
             int n[UNROLL];
 #pragma unroll
             for (int u = 0; u < UNROLL; ++u) {
-                n[u] = sp_neuron(union_ids, r + u * ROW_LANES);
+                n[u] = sp_neuron(ids, r + u * ROW_LANES);
                 SP_LOAD_W(wcol + (size_t)n[u] * D_COLS, w[u]);
             }
 #pragma unroll
@@ -175,7 +195,7 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
             for (int u = 0; u < UNROLL; ++u) {
                 n[u] = 0;
                 if (r + u * ROW_LANES < r_end) {
-                    n[u] = sp_neuron(union_ids, r + u * ROW_LANES);
+                    n[u] = sp_neuron(ids, r + u * ROW_LANES);
                     SP_LOAD_W(wcol + (size_t)n[u] * D_COLS, w[u]);
                 } else {
 #pragma unroll

@@ -98,6 +98,9 @@ local function shape_t(req, p)
   -- Cap registers at 128 (two 256-thread CTAs per SM) when the live values fit:
   -- batch_tile*vec sums plus unroll*vec weights, with room for addresses.
   s.MIN_BLOCKS = (s.BT + p.unroll) * p.vec <= 96 and 512 // p.threads or 1
+  -- layout t, routed: the expert list staged in shared memory where it fits in
+  -- 8 KiB (every LTE shape; not threshold mode's list of every neuron)
+  s.STAGE_IDS = p.all_active == 0 and req.f // req.g * 4 <= 8192
   -- ws: the sums (atomic: [B][d]; deterministic: [splits][B][d]), then one
   -- arrival counter per output block (GRID_X x TILES), rounded to 16 bytes.
   local sums = p.reduce == "atomic" and req.batch * req.d or p.reduce == "deterministic" and s.SPLITS * req.batch * req.d or 0
@@ -197,13 +200,16 @@ end
 F.verify = "down"
 
 -- layout t: every split streams its share of the active rows (after reading
--- the expert list, hot in L2), summing in ws (L2 atomics or partials); the
+-- the expert list, hot in L2: its count and ids in one round trip, the ids
+-- staged in shared memory where they fit, STAGE_IDS; read from L2 they were a
+-- round trip before every step's weight loads), summing in ws (L2 atomics or partials); the
 -- last arrival per block then reads its block's sums back (a ticket and a
 -- read: two L2 round trips) and writes y. norm=add: S.norm_perf, and with
 -- reduce=atomic the norm's last CTA reads the sums and writes y instead (one
 -- ticket for the grid, not the blocks' and then the norm's). Its first rows
 -- are prefetched before the wait (routed: from the list the router wrote two
--- kernels back); layout n does not prefetch.
+-- kernels back; not with h_index=neuron, whose list the kernel just before
+-- writes); layout n does not prefetch.
 local function main_perf(req, p, v, active)
   local rows = p.all_active == 1 and req.f or math.ceil(req.f * active)
   local B = req.batch
@@ -220,7 +226,7 @@ local function main_perf(req, p, v, active)
   return { read = main_read + sums, write = B * req.d * 2 + (p.reduce == "atomic" and sums or 0),
            inflight = p.unroll, load_bytes = 2 * p.vec, working = v.GRID_X * v.SPLITS * v.TILES, rounds = 1,
            l2_rounds = (p.all_active == 1 and 0 or 1) + (folded and 2 or 0), grid_syncs = folded and 1 or 0,
-           prefetch = true }
+           prefetch = p.all_active == 1 or p.h_index ~= "neuron" }
 end
 
 -- Whether the folded norm finalizes the atomic sums itself (the template's test).
