@@ -72,6 +72,8 @@ static sprig_status alloc_buffers(sp_gpu *g) {
     SP_TRY(alloc_zero(g, &g->union_ids, sizeof(int) * (size_t)g->f));
     SP_TRY(alloc_zero(g, &g->mask, (size_t)g->f));
     SP_TRY(alloc_zero(g, &g->union_counts, sizeof(int) * (size_t)g->L));
+    g->bits_words = (g->f + 31) / 32;
+    SP_TRY(alloc_zero(g, &g->union_bits, sizeof(unsigned) * (size_t)g->L * g->bits_words));
     g->logits16 = calloc((size_t)g->vocab8, sizeof *g->logits16);
     g->logits_f = calloc((size_t)g->vocab, sizeof *g->logits_f);
     g->active = calloc((size_t)g->L, sizeof *g->active);
@@ -216,7 +218,7 @@ void sp_gpu_close(sp_gpu *g) {
         sp_gpu_free_weights(g);
     }
     sp_dptr bufs[] = {g->inv_freq, g->k_cache, g->v_cache, g->io, g->x, g->xb, g->qkv, g->att, g->cat, g->proj, g->h,
-                      g->logits, g->scores, g->ids, g->counts, g->union_ids, g->mask, g->union_counts};
+                      g->logits, g->scores, g->ids, g->counts, g->union_ids, g->mask, g->union_counts, g->union_bits};
     for (size_t i = 0; e && i < sizeof bufs / sizeof bufs[0]; ++i) sp_exec_free(e, bufs[i]);
     free(g->layers);
     free(g->logits16);

@@ -142,6 +142,10 @@ struct sp_gpu {
     sp_dptr scores;                    /* fp32 [L][f] */
     sp_dptr ids, counts, union_ids, mask;
     sp_dptr union_counts;              /* int [L] */
+    sp_dptr union_bits;                /* u32 [L][bits_words]: each layer's union bitmap, LTE with the router
+                                        * folded in (gather_upgate union_out=bits -> gather_down list=bits) */
+    int bits_words;
+    int lte_layers;                    /* layers of kind GPU_MLP_LTE */
     /* kernels (owned by the set; the per-layer ones are in gpu_layer) */
     sp_gpu_kernel *norm_embed, *gemv_lm, *attn;
     float lte_threshold;               /* logit(tau) */

@@ -2,9 +2,11 @@
  * layer's MLP is launched (docs/kernel-abi.md argument lists).
  *   dense:     gather_upgate + gather_down with all_active=1 (routing unused)
  *   LTE:       gather_upgate route=sigmoid (the router folded in: threshold logit(tau);
- *              it writes h by neuron) -> gather_down h_index=neuron; with
- *              SPRIG_FUSED_ROUTER=0, router (score=sigmoid) -> gather_upgate ->
- *              gather_down as before, to measure one against the other
+ *              it writes h by neuron) -> gather_down h_index=neuron, the union
+ *              passed as a bitmap (union_out=bits -> list=bits) with two LTE layers
+ *              or more, else as id lists; with SPRIG_FUSED_ROUTER=0, router
+ *              (score=sigmoid) -> gather_upgate -> gather_down as before, to
+ *              measure one against the other
  *   threshold: router (score=silu_abs over W_gate, g = 1, per-layer threshold)
  *              -> gather_upgate gate=scores (the router's scores are the gates:
  *              W_gate is read once) -> gather_down, g = 1
@@ -60,8 +62,18 @@ static sprig_status prepare_layer(sp_gpu *g, int l, int any_dense, int any_lte) 
         G->lte.g = lte->expert_size;
         if (g->fused_router) { /* one launch: gather_upgate scores the experts itself */
             G->lte.router = NULL;
-            SP_TRY(load_gathers(g, G, &G->lte, "", "route=sigmoid", "h_index=neuron", forced_layout(g),
-                                SP_GPU_EXPECTED_SPARSITY));
+            /* and with two layers or more, leaves the union as a bitmap that gather_down
+             * compacts in every CTA (no CTA of gather_upgate doing it alone at its end):
+             * each LTE layer's bitmap is cleared by the LTE layer before it (launch_gathers),
+             * so two are needed; else, or where gather_down cannot take the bitmap, the
+             * id lists */
+            sprig_status s = SPRIG_E_INVALID;
+            if (g->lte_layers >= 2)
+                s = load_gathers(g, G, &G->lte, "", "route=sigmoid,union_out=bits", "h_index=neuron,list=bits",
+                                 forced_layout(g), SP_GPU_EXPECTED_SPARSITY);
+            if (s != SPRIG_OK)
+                SP_TRY(load_gathers(g, G, &G->lte, "", "route=sigmoid", "h_index=neuron", forced_layout(g),
+                                    SP_GPU_EXPECTED_SPARSITY));
         } else {
             SP_TRY(sp_gpu_kernel_get(g->kernels, "router", G->a_out, g->f, g->dtype, G->lte.g, "score=sigmoid",
                                      SP_GPU_EXPECTED_SPARSITY, &G->lte.router));
@@ -82,6 +94,8 @@ sprig_status sp_gpu_mlp_prepare(sp_gpu *g) {
         any_dense |= g->layers[l].kind == GPU_MLP_DENSE;
         any_lte |= g->layers[l].kind == GPU_MLP_LTE;
     }
+    g->lte_layers = 0;
+    for (int l = 0; l < g->L; ++l) g->lte_layers += g->layers[l].kind == GPU_MLP_LTE;
     if (any_lte) {
         const double tau = g->cfg->lte.threshold;
         g->lte_threshold = (float)log(tau / (1.0 - tau));
@@ -116,6 +130,27 @@ sprig_status sp_gpu_mlp_prepare_threshold(sp_gpu *g) {
     return SPRIG_OK;
 }
 
+/* Layer l's union bitmap (gather_upgate union_out=bits). */
+static sp_dptr layer_bits(const sp_gpu *g, int l) {
+    return g->union_bits ? g->union_bits + sizeof(unsigned) * (size_t)l * g->bits_words : 0;
+}
+
+static int uses_bits(const gpu_layer *G) {
+    char v[16];
+    return G->kind == GPU_MLP_LTE && G->lte.upgate && sp_gpu_plan_param(G->lte.upgate->plan, "union_out", v, sizeof v) &&
+           !strcmp(v, "bits");
+}
+
+/* The bitmap layer l's gather_upgate clears: that of the next layer that uses one
+ * (after the last, the first): gather_down read it last a token ago, and nothing
+ * sets it before that layer's gather_upgate. sp_gpu_mlp_prepare loads bitmaps for
+ * two LTE layers or more, so it is never l's own. */
+static sp_dptr next_layer_bits(const sp_gpu *g, int l) {
+    for (int k = 1; k < g->L; ++k)
+        if (uses_bits(&g->layers[(l + k) % g->L])) return layer_bits(g, (l + k) % g->L);
+    return 0;
+}
+
 static sprig_status launch_gathers(sp_gpu *g, int l, gpu_mlp_path *p, sp_dptr union_count) {
     const gpu_layer *G = &g->layers[l];
     sp_kargs up;
@@ -137,6 +172,10 @@ static sprig_status launch_gathers(sp_gpu *g, int l, gpu_mlp_path *p, sp_dptr un
         sp_kargs_ptr(&up, "counts", g->counts);
         sp_kargs_ptr(&up, "ws", p->upgate->ws);
     }
+    if (sp_kargs_has(&up, "union_bits")) { /* union_out=bits: this layer's bitmap; the next one's cleared */
+        sp_kargs_ptr(&up, "union_bits", layer_bits(g, l));
+        sp_kargs_ptr(&up, "bits_clear", next_layer_bits(g, l));
+    }
     SP_TRY(sp_gpu_kernel_launch(g->kernels, p->upgate, &up));
     sp_kargs down;
     sp_kargs_init(&down, p->down->plan);
@@ -146,6 +185,7 @@ static sprig_status launch_gathers(sp_gpu *g, int l, gpu_mlp_path *p, sp_dptr un
     sp_kargs_ptr(&down, "union_count", union_count);
     sp_kargs_ptr(&down, "ws", p->down->ws);
     sp_kargs_ptr(&down, "y", g->proj);
+    if (sp_kargs_has(&down, "union_bits")) sp_kargs_ptr(&down, "union_bits", layer_bits(g, l));
     if (sp_kargs_has(&down, "res")) { /* norm=add: the next layer's attention norm, or the final one */
         sp_kargs_ptr(&down, "res", g->x);
         sp_kargs_ptr(&down, "norm_w", l + 1 < g->L ? g->layers[l + 1].attn_norm : g->final_norm);

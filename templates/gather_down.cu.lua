@@ -23,6 +23,40 @@
 // rmsnorm family's mode=add without a launch of its own. Its counter: ws[WS_NORM].
 #define WS_NORM {{ WS_NORM }}
 {% end %}
+{% if p.list == "bits" then %}
+// list=bits: the rows come from the union's bitmap; the router's block scan
+// (templates/routing.cuh.lua) orders them.
+#define WORDS {{ (E + 31) // 32 }}
+#define ROUTE_THREADS THREADS
+#define SP_ROUTE_SIGMOID 1
+{% include("templates/routing.cuh.lua") %}
+
+// The union's bitmap, which the kernel before wrote, compacted by this CTA into
+// ids (shared memory, N_EXPERTS): each thread a run of WPT words, their popcounts
+// scanned across the CTA, then its words' experts in ascending order, as the
+// router's compaction orders them. One L2 round trip, where the kernel before
+// would have left one CTA doing it alone at its end. CTA 0 publishes the count;
+// returns it. Every thread of the CTA must call it (it synchronises).
+__device__ __forceinline__ int sp_union_from_bits(const int *__restrict__ union_bits, int *ids,
+                                                  int *__restrict__ union_count) {
+    unsigned bw[WPT];
+    int mine = 0;
+#pragma unroll
+    for (int i = 0; i < WPT; ++i) {
+        const int at = (int)threadIdx.x * WPT + i;
+        bw[i] = at < WORDS ? (unsigned)__ldcg(union_bits + at) : 0u;
+        mine += __popc(bw[i]);
+    }
+    int total = 0;
+    int pos = sp_router_block_scan(mine, &total);
+#pragma unroll
+    for (int i = 0; i < WPT; ++i)
+        for (unsigned m = bw[i]; m; m &= m - 1u) ids[pos++] = ((int)threadIdx.x * WPT + i) * 32 + __ffs(m) - 1;
+    if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0) *union_count = total;
+    __syncthreads();
+    return total;
+}
+{% end %}
 {% if p.layout == "t" then %}
 {% include("templates/splitk_finalize.cuh.lua") %}
 // layout=t: Wd = W_down^T [F_ROWS][D_COLS]. reduce={{ p.reduce }}
@@ -74,11 +108,11 @@ __device__ __forceinline__ int sp_neuron(const int *ids, int r) {
 // wrote two kernels back: complete by now, since the kernel before this one
 // released it only after its own wait (and read from L2, where that write is).
 // Either way these are hints: ids are clamped into the weights, never trusted.
-// h_index=neuron (the router folded into gather_upgate, the kernel just before)
-// has no such list yet: it would be the previous layer's, so no prefetch.
+// h_index=neuron or list=bits (the router folded into gather_upgate, the kernel
+// just before) has no such list yet: it would be the previous layer's, so no prefetch.
 __device__ __forceinline__ void sp_down_prefetch(const T *__restrict__ Wd, const int *__restrict__ union_ids,
                                                  const int *__restrict__ union_count) {
-#if defined(SP_PDL) && {{ (p.all_active == 1 or p.h_index ~= "neuron") and 1 or 0 }}
+#if defined(SP_PDL) && {{ (p.all_active == 1 or (p.h_index ~= "neuron" and p.list ~= "bits")) and 1 or 0 }}
 {% if p.all_active == 1 then %}
     const int n_rows = F_ROWS;
     (void)union_ids, (void)union_count;
@@ -128,14 +162,20 @@ __device__ __forceinline__ void sp_row_fma(float (&acc)[BT][VEC], const float *w
 {% end %}
 extern "C" __global__ void __launch_bounds__(THREADS, {{ MIN_BLOCKS }})
 sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
-                  const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm ~= "none" then %},
-                  float *__restrict__ res, const T *__restrict__ norm_w, T *__restrict__ normed, float eps{% end %}) {
+                  {% if p.list == "bits" then %}int{% else %}const int{% end %} *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm ~= "none" then %},
+                  float *__restrict__ res, const T *__restrict__ norm_w, T *__restrict__ normed, float eps{% end %}{% if p.list == "bits" then %},
+                  const int *__restrict__ union_bits{% end %}) {
     sp_down_prefetch(Wd, union_ids, union_count);
 {% if p.norm ~= "none" then %}
     sp_norm_prefetch<D_COLS, true>(norm_w);
 {% end %}
     SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
-{% if STAGE_IDS then %}
+{% if p.list == "bits" then %}
+    __shared__ int ids_s[N_EXPERTS];
+    const int n_rows = sp_union_from_bits(union_bits, ids_s, union_count) * G;
+    const int *ids = ids_s;
+    (void)union_ids;
+{% elseif STAGE_IDS then %}
     // The whole expert list staged in shared memory, its loads issued with the
     // count's: one L2 round trip before the weights, and none in the loop (read
     // from global memory, each step's ids were an L2 round trip its weight loads
@@ -278,15 +318,16 @@ sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *
 #define SUBS (G / VEC)                     // VEC-wide pieces per expert slot
 #define WARPS (THREADS / 32)
 
-// The ROWS output columns c0.. of y, by one warp.
-__device__ __forceinline__ void sp_down_cols(const T *__restrict__ Wd, const T *__restrict__ h,
-                                             const int *__restrict__ union_ids, const int *__restrict__ union_count,
-                                             T *__restrict__ y, int lane, int c0) {
-{% if p.all_active == 1 then %}
-    const int n_items = N_EXPERTS * SUBS;
+{% if p.list == "bits" then %}
+#define SP_UNION_ID(j) (ids[j])  // in shared memory
 {% else %}
-    const int n_items = __ldg(union_count) * SUBS;
+#define SP_UNION_ID(j) __ldg(ids + (j))
 {% end %}
+
+// The ROWS output columns c0.. of y, by one warp; n_active experts of the list ids.
+__device__ __forceinline__ void sp_down_cols(const T *__restrict__ Wd, const T *__restrict__ h, const int *ids,
+                                             int n_active, T *__restrict__ y, int lane, int c0) {
+    const int n_items = n_active * SUBS;
 
     // d is a multiple of 8, so of ROWS: a warp's rows are all in range.
     const T *__restrict__ w0 = Wd + (size_t)c0 * F_ROWS;
@@ -309,7 +350,7 @@ __device__ __forceinline__ void sp_down_cols(const T *__restrict__ Wd, const T *
 {% if p.all_active == 1 then %}
             const int k = i * VEC;
 {% else %}
-            const int k = __ldg(union_ids + i / SUBS) * G + (i % SUBS) * VEC;
+            const int k = SP_UNION_ID(i / SUBS) * G + (i % SUBS) * VEC;
 {% end %}
             ku[u] = k;
 #pragma unroll
@@ -331,7 +372,7 @@ __device__ __forceinline__ void sp_down_cols(const T *__restrict__ Wd, const T *
 {% if p.all_active == 1 then %}
         const int k = it * VEC;
 {% else %}
-        const int k = __ldg(union_ids + it / SUBS) * G + (it % SUBS) * VEC;
+        const int k = SP_UNION_ID(it / SUBS) * G + (it % SUBS) * VEC;
 {% end %}
         float w[ROWS][VEC];
 #pragma unroll
@@ -359,15 +400,28 @@ __device__ __forceinline__ void sp_down_cols(const T *__restrict__ Wd, const T *
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 sprig_gather_down(const T *__restrict__ Wd, const T *__restrict__ h, const int *__restrict__ union_ids,
-                  const int *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm ~= "none" then %},
-                  float *__restrict__ res, const T *__restrict__ norm_w, T *__restrict__ normed, float eps{% end %}) {
+                  {% if p.list == "bits" then %}int{% else %}const int{% end %} *__restrict__ union_count, float *__restrict__ ws, T *__restrict__ y{% if p.norm ~= "none" then %},
+                  float *__restrict__ res, const T *__restrict__ norm_w, T *__restrict__ normed, float eps{% end %}{% if p.list == "bits" then %},
+                  const int *__restrict__ union_bits{% end %}) {
 {% if p.norm ~= "none" then %}
     sp_norm_prefetch<D_COLS, true>(norm_w);
 {% end %}
     SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
+{% if p.all_active == 1 then %}
+    const int *ids = union_ids;
+    const int n_active = N_EXPERTS;
+{% elseif p.list == "bits" then %}
+    __shared__ int ids_s[N_EXPERTS];
+    const int n_active = sp_union_from_bits(union_bits, ids_s, union_count);
+    const int *ids = ids_s;
+    (void)union_ids;
+{% else %}
+    const int *ids = union_ids;
+    const int n_active = __ldg(union_count);
+{% end %}
     const int lane = threadIdx.x & 31;
     const int c0 = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * ROWS;
-    if (c0 < D_COLS) sp_down_cols(Wd, h, union_ids, union_count, y, lane, c0);
+    if (c0 < D_COLS) sp_down_cols(Wd, h, ids, n_active, y, lane, c0);
 {% if p.norm ~= "none" then %}
     sp_norm_epilogue<THREADS, D_COLS, BATCH, {{ p.norm == "set" and "true" or "false" }}, true>(
         reinterpret_cast<unsigned *>(ws + WS_NORM), gridDim.x, y, nullptr, res, norm_w, normed, nullptr, (float)D_COLS,

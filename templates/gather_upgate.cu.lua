@@ -30,7 +30,11 @@
 // of each expert publishes score, mask and bitmap bits, warps whose expert no
 // token uses stream nothing, h is written by neuron (gather_down h_index=neuron
 // reads it so) and exactly 0 for a token that does not use the expert, and the
-// CTA that arrives last compacts the bitmaps into the id lists.
+// CTA that arrives last compacts the bitmaps into the id lists{% if p.union_out == "bits" then %}.
+// union_out=bits: no lists, so no arrival and no CTA left working alone at the
+// end: the union's bitmap goes to union_bits, from which gather_down list=bits
+// takes its rows, and CTA 0 zeroes bits_clear, the bitmap of the call after
+// this one (whose gather_down has read it by now){% end %}.
 #define WORDS {{ (E + 31) // 32 }}  // 32-expert words of one list's bitmap
 #define ROUTE_THREADS THREADS
 #define SP_ROUTE_SIGMOID 1
@@ -115,7 +119,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, {{ p.min_blocks }})
 sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T *__restrict__ x,
                     int *__restrict__ union_ids, int *__restrict__ union_count, unsigned char *__restrict__ mask,
                     T *__restrict__ h, const T *__restrict__ Wr, float *__restrict__ scores, float threshold,
-                    int *__restrict__ ids, int *__restrict__ counts, int *__restrict__ ws) {
+                    int *__restrict__ ids, int *__restrict__ counts, int *__restrict__ ws{% if p.union_out == "bits" then %},
+                    int *__restrict__ union_bits, int *__restrict__ bits_clear{% end %}) {
     // Before the wait: this CTA's router rows, which no kernel writes, asked of L2.
     const int e0 = (int)blockIdx.x * ROWS_PER_CTA / G;  // the CTA's first expert
     sp_prefetch_span(Wr + (size_t)e0 * D_COLS, max(0, min(CTA_EXPERTS, N_EXPERTS - e0)) * D_COLS, threadIdx.x, THREADS);
@@ -138,6 +143,10 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
     }
 {% end %}
     SP_GRID_DEP_WAIT();  // programmatic dependent launch: see common.cuh.lua
+{% if FUSED and p.union_out == "bits" then %}
+    if (blockIdx.x == 0)
+        for (int i = threadIdx.x; i < WORDS; i += THREADS) bits_clear[i] = 0;
+{% end %}
 {% if p.all_active == 1 or FUSED then %}
     const int n_rows = F_ROWS;  // every neuron, in order
 {% else %}
@@ -203,12 +212,19 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
         }
         __syncthreads();
     }
+{% if p.union_out == "bits" then %}
+    (void)ws, (void)ids, (void)counts, (void)union_ids, (void)union_count;
+    unsigned *token_bits = nullptr, *union_words = reinterpret_cast<unsigned *>(union_bits);
+{% else %}
     unsigned *wsu = reinterpret_cast<unsigned *>(ws);  // the arrival counter and bitmaps are bit words
+    unsigned *token_bits = wsu + WS_BITS, *union_words = token_bits + (size_t)BATCH * WORDS;
+{% end %}
     // The first CTA of each expert publishes its score, mask byte and bits.
     if ((int)blockIdx.x * ROWS_PER_CTA % G == 0)
         for (int i = threadIdx.x; i < CTA_EXPERTS * BATCH; i += THREADS) {
             const int j = i / BATCH, b = i % BATCH;
-            if (e0 + j < N_EXPERTS) sp_router_emit(route_score[j][b], e0 + j, b, threshold, scores, mask, wsu + WS_BITS);
+            if (e0 + j < N_EXPERTS)
+                sp_router_emit(route_score[j][b], e0 + j, b, threshold, scores, mask, token_bits, union_words);
         }
     // A warp's rows all belong to one expert (G is a multiple of ROWS): it works if a token uses it.
     const int my_j = min(row0 / G - e0, CTA_EXPERTS - 1);
@@ -306,8 +322,8 @@ sprig_gather_upgate(const T *__restrict__ Wg, const T *__restrict__ Wu, const T 
             }
     }
 {% end %}
-{% if FUSED then %}
+{% if FUSED and p.union_out ~= "bits" then %}
     // Every CTA arrives; the last turns the bitmaps into the id lists (templates/routing.cuh.lua).
-    if (sp_last_arrival(wsu, gridDim.x)) sp_router_compact(wsu + WS_BITS, ids, counts, union_ids, union_count);
+    if (sp_last_arrival(wsu, gridDim.x)) sp_router_compact(token_bits, ids, counts, union_ids, union_count);
 {% end %}
 }

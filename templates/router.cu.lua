@@ -65,7 +65,7 @@ sprig_router(const T *__restrict__ Wr, const T *__restrict__ x, float *__restric
             const float s = sp_warp_sum(acc[r][b][0]);
             // Spread the stores over lanes rather than funnel them through lane 0.
             if (lane == ((r * BATCH + b) & 31) && row0 + r < N_EXPERTS)
-                sp_router_emit(s, row0 + r, b, threshold, scores, mask, bits);
+                sp_router_emit(s, row0 + r, b, threshold, scores, mask, bits, bits + (size_t)BATCH * WORDS);
         }
 {% else %}
     __shared__ float part[SCORE_THREADS / 32][ROWS][BATCH];  // each warp's sums
@@ -83,7 +83,7 @@ sprig_router(const T *__restrict__ Wr, const T *__restrict__ x, float *__restric
             float s = part[wib][r][b];
 #pragma unroll
             for (int j = 1; j < KSPLIT; ++j) s += part[wib + j][r][b];
-            if (row0 + r < N_EXPERTS) sp_router_emit(s, row0 + r, b, threshold, scores, mask, bits);
+            if (row0 + r < N_EXPERTS) sp_router_emit(s, row0 + r, b, threshold, scores, mask, bits, bits + (size_t)BATCH * WORDS);
         }
     }
 {% end %}

@@ -22,16 +22,17 @@ __device__ __forceinline__ bool sp_router_active(float s, float threshold) {
 }
 
 // One expert's score for one token: stored, its mask byte written, and its bit
-// set in the token's and the union's bitmaps (atomicOr: CTAs share words).
+// set in the token's bitmap (token_bits, [BATCH][WORDS]; NULL: none kept) and
+// the union's (atomicOr: CTAs share words).
 __device__ __forceinline__ void sp_router_emit(float s, int e, int b, float threshold, float *scores,
-                                               unsigned char *mask, unsigned *bits) {
+                                               unsigned char *mask, unsigned *token_bits, unsigned *union_bits) {
     scores[(size_t)b * N_EXPERTS + e] = s;
     const bool on = sp_router_active(s, threshold);
     mask[(size_t)b * N_EXPERTS + e] = on ? 1 : 0;
     if (on) {
         const unsigned bit = 1u << (e & 31);
-        atomicOr(bits + (size_t)b * WORDS + (e >> 5), bit);
-        atomicOr(bits + (size_t)BATCH * WORDS + (e >> 5), bit);
+        if (token_bits) atomicOr(token_bits + (size_t)b * WORDS + (e >> 5), bit);
+        atomicOr(union_bits + (e >> 5), bit);
     }
 }
 

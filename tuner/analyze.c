@@ -19,16 +19,17 @@
 
 static double an_elem(const sprig_arg *a) { return !strcmp(a->type, "T") ? 2 : !strcmp(a->type, "u8") ? 1 : 4; }
 
-/* A routed plan gathers its MLP weights and h at `active`: it reads union_ids,
- * or writes it and reads W_up (gather_upgate route=sigmoid routes itself; a
- * router that writes the lists from W_gate's rows, score=silu_abs, reads all
- * of them). */
+/* A routed plan gathers its MLP weights and h at `active`: it reads union_ids
+ * (or the union's bitmap, union_bits), or writes it and reads W_up (gather_upgate
+ * route=sigmoid routes itself; a router that writes the lists from W_gate's
+ * rows, score=silu_abs, reads all of them). */
 static int an_routed(const sprig_plan *plan) {
     int reads_list = 0, writes_list = 0, gathers = 0;
     for (int i = 0; i < plan->n_args; ++i) {
         const sprig_arg *a = &plan->args[i];
         if (a->optional) continue;
-        if (!strcmp(a->role, "union_ids")) reads_list |= a->dir == SPRIG_ARG_IN, writes_list |= a->dir == SPRIG_ARG_OUT;
+        if (!strcmp(a->role, "union_ids") || !strcmp(a->role, "union_bits"))
+            reads_list |= a->dir == SPRIG_ARG_IN, writes_list |= a->dir == SPRIG_ARG_OUT || a->dir == SPRIG_ARG_INOUT;
         gathers |= !strcmp(a->role, "w_up");
     }
     return reads_list || (writes_list && gathers);

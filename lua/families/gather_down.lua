@@ -56,9 +56,13 @@ local F = {
     { name = "h_index", values = { "compact", "neuron" }, default = "compact",
       doc = "compact: h's row r is compact row r (as gather_upgate route=list writes it); neuron: h[t][n] by "
         .. "neuron (gather_upgate route=sigmoid)" },
+    { name = "list", values = { "ids", "bits" }, default = "ids",
+      doc = "routed: where the rows come from: ids, union_ids and union_count; bits, the union's "
+        .. "bitmap (gather_upgate union_out=bits; trailing argument const int *union_bits, bit words), which every CTA "
+        .. "scans itself (union_ids unused, union_count written)" },
   },
-  -- all_active, norm and h_index are part of the problem, not tuning choices.
-  tune = { skip = { "all_active", "norm", "h_index" }, mlp = S.MLP_ALL_ACTIVE },
+  -- all_active, norm, h_index and list are part of the problem, not tuning choices.
+  tune = { skip = { "all_active", "norm", "h_index", "list" }, mlp = S.MLP_ALL_ACTIVE },
 }
 
 local H100_SMS = 132
@@ -128,6 +132,10 @@ local function check_t(req, p)
     return string.format("batch_tile*vec=%d exceeds %d fp32 accumulators per thread; lower batch_tile or vec",
       s.BT * p.vec, MAX_ACC)
   end
+  if p.list == "bits" and (p.all_active == 1 or not s.STAGE_IDS) then
+    return string.format("list=bits needs all_active=0 and the expert list in 8 KiB of shared memory "
+      .. "(%d experts here); use list=ids", req.f // req.g)
+  end
   if p.reduce == "direct" and p.splits ~= 1 then
     return string.format("reduce=direct needs splits=1 (got splits=%d): with several splits the partial sums "
       .. "must meet in ws (reduce=atomic or deterministic)", p.splits)
@@ -135,6 +143,10 @@ local function check_t(req, p)
 end
 
 local function check_n(req, p)
+  if p.list == "bits" and (p.all_active == 1 or req.f // req.g * 4 > 8192) then
+    return string.format("list=bits needs all_active=0 and the expert list in 8 KiB of shared memory "
+      .. "(%d experts here); use list=ids", req.f // req.g)
+  end
   for _, name in ipairs(T_ONLY) do
     if p[name] ~= default_of(name) then
       return string.format("%s applies to layout=t only (layout=n writes y directly from one kernel; "
@@ -182,18 +194,21 @@ end
 function F.args(req, p, v)
   local E, B, al = req.f // req.g, req.batch, A.vec_align(p.vec)
   local ws = (v.workspace_bytes or 0) // 4
+  local bits = p.list == "bits"
   local wd = p.layout == "t"
     and A.ptr("Wd", "T", { req.f, req.d }, { role = "w_down_t", fan_in = req.f, align = al })
     or A.ptr("Wd", "T", { req.d, req.f }, { role = "w_down", fan_in = req.f, align = al })
   local list = {
     wd,
     A.ptr("h", "T", { B, req.f }, { role = "h", align = al }),
-    A.ptr("union_ids", "i32", { E }, { role = "union_ids", optional = p.all_active == 1 }),
-    A.ptr("union_count", "i32", { 1 }, { role = "union_count", optional = p.all_active == 1 }),
+    A.ptr("union_ids", "i32", { E }, { role = "union_ids", optional = p.all_active == 1 or bits }),
+    A.ptr("union_count", "i32", { 1 }, { dir = bits and "out" or "in", role = "union_count",
+                                         optional = p.all_active == 1 }),
     A.ptr("ws", "f32", { ws }, { dir = "scratch", align = 16, optional = ws == 0 }),
     A.ptr("y", "T", { B, req.d }, { dir = "out", role = "y", align = 8 }),
   }
   if p.norm ~= "none" then S.norm_args(list, A, B, req.d) end
+  if bits then list[#list + 1] = A.ptr("union_bits", "i32", { (E + 31) // 32 }, { role = "union_bits" }) end
   return list
 end
 

@@ -38,6 +38,10 @@ local F = {
       doc = "list: the union list comes from the router kernel; sigmoid: the LTE router folded in (Wr, "
         .. "threshold = logit(tau)): each CTA scores its experts, unused ones stream nothing, h is by neuron "
         .. "(gather_down h_index=neuron) and the last CTA writes the id lists" },
+    { name = "union_out", values = { "lists", "bits" }, default = "lists",
+      doc = "route=sigmoid's output: lists, the last CTA compacts the bitmaps into the id lists; bits, no "
+        .. "arrival and no lists: the union's bitmap to union_bits (for gather_down list=bits), and CTA 0 zeroes "
+        .. "bits_clear (the next call's bitmap; two trailing arguments int *union_bits, *bits_clear, bit words)" },
     { name = "gate", values = { "weights", "scores" }, default = "weights",
       doc = "weights: gate = x . Wg[n]; scores: gate = scores[t][n], the fp32 scores of a router that scored "
         .. "W_gate's rows (training-free mode, g = 1; one more trailing argument const float *gate_scores "
@@ -45,7 +49,7 @@ local F = {
   },
   -- route and gate are the backend's choice of pipeline, not tuning axes: they
   -- take the tuned parameters of the routed (all_active=0) key
-  tune = { skip = { "route", "gate" }, mlp = S.MLP_ALL_ACTIVE },
+  tune = { skip = { "route", "gate", "union_out" }, mlp = S.MLP_ALL_ACTIVE },
 }
 
 -- Each lane keeps rows_per_warp * batch * 2 (gate, up) fp32 accumulators.
@@ -74,6 +78,9 @@ function F.check(req, p)
         .. "lower rows_per_warp or threads", p.route, math.max(1, rpc // req.g) * req.batch)
     end
   end
+  if p.union_out == "bits" and p.route == "list" then
+    return "union_out=bits is route=sigmoid's (the router folded in): it needs route=sigmoid"
+  end
   if p.gate == "scores" and (req.g ~= 1 or p.all_active == 1 or p.route ~= "list" or p.interleave == 1) then
     return "gate=scores takes the gates from a router that scored W_gate's rows: it needs g=1, all_active=0, "
       .. "route=list and interleave=0"
@@ -92,8 +99,9 @@ function F.plan(req, p)
   return {
     kernels = { { name = "sprig_gather_upgate", grid = { (req.f + rows_per_cta - 1) // rows_per_cta, 1, 1 },
                   block = { p.threads, 1, 1 }, smem = 0 } },
-    -- route=sigmoid: the arrival counter, then (batch + 1) bitmaps (the router family's layout)
-    workspace = p.route ~= "list" and (1 + (req.batch + 1) * words + 3) // 4 * 16 or nil,
+    -- route=sigmoid: the arrival counter, then (batch + 1) bitmaps (the router family's layout);
+    -- union_out=bits keeps none of them
+    workspace = p.route ~= "list" and p.union_out ~= "bits" and (1 + (req.batch + 1) * words + 3) // 4 * 16 or nil,
   }
 end
 
@@ -101,22 +109,29 @@ function F.args(req, p, v)
   local E, B, al = req.f // req.g, req.batch, A.vec_align(p.vec)
   local il, routed = p.interleave == 1, p.all_active == 0
   if p.route ~= "list" then
-    return {
+    local bits = p.union_out == "bits" -- no lists: those arguments are unused (may be NULL)
+    local list = {
       il and A.ptr("Wg", "T", { 2 * req.f, req.d }, { role = "w_gate_up", fan_in = req.d, align = al })
          or A.ptr("Wg", "T", { req.f, req.d }, { role = "w_gate", fan_in = req.d, align = al }),
       A.ptr("Wu", "T", { req.f, req.d }, { role = "w_up", fan_in = req.d, align = al, optional = il }),
       A.ptr("x", "T", { B, req.d }, { role = "x", align = p.x_smem == 1 and 16 or al }),
-      A.ptr("union_ids", "i32", { E }, { dir = "out", role = "union_ids" }),
-      A.ptr("union_count", "i32", { 1 }, { dir = "out", role = "union_count" }),
+      A.ptr("union_ids", "i32", { E }, { dir = "out", role = "union_ids", optional = bits }),
+      A.ptr("union_count", "i32", { 1 }, { dir = "out", role = "union_count", optional = bits }),
       A.ptr("mask", "u8", { B, E }, { dir = "out", role = "mask" }),
       A.ptr("h", "T", { B, req.f }, { dir = "out", role = "h" }),
       A.ptr("Wr", "T", { E, req.d }, { role = "w_router", fan_in = req.d, align = al }),
       A.ptr("scores", "f32", { B, E }, { dir = "out", role = "scores" }),
       A.scalar("threshold", "f32", { role = "threshold" }),
-      A.ptr("ids", "i32", { B, E }, { dir = "out", role = "ids" }),
-      A.ptr("counts", "i32", { B }, { dir = "out", role = "counts" }),
-      A.ptr("ws", "i32", { ((v and v.workspace_bytes) or 0) // 4 }, { dir = "scratch" }),
+      A.ptr("ids", "i32", { B, E }, { dir = "out", role = "ids", optional = bits }),
+      A.ptr("counts", "i32", { B }, { dir = "out", role = "counts", optional = bits }),
+      A.ptr("ws", "i32", { ((v and v.workspace_bytes) or 0) // 4 }, { dir = "scratch", optional = bits }),
     }
+    if bits then
+      local words = (E + 31) // 32
+      list[#list + 1] = A.ptr("union_bits", "i32", { words }, { dir = "inout", role = "union_bits" })
+      list[#list + 1] = A.ptr("bits_clear", "i32", { words }, { dir = "out", role = "bits_clear" })
+    end
+    return list
   end
   local list = {
     il and A.ptr("Wg", "T", { 2 * req.f, req.d }, { role = "w_gate_up", fan_in = req.d, align = al })
@@ -149,6 +164,14 @@ function F.perf(req, p, v, active)
     -- dependent round trips; the last CTA's arrival and compaction as the router's.
     local E, B = req.f // req.g, req.batch
     local lists, words = B + 1, (E + 31) // 32
+    if p.union_out == "bits" then
+      -- no arrival: the bitmap's atomics are left to drain with the kernel, no CTA
+      -- compacts alone at the end (gather_down list=bits reads the bitmap)
+      return { { read = E * req.d * 2 + 2 * ctas * rpc * req.d * 2 + B * req.d * 2,
+                 write = B * rows * 2 + B * E * 5 + 2 * words * 4, -- h, scores and mask, two bitmaps
+                 inflight = 2 * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
+                 rounds = 2, l2_rounds = 0, prefetch = true } }
+    end
     return { { read = E * req.d * 2 + 2 * ctas * rpc * req.d * 2 + B * req.d * 2 + lists * words * 4,
                write = B * rows * 2 + B * E * 9 + E * 4 + B * 4 + 4 + lists * words * 4,
                inflight = 2 * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,

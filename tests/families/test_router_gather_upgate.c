@@ -487,14 +487,20 @@ static void emu_upgate(sprig_gen *gen, int d, int f, const char *dtype, int B, i
  * scores near the float64 ones; mask, ids, counts and the union exactly the
  * rule on the kernel's own scores; h by neuron near sp_ref_swiglu for every
  * expert in the union (exactly 0 for a token that does not use it) and still
- * poisoned for the others; y near sp_ref_down over the same mask. */
+ * poisoned for the others; y near sp_ref_down over the same mask.
+ * bits (gather_upgate union_out=bits -> gather_down list=bits): no lists; the two
+ * runs take two bitmaps in turn, as two layers do (each run's bits_clear, the
+ * other, poisoned first, must come back zero), and the union is read from the
+ * second run's bitmap and gather_down's union_count. */
 static void emu_fused(sprig_gen *gen, int d, int f, const char *dtype, int B, int g, const char *params,
-                      const char *down_params) {
-    const int bf16 = !strcmp(dtype, "bf16"), E = f / g;
+                      const char *down_params, int bits) {
+    const int bf16 = !strcmp(dtype, "bf16"), E = f / g, words = (E + 31) / 32;
     sp_emu_module *mod = NULL, *dmod = NULL;
     char up_params[256], dn_params[256];
-    snprintf(up_params, sizeof up_params, "route=sigmoid%s%s", params ? "," : "", params ? params : "");
-    snprintf(dn_params, sizeof dn_params, "h_index=neuron%s%s", down_params ? "," : "", down_params ? down_params : "");
+    snprintf(up_params, sizeof up_params, "route=sigmoid%s%s%s", bits ? ",union_out=bits" : "", params ? "," : "",
+             params ? params : "");
+    snprintf(dn_params, sizeof dn_params, "h_index=neuron%s%s%s", bits ? ",list=bits" : "", down_params ? "," : "",
+             down_params ? down_params : "");
     sprig_plan *p = emu_plan(gen, "gather_upgate", d, f, dtype, B, g, up_params, &mod);
     sprig_plan *dp = emu_plan(gen, "gather_down", d, f, dtype, B, g, dn_params, &dmod);
     const size_t fd = (size_t)f * d, Bf = (size_t)B * f, BE = (size_t)B * E, Ed = (size_t)E * d;
@@ -517,27 +523,29 @@ static void emu_fused(sprig_gen *gen, int d, int f, const char *dtype, int B, in
     sp_ref_transpose(Wd_bits, WdT_bits, d, f, 2); /* layout=t: [f][d] */
     const float threshold = (float)log(0.6 / 0.4) * 0.5f;
     unsigned *ws = calloc((p ? p->workspace_bytes : 0) / 4 + 1, 4), *dws = calloc((dp ? dp->workspace_bytes : 0) / 4 + 1, 4);
+    unsigned *ubits[2] = {calloc((size_t)words, 4), calloc((size_t)words, 4)};
     sp_kargs k, kd;
     void **args = NULL, **dargs = NULL;
     sprig_status st = p && dp ? SPRIG_OK : SPRIG_E_INVALID;
-    if (st == SPRIG_OK) {
+    ++checks;
+    for (int run = 0; run < 2 && st == SPRIG_OK; ++run) {
         sp_kargs_init(&k, p);
         fh_ptr(&k, "Wg", Wg_bits), fh_ptr(&k, "Wu", Wu_bits), fh_ptr(&k, "x", x_bits);
         fh_ptr(&k, "union_ids", uids), fh_ptr(&k, "union_count", &ucount), fh_ptr(&k, "mask", mask);
         fh_ptr(&k, "h", h), fh_ptr(&k, "Wr", Wr_bits), fh_ptr(&k, "scores", scores);
         sp_kargs_f32(&k, "threshold", threshold);
         fh_ptr(&k, "ids", ids), fh_ptr(&k, "counts", counts), fh_ptr(&k, "ws", ws);
+        if (bits) fh_ptr(&k, "union_bits", ubits[run % 2]), fh_ptr(&k, "bits_clear", ubits[(run + 1) % 2]);
         st = sp_kargs_finish(&k, &args);
-    }
-    if (st == SPRIG_OK) {
+        if (st != SPRIG_OK) break;
         sp_kargs_init(&kd, dp);
         const int layout_n = down_params && strstr(down_params, "layout=n") != NULL; /* W_down as stored */
         fh_ptr(&kd, "Wd", layout_n ? Wd_bits : WdT_bits), fh_ptr(&kd, "h", h), fh_ptr(&kd, "union_ids", uids);
         fh_ptr(&kd, "union_count", &ucount), fh_ptr(&kd, "ws", dws), fh_ptr(&kd, "y", y);
+        if (bits) fh_ptr(&kd, "union_bits", ubits[run % 2]);
         st = sp_kargs_finish(&kd, &dargs);
-    }
-    ++checks;
-    for (int run = 0; run < 2 && st == SPRIG_OK; ++run) {
+        if (st != SPRIG_OK) break;
+        if (bits) memset(ubits[(run + 1) % 2], 0xa5, 4 * (size_t)words); /* poison: the run must clear it */
         for (size_t i = 0; i < BE; ++i) scores[i] = NAN, ids[i] = -7, mask[i] = 9; /* poison */
         for (int i = 0; i < B; ++i) counts[i] = -7;
         for (int i = 0; i < E; ++i) uids[i] = -7;
@@ -551,6 +559,19 @@ static void emu_fused(sprig_gen *gen, int d, int f, const char *dtype, int B, in
     for (size_t i = 0; p && i < p->workspace_bytes / 4; ++i) dirty += ws[i] != 0;
     CHECK_MSG(dirty == 0, "%s: %zu workspace words left non-zero", p ? p->key : "", dirty);
     CHECK_MSG(st == SPRIG_OK, "%s: %s", p ? p->key : up_params, sprig_last_error());
+    if (st == SPRIG_OK && bits) {
+        /* no lists: those the bitmap and the mask name, for check_routing; the other bitmap cleared */
+        int cleared = 1, n = 0;
+        for (int w = 0; w < words; ++w) cleared &= ubits[0][w] == 0u;
+        CHECK_MSG(cleared, "%s: bits_clear was not cleared", p->key);
+        for (int e = 0; e < E; ++e)
+            if (ubits[1][e / 32] >> (e % 32) & 1u) uids[n++] = e;
+        for (int t = 0; t < B; ++t) {
+            counts[t] = 0;
+            for (int e = 0; e < E; ++e)
+                if (mask[(size_t)t * E + e] == 1) ids[(size_t)t * E + counts[t]++] = e;
+        }
+    }
     if (st == SPRIG_OK) {
         sp_ref_router_scores(Wr, x, sref, E, d, B);
         rucount = check_routing(p->key, SP_REF_RULE_SIGMOID, threshold, B, E, scores, sref, mask, ids, counts, uids,
@@ -593,7 +614,7 @@ static void emu_fused(sprig_gen *gen, int d, int f, const char *dtype, int B, in
     }
     free(Wg), free(Wu), free(Wd), free(Wr), free(x), free(scores), free(Wg_bits), free(Wu_bits), free(Wd_bits);
     free(WdT_bits), free(Wr_bits), free(x_bits), free(h), free(y), free(mask), free(rmask), free(ids), free(counts);
-    free(uids), free(ruids), free(sref), free(hd), free(yref), free(ws), free(dws);
+    free(uids), free(ruids), free(sref), free(hd), free(yref), free(ws), free(dws), free(ubits[0]), free(ubits[1]);
     if (mod) sp_emu_module_free(mod);
     if (dmod) sp_emu_module_free(dmod);
     sprig_plan_free(p);
@@ -614,9 +635,15 @@ static void test_emulated(sprig_gen *gen) {
     emu_upgate(gen, 264, 256, "bf16", 2, 1, "gate=scores,ksplit=4,threads=128,rows_per_warp=2", 0, 0);
     /* the router folded in: a CTA per expert's share (8 rows of 16), two experts a CTA (64 rows of 32:
        rows_per_warp 4, 16 warps), and ksplit warps sharing rows; layouts t and n of the down side */
-    emu_fused(gen, 520, 512, "fp16", 1, 16, NULL, NULL);
-    emu_fused(gen, 264, 1024, "bf16", 3, 32, "threads=512,rows_per_warp=4", "layout=n,vec=8");
-    emu_fused(gen, 520, 512, "bf16", 5, 16, "ksplit=4,threads=256,rows_per_warp=2,x_smem=1", "splits=2");
+    emu_fused(gen, 520, 512, "fp16", 1, 16, NULL, NULL, 0);
+    emu_fused(gen, 264, 1024, "bf16", 3, 32, "threads=512,rows_per_warp=4", "layout=n,vec=8", 0);
+    emu_fused(gen, 520, 512, "bf16", 5, 16, "ksplit=4,threads=256,rows_per_warp=2,x_smem=1", "splits=2", 0);
+    /* the union as a bitmap, compacted by every gather_down CTA: one token; five, 2 splits; 1056 experts
+     * (33 words on 64 threads, 5 column blocks); layout n */
+    emu_fused(gen, 520, 512, "fp16", 1, 16, NULL, NULL, 1);
+    emu_fused(gen, 520, 512, "bf16", 5, 16, "ksplit=4,threads=256,rows_per_warp=2", "splits=2", 1);
+    emu_fused(gen, 264, 1056, "fp16", 2, 1, "threads=64,ksplit=2", "threads=64,cols_per_cta=64,vec=2", 1);
+    emu_fused(gen, 264, 1024, "bf16", 3, 32, "threads=512,rows_per_warp=4", "layout=n,vec=8", 1);
 }
 
 int main(void) {
