@@ -88,6 +88,8 @@ static sprig_status prepare_layer(sp_gpu *g, int l, int any_dense, int any_lte) 
     return SPRIG_OK;
 }
 
+static int uses_bits(const gpu_layer *G);
+
 sprig_status sp_gpu_mlp_prepare(sp_gpu *g) {
     int any_dense = 0, any_lte = 0;
     for (int l = 0; l < g->L; ++l) {
@@ -109,6 +111,10 @@ sprig_status sp_gpu_mlp_prepare(sp_gpu *g) {
         sprig_status s = prepare_layer(g, l, any_dense, any_lte);
         if (s != SPRIG_OK) return sp_wrap(s, "layer %d MLP", l);
     }
+    int bits_layers = 0;
+    for (int l = 0; l < g->L; ++l) bits_layers += uses_bits(&g->layers[l]);
+    if (bits_layers == 1) /* it would have to clear its own bitmap (next_layer_bits) */
+        return sp_fail(SPRIG_E_INTERNAL, "one LTE layer alone passes its experts as a bitmap");
     return SPRIG_OK;
 }
 
