@@ -145,7 +145,6 @@ struct sp_gpu {
     sp_dptr union_bits;                /* u32 [L][bits_words]: each layer's union bitmap, LTE with the router
                                         * folded in (gather_upgate union_out=bits -> gather_down list=bits) */
     int bits_words;
-    int lte_layers;                    /* layers of kind GPU_MLP_LTE */
     /* kernels (owned by the set; the per-layer ones are in gpu_layer) */
     sp_gpu_kernel *norm_embed, *gemv_lm, *attn;
     float lte_threshold;               /* logit(tau) */

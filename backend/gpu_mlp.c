@@ -53,12 +53,12 @@ static sprig_status take_layout(sp_gpu *g, const gpu_mlp_path *p) {
 /* The layout to force: none until the first main path has chosen one. */
 static const char *forced_layout(const sp_gpu *g) { return g->down_layout[0] ? g->down_layout : NULL; }
 
-static sprig_status prepare_layer(sp_gpu *g, int l, int any_dense, int any_lte) {
+static sprig_status prepare_layer(sp_gpu *g, int l, int any_dense, int lte_layers) {
     gpu_layer *G = &g->layers[l];
     const sp_lte_config *lte = &g->cfg->lte;
     /* all_active ignores g; the expert size keeps layout=n (g % vec == 0) possible */
     G->dense.g = lte->enabled ? lte->expert_size : 1;
-    if (any_lte) {
+    if (lte_layers > 0) {
         G->lte.g = lte->expert_size;
         if (g->fused_router) { /* one launch: gather_upgate scores the experts itself */
             G->lte.router = NULL;
@@ -68,7 +68,7 @@ static sprig_status prepare_layer(sp_gpu *g, int l, int any_dense, int any_lte) 
              * so two are needed; else, or where gather_down cannot take the bitmap, the
              * id lists */
             sprig_status s = SPRIG_E_INVALID;
-            if (g->lte_layers >= 2)
+            if (lte_layers >= 2)
                 s = load_gathers(g, G, &G->lte, "", "route=sigmoid,union_out=bits", "h_index=neuron,list=bits",
                                  forced_layout(g), SP_GPU_EXPECTED_SPARSITY);
             if (s != SPRIG_OK)
@@ -91,14 +91,12 @@ static sprig_status prepare_layer(sp_gpu *g, int l, int any_dense, int any_lte) 
 static int uses_bits(const gpu_layer *G);
 
 sprig_status sp_gpu_mlp_prepare(sp_gpu *g) {
-    int any_dense = 0, any_lte = 0;
+    int any_dense = 0, lte_layers = 0;
     for (int l = 0; l < g->L; ++l) {
         any_dense |= g->layers[l].kind == GPU_MLP_DENSE;
-        any_lte |= g->layers[l].kind == GPU_MLP_LTE;
+        lte_layers += g->layers[l].kind == GPU_MLP_LTE;
     }
-    g->lte_layers = 0;
-    for (int l = 0; l < g->L; ++l) g->lte_layers += g->layers[l].kind == GPU_MLP_LTE;
-    if (any_lte) {
+    if (lte_layers > 0) {
         const double tau = g->cfg->lte.threshold;
         g->lte_threshold = (float)log(tau / (1.0 - tau));
     }
@@ -108,7 +106,7 @@ sprig_status sp_gpu_mlp_prepare(sp_gpu *g) {
             G->dense = G[-1].dense, G->lte = G[-1].lte;
             continue;
         }
-        sprig_status s = prepare_layer(g, l, any_dense, any_lte);
+        sprig_status s = prepare_layer(g, l, any_dense, lte_layers);
         if (s != SPRIG_OK) return sp_wrap(s, "layer %d MLP", l);
     }
     int bits_layers = 0;

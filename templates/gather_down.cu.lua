@@ -112,7 +112,7 @@ __device__ __forceinline__ int sp_neuron(const int *ids, int r) {
 // just before) has no such list yet: it would be the previous layer's, so no prefetch.
 __device__ __forceinline__ void sp_down_prefetch(const T *__restrict__ Wd, const int *__restrict__ union_ids,
                                                  const int *__restrict__ union_count) {
-#if defined(SP_PDL) && {{ (p.all_active == 1 or (p.h_index ~= "neuron" and p.list ~= "bits")) and 1 or 0 }}
+#if defined(SP_PDL) && {{ PREFETCH and 1 or 0 }}
 {% if p.all_active == 1 then %}
     const int n_rows = F_ROWS;
     (void)union_ids, (void)union_count;

@@ -105,6 +105,10 @@ local function shape_t(req, p)
   -- layout t, routed: the expert list staged in shared memory where it fits in
   -- 8 KiB (every LTE shape; not threshold mode's list of every neuron)
   s.STAGE_IDS = p.all_active == 0 and req.f // req.g * 4 <= 8192
+  -- whether it prefetches its first rows before the wait: not where its list is
+  -- written by the kernel just before (h_index=neuron, list=bits: gather_upgate
+  -- with the router folded in), whose list there then is the previous layer's
+  s.PREFETCH = p.all_active == 1 or (p.h_index ~= "neuron" and p.list ~= "bits")
   -- ws: the sums (atomic: [B][d]; deterministic: [splits][B][d]), then one
   -- arrival counter per output block (GRID_X x TILES), rounded to 16 bytes.
   local sums = p.reduce == "atomic" and req.batch * req.d or p.reduce == "deterministic" and s.SPLITS * req.batch * req.d or 0
@@ -241,7 +245,7 @@ local function main_perf(req, p, v, active)
   return { read = main_read + sums, write = B * req.d * 2 + (p.reduce == "atomic" and sums or 0),
            inflight = p.unroll, load_bytes = 2 * p.vec, working = v.GRID_X * v.SPLITS * v.TILES, rounds = 1,
            l2_rounds = (p.all_active == 1 and 0 or 1) + (folded and 2 or 0), grid_syncs = folded and 1 or 0,
-           prefetch = p.all_active == 1 or p.h_index ~= "neuron" }
+           prefetch = v.PREFETCH }
 end
 
 -- Whether the folded norm finalizes the atomic sums itself (the template's test).

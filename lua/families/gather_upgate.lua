@@ -164,19 +164,22 @@ function F.perf(req, p, v, active)
     -- dependent round trips; the last CTA's arrival and compaction as the router's.
     local E, B = req.f // req.g, req.batch
     local lists, words = B + 1, (E + 31) // 32
+    local e = { read = E * req.d * 2 + 2 * ctas * rpc * req.d * 2 + B * req.d * 2,
+                write = B * rows * 2 + B * E * 5, -- h, scores and mask
+                inflight = 2 * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
+                rounds = 2, l2_rounds = 0, prefetch = true }
     if p.union_out == "bits" then
-      -- no arrival: the bitmap's atomics are left to drain with the kernel, no CTA
-      -- compacts alone at the end (gather_down list=bits reads the bitmap)
-      return { { read = E * req.d * 2 + 2 * ctas * rpc * req.d * 2 + B * req.d * 2,
-                 write = B * rows * 2 + B * E * 5 + 2 * words * 4, -- h, scores and mask, two bitmaps
-                 inflight = 2 * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
-                 rounds = 2, l2_rounds = 0, prefetch = true } }
+      -- no arrival: the bitmap's atomics drain with the kernel and no CTA compacts
+      -- alone at the end (gather_down list=bits reads the bitmap): the union's
+      -- bitmap and the one cleared
+      e.write = e.write + 2 * words * 4
+    else
+      e.read = e.read + lists * words * 4
+      e.write = e.write + B * E * 4 + E * 4 + B * 4 + 4 + lists * words * 4
+      e.l2_rounds = 2 + S.compaction_rounds(lists, words, p.threads)
+      e.tail, e.grid_syncs = S.compaction_rounds(lists, words, p.threads), 1
     end
-    return { { read = E * req.d * 2 + 2 * ctas * rpc * req.d * 2 + B * req.d * 2 + lists * words * 4,
-               write = B * rows * 2 + B * E * 9 + E * 4 + B * 4 + 4 + lists * words * 4,
-               inflight = 2 * p.unroll * p.rows_per_warp, load_bytes = 2 * p.vec, working = ctas,
-               rounds = 2, l2_rounds = 2 + S.compaction_rounds(lists, words, p.threads),
-               tail = S.compaction_rounds(lists, words, p.threads), grid_syncs = 1, prefetch = true } }
+    return { e }
   end
   local mats = p.gate == "scores" and 1 or 2 -- gate=scores streams the up rows alone
   return { { read = mats * ctas * rpc * req.d * 2 + req.batch * req.d * 2 + (mats == 1 and req.batch * rows * 4 or 0),
